@@ -1,0 +1,306 @@
+"""Runs the stage DAG: topological order, content-keyed caching, staged publishing, MLMD records."""
+
+from __future__ import annotations
+
+import dataclasses
+import getpass
+import logging
+import os
+import shutil
+import signal
+import socket
+import time
+import uuid
+from dataclasses import dataclass, field
+from graphlib import TopologicalSorter
+from pathlib import Path
+from typing import Any
+
+from ml_metadata.proto import metadata_store_pb2 as pb
+
+from beam_pipeline import __version__
+from beam_pipeline.artifacts import Artifact, digest, stage_dir, staging_dir
+from beam_pipeline.config import Config, to_dict
+from beam_pipeline.errors import ConfigError, PipelineError, StageFailed, ValidationFailed
+from beam_pipeline.metadata import Store, props
+from beam_pipeline.stage import Prepared, Stage, StageContext
+
+log = logging.getLogger(__name__)
+
+KILL_ENV = "BEAM_PIPELINE_KILL_AT"  # fault injection: SIGKILL this process inside the named stage
+
+
+@dataclass
+class RunResult:
+    """The machine-readable summary `run --json` prints (DESIGN.md fixes its shape)."""
+
+    run_id: str
+    status: str = "running"
+    stages: dict[str, dict[str, Any]] = field(default_factory=dict)
+    anomalies: list[dict[str, str]] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)
+    blessed: bool | None = None
+    model_version: int | None = None
+    pushed_version: int | None = None
+    error: str | None = None
+    exit_code: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d.pop("exit_code")
+        return d
+
+
+def order(stages: dict[str, Stage]) -> list[str]:
+    graph = {
+        name: {ref.split(".")[0] for ref in s.inputs.values() if ref.split(".")[0] in stages}
+        for name, s in stages.items()
+    }
+    return list(TopologicalSorter(graph).static_order())
+
+
+def select(
+    names: list[str], from_: str | None, to: str | None, only: str | None
+) -> list[str]:
+    for flag, value in (("--from", from_), ("--to", to), ("--only", only)):
+        if value is not None and value not in names:
+            raise ConfigError(f"{flag}: unknown stage {value!r}; expected one of {names}")
+    if only:
+        return [only]
+    start = names.index(from_) if from_ else 0
+    end = names.index(to) + 1 if to else len(names)
+    return names[start:end]
+
+
+class Orchestrator:
+    def __init__(
+        self,
+        config: Config,
+        stages: dict[str, Stage],
+        *,
+        beam_args: list[str] | None = None,
+        use_cache: bool = True,
+        command: str = "",
+    ) -> None:
+        self.config = config
+        self.stages = stages
+        self.beam_args = beam_args or []
+        self.use_cache = use_cache
+        self.command = command or f"beam-pipeline run {config.source_file}"
+        self.store = Store(config)
+
+    # ------------------------------------------------------------------------------------------
+
+    def run(
+        self, from_: str | None = None, to: str | None = None, only: str | None = None
+    ) -> RunResult:
+        names = order(self.stages)
+        selected = select(names, from_, to, only)
+        run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
+        result = RunResult(run_id)
+        started = time.time()
+        run_ctx = self.store.run_context(
+            run_id, started=started, status="running", command=self.command,
+            user=getpass.getuser(), config=self.config.source_file,
+        )
+        needed = self._needed(selected)
+        available: dict[str, Artifact] = {}
+        try:
+            for name in names:
+                stage = self.stages[name]
+                if name not in selected:
+                    if name in needed:
+                        available.update(self._latest_outputs(stage))
+                    result.stages[name] = {"status": "skipped"}
+                    continue
+                if result.status != "running":
+                    result.stages[name] = {"status": "skipped"}
+                    continue
+                self._run_stage(stage, run_ctx, available, result)
+            if result.status == "running":
+                result.status = "completed"
+        except PipelineError as exc:
+            result.error = str(exc)
+            result.exit_code = exc.exit_code
+            if isinstance(exc, ValidationFailed):
+                result.status = "stopped"
+                result.anomalies = exc.anomalies
+            else:
+                result.status = "failed"
+            for name in names:
+                result.stages.setdefault(name, {"status": "skipped"})
+        finally:
+            self.store.run_context(
+                run_id, status=result.status, finished=time.time(),
+                seconds=round(time.time() - started, 3), summary=result.to_json(),
+            )
+        return result
+
+    def _needed(self, selected: list[str]) -> set[str]:
+        """Stages outside the selection whose outputs the selected stages read."""
+        needed: set[str] = set()
+        for name in selected:
+            for ref in self.stages[name].inputs.values():
+                needed.add(ref.split(".")[0])
+        return needed - set(selected)
+
+    def _latest_outputs(self, stage: Stage) -> dict[str, Artifact]:
+        """Outputs of the newest completed execution of a stage (for --from/--only)."""
+        for ex in sorted(self.store.executions(stage.name), key=lambda e: -e.id):
+            if ex.last_known_state in (pb.Execution.COMPLETE, pb.Execution.CACHED):
+                outs = self.store.execution_outputs(ex.id)
+                if outs and all(_usable(a) for a in outs.values()):
+                    return {f"{stage.name}.{k}": a for k, a in outs.items()}
+        return {}
+
+    # ------------------------------------------------------------------------------------------
+
+    def _run_stage(
+        self, stage: Stage, run_ctx: pb.Context, available: dict[str, Artifact], result: RunResult
+    ) -> None:
+        t0 = time.time()
+        inputs: dict[str, Artifact] = {}
+        for key, ref in stage.inputs.items():
+            if ref in available:
+                inputs[key] = available[ref]
+            elif key not in stage.optional_inputs:
+                raise StageFailed(
+                    stage.name,
+                    f"input {key!r} ({ref}) has no completed result; run {ref.split('.')[0]!r} first",
+                    self.command,
+                )
+        section = self.config.section(stage.name)
+        ctx = StageContext(stage.name, self.config, self.store, result.run_id, Path(), self.beam_args)
+        try:
+            prepared = stage.prepare(section, inputs, ctx) if stage.prepare else Prepared()
+        except PipelineError:
+            raise
+        except Exception as exc:
+            raise StageFailed(stage.name, f"{type(exc).__name__}: {exc}", self.command) from exc
+        all_inputs = {**inputs, **prepared.inputs}
+        cache_key = digest(
+            stage.name, to_dict(section), __version__, prepared.key,
+            {k: a.fingerprint for k, a in sorted(all_inputs.items())},
+        )
+        base_props = {
+            "run_id": result.run_id, "cache_key": cache_key, "config": to_dict(section),
+            "module_hash": prepared.key.get("module_hash", ""), "started": t0,
+            "pid": os.getpid(), "host": socket.gethostname(),
+        }
+        self._abandon_dead(stage.name)
+        cached = self._cached(stage, cache_key) if self.use_cache else None
+        if cached is not None:
+            exec_id = self.store.start_execution(stage.name, run_ctx, base_props)
+            self.store.finish_execution(
+                exec_id, pb.Execution.CACHED, run_ctx, all_inputs, cached,
+                {"seconds": round(time.time() - t0, 3)},
+            )
+            log.info("%s: cached (execution %s)", stage.name, exec_id)
+            self._record(stage, result, "cached", t0, cached, available)
+            return
+
+        exec_id = self.store.start_execution(stage.name, run_ctx, base_props)
+        tmp = staging_dir(self.config.root, stage.name, exec_id)
+        final = stage_dir(self.config.root, stage.name, exec_id)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        ctx = dataclasses.replace(ctx, output_dir=tmp, prepared=prepared.state)
+        log.info("%s: started (execution %s)", stage.name, exec_id)
+        try:
+            outputs = stage.run(section, inputs, ctx)
+            missing = set(stage.outputs) - set(outputs)
+            if missing:
+                raise StageFailed(stage.name, f"did not produce outputs {sorted(missing)}")
+            if os.environ.get(KILL_ENV) == stage.name:
+                os.kill(os.getpid(), signal.SIGKILL)
+        except BaseException as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            self.store.finish_execution(
+                exec_id, pb.Execution.FAILED, run_ctx, all_inputs, {},
+                {"error": f"{type(exc).__name__}: {exc}", "seconds": round(time.time() - t0, 3)},
+            )
+            result.stages[stage.name] = {"status": "failed", "seconds": round(time.time() - t0, 2)}
+            if isinstance(exc, StageFailed):
+                raise StageFailed(stage.name, str(exc).split(": ", 1)[-1], self.command) from exc
+            if isinstance(exc, PipelineError):
+                raise
+            if isinstance(exc, Exception):
+                raise StageFailed(stage.name, f"{type(exc).__name__}: {exc}", self.command) from exc
+            raise
+        # Publish: move the staged folder into place, then register the artifacts LIVE.
+        os.replace(tmp, final)
+        for key, art in outputs.items():
+            art.uri = str(final / Path(art.uri).relative_to(tmp))
+            art.fingerprint = art.fingerprint or digest(cache_key, key)
+        self.store.finish_execution(
+            exec_id, pb.Execution.COMPLETE, run_ctx, all_inputs, outputs,
+            {"seconds": round(time.time() - t0, 3)},
+        )
+        log.info("%s: completed in %.1f s → %s", stage.name, time.time() - t0, final)
+        self._record(stage, result, "completed", t0, outputs, available)
+
+    def _record(
+        self,
+        stage: Stage,
+        result: RunResult,
+        status: str,
+        t0: float,
+        outputs: dict[str, Artifact],
+        available: dict[str, Artifact],
+    ) -> None:
+        result.stages[stage.name] = {
+            "status": status,
+            "seconds": round(time.time() - t0, 2),
+            "outputs": {k: a.brief() for k, a in outputs.items()},
+        }
+        for key, art in outputs.items():
+            available[f"{stage.name}.{key}"] = art
+        if stage.gate is not None:
+            try:
+                stage.gate(self.config.section(stage.name), outputs)
+            except ValidationFailed:
+                result.stages[stage.name]["status"] = "stopped"
+                raise
+
+    def _cached(self, stage: Stage, cache_key: str) -> dict[str, Artifact] | None:
+        for ex in sorted(self.store.executions(stage.name), key=lambda e: -e.id):
+            if ex.last_known_state != pb.Execution.COMPLETE:
+                continue
+            if props(ex).get("cache_key") != cache_key:
+                continue
+            outs = self.store.execution_outputs(ex.id)
+            if set(outs) >= set(stage.outputs) and all(_usable(a) for a in outs.values()):
+                return outs
+        return None
+
+    def _abandon_dead(self, stage: str) -> None:
+        """Mark RUNNING executions of dead processes on this host CANCELED; drop their staging."""
+        host = socket.gethostname()
+        for ex in self.store.executions(stage):
+            if ex.last_known_state != pb.Execution.RUNNING:
+                continue
+            p = props(ex)
+            if p.get("host") != host or _alive(int(p.get("pid", 0))):
+                continue
+            shutil.rmtree(staging_dir(self.config.root, stage, ex.id), ignore_errors=True)
+            ex.last_known_state = pb.Execution.CANCELED
+            self.store.call(self.store._store.put_executions, [ex])
+            log.info("%s: execution %s was interrupted; its staged output was removed", stage, ex.id)
+
+
+def _usable(art: Artifact) -> bool:
+    from apache_beam.io.filesystems import FileSystems
+
+    return art.properties.get("_state") == "LIVE" and FileSystems.exists(art.uri)
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,83 @@
+"""The stage contract: what a stage declares, and what it receives while it runs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from beam_pipeline.artifacts import Artifact
+
+if TYPE_CHECKING:
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from beam_pipeline.config import Config
+    from beam_pipeline.metadata import Store
+
+
+@dataclass
+class StageContext:
+    """Handed to a stage's functions by the orchestrator."""
+
+    stage: str
+    config: Config
+    store: Store
+    run_id: str
+    output_dir: Path  # the staging folder; published under its final name only on success
+    beam_args: list[str] = field(default_factory=list)
+    prepared: dict[str, Any] = field(default_factory=dict)  # what `Stage.prepare` returned
+
+    def output(self, key: str, type_name: str, **properties: Any) -> Artifact:
+        """A new output artifact whose folder is ``{output_dir}/{key}`` (created here)."""
+        uri = self.output_dir / key
+        uri.mkdir(parents=True, exist_ok=True)
+        return Artifact(type_name, str(uri), dict(properties))
+
+    def beam_options(self) -> PipelineOptions:
+        from beam_pipeline.beam import pipeline_options
+
+        return pipeline_options(self.config, self.beam_args)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What a stage resolves before the cache is consulted.
+
+    ``key`` is extra cache-key material (source file digests, a user module's source hash, a
+    baseline's fingerprint); ``inputs`` are extra input artifacts found in ML Metadata (recorded as
+    inputs for lineage and keyed by fingerprint); ``state`` is handed to `run` as `ctx.prepared`.
+    """
+
+    key: dict[str, Any] = field(default_factory=dict)
+    inputs: dict[str, Artifact] = field(default_factory=dict)
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+RunFn = Callable[[Any, dict[str, Artifact], StageContext], dict[str, Artifact]]
+PrepareFn = Callable[[Any, dict[str, Artifact], StageContext], Prepared]
+GateFn = Callable[[Any, dict[str, Artifact]], None]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One node of the pipeline DAG.
+
+    Attributes:
+        name: the stage name, also its config section and its MLMD execution type.
+        section: the dataclass of its config section.
+        run: ``run(section, inputs, ctx) -> outputs``; writes only under ``ctx.output_dir``.
+        inputs: input key -> ``"upstream_stage.output_key"``.
+        outputs: output key -> artifact type.
+        prepare: optional; resolves extra cache-key material and inputs (see `Prepared`).
+        gate: optional; called with the outputs (fresh or cached); raises to stop the run.
+    """
+
+    name: str
+    section: type
+    run: RunFn
+    inputs: dict[str, str]
+    outputs: dict[str, str]
+    prepare: PrepareFn | None = None
+    gate: GateFn | None = None
+    optional_inputs: frozenset[str] = frozenset()

@@ -1,0 +1,34 @@
+"""Package metadata. Also passed to Beam as --setup_file so remote workers get the same code."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="beam-pipeline",
+    version="0.1.0",
+    description="A Beam-native ML pipeline platform: ingest, validate, transform, train, serve.",
+    python_requires=">=3.11,<3.12",
+    packages=find_packages(include=["beam_pipeline", "beam_pipeline.*"]),
+    install_requires=[
+        "apache-beam[gcp,dill]==2.72.0",
+        "tensorflow==2.16.2",
+        "tf_keras==2.16.0",
+        "tensorflow-data-validation==1.16.1",
+        "tensorflow-transform==1.16.0",
+        "tfx-bsl==1.16.1",
+        "tensorflow-metadata==1.16.1",
+        "ml-metadata==1.16.0",
+        "tensorflow-serving-api==2.16.1",
+        "pyarrow==10.0.1",
+        "keras-tuner==1.3.5",
+        "pyyaml",
+        "rich",
+    ],
+    extras_require={
+        # ML Metadata speaks MySQL/MariaDB and PostgreSQL through its own bundled client; these
+        # extras add the Python clients used to create databases and check connectivity.
+        "mysql": ["PyMySQL"],
+        "postgresql": ["pg8000"],
+        "dev": ["pytest", "ruff"],
+    },
+    entry_points={"console_scripts": ["beam-pipeline=beam_pipeline.cli:main"]},
+)
