@@ -30,5 +30,5 @@ setup(
         "postgresql": ["pg8000"],
         "dev": ["pytest", "ruff"],
     },
-    entry_points={"console_scripts": ["beam-pipeline=beam_pipeline.cli:main"]},
+    entry_points={"console_scripts": ["beam-pipeline=beam_pipeline.cli:entry"]},
 )

@@ -169,7 +169,7 @@ class Orchestrator:
                     f"input {key!r} ({ref}) has no completed result; run {ref.split('.')[0]!r} first",
                     self.command,
                 )
-        section = self.config.section(stage.name)
+        section = self.config.section(stage.section_name)
         ctx = StageContext(stage.name, self.config, self.store, result.run_id, Path(), self.beam_args)
         try:
             prepared = stage.prepare(section, inputs, ctx) if stage.prepare else Prepared()
@@ -257,7 +257,7 @@ class Orchestrator:
             available[f"{stage.name}.{key}"] = art
         if stage.gate is not None:
             try:
-                stage.gate(self.config.section(stage.name), outputs)
+                stage.gate(self.config.section(stage.section_name), outputs)
             except ValidationFailed:
                 result.stages[stage.name]["status"] = "stopped"
                 raise

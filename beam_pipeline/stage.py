@@ -81,3 +81,8 @@ class Stage:
     prepare: PrepareFn | None = None
     gate: GateFn | None = None
     optional_inputs: frozenset[str] = frozenset()
+    config_key: str = ""  # its YAML section when that differs from the name ("validation")
+
+    @property
+    def section_name(self) -> str:
+        return self.config_key or self.name

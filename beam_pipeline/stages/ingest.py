@@ -1,0 +1,403 @@
+"""ingest: read CSV / Parquet / JSON Lines / TFRecord into split, gzip tf.Example TFRecords.
+
+Output `Examples`: ``Split-{split}/data-*.tfrecord.gz`` and ``rejected/rejected-*.jsonl`` (one JSON
+object per unreadable row: file, line, reason, raw). Properties: splits, row_counts, rejected,
+span, data_fingerprint, columns (name -> int|float|string), files.
+
+Rows are read in Arrow record batches, typed and encoded to tf.Example a batch at a time by
+tfx_bsl's encoder; the split is a hash of the row's values (or of `split.key`), so a rerun on the
+same data splits the same way and one key never lands in two splits.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import apache_beam as beam
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from apache_beam.io import filebasedsink
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.io.tfrecordio import _TFRecordUtil
+from apache_beam.metrics.metric import Metrics, MetricsFilter
+
+from beam_pipeline.artifacts import Artifact, file_digest, split_dir
+from beam_pipeline.config import path
+from beam_pipeline.errors import ConfigError, DataError
+from beam_pipeline.io import readers
+from beam_pipeline.stage import Prepared, Stage, StageContext
+
+log = logging.getLogger(__name__)
+
+SPAN = "{SPAN}"
+BUCKETS = 10_000
+NAMESPACE = "ingest"
+
+
+@dataclass(frozen=True)
+class SplitSection:
+    ratios: dict[str, float] = field(default_factory=lambda: {"train": 0.8, "eval": 0.2})
+    key: str | None = None  # hash this column instead of the whole row: one key, one split
+
+    def __post_init__(self) -> None:
+        if "train" not in self.ratios:
+            raise ConfigError(f"ingest.split.ratios: expected a 'train' split; received {self.ratios}")
+        bad = {k: v for k, v in self.ratios.items() if not v > 0}
+        if bad:
+            raise ConfigError(f"ingest.split.ratios: expected positive ratios; received {bad}")
+
+
+@dataclass(frozen=True)
+class IngestSection:
+    source: str = path(None)  # a path or glob (local, gs://, s3://, hdfs://); may hold {SPAN}
+    format: Literal["csv", "parquet", "jsonl", "tfrecord"] = "csv"
+    columns: dict[str, Literal["int", "float", "string"]] = field(default_factory=dict)
+    split: SplitSection = field(default_factory=SplitSection)
+    span: int | None = None  # with {SPAN} in source: read this span; null: the latest
+    max_rejected_fraction: float = 0.0
+    batch_size: int = 65536
+    shards: int = 0  # files per split; 0: one per bundle, chosen by the runner (streams)
+
+    def __post_init__(self) -> None:
+        if not self.source:
+            raise ConfigError("missing required key 'ingest.source'")
+        if not 0 <= self.max_rejected_fraction <= 1:
+            raise ConfigError(
+                "ingest.max_rejected_fraction: expected a fraction in [0, 1]; "
+                f"received {self.max_rejected_fraction!r}"
+            )
+        if self.batch_size < 1:
+            raise ConfigError(f"ingest.batch_size: expected >= 1; received {self.batch_size}")
+        if self.shards < 0:
+            raise ConfigError(f"ingest.shards: expected >= 0; received {self.shards}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Resolving the input: files, span, columns
+
+
+def resolve_files(source: str, span: int | None) -> tuple[list[str], int | None]:
+    """The files the source names (sorted) and the span they belong to."""
+    if SPAN not in source:
+        files = _match(source)
+        if not files:
+            raise DataError(f"ingest.source: no files match {source!r}")
+        return files, None
+    pattern = source.replace(SPAN, "*")
+    regex = re.compile(re.escape(source).replace(re.escape(SPAN), r"(\d+)") + "$")
+    spans: dict[int, list[str]] = {}
+    for f in _match(pattern):
+        m = regex.search(f)
+        if m:
+            spans.setdefault(int(m.group(1)), []).append(f)
+    if not spans:
+        raise DataError(f"ingest.source: no files match {pattern!r} (span pattern {source!r})")
+    chosen = max(spans) if span is None else span
+    if chosen not in spans:
+        raise DataError(f"ingest.span: span {chosen} not found; available spans {sorted(spans)}")
+    return sorted(spans[chosen]), chosen
+
+
+def _match(pattern: str) -> list[str]:
+    try:
+        [result] = FileSystems.match([pattern])
+    except Exception:  # noqa: BLE001 - Beam raises BeamIOError for "no match" on some filesystems
+        return []
+    return sorted(m.path for m in result.metadata_list if not m.path.endswith("/"))
+
+
+def resolve_columns(section: IngestSection, files: list[str]) -> dict[str, str]:
+    """Column names in file order with their types: from the config, else inferred from a sample."""
+    first = files[0]
+    if section.format == "csv":
+        names = readers.csv_header(first)
+        for f in files[1:]:
+            other = readers.csv_header(f)
+            if other != names:
+                raise DataError(f"{f}:1: header {other} differs from {first}'s {names}")
+        inferred = readers.csv_sample_types(first, names)
+    elif section.format == "parquet":
+        inferred = readers.parquet_columns(first)
+    elif section.format == "jsonl":
+        inferred = readers.jsonl_columns(first)
+    else:
+        inferred = _tfrecord_columns(first)
+    unknown = sorted(set(section.columns) - set(inferred))
+    if unknown:
+        raise ConfigError(
+            f"ingest.columns.{unknown[0]}: no such column in {first}; columns are {list(inferred)}"
+        )
+    if section.split.key and section.split.key not in inferred:
+        raise ConfigError(f"ingest.split.key: no column {section.split.key!r} in {first}")
+    return {name: section.columns.get(name, kind) for name, kind in inferred.items()}
+
+
+def _tfrecord_columns(path: str) -> dict[str, str]:
+    import tensorflow as tf
+
+    compression = "GZIP" if path.endswith(".gz") else ""
+    kinds: dict[str, str] = {}
+    for i, raw in enumerate(tf.data.TFRecordDataset(path, compression_type=compression)):
+        if i >= 1000:
+            break
+        ex = tf.train.Example.FromString(raw.numpy())
+        for name, feat in ex.features.feature.items():
+            kind = feat.WhichOneof("kind")
+            if kind:
+                kinds[name] = {"int64_list": "int", "float_list": "float"}.get(kind, "string")
+    if not kinds:
+        raise DataError(f"{path}: no tf.Example records")
+    return dict(sorted(kinds.items()))
+
+
+def prepare(section: IngestSection, inputs: dict[str, Artifact], ctx: StageContext) -> Prepared:
+    files, span = resolve_files(section.source, section.span)
+    columns = resolve_columns(section, files)
+    fingerprint = file_digest(files)
+    return Prepared(
+        key={"data_fingerprint": fingerprint, "span": span},
+        state={"files": files, "span": span, "columns": columns, "fingerprint": fingerprint},
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Batched encoding and splitting (plain functions: unit tests call them without a runner)
+
+
+def to_list_arrays(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """Primitive columns -> list columns (null -> missing feature) as tfx_bsl's encoder wants."""
+    arrays = []
+    for col in batch.columns:
+        valid = col.is_valid().to_numpy(zero_copy_only=False)
+        offsets = pa.array(np.concatenate([[0], np.cumsum(valid)]).astype(np.int32))
+        values = col.drop_null()
+        if pa.types.is_string(values.type):
+            values = values.cast(pa.binary())
+        elif pa.types.is_floating(values.type):
+            values = values.cast(pa.float32())  # tf.Example stores float32
+        arrays.append(pa.ListArray.from_arrays(offsets, values, mask=pa.array(~valid)))
+    return pa.RecordBatch.from_arrays(arrays, names=batch.schema.names)
+
+
+def assign_splits(batch: pa.RecordBatch, ratios: dict[str, float], key: str | None) -> np.ndarray:
+    """The split index of every row: a stable hash of the key column (or all columns)."""
+    frame = batch.select([key]).to_pandas() if key else batch.to_pandas()
+    hashes = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+    buckets = hashes % np.uint64(BUCKETS)
+    weights = np.array(list(ratios.values()), dtype=np.float64)
+    edges = np.cumsum(weights / weights.sum()) * BUCKETS
+    return np.minimum(np.searchsorted(edges, buckets, side="right"), len(ratios) - 1)
+
+
+class ReadAndEncode(beam.DoFn):
+    """A file name in; (split, [serialized tf.Example]) per batch out; rejected rows tagged."""
+
+    REJECTED = "rejected"
+
+    def __init__(
+        self, fmt: str, columns: dict[str, str], ratios: dict[str, float], key: str | None,
+        batch_size: int,
+    ) -> None:
+        self._fmt = fmt
+        self._columns = columns
+        self._ratios = ratios
+        self._key = key
+        self._batch_size = batch_size
+        self._rows = {s: Metrics.counter(NAMESPACE, f"rows_{s}") for s in ratios}
+        self._rejected = Metrics.counter(NAMESPACE, "rejected")
+
+    def setup(self) -> None:
+        from tfx_bsl.coders.example_coder import RecordBatchToExamplesEncoder
+
+        self._encoder = RecordBatchToExamplesEncoder()
+
+    def process(self, file: str) -> Iterator[Any]:
+        reader = {"csv": readers.read_csv, "parquet": readers.read_parquet,
+                  "jsonl": readers.read_jsonl}[self._fmt]
+        names = list(self._columns)
+        splits = list(self._ratios)
+        for chunk in reader(file, names, self._columns, self._batch_size):
+            for r in chunk.rejected:
+                self._rejected.inc()
+                yield beam.pvalue.TaggedOutput(self.REJECTED, r.to_json())
+            if chunk.batch.num_rows == 0:
+                continue
+            serialized = np.array(self._encoder.encode(to_list_arrays(chunk.batch)), dtype=object)
+            which = assign_splits(chunk.batch, self._ratios, self._key)
+            for i, split in enumerate(splits):
+                part = serialized[which == i]
+                if len(part):
+                    self._rows[split].inc(len(part))
+                    yield split, list(part)
+
+
+class SplitSerialized(beam.DoFn):
+    """TFRecord input: batches of serialized tf.Example split by a hash of their bytes."""
+
+    def __init__(self, ratios: dict[str, float]) -> None:
+        self._ratios = ratios
+        self._rows = {s: Metrics.counter(NAMESPACE, f"rows_{s}") for s in ratios}
+
+    def process(self, records: list[bytes]) -> Iterator[tuple[str, list[bytes]]]:
+        arr = np.array(records, dtype=object)
+        hashes = pd.util.hash_array(arr)
+        weights = np.array(list(self._ratios.values()), dtype=np.float64)
+        edges = np.cumsum(weights / weights.sum()) * BUCKETS
+        which = np.searchsorted(edges, hashes % np.uint64(BUCKETS), side="right")
+        for i, split in enumerate(self._ratios):
+            part = arr[np.minimum(which, len(edges) - 1) == i]
+            if len(part):
+                self._rows[split].inc(len(part))
+                yield split, list(part)
+
+
+class _TFRecordBatchSink(filebasedsink.FileBasedSink):
+    """Writes each element (a list of serialized records) as TFRecords: one write per batch."""
+
+    def __init__(self, prefix: str, shards: int) -> None:
+        super().__init__(
+            prefix, coder=None, file_name_suffix=".tfrecord.gz", num_shards=shards,
+            mime_type="application/octet-stream", compression_type=CompressionTypes.GZIP,
+        )
+
+    def write_record(self, file_handle: Any, value: list[bytes]) -> None:
+        for record in value:
+            _TFRecordUtil.write_record(file_handle, record)
+
+
+class WriteExamples(beam.PTransform):
+    """(split, [serialized]) batches -> gzip TFRecords under Split-{split}/ (published together)."""
+
+    def __init__(self, out: str, splits: list[str], shards: int) -> None:
+        super().__init__()
+        self._out = out
+        self._splits = splits
+        self._shards = shards
+
+    def expand(self, batches: beam.PCollection) -> dict[str, Any]:
+        results = {}
+        for split in self._splits:
+            prefix = str(split_dir(Path(self._out), split) / "data")
+            results[split] = (
+                batches
+                | f"Only{split}" >> beam.Filter(lambda kv, s=split: kv[0] == s)
+                | f"Values{split}" >> beam.Values()
+                | f"Write{split}" >> beam.io.Write(_TFRecordBatchSink(prefix, self._shards))
+            )
+        return results
+
+
+class ReadExamples(beam.PTransform):
+    """Files -> (split, [serialized tf.Example]) batches, plus rejected rows as JSON lines."""
+
+    def __init__(self, section: IngestSection, files: list[str], columns: dict[str, str]) -> None:
+        super().__init__()
+        self._section = section
+        self._files = files
+        self._columns = columns
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> tuple[beam.PCollection, beam.PCollection]:
+        s = self._section
+        if s.format == "tfrecord":
+            batches = (
+                pbegin
+                | "ReadTFRecord" >> beam.io.ReadFromTFRecord(
+                    self._files[0] if len(self._files) == 1 else _common_glob(self._files))
+                | "Batch" >> beam.BatchElements(min_batch_size=s.batch_size,
+                                                max_batch_size=s.batch_size)
+                | "Split" >> beam.ParDo(SplitSerialized(s.split.ratios))
+            )
+            rejected = pbegin | "NoRejected" >> beam.Create([])
+            return batches, rejected
+        out = (
+            pbegin
+            | "Files" >> beam.Create(self._files)
+            | "Spread" >> beam.Reshuffle()
+            | "ReadAndEncode" >> beam.ParDo(
+                ReadAndEncode(s.format, self._columns, s.split.ratios, s.split.key, s.batch_size)
+            ).with_outputs(ReadAndEncode.REJECTED, main="batches")
+        )
+        return out.batches, out[ReadAndEncode.REJECTED]
+
+
+def _common_glob(files: list[str]) -> str:
+    prefix = files[0]
+    for f in files[1:]:
+        while not f.startswith(prefix):
+            prefix = prefix[:-1]
+    return prefix + "*"
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def run(section: IngestSection, inputs: dict[str, Artifact], ctx: StageContext) -> dict[str, Artifact]:
+    t0 = time.time()
+    state = ctx.prepared
+    files: list[str] = state["files"]
+    columns: dict[str, str] = state["columns"]
+    splits = list(section.split.ratios)
+    examples = ctx.output(
+        "examples", "Examples", splits=splits, span=state["span"], columns=columns,
+        data_fingerprint=state["fingerprint"], files=files,
+    )
+    (examples.path / "rejected").mkdir()
+    with beam.Pipeline(options=ctx.beam_options()) as p:
+        batches, rejected = p | "Read" >> ReadExamples(section, files, columns)
+        _ = batches | "Write" >> WriteExamples(examples.uri, splits, section.shards)
+        _ = rejected | "WriteRejected" >> beam.io.WriteToText(
+            str(examples.path / "rejected" / "rejected"), file_name_suffix=".jsonl"
+        )
+    counters = {
+        r.key.metric.name: r.committed
+        for r in p.result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]
+    }
+    counts = {s: int(counters.get(f"rows_{s}", 0)) for s in splits}
+    n_rejected = int(counters.get("rejected", 0))
+    total = sum(counts.values()) + n_rejected
+    if total == 0:
+        raise DataError(f"ingest.source: {', '.join(files)}: no data rows")
+    if n_rejected and n_rejected / total > section.max_rejected_fraction:
+        first = first_rejected(examples)
+        raise DataError(
+            f"{n_rejected} of {total} rows rejected ({n_rejected / total:.2%}), above "
+            f"ingest.max_rejected_fraction={section.max_rejected_fraction}; first: "
+            f"{first['file']}:{first['line']}: {first['reason']}"
+        )
+    if any(counts[s] == 0 for s in splits):
+        empty = [s for s in splits if counts[s] == 0]
+        raise DataError(f"ingest: split(s) {empty} got no rows out of {total}; add data or "
+                        "change ingest.split.ratios")
+    examples.properties.update(row_counts=counts, rejected=n_rejected)
+    parts = " / ".join(f"{s} {n:,}" for s, n in counts.items())
+    log.info("ingest: %s rows → %s, %s rejected, %.1f s", f"{total:,}", parts, n_rejected,
+             time.time() - t0)
+    return {"examples": examples}
+
+
+def first_rejected(examples: Artifact) -> dict[str, Any]:
+    """The rejected row with the smallest (file, line)."""
+    rows = []
+    for f in _match(str(examples.path / "rejected" / "*.jsonl")):
+        with FileSystems.open(f) as fh:
+            rows += [json.loads(line) for line in fh.read().decode().splitlines() if line]
+    return min(rows, key=lambda r: (r["file"], r["line"]))
+
+
+STAGE = Stage(
+    name="ingest",
+    section=IngestSection,
+    run=run,
+    inputs={},
+    outputs={"examples": "Examples"},
+    prepare=prepare,
+)
