@@ -95,7 +95,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.to_json()))
     if result.error:
-        log.error("%s", result.error)
+        print(f"error: {result.error}", file=sys.stderr)
     else:
         log.info("run %s %s; artifacts under %s", result.run_id, result.status, config.root)
     return result.exit_code
@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     except PipelineError as exc:
         if args.verbose:
             log.exception("error")
-        log.error("error: %s", exc)
+        print(f"error: {exc}", file=sys.stderr)  # the one line a user must see, logs or not
         code = exc.exit_code
     except KeyboardInterrupt:
         log.error("interrupted")

@@ -26,9 +26,11 @@ class StageFailed(PipelineError):
 
     exit_code = 1
 
-    def __init__(self, stage: str, message: str, resume: str = "") -> None:
+    def __init__(self, stage: str, message: str, resume: str = "", exit_code: int = 1) -> None:
         self.stage = stage
+        self.message = message
         self.resume = resume
+        self.exit_code = exit_code
         text = f"stage {stage!r} failed: {message}"
         if resume:
             text += f"\nresume with: {resume}"

@@ -173,9 +173,11 @@ class Orchestrator:
         ctx = StageContext(stage.name, self.config, self.store, result.run_id, Path(), self.beam_args)
         try:
             prepared = stage.prepare(section, inputs, ctx) if stage.prepare else Prepared()
-        except PipelineError:
-            raise
+        except PipelineError as exc:
+            result.stages[stage.name] = {"status": "failed", "seconds": round(time.time() - t0, 2)}
+            raise StageFailed(stage.name, str(exc), self.command, exc.exit_code) from exc
         except Exception as exc:
+            result.stages[stage.name] = {"status": "failed", "seconds": round(time.time() - t0, 2)}
             raise StageFailed(stage.name, f"{type(exc).__name__}: {exc}", self.command) from exc
         all_inputs = {**inputs, **prepared.inputs}
         cache_key = digest(
@@ -221,9 +223,9 @@ class Orchestrator:
             )
             result.stages[stage.name] = {"status": "failed", "seconds": round(time.time() - t0, 2)}
             if isinstance(exc, StageFailed):
-                raise StageFailed(stage.name, str(exc).split(": ", 1)[-1], self.command) from exc
+                raise StageFailed(stage.name, exc.message, self.command, exc.exit_code) from exc
             if isinstance(exc, PipelineError):
-                raise
+                raise StageFailed(stage.name, str(exc), self.command, exc.exit_code) from exc
             if isinstance(exc, Exception):
                 raise StageFailed(stage.name, f"{type(exc).__name__}: {exc}", self.command) from exc
             raise

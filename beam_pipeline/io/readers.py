@@ -420,6 +420,8 @@ def csv_sample_types(path: str, columns: list[str], sample_rows: int = 20000) ->
     with _open(path) as f:
         f.readline()
         data = f.read(BLOCK_BYTES)
+    if not data.strip():
+        return dict.fromkeys(columns, "string")
     ends = _record_ends(data)
     if ends.size:
         data = data[: int(ends[min(sample_rows, ends.size) - 1]) + 1]

@@ -93,7 +93,10 @@ def resolve_files(source: str, span: int | None) -> tuple[list[str], int | None]
             raise DataError(f"ingest.source: no files match {source!r}")
         return files, None
     pattern = source.replace(SPAN, "*")
-    regex = re.compile(re.escape(source).replace(re.escape(SPAN), r"(\d+)") + "$")
+    regex = re.compile(
+        re.escape(source).replace(re.escape(SPAN), r"(\d+)").replace(r"\*", "[^/]*")
+        .replace(r"\?", "[^/]") + "$"
+    )
     spans: dict[int, list[str]] = {}
     for f in _match(pattern):
         m = regex.search(f)
@@ -190,7 +193,7 @@ def to_list_arrays(batch: pa.RecordBatch) -> pa.RecordBatch:
 
 def assign_splits(batch: pa.RecordBatch, ratios: dict[str, float], key: str | None) -> np.ndarray:
     """The split index of every row: a stable hash of the key column (or all columns)."""
-    frame = batch.select([key]).to_pandas() if key else batch.to_pandas()
+    frame = batch.column(key).to_pandas().to_frame() if key else batch.to_pandas()
     hashes = pd.util.hash_pandas_object(frame, index=False).to_numpy()
     buckets = hashes % np.uint64(BUCKETS)
     weights = np.array(list(ratios.values()), dtype=np.float64)
