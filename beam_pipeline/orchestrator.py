@@ -180,8 +180,9 @@ class Orchestrator:
             result.stages[stage.name] = {"status": "failed", "seconds": round(time.time() - t0, 2)}
             raise StageFailed(stage.name, f"{type(exc).__name__}: {exc}", self.command) from exc
         all_inputs = {**inputs, **prepared.inputs}
+        keyed_config = {k: v for k, v in to_dict(section).items() if k not in stage.cache_exempt}
         cache_key = digest(
-            stage.name, to_dict(section), __version__, prepared.key,
+            stage.name, keyed_config, __version__, prepared.key,
             {k: a.fingerprint for k, a in sorted(all_inputs.items())},
         )
         base_props = {

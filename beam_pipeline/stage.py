@@ -82,6 +82,9 @@ class Stage:
     gate: GateFn | None = None
     optional_inputs: frozenset[str] = frozenset()
     config_key: str = ""  # its YAML section when that differs from the name ("validation")
+    # Config fields left out of the cache key because `prepare` keys their content instead
+    # (a data path, a module path): moving a file without changing it keeps the cache.
+    cache_exempt: frozenset[str] = frozenset()
 
     @property
     def section_name(self) -> str:

@@ -403,4 +403,5 @@ STAGE = Stage(
     inputs={},
     outputs={"examples": "Examples"},
     prepare=prepare,
+    cache_exempt=frozenset({"source"}),
 )
