@@ -20,7 +20,8 @@ TYPES: dict[str, str] = {
     "ExampleStatistics": "Split-{split}/FeatureStats.pb (DatasetFeatureStatisticsList), "
     "Split-{split}/statistics.html",
     "Schema": "schema.pbtxt (tensorflow_metadata Schema, text format)",
-    "ExampleAnomalies": "Split-{split}/SchemaDiff.pb (Anomalies), anomalies.txt, anomalies.json",
+    "ExampleAnomalies": "Split-{split}/SchemaDiff.pb (Anomalies), SkewDiff.pb, DriftDiff.pb "
+    "(comparator Anomalies, when run), anomalies.txt, anomalies.json",
     "TransformGraph": "the tf.Transform output directory (transform_fn/, transformed_metadata/)",
     "HyperParameters": "best_hyperparameters.json, trials.txt",
     "Model": "saved_model/ (SavedModel with serving_default on serialized tf.Example and "

@@ -58,17 +58,28 @@ def _parser() -> argparse.ArgumentParser:
 
 def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
+        level=logging.DEBUG if verbose else logging.WARNING,
         format="%(asctime)s %(message)s" if verbose else "%(message)s",
         datefmt="%H:%M:%S",
         stream=sys.stderr,
     )
+    logging.getLogger("beam_pipeline").setLevel(logging.DEBUG if verbose else logging.INFO)
     if not verbose:
-        for noisy in ("apache_beam", "absl", "tensorflow", "root", "tfx_bsl", "h5py", "keras_tuner"):
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_drop_import_noise)
+        for noisy in ("apache_beam", "absl", "tensorflow", "tfx_bsl", "h5py", "keras_tuner"):
             logging.getLogger(noisy).setLevel(logging.ERROR)
         import warnings
 
         warnings.filterwarnings("ignore")
+
+
+# Import-time notices of the stack that say nothing about the user's run.
+_NOISE = ("crcmod package not found", "Unable to import IPython", "TFDV visualization APIs")
+
+
+def _drop_import_noise(record: logging.LogRecord) -> bool:
+    return not any(n in str(record.msg) for n in _NOISE)
 
 
 def _load(args: argparse.Namespace) -> Any:
@@ -174,6 +185,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (the console script exits through `_exit`)."""
+    if "-v" not in (argv or sys.argv) and "--verbose" not in (argv or sys.argv):
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow loads
     try:
         args = _parser().parse_args(argv)
     except SystemExit as exc:  # argparse: usage errors are exit 2, --help is 0

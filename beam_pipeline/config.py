@@ -197,7 +197,7 @@ def _convert(tp: Any, value: Any, key: str, base: Path) -> Any:
 def _resolve(value: str, base: Path) -> str:
     if "://" in value or os.path.isabs(value):
         return value
-    return str(base / value)
+    return os.path.normpath(base / value)
 
 
 def _join(where: str, name: str) -> str:

@@ -86,8 +86,14 @@ def drop_database(server: Server, name: str) -> None:
         import pymysql
 
         conn = pymysql.connect(
-            host=server.host, port=server.port, user=server.user, password=server.password,
-            connect_timeout=10, read_timeout=60, write_timeout=60, autocommit=True,
+            host=server.host,
+            port=server.port,
+            user=server.user,
+            password=server.password,
+            connect_timeout=10,
+            read_timeout=60,
+            write_timeout=60,
+            autocommit=True,
         )
         try:
             with conn.cursor() as cur:
@@ -98,8 +104,12 @@ def drop_database(server: Server, name: str) -> None:
         import pg8000.native
 
         conn = pg8000.native.Connection(
-            user=server.user, password=server.password, host=server.host, port=server.port,
-            database=server.database, timeout=60,
+            user=server.user,
+            password=server.password,
+            host=server.host,
+            port=server.port,
+            database=server.database,
+            timeout=60,
         )
         try:
             conn.run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -170,12 +180,18 @@ def test_round_trip_and_lineage(
 
     stats_id = store.start_execution("statistics", run_ctx, {"run_id": "run-1"})
     stats = Artifact(
-        "ExampleStatistics", str(tmp_path / "statistics" / str(stats_id) / "statistics"),
-        {"splits": ["train", "eval"]}, fingerprint="s" * 64,
+        "ExampleStatistics",
+        str(tmp_path / "statistics" / str(stats_id) / "statistics"),
+        {"splits": ["train", "eval"]},
+        fingerprint="s" * 64,
     )
     store.finish_execution(
-        stats_id, pb.Execution.COMPLETE, run_ctx,
-        {"examples": examples}, {"statistics": stats}, {"seconds": 0.5},
+        stats_id,
+        pb.Execution.COMPLETE,
+        run_ctx,
+        {"examples": examples},
+        {"statistics": stats},
+        {"seconds": 0.5},
     )
     assert stats.id is not None and stats.id != examples.id
     store.close()
@@ -210,7 +226,9 @@ def test_round_trip_and_lineage(
     assert lineage["artifact"]["type"] == "ExampleStatistics"
     produced = lineage["produced_by"]
     assert (produced["execution"], produced["stage"], produced["state"]) == (
-        stats_id, "statistics", "COMPLETE",
+        stats_id,
+        "statistics",
+        "COMPLETE",
     )
     upstream = produced["inputs"]["examples"]
     assert upstream["artifact"]["id"] == examples.id
@@ -251,8 +269,10 @@ def test_unreachable_server_is_a_metadata_error(tmp_path: Path) -> None:
 
 
 def cli() -> Path:
-    for candidate in (Path(sys.executable).with_name("beam-pipeline"),
-                      REPO / ".venv" / "bin" / "beam-pipeline"):
+    for candidate in (
+        Path(sys.executable).with_name("beam-pipeline"),
+        REPO / ".venv" / "bin" / "beam-pipeline",
+    ):
         if candidate.exists():
             return candidate
     pytest.fail("the beam-pipeline console script is not installed: run ./scripts/bootstrap")
@@ -260,10 +280,17 @@ def cli() -> Path:
 
 def run_cli(args: list[str], env: dict[str, str]) -> dict:
     proc = subprocess.run(
-        [str(cli()), *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
+        [str(cli()), *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
-    context = f"exit code {proc.returncode}\n--- stdout\n{proc.stdout[-3000:]}\n" \
-              f"--- stderr\n{proc.stderr[-6000:]}"
+    context = (
+        f"exit code {proc.returncode}\n--- stdout\n{proc.stdout[-3000:]}\n"
+        f"--- stderr\n{proc.stderr[-6000:]}"
+    )
     assert proc.returncode == 0, context
     out = proc.stdout.strip()
     try:
@@ -278,13 +305,23 @@ def run_cli(args: list[str], env: dict[str, str]) -> dict:
 def test_taxi_data_stages_through_cli(server: Server, database: str, tmp_path: Path) -> None:
     env = {**os.environ, "MLMD_PASSWORD": server.password, "PYTHONUNBUFFERED": "1"}
     args = [
-        "run", "configs/taxi.yaml", "--to", "validate", "--json",
-        "--set", f"metadata.backend={server.backend}",
-        "--set", f"metadata.host={server.host}",
-        "--set", f"metadata.port={server.port}",
-        "--set", f"metadata.database={database}",
-        "--set", f"metadata.user={server.user}",
-        "--set", f"pipeline.root={tmp_path / 'root'}",
+        "run",
+        "configs/taxi.yaml",
+        "--to",
+        "validate",
+        "--json",
+        "--set",
+        f"metadata.backend={server.backend}",
+        "--set",
+        f"metadata.host={server.host}",
+        "--set",
+        f"metadata.port={server.port}",
+        "--set",
+        f"metadata.database={database}",
+        "--set",
+        f"metadata.user={server.user}",
+        "--set",
+        f"pipeline.root={tmp_path / 'root'}",
     ]
 
     first = run_cli(args, env)
@@ -300,4 +337,4 @@ def test_taxi_data_stages_through_cli(server: Server, database: str, tmp_path: P
     ), second["stages"]
     assert second["run_id"] != first["run_id"]
     # A cached stage reports the artifacts of the run that made them.
-    assert (second["stages"]["schema"]["outputs"] == first["stages"]["schema"]["outputs"])
+    assert second["stages"]["schema"]["outputs"] == first["stages"]["schema"]["outputs"]

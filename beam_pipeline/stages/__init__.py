@@ -23,4 +23,4 @@ def _load() -> dict[str, Stage]:
 
 
 STAGES: dict[str, Stage] = _load()
-SECTIONS: dict[str, type] = {name: s.section for name, s in STAGES.items()}
+SECTIONS: dict[str, type] = {s.section_name: s.section for s in STAGES.values()}

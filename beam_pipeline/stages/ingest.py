@@ -61,6 +61,7 @@ class IngestSection:
     source: str = path(None)  # a path or glob (local, gs://, s3://, hdfs://); may hold {SPAN}
     format: Literal["csv", "parquet", "jsonl", "tfrecord"] = "csv"
     columns: dict[str, Literal["int", "float", "string"]] = field(default_factory=dict)
+    drop: list[str] = field(default_factory=list)  # columns read but not kept
     split: SplitSection = field(default_factory=SplitSection)
     span: int | None = None  # with {SPAN} in source: read this span; null: the latest
     max_rejected_fraction: float = 0.0
@@ -134,11 +135,12 @@ def resolve_columns(section: IngestSection, files: list[str]) -> dict[str, str]:
         inferred = readers.jsonl_columns(first)
     else:
         inferred = _tfrecord_columns(first)
-    unknown = sorted(set(section.columns) - set(inferred))
-    if unknown:
-        raise ConfigError(
-            f"ingest.columns.{unknown[0]}: no such column in {first}; columns are {list(inferred)}"
-        )
+    for key, names in (("columns", list(section.columns)), ("drop", section.drop)):
+        unknown = [n for n in names if n not in inferred]
+        if unknown:
+            raise ConfigError(
+                f"ingest.{key}: no column {unknown[0]!r} in {first}; columns are {list(inferred)}"
+            )
     if section.split.key and section.split.key not in inferred:
         raise ConfigError(f"ingest.split.key: no column {section.split.key!r} in {first}")
     return {name: section.columns.get(name, kind) for name, kind in inferred.items()}
@@ -164,7 +166,7 @@ def _tfrecord_columns(path: str) -> dict[str, str]:
 
 def prepare(section: IngestSection, inputs: dict[str, Artifact], ctx: StageContext) -> Prepared:
     files, span = resolve_files(section.source, section.span)
-    columns = resolve_columns(section, files)
+    columns = resolve_columns(section, files)  # every column, as the reader parses them
     fingerprint = file_digest(files)
     return Prepared(
         key={"data_fingerprint": fingerprint, "span": span},
@@ -208,9 +210,10 @@ class ReadAndEncode(beam.DoFn):
 
     def __init__(
         self, fmt: str, columns: dict[str, str], ratios: dict[str, float], key: str | None,
-        batch_size: int,
+        batch_size: int, drop: list[str] | None = None,
     ) -> None:
         self._fmt = fmt
+        self._keep = [c for c in columns if c not in (drop or [])]
         self._columns = columns
         self._ratios = ratios
         self._key = key
@@ -234,8 +237,13 @@ class ReadAndEncode(beam.DoFn):
                 yield beam.pvalue.TaggedOutput(self.REJECTED, r.to_json())
             if chunk.batch.num_rows == 0:
                 continue
-            serialized = np.array(self._encoder.encode(to_list_arrays(chunk.batch)), dtype=object)
-            which = assign_splits(chunk.batch, self._ratios, self._key)
+            batch = chunk.batch
+            if len(self._keep) < batch.num_columns:
+                batch = pa.RecordBatch.from_arrays(
+                    [batch.column(c) for c in self._keep], names=self._keep
+                )
+            serialized = np.array(self._encoder.encode(to_list_arrays(batch)), dtype=object)
+            which = assign_splits(batch, self._ratios, self._key)
             for i, split in enumerate(splits):
                 part = serialized[which == i]
                 if len(part):
@@ -326,7 +334,8 @@ class ReadExamples(beam.PTransform):
             | "Files" >> beam.Create(self._files)
             | "Spread" >> beam.Reshuffle()
             | "ReadAndEncode" >> beam.ParDo(
-                ReadAndEncode(s.format, self._columns, s.split.ratios, s.split.key, s.batch_size)
+                ReadAndEncode(s.format, self._columns, s.split.ratios, s.split.key, s.batch_size,
+                              s.drop)
             ).with_outputs(ReadAndEncode.REJECTED, main="batches")
         )
         return out.batches, out[ReadAndEncode.REJECTED]
@@ -349,8 +358,9 @@ def run(section: IngestSection, inputs: dict[str, Artifact], ctx: StageContext) 
     files: list[str] = state["files"]
     columns: dict[str, str] = state["columns"]
     splits = list(section.split.ratios)
+    kept = {c: t for c, t in columns.items() if c not in section.drop}
     examples = ctx.output(
-        "examples", "Examples", splits=splits, span=state["span"], columns=columns,
+        "examples", "Examples", splits=splits, span=state["span"], columns=kept,
         data_fingerprint=state["fingerprint"], files=files,
     )
     (examples.path / "rejected").mkdir()

@@ -29,7 +29,9 @@ string_domain { name: "species" value: "Adelie" value: "Gentoo" }
 @pytest.fixture(scope="module")
 def stats(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("stats")
-    examples = write_examples(tmp / "examples", {"train": penguin_rows(40), "eval": penguin_rows(8)})
+    examples = write_examples(
+        tmp / "examples", {"train": penguin_rows(40), "eval": penguin_rows(8)}
+    )
     ctx = make_ctx(statistics.STAGE, make_config(tmp, {}), tmp / "out")
     return statistics.run(StatisticsSection(html=False), {"examples": examples}, ctx)["statistics"]
 
@@ -94,7 +96,9 @@ def test_unparseable_curated_schema_names_the_file(tmp_path):
 def test_path_resolves_against_the_config_folder(tmp_path):
     (tmp_path / "cfg").mkdir()
     config_file = tmp_path / "cfg" / "p.yaml"
-    config_file.write_text(yaml.safe_dump({"pipeline": {"name": "p"}, "schema": {"path": "s.pbtxt"}}))
+    config_file.write_text(
+        yaml.safe_dump({"pipeline": {"name": "p"}, "schema": {"path": "s.pbtxt"}})
+    )
     config = load(config_file, sections={"schema": SchemaSection})
     assert config.section("schema").path == str(tmp_path / "cfg" / "s.pbtxt")
 

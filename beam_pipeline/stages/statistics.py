@@ -1,0 +1,160 @@
+"""The statistics stage: TFDV statistics of every split of an Examples artifact, in one Beam job.
+
+Reads ``Split-{split}/data-*.tfrecord.gz`` as Arrow record batches (tfx_bsl's TFExampleRecord),
+computes statistics with ``tfdv.GenerateStatistics`` and writes ``Split-{split}/FeatureStats.pb``
+(a binary ``DatasetFeatureStatisticsList``) and, when asked, ``Split-{split}/statistics.html``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import apache_beam as beam
+import tensorflow_data_validation as tfdv
+from tensorflow_data_validation.utils import display_util
+from tensorflow_metadata.proto.v0 import statistics_pb2
+from tfx_bsl.public import tfxio
+
+from beam_pipeline.artifacts import Artifact, split_dir
+from beam_pipeline.errors import ConfigError, DataError
+from beam_pipeline.stage import Stage, StageContext
+
+log = logging.getLogger(__name__)
+
+STATS_FILE = "FeatureStats.pb"
+HTML_FILE = "statistics.html"
+EXAMPLES_GLOB = "data-*.tfrecord.gz"
+BATCH_SIZE = 1000
+
+
+@dataclass(frozen=True)
+class StatisticsSection:
+    """The ``statistics:`` config section.
+
+    Attributes:
+        sample_rate: fraction of examples the statistics look at, in (0, 1].
+        html: also write a browsable ``statistics.html`` per split.
+    """
+
+    sample_rate: float = 1.0
+    html: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0 < self.sample_rate <= 1:
+            raise ConfigError(
+                f"statistics.sample_rate must be in (0, 1]; received {self.sample_rate!r}"
+            )
+
+
+def stats_options(section: StatisticsSection) -> tfdv.StatsOptions:
+    """The TFDV options for a section (no sampling at rate 1)."""
+    rate = section.sample_rate if section.sample_rate < 1 else None
+    return tfdv.StatsOptions(sample_rate=rate)
+
+
+class ComputeStatistics(beam.PTransform):
+    """Reads one split's gzip TFRecords of tf.Example and writes its TFDV statistics."""
+
+    def __init__(self, file_pattern: str, output_path: str, options: tfdv.StatsOptions) -> None:
+        super().__init__()
+        self._file_pattern = file_pattern
+        self._output_path = output_path
+        self._options = options
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> beam.pvalue.PDone:
+        source = tfxio.TFExampleRecord(file_pattern=self._file_pattern)
+        return (
+            pbegin
+            | "Read" >> source.BeamSource(batch_size=BATCH_SIZE)
+            | "Generate" >> tfdv.GenerateStatistics(self._options)
+            | "Write" >> tfdv.WriteStatisticsToBinaryFile(self._output_path)
+        )
+
+
+def stats_path(artifact: Artifact, split: str) -> str:
+    """Where an ExampleStatistics artifact keeps the statistics of one split."""
+    return str(artifact.split_dir(split) / STATS_FILE)
+
+
+def load_statistics(artifact: Artifact, split: str) -> statistics_pb2.DatasetFeatureStatisticsList:
+    """The statistics of one split of an ExampleStatistics artifact.
+
+    Args:
+        artifact: an ``ExampleStatistics`` artifact.
+        split: the split name, e.g. ``"train"``.
+
+    Returns:
+        The split's ``DatasetFeatureStatisticsList``.
+
+    Raises:
+        DataError: the split has no statistics file.
+    """
+    path = stats_path(artifact, split)
+    if split not in artifact.splits and not artifact.split_dir(split).is_dir():
+        raise DataError(
+            f"{artifact.uri}: no statistics for split {split!r}; expected one of {artifact.splits}"
+        )
+    try:
+        return tfdv.load_stats_binary(path)
+    except Exception as exc:  # tf.errors.NotFoundError or a DecodeError: name the file either way
+        raise DataError(f"{path}: cannot read statistics: {exc}") from exc
+
+
+def num_examples(stats: statistics_pb2.DatasetFeatureStatisticsList) -> int:
+    """Examples counted by the (unsliced) statistics of one split."""
+    return int(stats.datasets[0].num_examples) if stats.datasets else 0
+
+
+def run(
+    section: StatisticsSection, inputs: dict[str, Artifact], ctx: StageContext
+) -> dict[str, Artifact]:
+    """Per-split statistics of the examples. Returns ``{"statistics": ExampleStatistics}``."""
+    t0 = time.time()
+    examples = inputs["examples"]
+    splits = examples.splits
+    if not splits:
+        raise DataError(f"{examples.uri}: the Examples artifact names no splits")
+    for split in splits:
+        if not any(examples.split_dir(split).glob(EXAMPLES_GLOB)):
+            raise DataError(
+                f"{examples.split_dir(split)}: no {EXAMPLES_GLOB} files for split {split!r}"
+            )
+    out = ctx.output("statistics", "ExampleStatistics", splits=list(splits))
+    options = stats_options(section)
+    with beam.Pipeline(options=ctx.beam_options()) as pipeline:
+        for split in splits:
+            split_dir(out.path, split).mkdir(parents=True, exist_ok=True)
+            _ = pipeline | f"Statistics[{split}]" >> ComputeStatistics(
+                str(examples.split_dir(split) / EXAMPLES_GLOB), stats_path(out, split), options
+            )
+
+    counts: dict[str, int] = {}
+    features = 0
+    for split in splits:
+        stats = load_statistics(out, split)
+        counts[split] = num_examples(stats)
+        features = max(features, len(stats.datasets[0].features) if stats.datasets else 0)
+        if section.html:
+            html = display_util.get_statistics_html(stats)
+            (out.split_dir(split) / HTML_FILE).write_text(html)
+    out.properties.update(num_examples=counts, num_features=features)
+    if section.sample_rate < 1:
+        out.properties["sample_rate"] = section.sample_rate
+    log.info(
+        "statistics: %s examples, %d features, %.1f s",
+        " / ".join(f"{s} {n:,}" for s, n in counts.items()),
+        features,
+        time.time() - t0,
+    )
+    return {"statistics": out}
+
+
+STAGE = Stage(
+    name="statistics",
+    section=StatisticsSection,
+    run=run,
+    inputs={"examples": "ingest.examples"},
+    outputs={"statistics": "ExampleStatistics"},
+)

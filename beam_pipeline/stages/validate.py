@@ -1,0 +1,323 @@
+"""The validate stage: anomalies against the schema, train/eval skew, drift, and the gate.
+
+Three checks, each a plain TFDV function on statistics protos (no Beam job):
+
+- ``schema``: every split's statistics against the schema (``tfdv.validate_statistics``);
+- ``skew``: train against eval, with ``skew_comparator`` thresholds from ``validation.skew``;
+- ``drift``: this run's train statistics against those of the previous run that passed the gate,
+  with ``drift_comparator`` thresholds from ``validation.drift``.
+
+A finding blocks when its category or its exact TFDV kind is listed in ``validation.fail_on``;
+the gate then stops the run (exit 3). Outputs, under the ``ExampleAnomalies`` artifact folder:
+``Split-{split}/SchemaDiff.pb`` (the split's ``Anomalies`` against the schema), ``SkewDiff.pb`` and
+``DriftDiff.pb`` (the comparator ``Anomalies``, when those checks ran), ``anomalies.txt`` (one
+readable line per finding) and ``anomalies.json`` (the same findings as a list of objects).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import tensorflow_data_validation as tfdv
+from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2
+
+from beam_pipeline.artifacts import Artifact
+from beam_pipeline.errors import ConfigError, ValidationFailed
+from beam_pipeline.stage import Prepared, Stage, StageContext
+from beam_pipeline.stages.schema import load_schema
+from beam_pipeline.stages.statistics import load_statistics, stats_path
+
+if TYPE_CHECKING:
+    from beam_pipeline.metadata import Store
+
+log = logging.getLogger(__name__)
+
+CATEGORIES = ("schema", "skew", "drift")
+ANOMALY_KINDS = frozenset(anomalies_pb2.AnomalyInfo.Type.keys())
+BASELINE = "baseline_statistics"
+TRAIN, EVAL = "train", "eval"
+SCHEMA_DIFF = "SchemaDiff.pb"
+DATASET = "(dataset)"  # the "feature" of a dataset-level anomaly
+
+
+@dataclass(frozen=True)
+class ComparatorSection:
+    """Thresholds of one comparator (``validation.skew`` or ``validation.drift``).
+
+    Categorical features (strings, categorical ints) use the L-infinity distance between their
+    value distributions; numeric features use the Jensen-Shannon divergence of their histograms.
+    With neither ``threshold`` nor ``features`` set, the check is off.
+
+    Attributes:
+        threshold: the threshold for every feature of the schema; None: only ``features``.
+        features: feature name -> its threshold (overrides ``threshold``).
+    """
+
+    threshold: float | None = None
+    features: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def enabled(self) -> bool:
+        return self.threshold is not None or bool(self.features)
+
+    def check(self, key: str) -> None:
+        """Raise a ConfigError naming ``key`` (e.g. ``validation.skew``) for a bad threshold."""
+        values = {f"{key}.threshold": self.threshold}
+        values.update({f"{key}.features.{name}": t for name, t in self.features.items()})
+        for where, value in values.items():
+            if value is not None and not 0 < value <= 1:
+                raise ConfigError(f"{where} must be in (0, 1]; received {value!r}")
+
+
+@dataclass(frozen=True)
+class ValidationSection:
+    """The ``validation:`` config section (of the ``validate`` stage).
+
+    Attributes:
+        fail_on: what stops the run: categories (``schema``, ``skew``, ``drift``) or exact TFDV
+            anomaly kinds (``ENUM_TYPE_UNEXPECTED_STRING_VALUES``). Other findings are reported.
+        skew: train/eval skew thresholds.
+        drift: thresholds against the previous passing run's statistics.
+    """
+
+    fail_on: list[str] = field(default_factory=lambda: list(CATEGORIES))
+    skew: ComparatorSection = field(default_factory=ComparatorSection)
+    drift: ComparatorSection = field(default_factory=ComparatorSection)
+
+    def __post_init__(self) -> None:
+        for i, item in enumerate(self.fail_on):
+            if item not in CATEGORIES and item not in ANOMALY_KINDS:
+                raise ConfigError(
+                    f"validation.fail_on[{i}] must be one of {list(CATEGORIES)} or a TFDV "
+                    f"anomaly kind such as 'ENUM_TYPE_UNEXPECTED_STRING_VALUES'; received {item!r}"
+                )
+        self.skew.check("validation.skew")
+        self.drift.check("validation.drift")
+
+    def blocks(self, category: str, kind: str) -> bool:
+        """Whether a finding of this category and kind stops the run."""
+        return category in self.fail_on or kind in self.fail_on
+
+
+# ---------------------------------------------------------------------------------------------
+# Plain functions on protos
+
+
+def is_categorical(feature: schema_pb2.Feature) -> bool:
+    """Strings and categorical ints are compared by value frequencies, not histograms."""
+    if feature.type == schema_pb2.BYTES:
+        return True
+    kind = feature.WhichOneof("domain_info")
+    if kind in ("domain", "string_domain", "bool_domain"):
+        return True
+    return kind == "int_domain" and feature.int_domain.is_categorical
+
+
+def with_comparators(
+    schema: schema_pb2.Schema, comparator: ComparatorSection, which: str, key: str
+) -> schema_pb2.Schema:
+    """A copy of ``schema`` with ``skew_comparator`` or ``drift_comparator`` thresholds set.
+
+    Args:
+        schema: the pipeline's schema (left untouched).
+        comparator: the thresholds.
+        which: ``"skew"`` or ``"drift"``.
+        key: the config key, for errors (``validation.skew``).
+
+    Raises:
+        ConfigError: ``comparator.features`` names a feature the schema does not have.
+    """
+    names = [f.name for f in schema.feature]
+    unknown = sorted(set(comparator.features) - set(names))
+    if unknown:
+        raise ConfigError(
+            f"{key}.features: unknown feature {unknown[0]!r}; the schema has {sorted(names)}"
+        )
+    out = schema_pb2.Schema()
+    out.CopyFrom(schema)
+    for feature in out.feature:
+        threshold = comparator.features.get(feature.name, comparator.threshold)
+        if threshold is None:
+            continue
+        target = feature.skew_comparator if which == "skew" else feature.drift_comparator
+        if is_categorical(feature):
+            target.infinity_norm.threshold = threshold
+        else:
+            target.jensen_shannon_divergence.threshold = threshold
+    return out
+
+
+def findings(
+    anomalies: anomalies_pb2.Anomalies,
+    split: str,
+    category: str,
+    section: ValidationSection,
+    comparator_only: bool = False,
+) -> list[dict[str, Any]]:
+    """One row per anomaly reason: split, feature, kind, category, description, blocking."""
+    infos = sorted(anomalies.anomaly_info.items())
+    if anomalies.HasField("dataset_anomaly_info"):
+        infos.append((DATASET, anomalies.dataset_anomaly_info))
+    rows = []
+    for feature, info in infos:
+        for reason in info.reason:
+            kind = anomalies_pb2.AnomalyInfo.Type.Name(reason.type)
+            if comparator_only and not kind.startswith("COMPARATOR_"):
+                continue
+            rows.append(
+                {
+                    "split": split,
+                    "feature": feature,
+                    "kind": kind,
+                    "category": category,
+                    "description": reason.description or reason.short_description,
+                    "blocking": section.blocks(category, kind),
+                }
+            )
+    return rows
+
+
+def find_baseline(store: Store, statistics: Artifact) -> Artifact | None:
+    """The statistics of the newest run that passed the gate on other data, or None.
+
+    Looks at ExampleAnomalies artifacts newest first; the first one that passed and whose
+    statistics fingerprint differs from ``statistics``' names the baseline ExampleStatistics.
+    """
+    for anomalies in store.artifacts_of_type("ExampleAnomalies"):
+        p = anomalies.properties
+        if not p.get("passed") or p.get("statistics_fingerprint") == statistics.fingerprint:
+            continue
+        if p.get("statistics_id") is None:
+            continue
+        found = store.artifacts([int(p["statistics_id"])])
+        if not found or found[0].properties.get("_state") != "LIVE":
+            continue
+        baseline = found[0]
+        if TRAIN in baseline.splits and Path(stats_path(baseline, TRAIN)).exists():
+            return baseline
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# The stage
+
+
+def prepare(section: ValidationSection, inputs: dict[str, Artifact], ctx: StageContext) -> Prepared:
+    """Find the drift baseline (only when drift is configured): an input, so a cache-key part."""
+    if not section.drift.enabled:
+        return Prepared()
+    baseline = find_baseline(ctx.store, inputs["statistics"])
+    if baseline is None:
+        return Prepared()
+    return Prepared(inputs={BASELINE: baseline}, state={BASELINE: baseline})
+
+
+def run(
+    section: ValidationSection, inputs: dict[str, Artifact], ctx: StageContext
+) -> dict[str, Artifact]:
+    """Validate the statistics. Returns ``{"anomalies": ExampleAnomalies}``."""
+    t0 = time.time()
+    stats_art = inputs["statistics"]
+    schema = load_schema(inputs["schema"])
+    out = ctx.output("anomalies", "ExampleAnomalies", splits=list(stats_art.splits))
+    stats = {split: load_statistics(stats_art, split) for split in stats_art.splits}
+    rows: list[dict[str, Any]] = []
+
+    for split, split_stats in stats.items():
+        result = tfdv.validate_statistics(split_stats, schema)
+        _write(out.split_dir(split) / SCHEMA_DIFF, result)
+        rows += findings(result, split, "schema", section)
+
+    if section.skew.enabled:
+        if TRAIN in stats and EVAL in stats:
+            skew_schema = with_comparators(schema, section.skew, "skew", "validation.skew")
+            result = tfdv.validate_statistics(
+                stats[TRAIN], skew_schema, serving_statistics=stats[EVAL]
+            )
+            _write(out.path / "SkewDiff.pb", result)
+            rows += findings(result, f"{TRAIN}/{EVAL}", "skew", section, comparator_only=True)
+        else:
+            log.warning("validate: skew check skipped: needs splits %r and %r", TRAIN, EVAL)
+
+    baseline: Artifact | None = ctx.prepared.get(BASELINE)
+    if section.drift.enabled and baseline is not None and TRAIN in stats:
+        drift_schema = with_comparators(schema, section.drift, "drift", "validation.drift")
+        previous = load_statistics(baseline, TRAIN)
+        result = tfdv.validate_statistics(stats[TRAIN], drift_schema, previous_statistics=previous)
+        _write(out.path / "DriftDiff.pb", result)
+        rows += findings(result, TRAIN, "drift", section, comparator_only=True)
+        out.properties["baseline_statistics_id"] = baseline.id
+        out.properties["baseline_statistics"] = stats_path(baseline, TRAIN)
+    elif section.drift.enabled:
+        log.info("validate: no drift baseline yet (no earlier run passed on other data)")
+
+    blocking = [
+        {k: r[k] for k in ("split", "feature", "kind", "description")}
+        for r in rows
+        if r["blocking"]
+    ]
+    counts = {c: sum(r["category"] == c for r in rows) for c in CATEGORIES}
+    counts["blocking"] = len(blocking)
+    (out.path / "anomalies.json").write_text(json.dumps(rows, indent=2) + "\n")
+    (out.path / "anomalies.txt").write_text(_text(rows))
+    out.properties.update(
+        passed=not blocking,
+        blocking=blocking,
+        counts=counts,
+        statistics_fingerprint=stats_art.fingerprint,
+        statistics_id=stats_art.id,
+    )
+    log.info(
+        "validate: %d anomalies (%d blocking): schema %d, skew %d, drift %d, %.1f s",
+        len(rows),
+        len(blocking),
+        counts["schema"],
+        counts["skew"],
+        counts["drift"],
+        time.time() - t0,
+    )
+    return {"anomalies": out}
+
+
+def gate(section: ValidationSection, outputs: dict[str, Artifact]) -> None:
+    """Stop the run when the anomalies artifact (fresh or cached) records blocking findings.
+
+    Raises:
+        ValidationFailed: with one entry (split, feature, kind, description) per blocking finding.
+    """
+    blocking = outputs["anomalies"].properties.get("blocking") or []
+    if blocking:
+        raise ValidationFailed(list(blocking))
+
+
+def _write(path: Path, anomalies: anomalies_pb2.Anomalies) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(anomalies.SerializeToString())
+
+
+def _text(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "no anomalies\n"
+    lines = [
+        f"{'BLOCKS' if r['blocking'] else 'warns '}  {r['split']}: {r['feature']}: {r['kind']} "
+        f"[{r['category']}]: {r['description']}"
+        for r in rows
+    ]
+    return "\n".join(lines) + "\n"
+
+
+STAGE = Stage(
+    name="validate",
+    section=ValidationSection,
+    run=run,
+    inputs={"statistics": "statistics.statistics", "schema": "schema.schema"},
+    outputs={"anomalies": "ExampleAnomalies"},
+    prepare=prepare,
+    gate=gate,
+    config_key="validation",
+)
