@@ -75,8 +75,21 @@ def _csv_rows(text: str) -> Iterator[list[str]]:
 def _record_ends(buf: bytes) -> np.ndarray:
     """Offsets of the record-ending newlines in buf, which starts at a record (quote-aware)."""
     arr = np.frombuffer(buf, dtype=np.uint8)
-    parity = np.cumsum(arr == 34, dtype=np.int64) & 1
-    return np.flatnonzero((arr == 10) & (parity == 0))
+    newline = arr == 10
+    quotes = arr == 34
+    if not quotes.any():
+        return np.flatnonzero(newline)
+    # A newline ends a record when an even number of quotes precede it; uint8 sums keep parity.
+    parity = np.cumsum(quotes, dtype=np.uint8) & 1
+    return np.flatnonzero(newline & (parity == 0))
+
+
+def _unquoted(arr: np.ndarray, byte: int) -> np.ndarray:
+    quotes = arr == 34
+    hits = arr == byte
+    if quotes.any():
+        hits &= (np.cumsum(quotes, dtype=np.uint8) & 1) == 0
+    return np.flatnonzero(hits)
 
 
 def read_csv(
@@ -86,16 +99,14 @@ def read_csv(
 
     Records are found with a vectorised quote-parity scan, so every row keeps its exact line
     number. Rows with the wrong number of fields, invalid UTF-8 or values that do not parse as
-    their column's type are rejected; the rest are parsed by pyarrow in bulk.
+    their column's type are rejected; the rest are parsed by pyarrow in bulk. A chunk is one
+    block of about BLOCK_BYTES (``batch_rows`` caps its rows).
     """
     ncols = len(columns)
     with _open(path) as f:
         f.readline()  # the header; the caller read the column names from it
         line = 2  # the line number of the next record
         carry = b""
-        pending: list[bytes] = []
-        pending_lines: list[np.ndarray] = []
-        pending_rows = 0
         eof = False
         while not eof:
             block = f.read(BLOCK_BYTES)
@@ -107,24 +118,18 @@ def read_csv(
             if not ends.size:
                 carry = data
                 continue
-            cut = int(ends[-1]) + 1
-            body, carry = data[:cut], data[cut:]
-            starts = np.concatenate(([0], ends[:-1] + 1))
-            newlines = np.flatnonzero(np.frombuffer(body, dtype=np.uint8) == 10)
-            # A record's line = the first line plus the newlines before its first byte.
-            pending_lines.append(line + np.searchsorted(newlines, starts))
-            line += len(newlines)
-            pending.append(body)
-            pending_rows += len(starts)
-            if pending_rows >= batch_rows or eof:
-                yield _parse_csv(
-                    path, b"".join(pending), np.concatenate(pending_lines), columns, types, ncols
-                )
-                pending, pending_lines, pending_rows = [], [], 0
-        if pending_rows:
-            yield _parse_csv(
-                path, b"".join(pending), np.concatenate(pending_lines), columns, types, ncols
-            )
+            while ends.size:
+                take = ends[:batch_rows]
+                cut = int(take[-1]) + 1
+                body, data = data[:cut], data[cut:]
+                starts = np.concatenate(([0], take[:-1] + 1))
+                newlines = np.flatnonzero(np.frombuffer(body, dtype=np.uint8) == 10)
+                # A record's line = the first line plus the newlines before its first byte.
+                lines = line + np.searchsorted(newlines, starts)
+                line += len(newlines)
+                yield _parse_csv(path, body, starts, take, lines, columns, types, ncols)
+                ends = ends[batch_rows:] - cut
+            carry = data
         if carry.strip():
             raw = carry[:10000].decode("utf-8", "replace").rstrip("\n")
             yield Chunk(
@@ -134,16 +139,19 @@ def read_csv(
 
 
 def _parse_csv(
-    path: str, body: bytes, lines: np.ndarray, columns: list[str], types: dict[str, str], ncols: int
+    path: str,
+    body: bytes,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    lines: np.ndarray,
+    columns: list[str],
+    types: dict[str, str],
+    ncols: int,
 ) -> Chunk:
     arr = np.frombuffer(body, dtype=np.uint8)
-    parity = np.cumsum(arr == 34, dtype=np.int64) & 1
-    ends = np.flatnonzero((arr == 10) & (parity == 0))
-    starts = np.concatenate(([0], ends[:-1] + 1))
     # Fields per record: unquoted commas + 1, counted per record with one bincount.
-    commas = np.flatnonzero((arr == 44) & (parity == 0))
-    rec_of_comma = np.searchsorted(ends, commas)
-    fields = np.bincount(rec_of_comma, minlength=len(ends)) + 1
+    commas = _unquoted(arr, 44)
+    fields = np.bincount(np.searchsorted(ends, commas), minlength=len(ends)) + 1
     lengths = ends - starts
     blank = (lengths == 0) | ((lengths == 1) & (arr[np.maximum(ends - 1, 0)] == 13))
     bad = (fields != ncols) & ~blank
@@ -157,9 +165,6 @@ def _parse_csv(
     if not keep.all():
         body = b"".join(body[starts[i] : ends[i] + 1] for i in np.flatnonzero(keep))
         lines = lines[keep]
-        starts = starts[keep]
-    else:
-        body = bytes(body)
     # Invalid UTF-8 is rare: check the whole chunk at C speed, find the rows only if it fails.
     try:
         body.decode("utf-8")

@@ -24,16 +24,14 @@ import apache_beam as beam
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from apache_beam.io import filebasedsink
-from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.io.tfrecordio import _TFRecordUtil
 from apache_beam.metrics.metric import Metrics, MetricsFilter
 
 from beam_pipeline.artifacts import Artifact, file_digest, split_dir
 from beam_pipeline.config import path
 from beam_pipeline.errors import ConfigError, DataError
 from beam_pipeline.io import readers
+from beam_pipeline.io.tfrecord import WriteTFRecordBatches
 from beam_pipeline.stage import Prepared, Stage, StageContext
 
 log = logging.getLogger(__name__)
@@ -271,20 +269,6 @@ class SplitSerialized(beam.DoFn):
                 yield split, list(part)
 
 
-class _TFRecordBatchSink(filebasedsink.FileBasedSink):
-    """Writes each element (a list of serialized records) as TFRecords: one write per batch."""
-
-    def __init__(self, prefix: str, shards: int) -> None:
-        super().__init__(
-            prefix, coder=None, file_name_suffix=".tfrecord.gz", num_shards=shards,
-            mime_type="application/octet-stream", compression_type=CompressionTypes.GZIP,
-        )
-
-    def write_record(self, file_handle: Any, value: list[bytes]) -> None:
-        for record in value:
-            _TFRecordUtil.write_record(file_handle, record)
-
-
 class WriteExamples(beam.PTransform):
     """(split, [serialized]) batches -> gzip TFRecords under Split-{split}/ (published together)."""
 
@@ -302,7 +286,7 @@ class WriteExamples(beam.PTransform):
                 batches
                 | f"Only{split}" >> beam.Filter(lambda kv, s=split: kv[0] == s)
                 | f"Values{split}" >> beam.Values()
-                | f"Write{split}" >> beam.io.Write(_TFRecordBatchSink(prefix, self._shards))
+                | f"Write{split}" >> WriteTFRecordBatches(prefix, self._shards)
             )
         return results
 
