@@ -258,6 +258,7 @@ class Orchestrator:
         }
         for key, art in outputs.items():
             available[f"{stage.name}.{key}"] = art
+            _summarize(art, result)
         if stage.gate is not None:
             try:
                 stage.gate(self.config.section(stage.section_name), outputs)
@@ -289,6 +290,19 @@ class Orchestrator:
             ex.last_known_state = pb.Execution.CANCELED
             self.store.call(self.store._store.put_executions, [ex])
             log.info("%s: execution %s was interrupted; its staged output was removed", stage, ex.id)
+
+
+def _summarize(art: Artifact, result: RunResult) -> None:
+    """Copy what the run summary reports (metrics, blessing, versions) from output properties."""
+    p = art.properties
+    if isinstance(p.get("metrics"), dict):
+        result.metrics.update(p["metrics"])
+    if "blessed" in p:
+        result.blessed = bool(p["blessed"])
+    if "model_version" in p:
+        result.model_version = int(p["model_version"])
+    if "pushed_version" in p and p["pushed_version"] is not None:
+        result.pushed_version = int(p["pushed_version"])
 
 
 def _usable(art: Artifact) -> bool:
