@@ -84,3 +84,18 @@ def test_runs_and_lineage_commands(tmp_path, tiny_csv, capsys) -> None:
     text = capsys.readouterr().out
     assert f"Examples #{art_id}" in text and "← ingest" in text
     assert main(["lineage", str(cfg), "--artifact", "999"]) == 2
+
+
+def test_concurrent_runs_share_one_sqlite_store(tmp_path, tiny_csv) -> None:
+    cfg = _cfg(tmp_path, tiny_csv)
+    cmd = [sys.executable, "-m", "beam_pipeline.cli", "run", str(cfg), "--only", "ingest",
+           "--json", "--no-cache"]
+    procs = [subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(3)]
+    results = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], [err[-1500:] for _, err in results]
+    store = Store(load(cfg))
+    assert len(store.runs()) == 3
+    states = [e.last_known_state for e in store.executions("ingest")]
+    assert states == [pb.Execution.COMPLETE] * 3
+    assert len(store.artifacts_of_type("Examples")) == 3
