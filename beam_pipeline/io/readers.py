@@ -123,10 +123,13 @@ def read_csv(
                 cut = int(take[-1]) + 1
                 body, data = data[:cut], data[cut:]
                 starts = np.concatenate(([0], take[:-1] + 1))
-                newlines = np.flatnonzero(np.frombuffer(body, dtype=np.uint8) == 10)
-                # A record's line = the first line plus the newlines before its first byte.
-                lines = line + np.searchsorted(newlines, starts)
-                line += len(newlines)
+                newlines = np.count_nonzero(np.frombuffer(body, dtype=np.uint8) == 10)
+                if newlines == len(take):  # no quoted newlines: one line per record
+                    lines = line + np.arange(len(take))
+                else:  # a record's line = the first line + the newlines before its first byte
+                    at = np.flatnonzero(np.frombuffer(body, dtype=np.uint8) == 10)
+                    lines = line + np.searchsorted(at, starts)
+                line += newlines
                 yield _parse_csv(path, body, starts, take, lines, columns, types, ncols)
                 ends = ends[batch_rows:] - cut
             carry = data

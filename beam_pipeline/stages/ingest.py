@@ -5,7 +5,7 @@ object per unreadable row: file, line, reason, raw). Properties: splits, row_cou
 span, data_fingerprint, columns (name -> int|float|string), files.
 
 Rows are read in Arrow record batches, typed and encoded to tf.Example a batch at a time by
-tfx_bsl's encoder; the split is a hash of the row's values (or of `split.key`), so a rerun on the
+a columnar encoder (`io.example_coder`); the split is a hash of the row's values (or of `split.key`), so a rerun on the
 same data splits the same way and one key never lands in two splits.
 """
 
@@ -30,8 +30,8 @@ from apache_beam.metrics.metric import Metrics, MetricsFilter
 from beam_pipeline.artifacts import Artifact, file_digest, split_dir
 from beam_pipeline.config import path
 from beam_pipeline.errors import ConfigError, DataError
-from beam_pipeline.io import readers
-from beam_pipeline.io.tfrecord import WriteTFRecordBatches
+from beam_pipeline.io import example_coder, readers
+from beam_pipeline.io.tfrecord import WriteTFRecordBatches, frame
 from beam_pipeline.stage import Prepared, Stage, StageContext
 
 log = logging.getLogger(__name__)
@@ -176,21 +176,6 @@ def prepare(section: IngestSection, inputs: dict[str, Artifact], ctx: StageConte
 # Batched encoding and splitting (plain functions: unit tests call them without a runner)
 
 
-def to_list_arrays(batch: pa.RecordBatch) -> pa.RecordBatch:
-    """Primitive columns -> list columns (null -> missing feature) as tfx_bsl's encoder wants."""
-    arrays = []
-    for col in batch.columns:
-        valid = col.is_valid().to_numpy(zero_copy_only=False)
-        offsets = pa.array(np.concatenate([[0], np.cumsum(valid)]).astype(np.int32))
-        values = col.drop_null()
-        if pa.types.is_string(values.type):
-            values = values.cast(pa.binary())
-        elif pa.types.is_floating(values.type):
-            values = values.cast(pa.float32())  # tf.Example stores float32
-        arrays.append(pa.ListArray.from_arrays(offsets, values, mask=pa.array(~valid)))
-    return pa.RecordBatch.from_arrays(arrays, names=batch.schema.names)
-
-
 def assign_splits(batch: pa.RecordBatch, ratios: dict[str, float], key: str | None) -> np.ndarray:
     """The split index of every row: a stable hash of the key column (or all columns)."""
     frame = batch.column(key).to_pandas().to_frame() if key else batch.to_pandas()
@@ -202,7 +187,7 @@ def assign_splits(batch: pa.RecordBatch, ratios: dict[str, float], key: str | No
 
 
 class ReadAndEncode(beam.DoFn):
-    """A file name in; (split, [serialized tf.Example]) per batch out; rejected rows tagged."""
+    """A file name in; (split, framed TFRecord bytes) per batch out; rejected rows tagged."""
 
     REJECTED = "rejected"
 
@@ -218,11 +203,6 @@ class ReadAndEncode(beam.DoFn):
         self._batch_size = batch_size
         self._rows = {s: Metrics.counter(NAMESPACE, f"rows_{s}") for s in ratios}
         self._rejected = Metrics.counter(NAMESPACE, "rejected")
-
-    def setup(self) -> None:
-        from tfx_bsl.coders.example_coder import RecordBatchToExamplesEncoder
-
-        self._encoder = RecordBatchToExamplesEncoder()
 
     def process(self, file: str) -> Iterator[Any]:
         reader = {"csv": readers.read_csv, "parquet": readers.read_parquet,
@@ -240,13 +220,13 @@ class ReadAndEncode(beam.DoFn):
                 batch = pa.RecordBatch.from_arrays(
                     [batch.column(c) for c in self._keep], names=self._keep
                 )
-            serialized = np.array(self._encoder.encode(to_list_arrays(batch)), dtype=object)
+            serialized = example_coder.encode(batch)
             which = assign_splits(batch, self._ratios, self._key)
             for i, split in enumerate(splits):
-                part = serialized[which == i]
-                if len(part):
-                    self._rows[split].inc(len(part))
-                    yield split, list(part)
+                mask = which == i
+                if mask.any():
+                    self._rows[split].inc(int(mask.sum()))
+                    yield split, frame(serialized.filter(pa.array(mask)))
 
 
 class SplitSerialized(beam.DoFn):
@@ -256,7 +236,7 @@ class SplitSerialized(beam.DoFn):
         self._ratios = ratios
         self._rows = {s: Metrics.counter(NAMESPACE, f"rows_{s}") for s in ratios}
 
-    def process(self, records: list[bytes]) -> Iterator[tuple[str, list[bytes]]]:
+    def process(self, records: list[bytes]) -> Iterator[tuple[str, bytes]]:
         arr = np.array(records, dtype=object)
         hashes = pd.util.hash_array(arr)
         weights = np.array(list(self._ratios.values()), dtype=np.float64)
@@ -266,11 +246,11 @@ class SplitSerialized(beam.DoFn):
             part = arr[np.minimum(which, len(edges) - 1) == i]
             if len(part):
                 self._rows[split].inc(len(part))
-                yield split, list(part)
+                yield split, frame(list(part))
 
 
 class WriteExamples(beam.PTransform):
-    """(split, [serialized]) batches -> gzip TFRecords under Split-{split}/ (published together)."""
+    """(split, framed records) batches -> gzip TFRecords under Split-{split}/."""
 
     def __init__(self, out: str, splits: list[str], shards: int) -> None:
         super().__init__()
@@ -292,7 +272,7 @@ class WriteExamples(beam.PTransform):
 
 
 class ReadExamples(beam.PTransform):
-    """Files -> (split, [serialized tf.Example]) batches, plus rejected rows as JSON lines."""
+    """Files -> (split, framed tf.Example records) batches, plus rejected rows as JSON lines."""
 
     def __init__(self, section: IngestSection, files: list[str], columns: dict[str, str]) -> None:
         super().__init__()
