@@ -44,11 +44,20 @@ def binary_array(flat: np.ndarray, lengths: np.ndarray) -> pa.BinaryArray:
 
 
 def varint_matrix(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(n, 10) varint bytes with continuation bits, and each value's byte count (int64 as u64)."""
+    """(n, w) varint bytes with continuation bits, and each value's byte count (int64 as u64).
+
+    w is the longest varint in the column (at most 10), so small numbers stay cheap.
+    """
     v = values.astype(np.int64).view(np.uint64)
-    nb = 1 + (v[:, None] >= _LIMITS).sum(axis=1)
-    groups = ((v[:, None] >> _SHIFTS) & np.uint64(0x7F)).astype(np.uint8)
-    groups[np.arange(10)[None, :] < (nb[:, None] - 1)] |= 0x80
+    nb = np.ones(len(v), dtype=np.int64)
+    for limit in _LIMITS:
+        over = v >= limit
+        if not over.any():
+            break
+        nb += over
+    width = int(nb.max()) if len(nb) else 1
+    groups = ((v[:, None] >> _SHIFTS[:width]) & np.uint64(0x7F)).astype(np.uint8)
+    groups[np.arange(width)[None, :] < (nb[:, None] - 1)] |= 0x80
     return groups, nb
 
 
@@ -56,7 +65,7 @@ def _varints(values: np.ndarray) -> pa.BinaryArray:
     if not values.size or (values.max() < 128 and values.min() >= 0):
         return binary_array(values.astype(np.uint8), np.ones(len(values), dtype=np.int32))
     groups, nb = varint_matrix(values)
-    return binary_array(groups[np.arange(10)[None, :] < nb[:, None]], nb)
+    return binary_array(groups[np.arange(groups.shape[1])[None, :] < nb[:, None]], nb)
 
 
 def _prefixed(x: pa.Array) -> list[pa.Array]:
@@ -91,7 +100,8 @@ def _int_entries(key: bytes, col: pa.Array, valid: np.ndarray) -> pa.Array:
     if p + 16 >= 128:  # the entry's own length would need two varint bytes
         return _generic_int_entries(key, col)
     # 0a L(entry) | key | 12 L(feature) | 1a L(list) | 0a L(packed) | varint
-    m = np.empty((n, p + 18), dtype=np.uint8)
+    width = groups.shape[1]
+    m = np.empty((n, p + 8 + width), dtype=np.uint8)
     m[:, 0] = 0x0A
     m[:, 1] = p + 6 + nb
     m[:, 2 : 2 + p] = np.frombuffer(key, dtype=np.uint8)
@@ -102,13 +112,13 @@ def _int_entries(key: bytes, col: pa.Array, valid: np.ndarray) -> pa.Array:
     m[:, p + 6] = 0x0A
     m[:, p + 7] = nb
     m[:, p + 8 :] = groups
-    keep = (np.arange(p + 18)[None, :] < (p + 8 + nb)[:, None]) & valid[:, None]
+    keep = (np.arange(p + 8 + width)[None, :] < (p + 8 + nb)[:, None]) & valid[:, None]
     return binary_array(m[keep], np.where(valid, p + 8 + nb, 0).astype(np.int32))
 
 
 def _generic_int_entries(key: bytes, col: pa.Array) -> pa.Array:
     groups, nb = varint_matrix(col.fill_null(0).to_numpy(zero_copy_only=False))
-    packed = binary_array(groups[np.arange(10)[None, :] < nb[:, None]], nb)
+    packed = binary_array(groups[np.arange(groups.shape[1])[None, :] < nb[:, None]], nb)
     feature = _join(_tag(b"\x1a"), *_prefixed(_join(_tag(b"\x0a"), *_prefixed(packed))))
     return _entry(key, feature, col)
 

@@ -188,10 +188,21 @@ def _parse_csv(
         lines = np.array(good_lines, dtype=np.int64)
     if not body:
         return Chunk(_empty_batch(columns, types), rejected)
+    read_options = pacsv.ReadOptions(column_names=columns, block_size=max(len(body) + 1, 1 << 20))
+    parse_options = pacsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=False)
+    try:  # the fast path: pyarrow types the columns itself; "" is a missing value
+        table = pacsv.read_csv(
+            io.BytesIO(body), read_options=read_options, parse_options=parse_options,
+            convert_options=pacsv.ConvertOptions(
+                column_types={c: ARROW_TYPES[types.get(c, "string")] for c in columns},
+                null_values=[""], strings_can_be_null=True,
+            ),
+        )
+        return Chunk(table.combine_chunks().to_batches()[0], rejected)
+    except pa.ArrowInvalid:
+        pass  # some value does not parse: read strings and find the rows
     table = pacsv.read_csv(
-        io.BytesIO(body),
-        read_options=pacsv.ReadOptions(column_names=columns, block_size=max(len(body) + 1, 1 << 20)),
-        parse_options=pacsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=False),
+        io.BytesIO(body), read_options=read_options, parse_options=parse_options,
         convert_options=pacsv.ConvertOptions(
             column_types={c: pa.string() for c in columns}, strings_can_be_null=False,
             quoted_strings_can_be_null=False,
