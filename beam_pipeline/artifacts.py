@@ -1,8 +1,8 @@
 """Artifacts: typed outputs of stages, and the one place that knows their on-disk layout.
 
-An artifact lives under ``{root}/{stage}/{execution_id}/{output_key}/``. While a stage runs it writes
-into ``{root}/{stage}/.{execution_id}.tmp/``; the orchestrator renames that folder into place and
-only then registers the artifacts LIVE in ML Metadata.
+An artifact lives under ``{root}/{stage}/{execution_id}/{output_key}/``. While a stage runs it
+writes into ``{root}/{stage}/.{execution_id}.tmp/``; the orchestrator renames that folder into
+place and only then registers the artifacts LIVE in ML Metadata.
 """
 
 from __future__ import annotations

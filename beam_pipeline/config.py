@@ -33,7 +33,9 @@ class PipelineSection:
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.replace("-", "").replace("_", "").isalnum():
-            raise ConfigError(f"pipeline.name must be letters, digits, - or _; received {self.name!r}")
+            raise ConfigError(
+                f"pipeline.name must be letters, digits, - or _; received {self.name!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,7 @@ class Config:
         """The typed section of a stage (its defaults when the YAML leaves it out)."""
         return self.stages[name]
 
+
 # ---------------------------------------------------------------------------------------------
 # Loading
 
@@ -113,7 +116,9 @@ def load(
                 f"unknown section {unknown[0]!r}; expected one of {sorted(fixed | set(sections))}"
             )
         config = _build(Config, {k: v for k, v in data.items() if k in fixed}, "", base)
-        stages = {name: _build(cls, data.get(name) or {}, name, base) for name, cls in sections.items()}
+        stages = {
+            name: _build(cls, data.get(name) or {}, name, base) for name, cls in sections.items()
+        }
     except ConfigError as exc:
         raise ConfigError(f"{file}: {exc}") from None
     return dataclasses.replace(config, stages=stages, source_file=str(file))

@@ -152,7 +152,9 @@ class Store:
 
     # ---- contexts -------------------------------------------------------------------------
 
-    def _context(self, kind: str, name: str, properties: dict[str, Any] | None = None) -> pb.Context:
+    def _context(
+        self, kind: str, name: str, properties: dict[str, Any] | None = None
+    ) -> pb.Context:
         type_id = self._type_id("context", kind)
         ctx = self.call(self._store.get_context_by_type_and_name, kind, name)
         if ctx is None:
@@ -187,7 +189,10 @@ class Store:
         for k, v in properties.items():
             ex.custom_properties[k].CopyFrom(encode(v))
         exec_id, _, _ = self.call(
-            self._store.put_execution, ex, [], [self.pipeline_context(), run_ctx],
+            self._store.put_execution,
+            ex,
+            [],
+            [self.pipeline_context(), run_ctx],
             reuse_context_if_already_exist=True,
         )
         return exec_id
@@ -212,8 +217,12 @@ class Store:
         for key, art in outputs.items():
             pairs.append((self._to_proto(art), _event(pb.Event.OUTPUT, key)))
         _, art_ids, _ = self.call(
-            self._store.put_execution, ex, pairs, [self.pipeline_context(), run_ctx],
-            reuse_context_if_already_exist=True, reuse_artifact_if_already_exist_by_external_id=True,
+            self._store.put_execution,
+            ex,
+            pairs,
+            [self.pipeline_context(), run_ctx],
+            reuse_context_if_already_exist=True,
+            reuse_artifact_if_already_exist_by_external_id=True,
         )
         for art, art_id in zip([*inputs.values(), *outputs.values()], art_ids, strict=True):
             art.id = art_id
@@ -339,8 +348,14 @@ def _key(e: pb.Event) -> str:
 
 def _describe(art: Artifact) -> dict[str, Any]:
     shown = {k: v for k, v in art.properties.items() if not k.startswith("_")}
-    return {"id": art.id, "type": art.type, "uri": art.uri, "fingerprint": art.fingerprint[:16],
-            "state": art.properties.get("_state"), **shown}
+    return {
+        "id": art.id,
+        "type": art.type,
+        "uri": art.uri,
+        "fingerprint": art.fingerprint[:16],
+        "state": art.properties.get("_state"),
+        **shown,
+    }
 
 
 @dataclass

@@ -59,9 +59,7 @@ def order(stages: dict[str, Stage]) -> list[str]:
     return list(TopologicalSorter(graph).static_order())
 
 
-def select(
-    names: list[str], from_: str | None, to: str | None, only: str | None
-) -> list[str]:
+def select(names: list[str], from_: str | None, to: str | None, only: str | None) -> list[str]:
     for flag, value in (("--from", from_), ("--to", to), ("--only", only)):
         if value is not None and value not in names:
             raise ConfigError(f"{flag}: unknown stage {value!r}; expected one of {names}")
@@ -100,8 +98,12 @@ class Orchestrator:
         result = RunResult(run_id)
         started = time.time()
         run_ctx = self.store.run_context(
-            run_id, started=started, status="running", command=self.command,
-            user=getpass.getuser(), config=self.config.source_file,
+            run_id,
+            started=started,
+            status="running",
+            command=self.command,
+            user=getpass.getuser(),
+            config=self.config.source_file,
         )
         needed = self._needed(selected)
         available: dict[str, Artifact] = {}
@@ -131,8 +133,11 @@ class Orchestrator:
                 result.stages.setdefault(name, {"status": "skipped"})
         finally:
             self.store.run_context(
-                run_id, status=result.status, finished=time.time(),
-                seconds=round(time.time() - started, 3), summary=result.to_json(),
+                run_id,
+                status=result.status,
+                finished=time.time(),
+                seconds=round(time.time() - started, 3),
+                summary=result.to_json(),
             )
         return result
 
@@ -166,11 +171,14 @@ class Orchestrator:
             elif key not in stage.optional_inputs:
                 raise StageFailed(
                     stage.name,
-                    f"input {key!r} ({ref}) has no completed result; run {ref.split('.')[0]!r} first",
+                    f"input {key!r} ({ref}) has no completed result; "
+                    f"run {ref.split('.')[0]!r} first",
                     self.command,
                 )
         section = self.config.section(stage.section_name)
-        ctx = StageContext(stage.name, self.config, self.store, result.run_id, Path(), self.beam_args)
+        ctx = StageContext(
+            stage.name, self.config, self.store, result.run_id, Path(), self.beam_args
+        )
         try:
             prepared = stage.prepare(section, inputs, ctx) if stage.prepare else Prepared()
         except PipelineError as exc:
@@ -182,20 +190,31 @@ class Orchestrator:
         all_inputs = {**inputs, **prepared.inputs}
         keyed_config = {k: v for k, v in to_dict(section).items() if k not in stage.cache_exempt}
         cache_key = digest(
-            stage.name, keyed_config, __version__, prepared.key,
+            stage.name,
+            keyed_config,
+            __version__,
+            prepared.key,
             {k: a.fingerprint for k, a in sorted(all_inputs.items())},
         )
         base_props = {
-            "run_id": result.run_id, "cache_key": cache_key, "config": to_dict(section),
-            "module_hash": prepared.key.get("module_hash", ""), "started": t0,
-            "pid": os.getpid(), "host": socket.gethostname(),
+            "run_id": result.run_id,
+            "cache_key": cache_key,
+            "config": to_dict(section),
+            "module_hash": prepared.key.get("module_hash", ""),
+            "started": t0,
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
         }
         self._abandon_dead(stage.name)
         cached = self._cached(stage, cache_key) if self.use_cache else None
         if cached is not None:
             exec_id = self.store.start_execution(stage.name, run_ctx, base_props)
             self.store.finish_execution(
-                exec_id, pb.Execution.CACHED, run_ctx, all_inputs, cached,
+                exec_id,
+                pb.Execution.CACHED,
+                run_ctx,
+                all_inputs,
+                cached,
                 {"seconds": round(time.time() - t0, 3)},
             )
             log.info("%s: cached (execution %s)", stage.name, exec_id)
@@ -219,7 +238,11 @@ class Orchestrator:
         except BaseException as exc:
             shutil.rmtree(tmp, ignore_errors=True)
             self.store.finish_execution(
-                exec_id, pb.Execution.FAILED, run_ctx, all_inputs, {},
+                exec_id,
+                pb.Execution.FAILED,
+                run_ctx,
+                all_inputs,
+                {},
                 {"error": f"{type(exc).__name__}: {exc}", "seconds": round(time.time() - t0, 3)},
             )
             result.stages[stage.name] = {"status": "failed", "seconds": round(time.time() - t0, 2)}
@@ -236,7 +259,11 @@ class Orchestrator:
             art.uri = str(final / Path(art.uri).relative_to(tmp))
             art.fingerprint = art.fingerprint or digest(cache_key, key)
         self.store.finish_execution(
-            exec_id, pb.Execution.COMPLETE, run_ctx, all_inputs, outputs,
+            exec_id,
+            pb.Execution.COMPLETE,
+            run_ctx,
+            all_inputs,
+            outputs,
             {"seconds": round(time.time() - t0, 3)},
         )
         log.info("%s: completed in %.1f s → %s", stage.name, time.time() - t0, final)
@@ -289,7 +316,9 @@ class Orchestrator:
             shutil.rmtree(staging_dir(self.config.root, stage, ex.id), ignore_errors=True)
             ex.last_known_state = pb.Execution.CANCELED
             self.store.call(self.store._store.put_executions, [ex])
-            log.info("%s: execution %s was interrupted; its staged output was removed", stage, ex.id)
+            log.info(
+                "%s: execution %s was interrupted; its staged output was removed", stage, ex.id
+            )
 
 
 def _summarize(art: Artifact, result: RunResult) -> None:

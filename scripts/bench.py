@@ -135,8 +135,13 @@ def bench_ingest(
         say(f"ingest (per-row baseline): {rows:,} rows{tag} ...")
         t0 = time.perf_counter()
         base = bench_baseline.run(
-            str(csv_path), str(out_dir), list(columns), columns, keep,
-            dict(section.split.ratios), pipeline_options(config),
+            str(csv_path),
+            str(out_dir),
+            list(columns),
+            columns,
+            keep,
+            dict(section.split.ratios),
+            pipeline_options(config),
         )
         base_times.append(time.perf_counter() - t0)
     ours_s, base_s = min(ours_times), min(base_times)
@@ -152,12 +157,24 @@ def bench_ingest(
     ratio = ours_rps / base_rps
     return {
         "rows": rows,
-        "runs": {"ours_seconds": [round(t, 2) for t in ours_times],
-                 "baseline_seconds": [round(t, 2) for t in base_times]},
-        "ours": {"seconds": round(ours_s, 2), "rows_per_s": round(ours_rps), "examples": ours_total,
-                 "splits": ours_counts, "rejected": ours_rejected},
-        "baseline": {"seconds": round(base_s, 2), "rows_per_s": round(base_rps),
-                     "examples": base_total, "splits": base, "rejected": base_rejected},
+        "runs": {
+            "ours_seconds": [round(t, 2) for t in ours_times],
+            "baseline_seconds": [round(t, 2) for t in base_times],
+        },
+        "ours": {
+            "seconds": round(ours_s, 2),
+            "rows_per_s": round(ours_rps),
+            "examples": ours_total,
+            "splits": ours_counts,
+            "rejected": ours_rejected,
+        },
+        "baseline": {
+            "seconds": round(base_s, 2),
+            "rows_per_s": round(base_rps),
+            "examples": base_total,
+            "splits": base,
+            "rejected": base_rejected,
+        },
         "same_example_count": ours_total == base_total,
         "speedup": round(ratio, 2),
         "target": f">= {INGEST_TARGET:g}x",
@@ -207,13 +224,24 @@ def ingest_child(config_path: Path) -> None:
     done.set()
     sampler.join()
     examples = examples_of(orch)
-    maxrss = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-                 resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
-    print(json.dumps({
-        "peak_rss_mb": round(maxrss, 1), "rss_before_stage_mb": round(before, 1),
-        "peak_rss_during_stage_mb": round(peak[0], 1),
-        "seconds": round(seconds, 2), "examples": sum(examples.properties["row_counts"].values()),
-    }))
+    maxrss = (
+        max(
+            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+            resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
+        )
+        / 1024
+    )
+    print(
+        json.dumps(
+            {
+                "peak_rss_mb": round(maxrss, 1),
+                "rss_before_stage_mb": round(before, 1),
+                "peak_rss_during_stage_mb": round(peak[0], 1),
+                "seconds": round(seconds, 2),
+                "examples": sum(examples.properties["row_counts"].values()),
+            }
+        )
+    )
 
 
 def bench_memory(workdir: Path, rows: int) -> dict:
@@ -224,7 +252,9 @@ def bench_memory(workdir: Path, rows: int) -> dict:
         say(f"ingest peak memory: {n:,} rows in a fresh subprocess ...")
         proc = subprocess.run(
             [sys.executable, __file__, "_ingest-child", str(config_path)],
-            capture_output=True, text=True, cwd=REPO,
+            capture_output=True,
+            text=True,
+            cwd=REPO,
         )
         if proc.returncode != 0:
             sys.stderr.write(proc.stderr[-4000:])
@@ -236,7 +266,7 @@ def bench_memory(workdir: Path, rows: int) -> dict:
         "runs": {str(n): r for n, r in results.items()},
         "growth": round(growth, 3),
         "target": f"peak RSS during ingest at {max(results):,} rows <= {MEMORY_TARGET:g}x "
-                  f"at {min(results):,}",
+        f"at {min(results):,}",
         "pass": growth <= MEMORY_TARGET,
     }
 
@@ -278,15 +308,18 @@ def bench_statistics(orch: Any, workdir: Path, repeat: int = 1) -> dict:
     ours_s, direct_s = min(ours_times), min(direct_times)
     stats_uri = Path(entry["outputs"]["statistics"]["uri"])
     ours_counts = {
-        s: statistics.num_examples(tfdv.load_stats_binary(str(stats_uri / f"Split-{s}" /
-                                                              statistics.STATS_FILE)))
+        s: statistics.num_examples(
+            tfdv.load_stats_binary(str(stats_uri / f"Split-{s}" / statistics.STATS_FILE))
+        )
         for s in examples.splits
     }
 
     ratio = ours_s / direct_s
     return {
-        "runs": {"ours_seconds": [round(t, 2) for t in ours_times],
-                 "direct_seconds": [round(t, 2) for t in direct_times]},
+        "runs": {
+            "ours_seconds": [round(t, 2) for t in ours_times],
+            "direct_seconds": [round(t, 2) for t in direct_times],
+        },
         "ours": {"seconds": round(ours_s, 2), "examples": ours_counts},
         "direct_tfdv": {"seconds": round(direct_s, 2), "examples": direct_counts},
         "same_example_count": ours_counts == direct_counts,
@@ -345,8 +378,15 @@ def warm_up(workdir: Path) -> None:
     section = config.section("ingest")
     columns = ingest.resolve_columns(section, [str(csv_path)])
     keep = [c for c in columns if c not in section.drop]
-    bench_baseline.run(str(csv_path), str(workdir / "runs" / "warmup" / "baseline"), list(columns),
-                       columns, keep, dict(section.split.ratios), pipeline_options(config))
+    bench_baseline.run(
+        str(csv_path),
+        str(workdir / "runs" / "warmup" / "baseline"),
+        list(columns),
+        columns,
+        keep,
+        dict(section.split.ratios),
+        pipeline_options(config),
+    )
     examples = examples_of(orch)
     tfdv.generate_statistics_from_tfrecord(
         str(examples.split_dir("train") / statistics.EXAMPLES_GLOB),
@@ -361,47 +401,77 @@ def summary(results: dict) -> str:
     lines.append(row.format("", "ours", "reference", "ratio", "target"))
     if "ingest" in results:
         r = results["ingest"]
-        lines.append(row.format(
-            "ingest rows/s (ref: per-row baseline)", f"{r['ours']['rows_per_s']:,}",
-            f"{r['baseline']['rows_per_s']:,}", f"{r['speedup']:.1f}x",
-            f"{r['target']:<12} {'PASS' if r['pass'] else 'MISS'}"))
-        lines.append(row.format(
-            "ingest seconds", f"{r['ours']['seconds']:.1f}", f"{r['baseline']['seconds']:.1f}",
-            "", f"examples {r['ours']['examples']:,} / {r['baseline']['examples']:,}"
-            + ("" if r["same_example_count"] else "  COUNTS DIFFER")))
+        lines.append(
+            row.format(
+                "ingest rows/s (ref: per-row baseline)",
+                f"{r['ours']['rows_per_s']:,}",
+                f"{r['baseline']['rows_per_s']:,}",
+                f"{r['speedup']:.1f}x",
+                f"{r['target']:<12} {'PASS' if r['pass'] else 'MISS'}",
+            )
+        )
+        lines.append(
+            row.format(
+                "ingest seconds",
+                f"{r['ours']['seconds']:.1f}",
+                f"{r['baseline']['seconds']:.1f}",
+                "",
+                f"examples {r['ours']['examples']:,} / {r['baseline']['examples']:,}"
+                + ("" if r["same_example_count"] else "  COUNTS DIFFER"),
+            )
+        )
     if "memory" in results:
         m = results["memory"]
         (small, a), (large, b) = sorted(m["runs"].items(), key=lambda kv: int(kv[0]))
-        lines.append(row.format(
-            f"ingest peak RSS MB ({int(small):,} -> {int(large):,} rows)",
-            f"{a['peak_rss_during_stage_mb']:,.0f} -> {b['peak_rss_during_stage_mb']:,.0f}", "",
-            f"{m['growth']:.2f}x",
-            f"<= {MEMORY_TARGET:g}x       {'PASS' if m['pass'] else 'MISS'}"))
+        lines.append(
+            row.format(
+                f"ingest peak RSS MB ({int(small):,} -> {int(large):,} rows)",
+                f"{a['peak_rss_during_stage_mb']:,.0f} -> {b['peak_rss_during_stage_mb']:,.0f}",
+                "",
+                f"{m['growth']:.2f}x",
+                f"<= {MEMORY_TARGET:g}x       {'PASS' if m['pass'] else 'MISS'}",
+            )
+        )
         lines.append(
             f"  (RSS before the stage {a['rss_before_stage_mb']:,.0f} / "
             f"{b['rss_before_stage_mb']:,.0f} MB; process high-water mark incl. imports "
-            f"{a['peak_rss_mb']:,.0f} / {b['peak_rss_mb']:,.0f} MB)")
+            f"{a['peak_rss_mb']:,.0f} / {b['peak_rss_mb']:,.0f} MB)"
+        )
     if "statistics" in results:
         s = results["statistics"]
-        lines.append(row.format(
-            "statistics seconds (ref: TFDV direct)", f"{s['ours']['seconds']:.1f}",
-            f"{s['direct_tfdv']['seconds']:.1f}", f"{s['ratio']:.2f}x",
-            f"{s['target']:<12} {'PASS' if s['pass'] else 'MISS'}"
-            + ("" if s["same_example_count"] else "  COUNTS DIFFER")))
+        lines.append(
+            row.format(
+                "statistics seconds (ref: TFDV direct)",
+                f"{s['ours']['seconds']:.1f}",
+                f"{s['direct_tfdv']['seconds']:.1f}",
+                f"{s['ratio']:.2f}x",
+                f"{s['target']:<12} {'PASS' if s['pass'] else 'MISS'}"
+                + ("" if s["same_example_count"] else "  COUNTS DIFFER"),
+            )
+        )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", nargs="?", default="all",
-                    choices=["all", "ingest", "statistics", "profile", "_ingest-child"])
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "what",
+        nargs="?",
+        default="all",
+        choices=["all", "ingest", "statistics", "profile", "_ingest-child"],
+    )
     ap.add_argument("config", nargs="?", help=argparse.SUPPRESS)  # for _ingest-child
     ap.add_argument("--rows", type=int, default=1_000_000, help="rows to generate (1,000,000)")
     ap.add_argument("--quick", action="store_true", help="100,000 rows: a smoke test")
     ap.add_argument("--workdir", type=Path, default=REPO / "bench", help="work folder (bench/)")
-    ap.add_argument("--repeat", type=int, default=1,
-                    help="time each side this many times, alternating, and keep the best (1)")
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="time each side this many times, alternating, and keep the best (1)",
+    )
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     args = ap.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -418,16 +488,18 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     results: dict[str, Any] = {
-        "rows": rows, "seed": SEED, "what": args.what, "repeat": args.repeat,
+        "rows": rows,
+        "seed": SEED,
+        "what": args.what,
+        "repeat": args.repeat,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, "
-                   f"Python {platform.python_version()}",
+        f"Python {platform.python_version()}",
     }
     csv_path = data_file(workdir, rows)
     warm_up(workdir)
     config_path = write_config(workdir, f"bench-{rows}", csv_path)
     if args.what in ("all", "ingest"):
-        results["ingest"], orch = bench_ingest(config_path, csv_path, rows, workdir,
-                                                     args.repeat)
+        results["ingest"], orch = bench_ingest(config_path, csv_path, rows, workdir, args.repeat)
     else:  # statistics only: our ingest makes the Examples (untimed)
         from beam_pipeline import config as config_mod
         from beam_pipeline.orchestrator import Orchestrator

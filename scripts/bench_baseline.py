@@ -115,8 +115,8 @@ def run(
         parts = (
             p
             | "ReadFromText" >> beam.io.ReadFromText(csv_path, skip_header_lines=1)
-            | "ToTFExample" >> beam.ParDo(CsvLineToExample(names, types, keep, ratios))
-            .with_outputs(*splits)
+            | "ToTFExample"
+            >> beam.ParDo(CsvLineToExample(names, types, keep, ratios)).with_outputs(*splits)
         )
         for split in splits:
             _ = parts[split] | f"Write[{split}]" >> beam.io.WriteToTFRecord(

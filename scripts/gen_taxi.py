@@ -1,6 +1,6 @@
 """Generate a large taxi CSV from the bundled sample (rows drawn with a fixed seed).
 
-    .venv/bin/python scripts/gen_taxi.py --rows 1000000 --out bench/taxi-1m/data.csv
+.venv/bin/python scripts/gen_taxi.py --rows 1000000 --out bench/taxi-1m/data.csv
 """
 
 from __future__ import annotations

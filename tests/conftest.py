@@ -26,7 +26,7 @@ def tiny_rows(n: int = 20, seed: int = 7) -> list[str]:
     rng = random.Random(seed)
     cities = ["oslo", "lima", "pune", "kyiv"]
     return [
-        f"{i},{rng.choice(cities)},{rng.uniform(1, 100):.2f},{rng.randint(0, 9)},\"n, {i}\""
+        f'{i},{rng.choice(cities)},{rng.uniform(1, 100):.2f},{rng.randint(0, 9)},"n, {i}"'
         for i in range(n)
     ]
 

@@ -77,8 +77,9 @@ def test_set_with_wrong_type_is_rejected(tmp_path: Path) -> None:
 
 
 def test_password_comes_from_the_environment(tmp_path: Path, monkeypatch) -> None:
-    cfg = write_config(tmp_path, {"source": "x.csv"},
-                       metadata={"backend": "mysql", "password_env": "MY_SECRET"})
+    cfg = write_config(
+        tmp_path, {"source": "x.csv"}, metadata={"backend": "mysql", "password_env": "MY_SECRET"}
+    )
     monkeypatch.setenv("MY_SECRET", "s3cret")
     assert load(cfg).metadata.password() == "s3cret"
 

@@ -49,7 +49,11 @@ def test_killed_stage_leaves_nothing_live_and_resumes(tmp_path, tiny_csv, capsys
     env = {**os.environ, "BEAM_PIPELINE_KILL_AT": "ingest"}
     proc = subprocess.run(
         [sys.executable, "-m", "beam_pipeline.cli", "run", str(cfg), "--only", "ingest", "--json"],
-        env=env, cwd=REPO, capture_output=True, text=True, timeout=300,
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == -9, proc.stderr[-2000:]
     root = tmp_path / "root" / "ingest"
@@ -88,10 +92,21 @@ def test_runs_and_lineage_commands(tmp_path, tiny_csv, capsys) -> None:
 
 def test_concurrent_runs_share_one_sqlite_store(tmp_path, tiny_csv) -> None:
     cfg = _cfg(tmp_path, tiny_csv)
-    cmd = [sys.executable, "-m", "beam_pipeline.cli", "run", str(cfg), "--only", "ingest",
-           "--json", "--no-cache"]
-    procs = [subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True) for _ in range(3)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "beam_pipeline.cli",
+        "run",
+        str(cfg),
+        "--only",
+        "ingest",
+        "--json",
+        "--no-cache",
+    ]
+    procs = [
+        subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
     results = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], [err[-1500:] for _, err in results]
     store = Store(load(cfg))

@@ -137,7 +137,11 @@ def read_csv(
             raw = carry[:10000].decode("utf-8", "replace").rstrip("\n")
             yield Chunk(
                 _empty_batch(columns, types),
-                [Rejected(path, line, "unterminated quoted field (runs to the end of the file)", raw)],
+                [
+                    Rejected(
+                        path, line, "unterminated quoted field (runs to the end of the file)", raw
+                    )
+                ],
             )
 
 
@@ -181,8 +185,12 @@ def _parse_csv(
                 good_lines.append(ln)
             except UnicodeDecodeError as exc:
                 rejected.append(
-                    Rejected(path, int(ln), f"invalid UTF-8 at byte {exc.start}",
-                             rec.rstrip(b"\n").decode("utf-8", "replace"))
+                    Rejected(
+                        path,
+                        int(ln),
+                        f"invalid UTF-8 at byte {exc.start}",
+                        rec.rstrip(b"\n").decode("utf-8", "replace"),
+                    )
                 )
         body = b"".join(good_rows)
         lines = np.array(good_lines, dtype=np.int64)
@@ -192,19 +200,25 @@ def _parse_csv(
     parse_options = pacsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=False)
     try:  # the fast path: pyarrow types the columns itself; "" is a missing value
         table = pacsv.read_csv(
-            io.BytesIO(body), read_options=read_options, parse_options=parse_options,
+            io.BytesIO(body),
+            read_options=read_options,
+            parse_options=parse_options,
             convert_options=pacsv.ConvertOptions(
                 column_types={c: ARROW_TYPES[types.get(c, "string")] for c in columns},
-                null_values=[""], strings_can_be_null=True,
+                null_values=[""],
+                strings_can_be_null=True,
             ),
         )
         return Chunk(table.combine_chunks().to_batches()[0], rejected)
     except pa.ArrowInvalid:
         pass  # some value does not parse: read strings and find the rows
     table = pacsv.read_csv(
-        io.BytesIO(body), read_options=read_options, parse_options=parse_options,
+        io.BytesIO(body),
+        read_options=read_options,
+        parse_options=parse_options,
         convert_options=pacsv.ConvertOptions(
-            column_types={c: pa.string() for c in columns}, strings_can_be_null=False,
+            column_types={c: pa.string() for c in columns},
+            strings_can_be_null=False,
             quoted_strings_can_be_null=False,
         ),
     )
@@ -272,8 +286,9 @@ def _type_columns(table: pa.Table, types: dict[str, str]) -> tuple[pa.RecordBatc
                     bad[i] = True
                     reasons[i] = f"column {name!r}: expected {kind}; received {v!r}"
         arrays[name] = pa.array(list(parsed), type=target)
-    batch = pa.RecordBatch.from_arrays([arrays[c] for c in table.column_names],
-                                       names=table.column_names)
+    batch = pa.RecordBatch.from_arrays(
+        [arrays[c] for c in table.column_names], names=table.column_names
+    )
     if bad.any():
         batch = batch.filter(pa.array(~bad))
     return batch, reasons
@@ -333,8 +348,14 @@ def read_jsonl(
                     rows.append(obj)
                     good_lines.append(start + i)
                 except (ValueError, UnicodeDecodeError) as exc:
-                    rejected.append(Rejected(path, start + i, f"invalid JSON: {exc}",
-                                             raw.decode("utf-8", "replace").rstrip("\n")))
+                    rejected.append(
+                        Rejected(
+                            path,
+                            start + i,
+                            f"invalid JSON: {exc}",
+                            raw.decode("utf-8", "replace").rstrip("\n"),
+                        )
+                    )
             table = pa.Table.from_pylist(rows) if rows else pa.table({})
             yield _conform(table, columns, types, path, np.array(good_lines), rejected)
 

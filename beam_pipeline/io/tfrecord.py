@@ -72,7 +72,8 @@ def frame(records: pa.BinaryArray | list[bytes]) -> bytes:
     bounds = offsets.tolist()
     data_crc = np.fromiter(
         (_crc32c(data[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)),
-        dtype=np.uint32, count=n,
+        dtype=np.uint32,
+        count=n,
     )
     lengths = np.diff(offsets).astype("<u8").view(np.uint8).reshape(n, 8)
     head = np.empty((n, 12), dtype=np.uint8)
@@ -128,8 +129,12 @@ class _TFRecordBatchSink(filebasedsink.FileBasedSink):
 
     def __init__(self, prefix: str, shards: int) -> None:
         super().__init__(
-            prefix, coder=None, file_name_suffix=".tfrecord.gz", num_shards=shards,
-            mime_type="application/octet-stream", compression_type=CompressionTypes.UNCOMPRESSED,
+            prefix,
+            coder=None,
+            file_name_suffix=".tfrecord.gz",
+            num_shards=shards,
+            mime_type="application/octet-stream",
+            compression_type=CompressionTypes.UNCOMPRESSED,
         )
 
     def open(self, temp_path: str) -> ThreadedGzipWriter:

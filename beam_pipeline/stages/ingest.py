@@ -4,9 +4,10 @@ Output `Examples`: ``Split-{split}/data-*.tfrecord.gz`` and ``rejected/rejected-
 object per unreadable row: file, line, reason, raw). Properties: splits, row_counts, rejected,
 span, data_fingerprint, columns (name -> int|float|string), files.
 
-Rows are read in Arrow record batches, typed and encoded to tf.Example a batch at a time by
-a columnar encoder (`io.example_coder`); the split is a hash of the row's values (or of `split.key`), so a rerun on the
-same data splits the same way and one key never lands in two splits.
+Rows are read in Arrow record batches, typed and encoded to tf.Example a batch at a time by a
+columnar encoder (`io.example_coder`); the split is a hash of the row's values (or of
+`split.key`), so a rerun on the same data splits the same way and one key never lands in two
+splits.
 """
 
 from __future__ import annotations
@@ -48,7 +49,9 @@ class SplitSection:
 
     def __post_init__(self) -> None:
         if "train" not in self.ratios:
-            raise ConfigError(f"ingest.split.ratios: expected a 'train' split; received {self.ratios}")
+            raise ConfigError(
+                f"ingest.split.ratios: expected a 'train' split; received {self.ratios}"
+            )
         bad = {k: v for k, v in self.ratios.items() if not v > 0}
         if bad:
             raise ConfigError(f"ingest.split.ratios: expected positive ratios; received {bad}")
@@ -93,8 +96,11 @@ def resolve_files(source: str, span: int | None) -> tuple[list[str], int | None]
         return files, None
     pattern = source.replace(SPAN, "*")
     regex = re.compile(
-        re.escape(source).replace(re.escape(SPAN), r"(\d+)").replace(r"\*", "[^/]*")
-        .replace(r"\?", "[^/]") + "$"
+        re.escape(source)
+        .replace(re.escape(SPAN), r"(\d+)")
+        .replace(r"\*", "[^/]*")
+        .replace(r"\?", "[^/]")
+        + "$"
     )
     spans: dict[int, list[str]] = {}
     for f in _match(pattern):
@@ -192,8 +198,13 @@ class ReadAndEncode(beam.DoFn):
     REJECTED = "rejected"
 
     def __init__(
-        self, fmt: str, columns: dict[str, str], ratios: dict[str, float], key: str | None,
-        batch_size: int, drop: list[str] | None = None,
+        self,
+        fmt: str,
+        columns: dict[str, str],
+        ratios: dict[str, float],
+        key: str | None,
+        batch_size: int,
+        drop: list[str] | None = None,
     ) -> None:
         self._fmt = fmt
         self._keep = [c for c in columns if c not in (drop or [])]
@@ -205,8 +216,11 @@ class ReadAndEncode(beam.DoFn):
         self._rejected = Metrics.counter(NAMESPACE, "rejected")
 
     def process(self, file: str) -> Iterator[Any]:
-        reader = {"csv": readers.read_csv, "parquet": readers.read_parquet,
-                  "jsonl": readers.read_jsonl}[self._fmt]
+        reader = {
+            "csv": readers.read_csv,
+            "parquet": readers.read_parquet,
+            "jsonl": readers.read_jsonl,
+        }[self._fmt]
         names = list(self._columns)
         splits = list(self._ratios)
         for chunk in reader(file, names, self._columns, self._batch_size):
@@ -285,10 +299,12 @@ class ReadExamples(beam.PTransform):
         if s.format == "tfrecord":
             batches = (
                 pbegin
-                | "ReadTFRecord" >> beam.io.ReadFromTFRecord(
-                    self._files[0] if len(self._files) == 1 else _common_glob(self._files))
-                | "Batch" >> beam.BatchElements(min_batch_size=s.batch_size,
-                                                max_batch_size=s.batch_size)
+                | "ReadTFRecord"
+                >> beam.io.ReadFromTFRecord(
+                    self._files[0] if len(self._files) == 1 else _common_glob(self._files)
+                )
+                | "Batch"
+                >> beam.BatchElements(min_batch_size=s.batch_size, max_batch_size=s.batch_size)
                 | "Split" >> beam.ParDo(SplitSerialized(s.split.ratios))
             )
             rejected = pbegin | "NoRejected" >> beam.Create([])
@@ -297,9 +313,11 @@ class ReadExamples(beam.PTransform):
             pbegin
             | "Files" >> beam.Create(self._files)
             | "Spread" >> beam.Reshuffle()
-            | "ReadAndEncode" >> beam.ParDo(
-                ReadAndEncode(s.format, self._columns, s.split.ratios, s.split.key, s.batch_size,
-                              s.drop)
+            | "ReadAndEncode"
+            >> beam.ParDo(
+                ReadAndEncode(
+                    s.format, self._columns, s.split.ratios, s.split.key, s.batch_size, s.drop
+                )
             ).with_outputs(ReadAndEncode.REJECTED, main="batches")
         )
         return out.batches, out[ReadAndEncode.REJECTED]
@@ -316,7 +334,9 @@ def _common_glob(files: list[str]) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def run(section: IngestSection, inputs: dict[str, Artifact], ctx: StageContext) -> dict[str, Artifact]:
+def run(
+    section: IngestSection, inputs: dict[str, Artifact], ctx: StageContext
+) -> dict[str, Artifact]:
     t0 = time.time()
     state = ctx.prepared
     files: list[str] = state["files"]
@@ -324,8 +344,13 @@ def run(section: IngestSection, inputs: dict[str, Artifact], ctx: StageContext) 
     splits = list(section.split.ratios)
     kept = {c: t for c, t in columns.items() if c not in section.drop}
     examples = ctx.output(
-        "examples", "Examples", splits=splits, span=state["span"], columns=kept,
-        data_fingerprint=state["fingerprint"], files=files,
+        "examples",
+        "Examples",
+        splits=splits,
+        span=state["span"],
+        columns=kept,
+        data_fingerprint=state["fingerprint"],
+        files=files,
     )
     (examples.path / "rejected").mkdir()
     with beam.Pipeline(options=ctx.beam_options()) as p:
@@ -352,12 +377,19 @@ def run(section: IngestSection, inputs: dict[str, Artifact], ctx: StageContext) 
         )
     if any(counts[s] == 0 for s in splits):
         empty = [s for s in splits if counts[s] == 0]
-        raise DataError(f"ingest: split(s) {empty} got no rows out of {total}; add data or "
-                        "change ingest.split.ratios")
+        raise DataError(
+            f"ingest: split(s) {empty} got no rows out of {total}; add data or "
+            "change ingest.split.ratios"
+        )
     examples.properties.update(row_counts=counts, rejected=n_rejected)
     parts = " / ".join(f"{s} {n:,}" for s, n in counts.items())
-    log.info("ingest: %s rows → %s, %s rejected, %.1f s", f"{total:,}", parts, n_rejected,
-             time.time() - t0)
+    log.info(
+        "ingest: %s rows → %s, %s rejected, %.1f s",
+        f"{total:,}",
+        parts,
+        n_rejected,
+        time.time() - t0,
+    )
     return {"examples": examples}
 
 

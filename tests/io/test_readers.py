@@ -69,5 +69,8 @@ def test_type_inference(tmp_path: Path) -> None:
     p = tmp_path / "i.csv"
     p.write_text("a,b,c,d\n1,1.5,x,\n2,3,y,\n")
     assert readers.csv_sample_types(str(p), ["a", "b", "c", "d"]) == {
-        "a": "int", "b": "float", "c": "string", "d": "string"
+        "a": "int",
+        "b": "float",
+        "c": "string",
+        "d": "string",
     }

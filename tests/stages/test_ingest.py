@@ -26,7 +26,8 @@ def _ingest(tmp_path: Path, capsys, ingest: dict, *extra: str) -> tuple[int, dic
 
 def test_under_the_limit_rows_land_in_rejected(tmp_path: Path, tiny_csv: Path, capsys) -> None:
     code, out, _ = _ingest(
-        tmp_path, capsys,
+        tmp_path,
+        capsys,
         {"source": str(tiny_csv), "columns": {"amount": "float"}, "max_rejected_fraction": 0.1},
     )
     assert code == 0, out
@@ -36,7 +37,8 @@ def test_under_the_limit_rows_land_in_rejected(tmp_path: Path, tiny_csv: Path, c
     [rej_file] = Path(uri, "rejected").glob("*.jsonl")
     [row] = [json.loads(line) for line in rej_file.read_text().splitlines()]
     assert row == {
-        "file": str(tiny_csv), "line": 12,
+        "file": str(tiny_csv),
+        "line": 12,
         "reason": "column 'amount': expected float; received 'not-a-number'",
         "raw": '10,oslo,not-a-number,3,"bad"',
     }
@@ -46,8 +48,9 @@ def test_under_the_limit_rows_land_in_rejected(tmp_path: Path, tiny_csv: Path, c
 
 
 def test_over_the_limit_fails_naming_first_bad_row(tmp_path: Path, tiny_csv: Path, capsys) -> None:
-    code, out, err = _ingest(tmp_path, capsys, {"source": str(tiny_csv),
-                                                "columns": {"amount": "float"}})
+    code, out, err = _ingest(
+        tmp_path, capsys, {"source": str(tiny_csv), "columns": {"amount": "float"}}
+    )
     assert code == 1
     assert out["status"] == "failed" and out["stages"]["ingest"]["status"] == "failed"
     assert f"{tiny_csv}:12: column 'amount': expected float" in err
@@ -85,8 +88,11 @@ def test_wrong_column_count_and_bad_encoding(tmp_path: Path, capsys) -> None:
     code, out, _ = _ingest(tmp_path, capsys, {"source": str(f), "max_rejected_fraction": 0.1})
     assert code == 0
     uri = out["stages"]["ingest"]["outputs"]["examples"]["uri"]
-    rejected = [json.loads(x) for p in Path(uri, "rejected").glob("*.jsonl")
-                for x in p.read_text().splitlines()]
+    rejected = [
+        json.loads(x)
+        for p in Path(uri, "rejected").glob("*.jsonl")
+        for x in p.read_text().splitlines()
+    ]
     by_line = {r["line"]: r["reason"] for r in rejected}
     assert by_line == {42: "expected 5 fields; received 3", 43: "invalid UTF-8 at byte 6"}
 
@@ -118,8 +124,9 @@ def test_span_latest_is_selected(tmp_path: Path, capsys) -> None:
 @pytest.mark.parametrize("fmt", ["parquet", "jsonl", "tfrecord"])
 def test_other_formats(tmp_path: Path, capsys, fmt: str) -> None:
     n = 30
-    table = pa.table({"id": list(range(n)), "name": [f"n{i}" for i in range(n)],
-                      "x": [i / 2 for i in range(n)]})
+    table = pa.table(
+        {"id": list(range(n)), "name": [f"n{i}" for i in range(n)], "x": [i / 2 for i in range(n)]}
+    )
     src = tmp_path / f"in.{fmt}"
     if fmt == "parquet":
         pq.write_table(table, src)
@@ -136,21 +143,26 @@ def test_other_formats(tmp_path: Path, capsys, fmt: str) -> None:
                 ex.features.feature["name"].bytes_list.value.append(r["name"].encode())
                 ex.features.feature["x"].float_list.value.append(r["x"])
                 w.write(ex.SerializeToString())
-    code, out, err = _ingest(tmp_path, capsys, {"source": str(src), "format": fmt,
-                                                "max_rejected_fraction": 0.1})
+    code, out, err = _ingest(
+        tmp_path, capsys, {"source": str(src), "format": fmt, "max_rejected_fraction": 0.1}
+    )
     assert code == 0, err
     uri = out["stages"]["ingest"]["outputs"]["examples"]["uri"]
     examples = _examples(uri, "train") + _examples(uri, "eval")
     assert sorted(e.features.feature["id"].int64_list.value[0] for e in examples) == list(range(n))
     if fmt == "jsonl":
-        [rej] = [json.loads(x) for p in Path(uri, "rejected").glob("*.jsonl")
-                 for x in p.read_text().splitlines()]
+        [rej] = [
+            json.loads(x)
+            for p in Path(uri, "rejected").glob("*.jsonl")
+            for x in p.read_text().splitlines()
+        ]
         assert rej["line"] == 6 and rej["raw"] == "{not json"
 
 
 def test_gzip_output_is_valid(tmp_path: Path, tiny_csv: Path, capsys) -> None:
-    code, out, _ = _ingest(tmp_path, capsys, {"source": str(tiny_csv),
-                                              "max_rejected_fraction": 0.5})
+    code, out, _ = _ingest(
+        tmp_path, capsys, {"source": str(tiny_csv), "max_rejected_fraction": 0.5}
+    )
     uri = out["stages"]["ingest"]["outputs"]["examples"]["uri"]
     for f in Path(uri).glob("Split-*/*.tfrecord.gz"):
         with gzip.open(f) as fh:
