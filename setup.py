@@ -20,6 +20,8 @@ setup(
         "tensorflow-serving-api==2.16.1",
         "pyarrow==10.0.1",
         "keras-tuner==1.3.5",
+        "scipy==1.13.1",  # keras-tuner's Bayesian optimization
+        "scikit-learn==1.5.2",
         "pyyaml",
         "rich",
     ],

@@ -8,8 +8,13 @@ depend on them.
 
 from __future__ import annotations
 
+import atexit
+import functools
 import os
+import shutil
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -51,8 +56,13 @@ def _example(row: dict[str, object], columns: dict[str, str]) -> bytes:
 
 
 def make_examples(
-    csv: Path, out: Path, *, rows: int | None = None, eval_fraction: float = 0.2,
-    shards: int = 3, seed: int = 7,
+    csv: Path,
+    out: Path,
+    *,
+    rows: int | None = None,
+    eval_fraction: float = 0.2,
+    shards: int = 3,
+    seed: int = 7,
 ) -> tuple[Artifact, Artifact]:
     """Writes Examples and a Schema under ``out``; returns both artifacts."""
     frame = pd.read_csv(csv, nrows=rows, dtype={"payment_type": object, "company": object})
@@ -72,16 +82,19 @@ def make_examples(
                 for record in records[i::shards]:
                     writer.write(record)
     examples = Artifact(
-        "Examples", str(out / "examples"),
+        "Examples",
+        str(out / "examples"),
         {"splits": ["train", "eval"], "row_counts": counts, "columns": columns},
         fingerprint=f"examples-{csv.name}-{rows}",
     )
     schema = schema_pb2.Schema()
     for name, kind in columns.items():
         feature = schema.feature.add(name=name)
-        feature.type = {"string": schema_pb2.BYTES, "int": schema_pb2.INT, "float": schema_pb2.FLOAT}[
-            kind
-        ]
+        feature.type = {
+            "string": schema_pb2.BYTES,
+            "int": schema_pb2.INT,
+            "float": schema_pb2.FLOAT,
+        }[kind]
         feature.value_count.min = feature.value_count.max = 1
         if frame[name].notna().all():
             feature.presence.min_fraction = 1.0
@@ -93,8 +106,6 @@ def make_examples(
         "Schema", str(out / "schema"), {}, fingerprint=f"schema-{csv.name}-{rows}"
     )
     return examples, schema_artifact
-
-
 
 
 # ---------------------------------------------------------------------------------------------
@@ -122,8 +133,6 @@ def run_transform_subprocess(
     Returns (exit code, stderr tail, outputs read back from ``out/outputs.json``).
     """
     import json
-    import subprocess
-    import sys
 
     job = {
         "examples": [examples.uri, examples.properties],
@@ -133,7 +142,10 @@ def run_transform_subprocess(
     }
     proc = subprocess.run(
         [sys.executable, "-m", "tests.ml_fixtures", "transform", json.dumps(job)],
-        cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
         env={**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
     result = out / "outputs.json"
@@ -173,10 +185,140 @@ def _transform_main(job_text: str) -> None:
     os._exit(0)  # tf.Transform processes may segfault at interpreter shutdown
 
 
+def _train_main(job_text: str) -> None:
+    """Runs train.train_model (or tune.search) as described by a JSON job; writes result.json."""
+    import json
+
+    job = json.loads(job_text)
+    out = Path(job["out"])
+    out.mkdir(parents=True, exist_ok=True)
+    if job["kind"] == "train":
+        from beam_pipeline.stages import train
+
+        section = train.TrainSection(**job["section"])
+        result = train.train_model(
+            section, train.TrainInputs(**job["inputs"]), out / "model", out / "run"
+        )
+    else:
+        from beam_pipeline.stages import tune
+
+        result = tune.search(
+            tune.TuneSection(**job["section"]), tune.SearchInputs(**job["inputs"]), job["directory"]
+        )
+    (out / "result.json").write_text(json.dumps(result, default=str))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+def run_job(job: dict, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.Popen:
+    """Starts ``_train_main`` in a child process (the caller waits on it with a timeout)."""
+    import json
+
+    log = open(Path(job["out"]).with_suffix(".log"), "w")  # noqa: SIM115 - closed with the process
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.ml_fixtures", "job", json.dumps(job)],
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})},
+    )
+
+
+def wait_all(procs: list[subprocess.Popen], timeout: float) -> list[int]:
+    """Waits for every process; kills all of them once ``timeout`` seconds have passed."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    codes = []
+    try:
+        for proc in procs:
+            codes.append(proc.wait(timeout=max(1.0, deadline - time.monotonic())))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    return codes
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _check_model_main(model_dir: str, csv: str, rows: int) -> None:
+    """Loads a SavedModel and predicts the CSV's first rows through both signatures."""
+    import json
+
+    model = tf.saved_model.load(model_dir)
+    raw_fn = model.signatures["serving_raw"]
+    names = sorted(raw_fn.structured_input_signature[1])
+    frame = pd.read_csv(csv, nrows=rows, dtype=str, keep_default_na=False)
+    raw = raw_fn(**{k: tf.constant(frame[k].tolist()) for k in names})["predictions"].numpy()
+    typed = pd.read_csv(csv, nrows=rows, dtype={"payment_type": object, "company": object})
+    columns = {c: _kind(typed[c]) for c in typed.columns}
+    part = typed.astype(object).where(typed.notna(), None)
+    serialized = [_example(r, columns) for r in part.to_dict("records")]
+    examples = model.signatures["serving_default"](examples=tf.constant(serialized))
+    from_examples = examples["predictions"].numpy()
+    print(json.dumps({"raw": raw.tolist(), "examples": from_examples.tolist()}))
+    sys.stdout.flush()
+    os._exit(0)
+
+
+def check_model(model_dir: Path, csv: Path, rows: int = 40, timeout: float = 120) -> dict:
+    """Predictions of a reloaded SavedModel (fresh process) from raw values and from tf.Example."""
+    import json
+
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tests.ml_fixtures",
+            "check-model",
+            str(model_dir),
+            str(csv),
+            str(rows),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@functools.cache
+def transformed(dataset: str, rows: int | None = None) -> dict[str, Artifact]:
+    """Examples + Schema + transform outputs for a bundled dataset, made once per test session."""
+    csv = {"taxi": TAXI_CSV, "penguins": PENGUINS_CSV}[dataset]
+    base = Path(tempfile.mkdtemp(prefix=f"fixture-{dataset}-"))
+    atexit.register(shutil.rmtree, base, True)
+    examples, schema = make_examples(csv, base / "in", rows=rows)
+    code, err, outputs = run_transform_subprocess(
+        examples, schema, ROOT / "transforms" / f"{dataset}.py", base / "out"
+    )
+    assert code == 0 and outputs, err
+    return {"examples": examples, "schema": schema, **outputs}
+
+
 if __name__ == "__main__":
     # python -m tests.ml_fixtures examples CSV OUT   (a full-size fixture, by hand)
-    # python -m tests.ml_fixtures transform JOB_JSON (used by run_transform_subprocess)
-    if sys.argv[1] == "examples":
+    # python -m tests.ml_fixtures transform JOB_JSON (run_transform_subprocess)
+    # python -m tests.ml_fixtures job JOB_JSON       (run_job: training or tuning)
+    # python -m tests.ml_fixtures check-model DIR CSV ROWS
+    command = sys.argv[1]
+    if command == "examples":
         make_examples(Path(sys.argv[2]), Path(sys.argv[3]))
-    else:
+    elif command == "transform":
         _transform_main(sys.argv[2])
+    elif command == "job":
+        _train_main(sys.argv[2])
+    else:
+        _check_model_main(sys.argv[2], sys.argv[3], int(sys.argv[4]))

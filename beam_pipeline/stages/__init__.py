@@ -10,7 +10,7 @@ import importlib
 
 from beam_pipeline.stage import Stage
 
-_MODULES = ["ingest", "statistics", "schema", "validate"]
+_MODULES = ["ingest", "statistics", "schema", "validate", "transform", "tune", "train"]
 
 
 def _load() -> dict[str, Stage]:

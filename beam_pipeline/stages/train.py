@@ -1,0 +1,402 @@
+"""The train stage: tf_keras under a tf.distribute strategy, exported with the transform inside.
+
+Input is the transformed TFRecords read by tf.data (`modeling.make_dataset`). The model is built
+inside the strategy's scope from the model module and the hyperparameters artifact
+(``train.hyperparameters`` override single values). Training repeats the train split for
+``epochs`` × ``steps_per_epoch`` batches with early stopping on ``early_stopping_monitor`` (best
+weights restored), a checkpoint per epoch and TensorBoard logs.
+
+Strategies: ``default``; ``mirrored`` over the visible devices; ``multi_worker`` from
+``TF_CONFIG``. Under ``multi_worker`` every worker runs the same training: the chief (task
+``chief``, or ``worker`` 0 when there is none) runs ``beam-pipeline run CONFIG --only train`` and
+writes the artifacts; every other worker runs `run_worker` (``beam-pipeline train-worker CONFIG``)
+and writes only to a temporary folder. TensorFlow needs the strategy before any other TF work in
+the process, so a multi-worker train runs in a process of its own (``--only train``).
+
+The exported SavedModel has two signatures, both applying the transform graph inside:
+    serving_default: ``examples``: a [batch] string tensor of serialized tf.Example (raw features).
+    serving_raw: one [batch] string tensor per raw column (the transform module's
+        ``RAW_LABEL_KEYS`` excluded), each value written as in the CSV: "12.45", "Cash", and ""
+        for a missing value.
+    Both return ``predictions``: the model's output ([batch, 1] probability for a binary model,
+    [batch, classes] probabilities for a multi-class one).
+
+Outputs:
+    model (Model): ``saved_model/``. Properties: ``metrics`` (eval-split metrics: ``loss`` and
+        whatever the model compiles, e.g. ``auc``, ``accuracy``), ``label_key``,
+        ``hyperparameters``, ``signatures``, ``raw_features``.
+    model_run (ModelRun): ``logs/`` (TensorBoard: train/ and validation/), ``checkpoints/``,
+        ``history.json`` (per-epoch metrics).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from beam_pipeline.artifacts import Artifact
+from beam_pipeline.config import path
+from beam_pipeline.errors import ConfigError
+from beam_pipeline.stage import Prepared, Stage, StageContext
+from beam_pipeline.stages import modeling
+
+log = logging.getLogger(__name__)
+
+SAVED_MODEL_DIR = "saved_model"
+
+
+@dataclass(frozen=True)
+class TrainSection:
+    """``train:`` in the config.
+
+    Attributes:
+        module: the model module (``LABEL_KEY``, ``build_model``).
+        strategy: ``default`` | ``mirrored`` | ``multi_worker`` (cluster from ``TF_CONFIG``).
+        epochs: the most epochs (early stopping may end sooner).
+        steps_per_epoch: batches per epoch; null: one pass over the train split.
+        batch_size: the global batch size (split among replicas).
+        eval_steps: eval batches per validation; null: the whole eval split.
+        early_stopping_patience: epochs without progress before stopping; 0: off.
+        early_stopping_monitor: the metric early stopping watches (``val_`` + a compiled metric).
+        shuffle_buffer: records in the shuffle buffer.
+        seed: seeds TensorFlow and the input order.
+        hyperparameters: values that override the tuned ones (and are held fixed while tuning).
+    """
+
+    module: str | None = path(None)
+    strategy: Literal["default", "mirrored", "multi_worker"] = "default"
+    epochs: int = 10
+    steps_per_epoch: int | None = None
+    batch_size: int = 256
+    eval_steps: int | None = None
+    early_stopping_patience: int = 3
+    early_stopping_monitor: str = "val_loss"
+    shuffle_buffer: int = 10_000
+    seed: int = 42
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for key in ("epochs", "batch_size", "shuffle_buffer"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"train.{key} must be >= 1; received {getattr(self, key)!r}")
+        for key in ("steps_per_epoch", "eval_steps"):
+            value = getattr(self, key)
+            if value is not None and value < 1:
+                raise ConfigError(f"train.{key} must be >= 1 or null; received {value!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Strategy and cluster
+
+
+def make_strategy(name: str) -> Any:
+    """The tf.distribute strategy named by ``train.strategy``."""
+    import tensorflow as tf
+
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        if not os.environ.get("TF_CONFIG"):
+            raise ConfigError("train.strategy: multi_worker needs TF_CONFIG in the environment")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def is_chief() -> bool:
+    """True unless TF_CONFIG names this process a non-chief worker."""
+    config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    task = config.get("task", {})
+    kind, index = task.get("type"), int(task.get("index", 0))
+    if kind is None or kind == "chief":
+        return True
+    return kind == "worker" and index == 0 and "chief" not in config.get("cluster", {})
+
+
+def num_workers() -> int:
+    cluster = json.loads(os.environ.get("TF_CONFIG") or "{}").get("cluster", {})
+    return max(1, len(cluster.get("worker", [])) + len(cluster.get("chief", [])))
+
+
+# ---------------------------------------------------------------------------------------------
+# Training (also run by workers)
+
+
+@dataclass(frozen=True)
+class TrainInputs:
+    transform_graph: str
+    transformed_examples: str
+    row_counts: dict[str, int]
+    raw_label_keys: list[str]
+    hyperparameters: dict[str, Any]
+
+
+def train_model(
+    section: TrainSection, job: TrainInputs, model_dir: Path, run_dir: Path
+) -> dict[str, Any]:
+    """Trains, evaluates and exports; returns the Model properties.
+
+    Non-chief workers write to a temporary folder that is removed afterwards.
+    """
+    strategy = make_strategy(section.strategy)  # before any other TF work in this process
+    import tensorflow_transform as tft
+    import tf_keras
+
+    chief = is_chief()
+    scratch = None
+    if not chief:
+        scratch = Path(tempfile.mkdtemp(prefix="train-worker-"))
+        model_dir, run_dir = scratch / "model", scratch / "run"
+    try:
+        tf_keras.utils.set_random_seed(section.seed)
+        module = modeling.load_model_module(section.module)
+        tft_output = tft.TFTransformOutput(job.transform_graph)
+        module.check_label(tft_output)
+        hp = modeling.hyperparameters(job.hyperparameters, section.hyperparameters)
+        with strategy.scope():
+            model = module.build(hp, tft_output)
+        keys = list(model.input_names)
+        workers = num_workers()
+        train_ds = modeling.make_dataset(
+            modeling.examples_pattern(job.transformed_examples, "train"),
+            tft_output,
+            module.label_key,
+            section.batch_size,
+            feature_keys=keys,
+            shuffle_buffer=section.shuffle_buffer,
+            seed=section.seed,
+            num_workers=workers,
+        )
+        eval_ds = modeling.make_dataset(
+            modeling.examples_pattern(job.transformed_examples, "eval"),
+            tft_output,
+            module.label_key,
+            section.batch_size,
+            feature_keys=keys,
+            training=False,
+            num_workers=workers,
+        )
+        if section.eval_steps:
+            eval_ds = eval_ds.take(section.eval_steps)
+        steps = section.steps_per_epoch or modeling.steps_for(
+            int(job.row_counts.get("train", 0)) or section.batch_size, section.batch_size
+        )
+        callbacks = _callbacks(section, run_dir, tf_keras)
+        t0 = time.time()
+        history = model.fit(
+            train_ds,
+            validation_data=eval_ds,
+            epochs=section.epochs,
+            steps_per_epoch=steps,
+            callbacks=callbacks,
+            verbose=0,
+        )
+        train_seconds = time.time() - t0
+        metrics = {
+            k: float(v) for k, v in model.evaluate(eval_ds, return_dict=True, verbose=0).items()
+        }
+        (run_dir / "history.json").write_text(json.dumps(history.history, indent=1, default=float))
+        signatures = export_signatures(model, tft_output, job.raw_label_keys)
+        model.save(
+            str(model_dir / SAVED_MODEL_DIR),
+            include_optimizer=False,
+            signatures=signatures,
+            save_format="tf",
+        )
+        return {
+            "metrics": metrics,
+            "label_key": module.label_key,
+            "hyperparameters": dict(hp.values),
+            "signatures": sorted(signatures),
+            "raw_features": sorted(_raw_spec(tft_output, job.raw_label_keys)),
+            "epochs": len(history.epoch),
+            "steps_per_epoch": steps,
+            "train_seconds": round(train_seconds, 2),
+            "strategy": section.strategy,
+            "replicas": int(strategy.num_replicas_in_sync),
+        }
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _callbacks(section: TrainSection, run_dir: Path, tf_keras: Any) -> list[Any]:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    callbacks = [
+        tf_keras.callbacks.TensorBoard(log_dir=str(run_dir / "logs")),
+        tf_keras.callbacks.ModelCheckpoint(
+            str(run_dir / "checkpoints" / "epoch-{epoch:03d}"), save_weights_only=True
+        ),
+    ]
+    if section.early_stopping_patience:
+        direction = "min" if "loss" in section.early_stopping_monitor else "max"
+        callbacks.append(
+            tf_keras.callbacks.EarlyStopping(
+                monitor=section.early_stopping_monitor,
+                mode=direction,
+                patience=section.early_stopping_patience,
+                restore_best_weights=True,
+            )
+        )
+    return callbacks
+
+
+# ---------------------------------------------------------------------------------------------
+# Export
+
+
+def _raw_spec(tft_output: Any, raw_label_keys: list[str]) -> dict[str, Any]:
+    return {k: v for k, v in tft_output.raw_feature_spec().items() if k not in raw_label_keys}
+
+
+def export_signatures(model: Any, tft_output: Any, raw_label_keys: list[str]) -> dict[str, Any]:
+    """``serving_default`` (serialized tf.Example) and ``serving_raw`` (CSV-like strings)."""
+    import tensorflow as tf
+
+    model.tft_layer = tft_output.transform_features_layer()  # tracked, so saved with the model
+    raw_spec = _raw_spec(tft_output, raw_label_keys)
+    keys = list(model.input_names)
+
+    def predict(raw: dict[str, Any]) -> dict[str, tf.Tensor]:
+        transformed = model.tft_layer(raw)
+        return {"predictions": model({k: transformed[k] for k in keys})}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def serve_examples(examples: tf.Tensor) -> dict[str, tf.Tensor]:
+        return predict(tf.io.parse_example(examples, raw_spec))
+
+    @tf.function(
+        input_signature=[{k: tf.TensorSpec([None], tf.string, name=k) for k in sorted(raw_spec)}]
+    )
+    def serve_raw(features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        return predict({k: parse_raw(features[k], spec) for k, spec in raw_spec.items()})
+
+    return {
+        "serving_default": serve_examples.get_concrete_function(),
+        "serving_raw": serve_raw.get_concrete_function(),
+    }
+
+
+def parse_raw(text: Any, spec: Any) -> Any:
+    """CSV-like strings ("" = missing) -> the tensor tf.io.parse_example gives for ``spec``."""
+    import tensorflow as tf
+
+    def convert(values: tf.Tensor) -> tf.Tensor:
+        if spec.dtype == tf.string:
+            return values
+        return tf.cast(tf.strings.to_number(values, tf.float64), spec.dtype)
+
+    present = tf.strings.length(text) > 0
+    if isinstance(spec, tf.io.FixedLenFeature):
+        default = spec.default_value
+        if default is None:
+            default = "" if spec.dtype == tf.string else 0
+        default = tf.reshape(tf.constant(default, dtype=spec.dtype), [])
+        safe = tf.where(present, text, tf.zeros_like(text) if spec.dtype == tf.string else "0")
+        value = tf.where(present, convert(safe), default)
+        return tf.reshape(value, [-1, *spec.shape])
+    indices = tf.where(present)
+    values = convert(tf.boolean_mask(text, present))
+    return tf.SparseTensor(
+        tf.concat([indices, tf.zeros_like(indices)], axis=1),
+        values,
+        tf.stack([tf.shape(text, out_type=tf.int64)[0], tf.constant(1, tf.int64)]),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The stage
+
+
+def prepare(section: TrainSection, inputs: dict[str, Artifact], ctx: StageContext) -> Prepared:
+    modeling.load_model_module(section.module)
+    return Prepared(key={"module_hash": modeling.model_module_hash(section.module)})
+
+
+def run(
+    section: TrainSection, inputs: dict[str, Artifact], ctx: StageContext
+) -> dict[str, Artifact]:
+    """Train and export. Returns {"model": Model, "model_run": ModelRun}."""
+    t0 = time.time()
+    model = ctx.output("model", "Model")
+    model_run = ctx.output("model_run", "ModelRun")
+    properties = train_model(section, _job(inputs), model.path, model_run.path)
+    model.properties.update(properties)
+    model_run.properties.update(
+        metrics=properties["metrics"],
+        epochs=properties["epochs"],
+        train_seconds=properties["train_seconds"],
+    )
+    log.info(
+        "train: %d epochs × %d steps (%s, %d replicas), eval %s, %.1f s",
+        properties["epochs"],
+        properties["steps_per_epoch"],
+        section.strategy,
+        properties["replicas"],
+        ", ".join(f"{k} {v:.4f}" for k, v in properties["metrics"].items()),
+        time.time() - t0,
+    )
+    return {"model": model, "model_run": model_run}
+
+
+def _job(inputs: dict[str, Artifact]) -> TrainInputs:
+    graph, examples = inputs["transform_graph"], inputs["transformed_examples"]
+    values = modeling.read_hyperparameters(inputs["hyperparameters"])
+    return TrainInputs(
+        transform_graph=graph.uri,
+        transformed_examples=examples.uri,
+        row_counts=dict(examples.properties.get("row_counts", {})),
+        raw_label_keys=list(graph.properties.get("raw_label_keys", [])),
+        hyperparameters=values,
+    )
+
+
+def run_worker(config_file: str, overrides: list[str] | None = None) -> None:
+    """A non-chief multi-worker training process (``TF_CONFIG`` set) for ``beam-pipeline``.
+
+    Trains on the outputs of the latest completed transform and tune executions in the config's
+    metadata store, in step with the chief; writes nothing that lasts.
+    """
+    from beam_pipeline.config import load
+    from beam_pipeline.metadata import Store
+    from beam_pipeline.stages.tune import latest_outputs
+
+    config = load(config_file, overrides)
+    section: TrainSection = config.section("train")
+    if section.strategy != "multi_worker" or is_chief():
+        raise ConfigError(
+            "train worker: expected train.strategy multi_worker and TF_CONFIG naming a "
+            f"non-chief task; received strategy {section.strategy!r}"
+        )
+    store = Store(config)
+    try:
+        inputs = {**latest_outputs(store, "transform"), **latest_outputs(store, "tune")}
+    finally:
+        store.close()
+    scratch = Path(tempfile.mkdtemp(prefix="train-worker-"))
+    try:
+        train_model(section, _job(inputs), scratch / "model", scratch / "run")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+STAGE = Stage(
+    name="train",
+    section=TrainSection,
+    run=run,
+    prepare=prepare,
+    inputs={
+        "transform_graph": "transform.transform_graph",
+        "transformed_examples": "transform.transformed_examples",
+        "hyperparameters": "tune.hyperparameters",
+        "schema": "schema.schema",  # lineage: the Model links to its schema
+        "examples": "ingest.examples",  # lineage: and to the raw Examples
+    },
+    outputs={"model": "Model", "model_run": "ModelRun"},
+)

@@ -1,0 +1,298 @@
+"""The transform stage: tf.Transform on Beam with the user's ``preprocessing_fn``.
+
+Analyzers run over the train split only; the resulting transform graph is applied to every split.
+Input is read as Arrow record batches (tfx_bsl ``TFExampleRecord`` typed by the Schema) and the
+transformed record batches are encoded back to tf.Example in batches, so no step is per-row Python.
+
+Outputs:
+    transform_graph (TransformGraph): the tf.Transform output directory (``transform_fn/``,
+        ``transformed_metadata/schema.pbtxt``: the transformed schema, ``metadata/schema.pbtxt``:
+        the raw schema). Properties: ``module``,
+        ``raw_label_keys`` (the transform module's ``RAW_LABEL_KEYS``), ``features``.
+    transformed_examples (Examples): ``Split-{split}/data-*.tfrecord.gz`` with ``shards`` files per
+        split, plus ``schema.pbtxt`` (the transformed schema). Properties: ``splits``,
+        ``row_counts``, ``columns``.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.metrics.metric import Metrics, MetricsFilter
+
+from beam_pipeline.artifacts import Artifact, split_dir
+from beam_pipeline.config import path
+from beam_pipeline.errors import ConfigError, DataError, StageFailed
+from beam_pipeline.stage import Prepared, Stage, StageContext
+from beam_pipeline.stages.user_modules import load_module, module_hash, require
+
+log = logging.getLogger(__name__)
+
+COUNTER_NAMESPACE = "beam_pipeline.transform"
+MODULE_KEY = "transform.module"
+
+
+@dataclass(frozen=True)
+class TransformSection:
+    """``transform:`` in the config.
+
+    Attributes:
+        module: the user module defining ``preprocessing_fn`` (and optionally ``RAW_LABEL_KEYS``).
+        shards: output files per split; at least the number of multi-worker training workers.
+    """
+
+    module: str | None = path(None)
+    shards: int = 4
+
+    def __post_init__(self) -> None:
+        if self.shards < 1:
+            raise ConfigError(f"transform.shards must be >= 1; received {self.shards!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Plain functions (no runner needed)
+
+
+def load_preprocessing_fn(module_file: str | None) -> tuple[Callable[..., Any], list[str]]:
+    """The user's ``preprocessing_fn`` and ``RAW_LABEL_KEYS`` (ConfigError naming the file)."""
+    module = load_module(module_file, MODULE_KEY)
+    fn = require(module, "preprocessing_fn", MODULE_KEY)
+    raw_label_keys = list(getattr(module, "RAW_LABEL_KEYS", ()))
+    return _guarded(fn, str(module.__file__)), raw_label_keys
+
+
+class PreprocessingFnError(Exception):
+    """The user's preprocessing_fn raised while tf.Transform traced it."""
+
+
+def _guarded(fn: Callable[..., Any], file: str) -> Callable[..., Any]:
+    def preprocessing_fn(inputs: dict[str, Any]) -> dict[str, Any]:
+        try:
+            outputs = fn(inputs)
+        except Exception as exc:
+            raise PreprocessingFnError(
+                f"preprocessing_fn in {file} raised {type(exc).__name__}: {exc}"
+            ) from exc
+        if not isinstance(outputs, dict) or not outputs:
+            raise PreprocessingFnError(
+                f"preprocessing_fn in {file}: expected a non-empty dict of tensors; "
+                f"received {type(outputs).__name__}"
+            )
+        return outputs
+
+    return preprocessing_fn
+
+
+def read_schema(schema_dir: str) -> Any:
+    from google.protobuf import text_format
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    file = Path(schema_dir) / "schema.pbtxt"
+    if not file.is_file():
+        raise DataError(f"schema artifact has no schema.pbtxt: {file}")
+    return text_format.Parse(file.read_text(), schema_pb2.Schema())
+
+
+def column_kinds(feature_spec: dict[str, Any]) -> dict[str, str]:
+    """Transformed feature -> "int" | "float" | "string" (the Examples ``columns`` property)."""
+    import tensorflow as tf
+
+    kinds = {tf.int64: "int", tf.float32: "float", tf.string: "string"}
+    return {name: kinds.get(spec.dtype, spec.dtype.name) for name, spec in feature_spec.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# Beam
+
+
+class _EncodeExamples(beam.DoFn):
+    """(RecordBatch, passthrough) -> serialized tf.Examples, one batch at a time."""
+
+    def __init__(self, split: str) -> None:
+        self._split = split
+        self._rows = Metrics.counter(COUNTER_NAMESPACE, f"rows[{split}]")
+        self._encoder: Any = None
+
+    def setup(self) -> None:
+        from tfx_bsl.coders import example_coder
+
+        self._encoder = example_coder.RecordBatchToExamplesEncoder()
+
+    def process(self, element: tuple[Any, Any]) -> Iterator[bytes]:
+        record_batch = element[0]
+        self._rows.inc(record_batch.num_rows)
+        yield from self._encoder.encode(record_batch)
+
+
+class WriteTransformedExamples(beam.PTransform):
+    """Transformed record batches -> ``{folder}/data-NNNNN-of-NNNNN.tfrecord.gz``."""
+
+    def __init__(self, folder: str, split: str, shards: int) -> None:
+        super().__init__()
+        self._folder, self._split, self._shards = folder, split, shards
+
+    def expand(self, batches: beam.PCollection) -> beam.pvalue.PDone:
+        return (
+            batches
+            | "Encode" >> beam.ParDo(_EncodeExamples(self._split))
+            | "Write"
+            >> beam.io.WriteToTFRecord(
+                f"{self._folder}/data",
+                file_name_suffix=".tfrecord.gz",
+                num_shards=self._shards,
+                compression_type=beam.io.filesystem.CompressionTypes.GZIP,
+            )
+        )
+
+
+class TransformExamples(beam.PTransform):
+    """Analyze the train split, transform every split, write the graph and the examples."""
+
+    def __init__(
+        self,
+        preprocessing_fn: Callable[..., Any],
+        sources: dict[str, Any],
+        graph_dir: str,
+        output_dirs: dict[str, str],
+        shards: int,
+    ) -> None:
+        super().__init__()
+        self._fn, self._sources = preprocessing_fn, sources
+        self._graph_dir, self._output_dirs, self._shards = graph_dir, output_dirs, shards
+
+    def expand(self, pipeline: beam.Pipeline) -> beam.pvalue.PDone:
+        import tensorflow_transform.beam as tft_beam
+
+        train = self._sources["train"]
+        raw = pipeline | "Read[train]" >> train.BeamSource()
+        (transformed_train, _), transform_fn = (
+            raw,
+            train.TensorAdapterConfig(),
+        ) | "AnalyzeAndTransform[train]" >> tft_beam.AnalyzeAndTransformDataset(
+            self._fn, output_record_batches=True
+        )
+        _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(self._graph_dir)
+        for split, source in self._sources.items():
+            if split == "train":
+                transformed = transformed_train
+            else:
+                raw = pipeline | f"Read[{split}]" >> source.BeamSource()
+                transformed, _ = (
+                    (raw, source.TensorAdapterConfig()),
+                    transform_fn,
+                ) | f"Transform[{split}]" >> tft_beam.TransformDataset(output_record_batches=True)
+            _ = transformed | f"Write[{split}]" >> WriteTransformedExamples(
+                self._output_dirs[split], split, self._shards
+            )
+        return beam.pvalue.PDone(pipeline)
+
+
+# ---------------------------------------------------------------------------------------------
+# The stage
+
+
+def prepare(section: TransformSection, inputs: dict[str, Artifact], ctx: StageContext) -> Prepared:
+    load_preprocessing_fn(section.module)  # fail early (exit 2) on a missing file or function
+    return Prepared(key={"module_hash": module_hash(section.module, MODULE_KEY)})
+
+
+def run(
+    section: TransformSection, inputs: dict[str, Artifact], ctx: StageContext
+) -> dict[str, Artifact]:
+    """tf.Transform over every split. Returns {"transform_graph", "transformed_examples"}."""
+    import tensorflow_transform as tft
+    import tensorflow_transform.beam as tft_beam
+    from apache_beam.options.pipeline_options import GoogleCloudOptions
+    from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
+    from tfx_bsl.public import tfxio
+
+    t0 = time.time()
+    examples = inputs["examples"]
+    splits = examples.splits or ["train", "eval"]
+    if "train" not in splits:
+        raise DataError(f"examples {examples.uri} have no train split; received splits {splits}")
+    preprocessing_fn, raw_label_keys = load_preprocessing_fn(section.module)
+    schema = read_schema(inputs["schema"].uri)
+
+    graph = ctx.output("transform_graph", "TransformGraph")
+    transformed = ctx.output("transformed_examples", "Examples")
+    output_dirs = {s: str(split_dir(transformed.path, s)) for s in splits}
+    sources = {
+        s: tfxio.TFExampleRecord(
+            f"{split_dir(examples.path, s)}/*",
+            schema=schema,
+            telemetry_descriptors=["beam_pipeline", "transform"],
+        )
+        for s in splits
+    }
+    options = ctx.beam_options()
+    temp_location = options.view_as(GoogleCloudOptions).temp_location
+    temp_dir = temp_location or str(ctx.output_dir / "_tft_tmp")
+
+    pipeline = beam.Pipeline(options=options)
+    try:
+        with tft_beam.Context(temp_dir=temp_dir):
+            _ = pipeline | "TransformExamples" >> TransformExamples(
+                preprocessing_fn, sources, graph.uri, output_dirs, section.shards
+            )
+    except PreprocessingFnError as exc:
+        raise StageFailed(ctx.stage, str(exc)) from exc.__cause__
+    result = pipeline.run()
+    result.wait_until_finish()
+    if not temp_location:
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+    counts = _row_counts(result, splits)
+    # The raw schema travels with the graph: the exported model parses raw inputs by it.
+    metadata_io.write_metadata(
+        dataset_metadata.DatasetMetadata(schema),
+        str(Path(graph.uri) / tft.TFTransformOutput.RAW_METADATA_DIR),
+    )
+    output = tft.TFTransformOutput(graph.uri)
+    spec = output.transformed_feature_spec()
+    metadata_dir = Path(graph.uri) / tft.TFTransformOutput.TRANSFORMED_METADATA_DIR
+    shutil.copy(metadata_dir / "schema.pbtxt", transformed.path / "schema.pbtxt")
+    graph.properties.update(
+        module=str(section.module), raw_label_keys=raw_label_keys, features=sorted(spec)
+    )
+    transformed.properties.update(splits=splits, row_counts=counts, columns=column_kinds(spec))
+    log.info(
+        "transform: %s → %d features, %.1f s",
+        " / ".join(f"{s} {counts.get(s, 0):,}" for s in splits),
+        len(spec),
+        time.time() - t0,
+    )
+    return {"transform_graph": graph, "transformed_examples": transformed}
+
+
+def _row_counts(result: Any, splits: list[str]) -> dict[str, int]:
+    counters = result.metrics().query(MetricsFilter().with_namespace(COUNTER_NAMESPACE))["counters"]
+    counts = {s: 0 for s in splits}
+    for c in counters:
+        name = c.key.metric.name
+        split = name[len("rows[") : -1]
+        if split in counts:
+            value = c.committed if c.committed is not None else c.attempted
+            counts[split] += int(value or 0)
+    return counts
+
+
+STAGE = Stage(
+    name="transform",
+    section=TransformSection,
+    run=run,
+    prepare=prepare,
+    inputs={
+        "examples": "ingest.examples",
+        "schema": "schema.schema",
+        "anomalies": "validate.anomalies",  # unused: orders transform after the validation gate
+    },
+    outputs={"transform_graph": "TransformGraph", "transformed_examples": "Examples"},
+)

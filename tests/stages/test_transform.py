@@ -1,0 +1,119 @@
+"""The transform stage: tf.Transform over every split, the graph, and bad user modules.
+
+tf.Transform runs in child processes (such processes may crash at interpreter exit); the tests
+check the outputs they leave as well as their exit codes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+import beam_pipeline  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is used)
+from beam_pipeline.errors import ConfigError
+from beam_pipeline.stages import transform
+from tests import ml_fixtures
+
+ROWS = 1500
+
+
+@pytest.fixture(scope="module")
+def taxi() -> dict:
+    return ml_fixtures.transformed("taxi", ROWS)
+
+
+def _records(folder: Path) -> list[bytes]:
+    files = sorted(str(p) for p in folder.glob("data-*.tfrecord.gz"))
+    return [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
+
+
+def test_every_split_is_transformed_into_shards(taxi: dict) -> None:
+    out = taxi["transformed_examples"]
+    assert out.properties["splits"] == ["train", "eval"]
+    assert out.properties["row_counts"] == taxi["examples"].properties["row_counts"]
+    for split in ("train", "eval"):
+        folder = Path(out.uri) / f"Split-{split}"
+        assert len(list(folder.glob("data-*-of-00003.tfrecord.gz"))) == 3
+        assert len(_records(folder)) == out.properties["row_counts"][split]
+    assert (Path(out.uri) / "schema.pbtxt").is_file()
+    assert out.properties["columns"]["big_tipper"] == "int"
+    assert out.properties["columns"]["fare"] == "float"
+
+
+def test_label_is_derived_inside_preprocessing(taxi: dict) -> None:
+    import tensorflow_transform as tft
+
+    graph = tft.TFTransformOutput(taxi["transform_graph"].uri)
+    spec = graph.transformed_feature_spec()
+    folder = Path(taxi["transformed_examples"].uri) / "Split-train"
+    parsed = tf.io.parse_example(_records(folder), spec)
+    raw = pd.read_csv(ml_fixtures.TAXI_CSV, nrows=ROWS)
+    expected_share = float((raw.tips > 0.2 * raw.fare).mean())
+    share = float(parsed["big_tipper"].numpy().mean())
+    assert abs(share - expected_share) < 0.05
+    # z-scores are analyzed on train only, so train's are centred; vocabularies exist.
+    assert abs(float(np.mean(parsed["fare"].numpy()))) < 1e-3
+    assert graph.vocabulary_size_by_name("payment_type") >= 2
+    assert graph.num_buckets_for_transformed_feature("pickup_latitude") == 10
+    assert taxi["transform_graph"].properties["raw_label_keys"] == ["tips"]
+    assert set(graph.raw_feature_spec()) == set(taxi["examples"].properties["columns"])
+
+
+def test_missing_module_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"transform.module: user module file not found: .*nope"):
+        transform.load_preprocessing_fn(str(tmp_path / "nope.py"))
+    with pytest.raises(ConfigError, match="transform.module: a user module is required"):
+        transform.load_preprocessing_fn(None)
+
+
+def test_missing_preprocessing_fn_is_a_config_error(tmp_path: Path) -> None:
+    module = tmp_path / "empty.py"
+    module.write_text("X = 1\n")
+    with pytest.raises(ConfigError, match=r"empty.py must define preprocessing_fn"):
+        transform.load_preprocessing_fn(str(module))
+
+
+def test_module_that_cannot_import_is_a_config_error(tmp_path: Path) -> None:
+    module = tmp_path / "broken.py"
+    module.write_text("import no_such_module_here\n")
+    with pytest.raises(ConfigError, match=r"importing .*broken.py raised ModuleNotFoundError"):
+        transform.load_preprocessing_fn(str(module))
+
+
+def test_preprocessing_fn_raising_fails_the_stage(tmp_path: Path, taxi: dict) -> None:
+    module = tmp_path / "raises.py"
+    module.write_text(
+        "def preprocessing_fn(inputs):\n    raise ValueError('no column called fare_amount')\n"
+    )
+    code, _, outputs = ml_fixtures.run_transform_subprocess(
+        taxi["examples"], taxi["schema"], module, tmp_path / "out"
+    )
+    assert code == 1 and not outputs
+    error = (tmp_path / "out" / "error.txt").read_text()
+    assert error.startswith("StageFailed: stage 'transform' failed: preprocessing_fn in ")
+    assert "raises.py raised ValueError: no column called fare_amount" in error
+
+
+def test_preprocessing_fn_must_return_a_dict() -> None:
+    fn = transform._guarded(lambda inputs: [1], "m.py")
+    with pytest.raises(transform.PreprocessingFnError, match="expected a non-empty dict"):
+        fn({})
+
+
+def test_section_checks_shards() -> None:
+    with pytest.raises(ConfigError, match="transform.shards must be >= 1; received 0"):
+        transform.TransformSection(module="m.py", shards=0)
+
+
+def test_module_source_is_part_of_the_cache_key(tmp_path: Path) -> None:
+    module = tmp_path / "t.py"
+    module.write_text("def preprocessing_fn(inputs):\n    return dict(inputs)\n")
+    section = transform.TransformSection(module=str(module))
+    before = transform.prepare(section, {}, None).key  # type: ignore[arg-type]
+    module.write_text(module.read_text() + "# edited\n")
+    after = transform.prepare(section, {}, None).key  # type: ignore[arg-type]
+    assert before["module_hash"] != after["module_hash"]
