@@ -1,4 +1,4 @@
-"""A Beam-native ML pipeline platform: ingest → statistics → schema → validate → transform → train."""
+"""A Beam-native ML pipeline platform: ingest, validate, transform, train, evaluate, push."""
 
 import os
 

@@ -29,7 +29,10 @@ TYPES: dict[str, str] = {
     "ModelRun": "TensorBoard logs",
     "ModelEvaluation": "metrics.json",
     "ModelBlessing": "BLESSED or NOT_BLESSED (a file whose name is the verdict), reasons.json",
-    "PushedModel": "a pointer to {serving_dir}/{model_name}/{version}/",
+    "PushedModel": "push.json (pushed, pushed_version, serving_path, reason): a pointer to "
+    "{serving_dir}/{model_name}/{version}/",
+    "InferenceResult": "a batch scoring output folder: predictions-*.{jsonl,csv,parquet,"
+    "tfrecord.gz}, rejected/*.jsonl (file, line, reason, raw)",
 }
 
 

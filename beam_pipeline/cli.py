@@ -29,8 +29,14 @@ def _parser() -> argparse.ArgumentParser:
     def add(name: str, help: str) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help)
         sp.add_argument("config", help="pipeline config (YAML)")
-        sp.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="SECTION.KEY=VALUE", help="override a config value (repeatable)")
+        sp.add_argument(
+            "--set",
+            dest="overrides",
+            action="append",
+            default=[],
+            metavar="SECTION.KEY=VALUE",
+            help="override a config value (repeatable)",
+        )
         sp.add_argument("--verbose", "-v", action="store_true", help=argparse.SUPPRESS)
         return sp
 
@@ -41,18 +47,64 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-cache", action="store_true", help="rerun every selected stage")
     run.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
     run.add_argument("--runner", help="Beam runner (overrides beam.runner)")
-    run.add_argument("--beam-option", action="append", default=[], metavar="FLAG",
-                     help="a Beam pipeline option, e.g. --beam-option=--project=p (repeatable)")
+    run.add_argument(
+        "--beam-option",
+        action="append",
+        default=[],
+        metavar="FLAG",
+        help="a Beam pipeline option, e.g. --beam-option=--project=p (repeatable)",
+    )
 
     runs = add("runs", "list the runs of this pipeline")
     runs.add_argument("--json", action="store_true")
 
-    lineage = add("lineage", "print what produced an artifact, recursively")
-    lineage.add_argument("--artifact", type=int, required=True, metavar="ID")
+    lineage = add("lineage", "print what produced an artifact (or a model version), recursively")
+    which = lineage.add_mutually_exclusive_group(required=True)
+    which.add_argument("--artifact", type=int, metavar="ID")
+    which.add_argument(
+        "--model",
+        type=int,
+        metavar="VERSION",
+        help="a model version: what produced it and what came after",
+    )
     lineage.add_argument("--json", action="store_true")
+
+    models = add("models", "list the model versions: metrics, blessing, approval, push state")
+    models.add_argument("--json", action="store_true")
+
+    for name, verb in (("approve", "approve"), ("reject", "reject")):
+        review = add(name, f"{verb} a model version (manual review before push)")
+        review.add_argument("--model", type=int, required=True, metavar="VERSION")
+        review.add_argument("--comment", default="", help="why (recorded in ML Metadata)")
+        review.add_argument("--json", action="store_true")
+
+    rollback = add("rollback", "serve an older pushed version again (newer ones are retired)")
+    rollback.add_argument("--to", type=int, required=True, metavar="VERSION")
+    rollback.add_argument("--comment", default="")
+    rollback.add_argument("--json", action="store_true")
+
+    score = add("score", "batch scoring job on Beam: raw files in, predictions out")
+    score.add_argument("--input", required=True, metavar="GLOB", help="CSV, Parquet or JSONL files")
+    score.add_argument("--output", required=True, metavar="DIR")
+    score.add_argument(
+        "--model", type=int, metavar="VERSION", help="the model version (default: the served one)"
+    )
+    score.add_argument("--format", default="jsonl", choices=["jsonl", "csv", "parquet", "tfrecord"])
+    score.add_argument(
+        "--input-format",
+        choices=["csv", "parquet", "jsonl"],
+        help="default: from the file extension",
+    )
+    score.add_argument("--batch-size", type=int, default=8192)
+    score.add_argument("--runner", help="Beam runner (overrides beam.runner)")
+    score.add_argument("--beam-option", action="append", default=[], metavar="FLAG")
+    score.add_argument("--json", action="store_true")
 
     schema = add("schema", "export the latest schema for curation")
     schema.add_argument("--export", required=True, metavar="PATH")
+
+    add("tune-worker", "a keras-tuner worker (KERASTUNER_* set) sharing the chief's trials")
+    add("train-worker", "a non-chief multi-worker training process (TF_CONFIG set)")
     return p
 
 
@@ -97,8 +149,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.runner:
         extra.insert(0, f"--runner={args.runner}")
     resume = ["beam-pipeline", "run", args.config] + [f"--set={o}" for o in args.overrides]
-    orch = Orchestrator(config, STAGES, beam_args=extra, use_cache=not args.no_cache,
-                        command=shlex.join(resume))
+    orch = Orchestrator(
+        config, STAGES, beam_args=extra, use_cache=not args.no_cache, command=shlex.join(resume)
+    )
     try:
         result = orch.run(args.from_, args.to, args.only)
     finally:
@@ -127,15 +180,20 @@ def cmd_runs(args: argparse.Namespace) -> int:
         started = dt.datetime.fromtimestamp(r.get("started", 0)).strftime("%Y-%m-%d %H:%M:%S")
         stages = (r.get("summary") or {}).get("stages", {})
         brief = " ".join(f"{k}:{v.get('status', '?')[:4]}" for k, v in stages.items())
-        print(f"{r['run_id']:28} {r.get('status', '?'):10} {started:19} "
-              f"{r.get('seconds', 0):8.1f}  {brief}")
+        print(
+            f"{r['run_id']:28} {r.get('status', '?'):10} {started:19} "
+            f"{r.get('seconds', 0):8.1f}  {brief}"
+        )
     return 0
 
 
 def cmd_lineage(args: argparse.Namespace) -> int:
     from beam_pipeline.metadata import Store
 
-    store = Store(_load(args))
+    config = _load(args)
+    store = Store(config)
+    if args.model is not None:
+        return _model_lineage(config, store, args.model, args.json)
     try:
         tree = store.lineage(args.artifact)
     except (ValueError, IndexError) as exc:
@@ -157,9 +215,12 @@ def _print_tree(node: dict[str, Any], depth: int) -> None:
             print(f"{pad}  {k}: {extra[k]}")
     prod = node.get("produced_by")
     if prod:
-        print(f"{pad}  ← {prod['stage']} (execution {prod['execution']}, run {prod['run_id']}, "
-              f"{prod['state']}, key {prod['cache_key']}"
-              + (f", module {prod['module_hash']}" if prod.get("module_hash") else "") + ")")
+        print(
+            f"{pad}  ← {prod['stage']} (execution {prod['execution']}, run {prod['run_id']}, "
+            f"{prod['state']}, key {prod['cache_key']}"
+            + (f", module {prod['module_hash']}" if prod.get("module_hash") else "")
+            + ")"
+        )
         for key, child in prod["inputs"].items():
             print(f"{pad}    {key}:")
             _print_tree(child, depth + 3)
@@ -175,11 +236,235 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------
+# The model registry: models, lineage --model, approve/reject, rollback, score
+
+
+def _model_lineage(config: Any, store: Any, version: int, as_json: bool) -> int:
+    from beam_pipeline import registry
+
+    model = registry.model_by_version(store, version)
+    tree = {
+        "model_version": version,
+        "upstream": store.lineage(model.id),
+        "downstream": registry.downstream(store, model),
+    }
+    if as_json:
+        print(json.dumps(tree, default=str, indent=2))
+        return 0
+    print(f"model version {version} of {config.pipeline.name}")
+    print("what produced it:")
+    _print_lineage(tree["upstream"], 1, set())
+    print("what came after:")
+    if not tree["downstream"]:
+        print("  nothing yet")
+    for item in tree["downstream"]:
+        head = f"  {item['kind']} (execution {item['execution']}, {item['state']}"
+        head += f", run {item['run_id']})" if item.get("run_id") else ")"
+        if item.get("role") and item["role"] != "model":
+            head += f" as {item['role']}"
+        print(head)
+        for key in (
+            "decision",
+            "user",
+            "comment",
+            "to_version",
+            "retired",
+            "restored",
+            "input",
+            "rows",
+            "rejected",
+        ):
+            if item.get(key) not in (None, "", []):
+                print(f"    {key}: {item[key]}")
+        for key, out in item["outputs"].items():
+            shown = {k: v for k, v in out.items() if k not in ("id", "type", "uri")}
+            print(f"    → {key}: {out['type']} #{out['id']} {out['uri']}")
+            for k, v in shown.items():
+                print(f"        {k}: {_short(v)}")
+    return 0
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(
+            f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in value.items()
+        )
+    return str(value)
+
+
+def _print_lineage(node: dict[str, Any], depth: int, seen: set[int]) -> None:
+    """Like `_print_tree`, with the config and module hashes, hyperparameters; repeats elided."""
+    pad = "  " * depth
+    a = node["artifact"]
+    if a["id"] in seen:
+        print(f"{pad}{a['type']} #{a['id']} (shown above)")
+        return
+    seen.add(a["id"])
+    print(f"{pad}{a['type']} #{a['id']} {a['uri']}")
+    for k in (
+        "fingerprint",
+        "data_fingerprint",
+        "span",
+        "row_counts",
+        "source",
+        "passed",
+        "values",
+        "metrics",
+        "label_key",
+        "module",
+        "blessed",
+    ):
+        if a.get(k) not in (None, "", {}):
+            print(f"{pad}  {k}: {_short(a[k])}")
+    prod = node.get("produced_by")
+    if prod:
+        from beam_pipeline.artifacts import digest
+
+        config_hash = digest(prod.get("config"))[:16]
+        print(
+            f"{pad}  ← {prod['stage']} (execution {prod['execution']}, run {prod['run_id']}, "
+            f"{prod['state']}, key {prod['cache_key']}, config {config_hash}"
+            + (f", module {prod['module_hash']}" if prod.get("module_hash") else "")
+            + ")"
+        )
+        for key, child in prod["inputs"].items():
+            print(f"{pad}    {key}:")
+            _print_lineage(child, depth + 3, seen)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from beam_pipeline import registry
+    from beam_pipeline.metadata import Store
+
+    config = _load(args)
+    records = registry.describe(config, Store(config))
+    if args.json:
+        print(json.dumps([r.to_json() for r in records], default=str))
+        return 0
+    if not records:
+        print("no models yet: run the pipeline first")
+        return 0
+    print(
+        f"{'ver':>3} {'created':16} {'blessed':8} {'vs':>3} {'approval':9} {'pushed':7} "
+        f"{'data':12} metrics"
+    )
+    for r in records:
+        created = (
+            dt.datetime.fromtimestamp(r.created).strftime("%Y-%m-%d %H:%M") if r.created else "?"
+        )
+        blessed = {True: "yes", False: "no", None: "-"}[r.blessed]
+        pushed = "served" if r.served else "retired" if r.retired else ("yes" if r.pushed else "no")
+        metrics = r.eval_metrics or r.train_metrics
+        shown = " ".join(
+            f"{k}={v:.4f}"
+            for k, v in metrics.items()
+            if isinstance(v, float) and k not in ("example_count", "label_mean", "prediction_mean")
+        )
+        print(
+            f"{r.version:>3} {created:16} {blessed:8} {r.baseline_version or '-':>3} "
+            f"{r.approval or '-':9} {pushed:7} {(r.data_fingerprint or '-')[:12]:12} {shown}"
+        )
+    return 0
+
+
+def _review(args: argparse.Namespace, decision: str) -> int:
+    from beam_pipeline import registry
+    from beam_pipeline.metadata import Store
+
+    config = _load(args)
+    review = registry.record_review(Store(config), args.model, decision, args.comment)
+    if args.json:
+        print(json.dumps(review, default=str))
+    else:
+        log.info(
+            "model version %s %s by %s; push with: beam-pipeline run %s --only push",
+            args.model,
+            decision,
+            review["user"],
+            args.config,
+        )
+    return 0
+
+
+def cmd_approve(args: argparse.Namespace) -> int:
+    return _review(args, "approved")
+
+
+def cmd_reject(args: argparse.Namespace) -> int:
+    return _review(args, "rejected")
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from beam_pipeline import registry
+    from beam_pipeline.metadata import Store
+
+    config = _load(args)
+    record = registry.rollback(config, Store(config), args.to, args.comment)
+    if args.json:
+        print(json.dumps(record, default=str))
+    else:
+        log.info(
+            "serving version %s of %s; retired %s",
+            args.to,
+            config.pipeline.name,
+            record["retired"] or "nothing",
+        )
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from beam_pipeline.scoring import score
+
+    config = _load(args)
+    extra = list(args.beam_option)
+    if args.runner:
+        extra.insert(0, f"--runner={args.runner}")
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size: expected >= 1; received {args.batch_size}")
+    summary = score(
+        config,
+        args.input,
+        args.output,
+        model_version=args.model,
+        output_format=args.format,
+        input_format=args.input_format,
+        batch_size=args.batch_size,
+        beam_args=extra,
+    )
+    if args.json:
+        print(json.dumps(summary, default=str))
+    return 0
+
+
+def cmd_tune_worker(args: argparse.Namespace) -> int:
+    from beam_pipeline.stages.tune import run_worker
+
+    run_worker(args.config, args.overrides)
+    return 0
+
+
+def cmd_train_worker(args: argparse.Namespace) -> int:
+    from beam_pipeline.stages.train import run_worker
+
+    run_worker(args.config, args.overrides)
+    return 0
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": cmd_run,
     "runs": cmd_runs,
     "lineage": cmd_lineage,
     "schema": cmd_schema,
+    "models": cmd_models,
+    "approve": cmd_approve,
+    "reject": cmd_reject,
+    "rollback": cmd_rollback,
+    "score": cmd_score,
+    "tune-worker": cmd_tune_worker,
+    "train-worker": cmd_train_worker,
 }
 
 

@@ -42,6 +42,7 @@ class RunResult:
     blessed: bool | None = None
     model_version: int | None = None
     pushed_version: int | None = None
+    push_reason: str | None = None  # why the model was (not) pushed: "not blessed: auc ..."
     error: str | None = None
     exit_code: int = 0
 
@@ -332,6 +333,8 @@ def _summarize(art: Artifact, result: RunResult) -> None:
         result.model_version = int(p["model_version"])
     if "pushed_version" in p and p["pushed_version"] is not None:
         result.pushed_version = int(p["pushed_version"])
+    if "pushed" in p and "reason" in p:
+        result.push_reason = str(p["reason"])
 
 
 def _usable(art: Artifact) -> bool:

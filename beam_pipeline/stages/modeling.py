@@ -144,11 +144,14 @@ def make_dataset(
     shuffle_buffer: int = 10_000,
     seed: int = 42,
     num_workers: int = 1,
+    cache: bool = False,
 ) -> tf.data.Dataset:
     """(features, label) batches from transformed TFRecords, never materialised in Python.
 
     Files are interleaved in parallel; records are batched first and parsed per batch with
     ``tf.io.parse_example``; the result is prefetched. ``training``: shuffle and repeat forever.
+    ``cache``: keep the serialized records in memory after the first pass, so later epochs skip
+    reading and decompressing the files (for splits that fit in memory).
     """
     import tensorflow as tf
 
@@ -168,6 +171,8 @@ def make_dataset(
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=not training,
     )
+    if cache:
+        ds = ds.cache()
     if training:
         ds = ds.shuffle(shuffle_buffer, seed=seed).repeat()
     ds = ds.batch(batch_size, drop_remainder=training)

@@ -66,6 +66,7 @@ class TrainSection:
         early_stopping_patience: epochs without progress before stopping; 0: off.
         early_stopping_monitor: the metric early stopping watches (``val_`` + a compiled metric).
         shuffle_buffer: records in the shuffle buffer.
+        cache: keep the train split's records in memory after the first epoch (it must fit).
         seed: seeds TensorFlow and the input order.
         hyperparameters: values that override the tuned ones (and are held fixed while tuning).
     """
@@ -79,6 +80,7 @@ class TrainSection:
     early_stopping_patience: int = 3
     early_stopping_monitor: str = "val_loss"
     shuffle_buffer: int = 10_000
+    cache: bool = False
     seed: int = 42
     hyperparameters: dict[str, Any] = field(default_factory=dict)
 
@@ -172,6 +174,7 @@ def train_model(
             shuffle_buffer=section.shuffle_buffer,
             seed=section.seed,
             num_workers=workers,
+            cache=section.cache,
         )
         eval_ds = modeling.make_dataset(
             modeling.examples_pattern(job.transformed_examples, "eval"),

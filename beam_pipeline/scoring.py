@@ -1,0 +1,605 @@
+"""Batch scoring on Beam: raw files in, one prediction record per readable row out.
+
+``beam-pipeline score CONFIG --input GLOB --output DIR [--model VERSION] [--format FMT]``
+
+Each input file is read by the ingest readers (`beam_pipeline.io.readers`) as typed Arrow record
+batches: column types are those the model's training data was ingested with (the ``columns`` of
+the Examples in the model's lineage), so a value that ingest would have rejected is rejected here
+too. Batches of ``batch_size`` rows go through the model's ``serving_raw`` signature (loaded once
+per DoFn, in `setup`); reading the next block overlaps with the model call on a second thread.
+A batch the model refuses is bisected, so only the rows that fail are rejected.
+
+Output record (JSON Lines, the default; the serving request log uses the same fields)::
+
+    {"request_id": "<job>/<file>/<n>", "model_name": "taxi", "model_version": 3,
+     "time": "2024-05-01T12:00:00.000Z", "features": {"fare": 12.45, ...}, "prediction": 0.83}
+
+``n`` is the 0-based index of the row among the readable rows of its file; ``prediction`` is the
+probability of the positive class for a binary model, the list of class probabilities for a
+multi-class one. ``--format csv`` writes the same fields flat (features as columns; multi-class
+as ``prediction_0..k``); ``parquet`` keeps ``features`` as a struct column; ``tfrecord`` writes
+tf.Examples (features + ``prediction`` or ``prediction_0..k``, ``model_version``,
+``request_id``).
+
+Files: ``DIR/predictions-SSSSS-of-NNNNN.{jsonl,csv,parquet,tfrecord.gz}`` and
+``DIR/rejected/rejected-*.jsonl`` (file, line, reason, raw). The job is recorded in ML Metadata
+as a ``score`` execution: the Model as input, an ``InferenceResult`` artifact (``DIR``) as output,
+with the input fingerprint, row counts and the model version.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import logging
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics.metric import Metrics, MetricsFilter
+
+from beam_pipeline import registry
+from beam_pipeline.artifacts import Artifact, file_digest
+from beam_pipeline.errors import ConfigError, DataError
+from beam_pipeline.io import readers
+from beam_pipeline.io.readers import Rejected
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = "score"
+FORMATS = ("jsonl", "csv", "parquet", "tfrecord")
+INPUT_FORMATS = {
+    ".csv": "csv",
+    ".parquet": "parquet",
+    ".jsonl": "jsonl",
+    ".json": "jsonl",
+    ".ndjson": "jsonl",
+}
+SUFFIX = {"jsonl": ".jsonl", "csv": ".csv", "parquet": ".parquet", "tfrecord": ".tfrecord.gz"}
+ARROW = {"int": pa.int64(), "float": pa.float64(), "string": pa.string()}
+
+
+@dataclass(frozen=True)
+class ScoreJob:
+    """What the Beam job needs (picklable)."""
+
+    files: list[str]
+    input_format: str
+    columns: dict[str, str]  # every column read, in file order -> int | float | string
+    raw_features: list[str]  # the inputs of serving_raw
+    saved_model: str
+    model_name: str
+    model_version: int
+    output: str
+    output_format: str = "jsonl"
+    batch_size: int = 8192
+    job_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+
+
+# ---------------------------------------------------------------------------------------------
+# Plain functions: batches to model inputs, predictions to records
+
+
+def _int_mapper(t: pa.DataType) -> Any:
+    import pandas as pd
+
+    return pd.Int64Dtype() if pa.types.is_integer(t) else None
+
+
+def raw_strings(batch: pa.RecordBatch, features: list[str]) -> dict[str, pa.Array]:
+    """CSV-like strings per raw feature ("" for a missing value), as serving_raw takes them."""
+    out = {}
+    for name in features:
+        col = batch.column(name)
+        if not pa.types.is_string(col.type):
+            col = pc.cast(col, pa.string())
+        out[name] = pc.fill_null(col, "")
+    return out
+
+
+def to_tensor(strings: pa.Array) -> Any:
+    """A [n] tf.string tensor from an Arrow string array without a Python object per value.
+
+    The array's data buffer becomes one scalar and ``tf.strings.substr`` cuts it at the offsets.
+    """
+    import tensorflow as tf
+
+    _, offsets, data = strings.buffers()
+    off = np.frombuffer(offsets, np.int32)[strings.offset : strings.offset + len(strings) + 1]
+    blob = data.to_pybytes()[off[0] : off[-1]] if data is not None else b""
+    return tf.strings.substr(tf.constant(blob), off[:-1] - off[0], np.diff(off))
+
+
+def raw_inputs(batch: pa.RecordBatch, features: list[str]) -> dict[str, Any]:
+    """The serving_raw inputs of a batch: one [n] string tensor per raw feature."""
+    return {name: to_tensor(col) for name, col in raw_strings(batch, features).items()}
+
+
+def prediction_strings(predictions: np.ndarray) -> pa.Array:
+    """JSON text of each row's prediction: a number (one output) or a list (several)."""
+    cols = [
+        pc.cast(pa.array(predictions[:, i].astype(np.float32)), pa.string())
+        for i in range(predictions.shape[1])
+    ]
+    if len(cols) == 1:
+        return cols[0]
+    return pc.binary_join_element_wise("[", pc.binary_join_element_wise(*cols, ","), "]", "")
+
+
+def json_values(column: pa.Array) -> pa.Array:
+    """JSON text of every value of a column (``null`` for a missing one), computed column-wise."""
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        if pc.any(pc.match_substring_regex(column, "[\\x00-\\x1f]")).as_py():
+            return pa.array(
+                [json.dumps(v) if v is not None else None for v in column.to_pylist()], pa.string()
+            ).fill_null("null")
+        escaped = pc.replace_substring(pc.replace_substring(column, "\\", "\\\\"), '"', '\\"')
+        text = pc.binary_join_element_wise('"', escaped, '"', "")
+    elif pa.types.is_floating(column.type):
+        finite = pc.is_finite(column)
+        text = pc.if_else(finite, pc.cast(column, pa.string()), pa.scalar(None, pa.string()))
+    elif pa.types.is_boolean(column.type) or pa.types.is_integer(column.type):
+        text = pc.cast(column, pa.string())
+    else:
+        text = pa.array(
+            [json.dumps(v, default=str) if v is not None else None for v in column.to_pylist()],
+            pa.string(),
+        )
+    return pc.fill_null(text, "null")
+
+
+def json_records(batch: pa.RecordBatch, predictions: np.ndarray, ids: pa.Array, header: str) -> str:
+    """One JSON object per row, newline-separated; built column by column in Arrow."""
+    parts: list[Any] = []
+    for i, name in enumerate(batch.schema.names):
+        parts += [("{" if i == 0 else ",") + json.dumps(name) + ":", json_values(batch.column(i))]
+    if not parts:
+        parts = ["{"]
+    joined = pc.binary_join_element_wise(
+        '{"request_id":"',
+        ids,
+        header,
+        *parts,
+        '},"prediction":',
+        prediction_strings(predictions),
+        "}\n",
+        "",
+    )
+    return _text_of(joined)[:-1]
+
+
+def _text_of(strings: pa.Array) -> str:
+    """The concatenation of a string array (its data buffer; no per-row Python)."""
+    if not len(strings):
+        return ""
+    validity, offsets, data = strings.buffers()
+    off = np.frombuffer(offsets, np.int32)[strings.offset : strings.offset + len(strings) + 1]
+    return data.to_pybytes()[off[0] : off[-1]].decode("utf-8")
+
+
+def output_table(
+    batch: pa.RecordBatch,
+    predictions: np.ndarray,
+    ids: pa.Array,
+    job: ScoreJob,
+    now: str,
+    nested: bool,
+) -> pa.Table:
+    """The records as an Arrow table: features nested (parquet) or flat (csv)."""
+    n = batch.num_rows
+    meta = {
+        "request_id": ids,
+        "model_name": pa.array([job.model_name] * n),
+        "model_version": pa.array(np.full(n, job.model_version, np.int64)),
+        "time": pa.array([now] * n),
+    }
+    if nested:
+        features = pa.StructArray.from_arrays(batch.columns, names=batch.schema.names)
+        cols = {**meta, "features": features}
+    else:
+        cols = {**meta, **{f"{c}": batch.column(c) for c in batch.schema.names if c not in meta}}
+    if predictions.shape[1] == 1:
+        cols["prediction"] = pa.array(predictions[:, 0].astype(np.float32))
+    elif nested:
+        cols["prediction"] = pa.FixedSizeListArray.from_arrays(
+            pa.array(predictions.astype(np.float32).reshape(-1)), predictions.shape[1]
+        )
+    else:
+        for i in range(predictions.shape[1]):
+            cols[f"prediction_{i}"] = pa.array(predictions[:, i].astype(np.float32))
+    return pa.Table.from_pydict(cols)
+
+
+def prefetch(items: Iterable[Any], depth: int = 2) -> Iterator[Any]:
+    """Iterate ``items`` on a background thread, ``depth`` ahead (reading overlaps scoring)."""
+    q: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    done = object()
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        q.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+        except BaseException as exc:  # re-raised in the consuming thread
+            errors.append(exc)
+        q.put(done)
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    try:
+        while (item := q.get()) is not done:
+            yield item
+        if errors:
+            raise errors[0]
+    finally:
+        stop.set()
+
+
+# ---------------------------------------------------------------------------------------------
+# Beam
+
+
+class ScoreFile(beam.DoFn):
+    """A file name in; formatted prediction batches out; unreadable or unscorable rows tagged."""
+
+    REJECTED = "rejected"
+
+    def __init__(self, job: ScoreJob) -> None:
+        self._job = job
+        self._scored = Metrics.counter(NAMESPACE, "scored")
+        self._rejected = Metrics.counter(NAMESPACE, "rejected")
+
+    def setup(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        import tensorflow as tf
+
+        self._tf = tf
+        self._fn = tf.saved_model.load(self._job.saved_model).signatures["serving_raw"]
+        self._formatter = ThreadPoolExecutor(1, thread_name_prefix="score-format")
+
+    def teardown(self) -> None:
+        self._formatter.shutdown(wait=True)
+
+    def _parts(self, file: str) -> Iterator[tuple[list[Rejected], pa.RecordBatch, np.ndarray, Any]]:
+        """(rejected rows, batch, row indices, model inputs): runs on the prefetch thread."""
+        job = self._job
+        reader = {
+            "csv": readers.read_csv,
+            "parquet": readers.read_parquet,
+            "jsonl": readers.read_jsonl,
+        }[job.input_format]
+        index = 0
+        for chunk in reader(file, list(job.columns), job.columns, job.batch_size):
+            if not chunk.batch.num_rows:
+                yield chunk.rejected, chunk.batch, np.arange(0), None
+            for start in range(0, chunk.batch.num_rows, job.batch_size):
+                part = chunk.batch.slice(start, job.batch_size)
+                rows = np.arange(index, index + part.num_rows)
+                index += part.num_rows
+                rejected = chunk.rejected if start == 0 else []
+                yield rejected, part, rows, raw_inputs(part, job.raw_features)
+
+    def process(self, file: str) -> Iterator[Any]:
+        """Three stages overlap: reading and building inputs (a thread), the model call (here),
+        and formatting the output (another thread); outputs keep the input order."""
+        base = f"{self._job.job_id}/{Path(file).name}/"
+        pending = None
+        for rejected, part, rows, inputs in prefetch(self._parts(file)):
+            for r in rejected:
+                self._rejected.inc()
+                yield beam.pvalue.TaggedOutput(self.REJECTED, r.to_json())
+            if not part.num_rows:
+                continue
+            predictions, good, failures = self.predict(part, inputs)
+            for i, reason in failures:
+                self._rejected.inc()
+                raw = json.dumps(part.slice(i, 1).to_pylist()[0], default=str)
+                yield beam.pvalue.TaggedOutput(
+                    self.REJECTED, Rejected(file, -1, f"row {rows[i]}: {reason}", raw).to_json()
+                )
+            if good is not None:
+                part, rows = part.filter(pa.array(good)), rows[good]
+            if not part.num_rows:
+                continue
+            self._scored.inc(part.num_rows)
+            ids = pc.binary_join_element_wise(base, pc.cast(pa.array(rows), pa.string()), "")
+            future = self._formatter.submit(self.format, part, predictions, ids)
+            if pending is not None:
+                yield pending.result()
+            pending = future
+        if pending is not None:
+            yield pending.result()
+
+    def predict(
+        self, part: pa.RecordBatch, inputs: dict[str, Any]
+    ) -> tuple[np.ndarray, np.ndarray | None, list[tuple[int, str]]]:
+        """(predictions of the good rows, mask of good rows or None if all, [(row, reason)])."""
+        tf = self._tf
+        try:
+            out = self._fn(**inputs)["predictions"]
+            return out.numpy().reshape(part.num_rows, -1), None, []
+        except tf.errors.InvalidArgumentError:
+            pass
+        # Bisect: find the rows the model refuses, score the rest.
+        good = np.ones(part.num_rows, dtype=bool)
+        failures: list[tuple[int, str]] = []
+        results: dict[int, np.ndarray] = {}
+
+        def go(lo: int, hi: int) -> None:
+            sub = {k: v[lo:hi] for k, v in inputs.items()}
+            try:
+                results[lo] = self._fn(**sub)["predictions"].numpy().reshape(hi - lo, -1)
+            except tf.errors.InvalidArgumentError as exc:
+                if hi - lo == 1:
+                    good[lo] = False
+                    first = exc.message.splitlines()[0]
+                    failures.append((lo, f"the model refused the row: {first}"))
+                    return
+                mid = (lo + hi) // 2
+                go(lo, mid)
+                go(mid, hi)
+
+        go(0, part.num_rows)
+        kept = [results[k] for k in sorted(results)]
+        width = kept[0].shape[1] if kept else 1
+        return (np.concatenate(kept) if kept else np.zeros((0, width))), good, failures
+
+    def format(self, part: pa.RecordBatch, predictions: np.ndarray, ids: pa.Array) -> Any:
+        job = self._job
+        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        if job.output_format == "jsonl":
+            header = (
+                f'","model_name":{json.dumps(job.model_name)},"model_version":'
+                f'{job.model_version},"time":"{now}","features":'
+            )
+            return json_records(part, predictions, ids, header)
+        if job.output_format == "parquet":
+            return output_table(part, predictions, ids, job, now, nested=True)
+        table = output_table(part, predictions, ids, job, now, nested=False)
+        if job.output_format == "csv":
+            import pyarrow.csv as pacsv
+
+            buf = io.BytesIO()
+            pacsv.write_csv(table, buf, pacsv.WriteOptions(include_header=False))
+            return buf.getvalue().decode().rstrip("\n")
+        from beam_pipeline.io.example_coder import encode
+        from beam_pipeline.io.tfrecord import frame
+
+        flat = table.drop(["model_name", "time"]).combine_chunks().to_batches()[0]
+        return frame(encode(flat))  # WriteTFRecordBatches takes framed batches
+
+
+class ScoreFiles(beam.PTransform):
+    """Files -> (formatted prediction batches, rejected rows as JSON lines)."""
+
+    def __init__(self, job: ScoreJob) -> None:
+        super().__init__()
+        self._job = job
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> tuple[beam.PCollection, beam.PCollection]:
+        out = (
+            pbegin
+            | "Files" >> beam.Create(self._job.files)
+            | "Spread" >> beam.Reshuffle()
+            | "Score"
+            >> beam.ParDo(ScoreFile(self._job)).with_outputs(ScoreFile.REJECTED, main="scored")
+        )
+        return out.scored, out[ScoreFile.REJECTED]
+
+
+class WritePredictions(beam.PTransform):
+    """Formatted batches -> ``{output}/predictions-SSSSS-of-NNNNN{suffix}``."""
+
+    def __init__(self, job: ScoreJob, schema: pa.Schema | None = None) -> None:
+        super().__init__()
+        self._job = job
+        self._schema = schema
+
+    def expand(self, batches: beam.PCollection) -> Any:
+        job = self._job
+        prefix = str(Path(job.output) / "predictions")
+        if job.output_format == "jsonl":
+            return batches | beam.io.WriteToText(prefix, file_name_suffix=".jsonl")
+        if job.output_format == "csv":
+            return batches | beam.io.WriteToText(
+                prefix, file_name_suffix=".csv", header=",".join(self._schema.names)
+            )
+        if job.output_format == "parquet":
+            return batches | beam.io.WriteToParquetBatched(
+                prefix, self._schema, file_name_suffix=".parquet"
+            )
+        from beam_pipeline.io.tfrecord import WriteTFRecordBatches
+
+        return batches | WriteTFRecordBatches(prefix)
+
+
+# ---------------------------------------------------------------------------------------------
+# Resolving the job
+
+
+def resolve_model(config: Any, store: Any, version: int | None) -> tuple[Artifact, int]:
+    """The Model to score with: ``--model VERSION``, else the served version."""
+    if version is None:
+        served = registry.served_versions(registry.model_dir(config))
+        if not served:
+            raise ConfigError(
+                f"--model: no model is served under {registry.model_dir(config)}; pass "
+                "--model VERSION (see beam-pipeline models)"
+            )
+        version = served[-1]
+    model = registry.model_by_version(store, version)
+    if not (model.path / "saved_model").is_dir():
+        raise ConfigError(f"--model: version {version} has no saved_model/ at {model.uri}")
+    return model, version
+
+
+def training_columns(store: Any, model: Artifact) -> dict[str, str]:
+    """The column types the model's training data was ingested with (from its lineage)."""
+    producer = store.producer(model.id)
+    examples = store.execution_inputs(producer).get("examples") if producer else None
+    return dict((examples.properties.get("columns") if examples else None) or {})
+
+
+def input_columns(files: list[str], fmt: str, known: dict[str, str]) -> dict[str, str]:
+    """Columns of the first file (all files must share them) with their reader types."""
+    first = files[0]
+    if fmt == "csv":
+        names = readers.csv_header(first)
+        for f in files[1:]:
+            if readers.csv_header(f) != names:
+                raise DataError(f"{f}:1: header differs from {first}'s {names}")
+        inferred = dict.fromkeys(names, "string")
+    elif fmt == "parquet":
+        inferred = readers.parquet_columns(first)
+    else:
+        inferred = readers.jsonl_columns(first)
+    return {name: known.get(name, kind) for name, kind in inferred.items()}
+
+
+def match(pattern: str) -> list[str]:
+    try:
+        [result] = FileSystems.match([pattern])
+    except Exception:  # noqa: BLE001 - Beam raises BeamIOError for "no match" on some filesystems
+        return []
+    return sorted(m.path for m in result.metadata_list if not m.path.endswith("/"))
+
+
+def score(
+    config: Any,
+    input_glob: str,
+    output: str,
+    *,
+    model_version: int | None = None,
+    output_format: str = "jsonl",
+    input_format: str | None = None,
+    batch_size: int = 8192,
+    beam_args: list[str] | None = None,
+) -> dict[str, Any]:
+    """Run the scoring job and record it in ML Metadata; returns the summary."""
+    from beam_pipeline.beam import pipeline_options
+    from beam_pipeline.metadata import Store
+
+    t0 = time.time()
+    if output_format not in FORMATS:
+        raise ConfigError(f"--format: expected one of {list(FORMATS)}; received {output_format!r}")
+    files = match(input_glob)
+    if not files:
+        raise DataError(f"--input: no files match {input_glob!r}")
+    fmt = input_format or INPUT_FORMATS.get(Path(files[0]).suffix.lower())
+    if fmt not in ("csv", "parquet", "jsonl"):
+        raise ConfigError(
+            f"--input: cannot tell the format of {files[0]}; expected .csv, .parquet or .jsonl "
+            "(or pass --input-format)"
+        )
+    out = Path(output)
+    if out.exists() and any(out.glob("predictions-*")):
+        raise ConfigError(f"--output: {out} already holds predictions; choose an empty folder")
+    store = Store(config)
+    model, version = resolve_model(config, store, model_version)
+    raw_features = list(model.properties.get("raw_features") or [])
+    if not raw_features:
+        raise ConfigError(f"--model: version {version} ({model.uri}) lists no raw_features")
+    columns = input_columns(files, fmt, training_columns(store, model))
+    missing = [f for f in raw_features if f not in columns]
+    if missing:
+        raise DataError(
+            f"{files[0]}: missing the model's input columns {missing}; columns are {list(columns)}"
+        )
+    job = ScoreJob(
+        files=files,
+        input_format=fmt,
+        columns=columns,
+        raw_features=raw_features,
+        saved_model=str(model.path / "saved_model"),
+        model_name=config.pipeline.name,
+        model_version=version,
+        output=str(out),
+        output_format=output_format,
+        batch_size=batch_size,
+    )
+    (out / "rejected").mkdir(parents=True, exist_ok=True)
+    schema = _schema(job, model) if output_format in ("csv", "parquet") else None
+    with beam.Pipeline(options=pipeline_options(config, beam_args)) as p:
+        scored, rejected = p | "Score" >> ScoreFiles(job)
+        _ = scored | "Write" >> WritePredictions(job, schema)
+        _ = rejected | "WriteRejected" >> beam.io.WriteToText(
+            str(out / "rejected" / "rejected"), file_name_suffix=".jsonl"
+        )
+    counters = {
+        c.key.metric.name: int(c.committed or c.attempted or 0)
+        for c in p.result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]
+    }
+    seconds = time.time() - t0
+    summary = {
+        "job_id": job.job_id,
+        "input": input_glob,
+        "files": len(files),
+        "input_fingerprint": file_digest(files),
+        "model_version": version,
+        "model_id": model.id,
+        "output": str(out),
+        "format": output_format,
+        "rows": counters.get("scored", 0),
+        "rejected": counters.get("rejected", 0),
+        "seconds": round(seconds, 3),
+    }
+    result = Artifact(
+        "InferenceResult",
+        str(out),
+        dict(summary),
+        fingerprint=summary["input_fingerprint"][:32] + f"-v{version}",
+    )
+    summary["execution"] = registry.record_execution(
+        store,
+        registry.SCORE,
+        {**summary, "time": time.time()},
+        {"model": model},
+        {"result": result},
+    )
+    summary["artifact"] = result.id
+    log.info(
+        "score: %s rows scored, %s rejected, model v%s, %.1f s (%.0f rows/s) → %s",
+        f"{summary['rows']:,}",
+        summary["rejected"],
+        version,
+        seconds,
+        summary["rows"] / max(seconds, 1e-9),
+        out,
+    )
+    return summary
+
+
+def _schema(job: ScoreJob, model: Artifact) -> pa.Schema:
+    """The output table schema (csv header / parquet schema), from a 1-row dry format."""
+    import tensorflow as tf
+
+    empty = pa.RecordBatch.from_arrays(
+        [pa.nulls(1, ARROW[t]) for t in job.columns.values()], names=list(job.columns)
+    )
+    fn = tf.saved_model.load(job.saved_model).signatures["serving_raw"]
+    width = int(fn.structured_outputs["predictions"].shape[-1] or 1)
+    preds = np.zeros((1, width), np.float32)
+    table = output_table(
+        empty, preds, pa.array(["x"]), job, "t", nested=job.output_format == "parquet"
+    )
+    return table.schema

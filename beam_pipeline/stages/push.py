@@ -1,0 +1,163 @@
+"""push: release a blessed (and, where required, approved) model in TF Serving's layout.
+
+The model's ``saved_model/`` is copied to ``{serving_dir}/{pipeline}/.{version}.tmp-{pid}`` and
+renamed to ``{serving_dir}/{pipeline}/{version}/`` (the registry version, an integer): a server
+watching the folder (TF Serving, ``beam-pipeline serve``) never sees a half-written version, since
+it ignores names that are not integers and ``os.rename`` within one file system is atomic.
+
+Not pushed (the output says why in ``reason``, and the stage logs it): the blessing is for another
+model; the model is not blessed; ``evaluate.require_approval`` and no approval yet (``beam-pipeline
+approve CONFIG --model N``, then ``beam-pipeline run CONFIG --only push``) or the latest review
+rejected it; the version was rolled back (``beam-pipeline rollback``).
+
+The review decision, the rollback state and whether the version folder exists are part of the
+cache key (resolved in `prepare`), so ``run --only push`` after an approval pushes instead of
+reusing the earlier "awaiting approval" result.
+
+Output:
+    pushed_model (PushedModel): ``push.json`` (the properties). Properties: ``pushed``,
+        ``pushed_version`` (null when not pushed), ``model_version``, ``model_id``,
+        ``serving_path``, ``reason``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from beam_pipeline import registry
+from beam_pipeline.artifacts import Artifact
+from beam_pipeline.config import path
+from beam_pipeline.stage import Prepared, Stage, StageContext
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PushSection:
+    """``push:`` in the config.
+
+    Attributes:
+        serving_dir: models land in ``{serving_dir}/{pipeline.name}/{version}/``; relative paths
+            are resolved against the config file's folder.
+    """
+
+    serving_dir: str = path("serving")
+
+
+def copy_atomically(source: Path, target: Path) -> None:
+    """Copy a folder to ``target`` through a hidden sibling and one rename."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        shutil.copytree(source, tmp)
+        os.rename(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def decide(
+    blessing: Artifact, model_id: int | None, review: dict[str, Any] | None, retired: bool
+) -> str | None:
+    """Why the model must not be pushed, or None when it may be."""
+    props = blessing.properties
+    if props.get("model_id") is not None and model_id is not None and props["model_id"] != model_id:
+        return (
+            f"the blessing (artifact {blessing.id}) is for model artifact {props['model_id']}, "
+            f"not {model_id}: run evaluate for this model first"
+        )
+    if not props.get("blessed"):
+        failed = props.get("failed") or []
+        return "not blessed: " + ("; ".join(failed) if failed else "see reasons.json")
+    if review and review["decision"] == "rejected":
+        note = f": {review['comment']}" if review.get("comment") else ""
+        return f"rejected by {review['user']}{note}"
+    if props.get("require_approval") and not (review and review["decision"] == "approved"):
+        version = props.get("model_version")
+        return (
+            f"awaiting approval: beam-pipeline approve CONFIG --model {version}, then "
+            "beam-pipeline run CONFIG --only push"
+        )
+    if retired:
+        return f"version {props.get('model_version')} was rolled back; it is not pushed again"
+    return None
+
+
+def prepare(section: PushSection, inputs: dict[str, Artifact], ctx: StageContext) -> Prepared:
+    model = inputs["model"]
+    store = ctx.store
+    version = registry.version_of(store, model) if store is not None and model.id else None
+    review = registry.latest_review(store, model.id) if store is not None and model.id else None
+    retired = version in registry.retired_versions(store) if store is not None else False
+    target = registry.model_dir(ctx.config) / str(version) if version else None
+    state = {
+        "version": version,
+        "review": review,
+        "retired": retired,
+        "target": str(target) if target else None,
+    }
+    key = {
+        "review": (review or {}).get("execution"),
+        "retired": retired,
+        "target_exists": bool(target and target.is_dir()),
+        "serving_dir": str(target),
+    }
+    return Prepared(key=key, state=state)
+
+
+def run(
+    section: PushSection, inputs: dict[str, Artifact], ctx: StageContext
+) -> dict[str, Artifact]:
+    """Push when allowed. Returns {"pushed_model": PushedModel}."""
+    t0 = time.time()
+    model, blessing = inputs["model"], inputs["blessing"]
+    state = ctx.prepared
+    version = state.get("version") or blessing.properties.get("model_version")
+    reason = decide(blessing, model.id, state.get("review"), bool(state.get("retired")))
+    target = (
+        Path(state["target"])
+        if state.get("target")
+        else (registry.model_dir(ctx.config) / str(version))
+    )
+    pushed_version = None
+    if reason is None:
+        if target.is_dir():
+            reason = f"already pushed: {target}"
+        else:
+            copy_atomically(model.path / "saved_model", target)
+            reason = f"pushed to {target}"
+        pushed_version = int(version)
+    out = ctx.output(
+        "pushed_model",
+        "PushedModel",
+        pushed=pushed_version is not None,
+        pushed_version=pushed_version,
+        model_version=version,
+        model_id=model.id,
+        serving_path=str(target),
+        reason=reason,
+    )
+    (out.path / "push.json").write_text(json.dumps(out.properties, indent=1))
+    if pushed_version is None:
+        log.warning("push: model v%s not pushed: %s", version, reason)
+    else:
+        log.info("push: model v%s → %s, %.1f s", version, target, time.time() - t0)
+    return {"pushed_model": out}
+
+
+STAGE = Stage(
+    name="push",
+    section=PushSection,
+    run=run,
+    prepare=prepare,
+    inputs={"model": "train.model", "blessing": "evaluate.blessing"},
+    outputs={"pushed_model": "PushedModel"},
+)

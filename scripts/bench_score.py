@@ -1,0 +1,141 @@
+"""Benchmark: the batch scoring job against calling the same signature in-process.
+
+    .venv/bin/python scripts/bench_score.py configs/taxi.yaml [--model VERSION] [--rows 1000000]
+
+Needs a trained model in the config's pipeline (run the pipeline first). Generates the rows with
+scripts/gen_taxi.py, then measures, on the same file and the same batches:
+
+- job: ``beam_pipeline.scoring.score`` end to end (Beam DirectRunner, read, model, write JSONL);
+- in-process: ``serving_raw`` called on the same batches, tensors built beforehand (model time
+  only), and the same loop including reading and building the tensors (no Beam, no output);
+- evaluation time against training time, from the latest evaluate and train executions in MLMD.
+
+Prints one JSON object; the target is job rows/s >= 70 % of in-process model-only rows/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts"))
+
+
+def in_process(
+    saved_model: str, csv: str, columns: dict[str, str], features: list[str], batch_size: int
+) -> dict[str, float]:
+    import tensorflow as tf
+
+    from beam_pipeline.io import readers
+    from beam_pipeline.scoring import raw_inputs
+
+    fn = tf.saved_model.load(saved_model).signatures["serving_raw"]
+    t0 = time.time()
+    batches = []
+    for chunk in readers.read_csv(csv, list(columns), columns, batch_size):
+        for start in range(0, chunk.batch.num_rows, batch_size):
+            part = chunk.batch.slice(start, batch_size)
+            batches.append(raw_inputs(part, features))
+    prepare = time.time() - t0
+    rows = sum(int(next(iter(b.values())).shape[0]) for b in batches)
+    fn(**batches[0])  # warm-up (tracing, thread pools)
+    t0 = time.time()
+    for b in batches:
+        fn(**b)["predictions"].numpy()
+    model = time.time() - t0
+    return {
+        "rows": rows,
+        "model_seconds": round(model, 2),
+        "prepare_seconds": round(prepare, 2),
+        "model_rows_per_s": round(rows / model),
+        "read_and_model_rows_per_s": round(rows / (model + prepare)),
+    }
+
+
+def stage_seconds(store: object, stage: str) -> float | None:
+    from ml_metadata.proto import metadata_store_pb2 as pb
+
+    from beam_pipeline.metadata import props
+
+    done = [e for e in store.executions(stage) if e.last_known_state == pb.Execution.COMPLETE]
+    return props(max(done, key=lambda e: e.id)).get("seconds") if done else None
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("config")
+    ap.add_argument("--model", type=int)
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--data", type=Path, default=REPO / "bench" / "taxi-1m" / "data.csv")
+    ap.add_argument("--batch-size", type=int, default=8192)
+    a = ap.parse_args()
+
+    import logging
+
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("beam_pipeline").setLevel(logging.INFO)
+    from gen_taxi import generate
+
+    from beam_pipeline import registry, scoring
+    from beam_pipeline.config import load
+    from beam_pipeline.metadata import Store
+
+    csv = (
+        generate(a.rows, a.data)
+        if a.rows == 1_000_000
+        else generate(a.rows, a.data.with_name(f"data-{a.rows}.csv"))
+    )
+    config = load(a.config)
+    store = Store(config)
+    version = a.model or len(registry.models(store))
+    model = registry.model_by_version(store, version)
+    columns = scoring.input_columns([str(csv)], "csv", scoring.training_columns(store, model))
+    features = list(model.properties["raw_features"])
+
+    out = Path(tempfile.mkdtemp(prefix="bench-score-"))
+    try:
+        t0 = time.time()
+        summary = scoring.score(
+            config, str(csv), str(out / "preds"), model_version=version, batch_size=a.batch_size
+        )
+        job_seconds = time.time() - t0
+        size = sum(f.stat().st_size for f in (out / "preds").glob("predictions-*"))
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    job = {
+        "rows": summary["rows"],
+        "seconds": round(job_seconds, 2),
+        "rows_per_s": round(summary["rows"] / job_seconds),
+        "output_mb": round(size / 1e6),
+    }
+    base = in_process(str(model.path / "saved_model"), str(csv), columns, features, a.batch_size)
+    train_s, eval_s = stage_seconds(store, "train"), stage_seconds(store, "evaluate")
+    result = {
+        "cpus": os.cpu_count(),
+        "model_version": version,
+        "batch_size": a.batch_size,
+        "score_job": job,
+        "in_process": base,
+        "job_vs_model_only": round(job["rows_per_s"] / base["model_rows_per_s"], 3),
+        "job_vs_read_and_model": round(job["rows_per_s"] / base["read_and_model_rows_per_s"], 3),
+        "train_seconds": train_s,
+        "evaluate_seconds": eval_s,
+        "evaluate_vs_train": round(eval_s / train_s, 3) if train_s and eval_s else None,
+    }
+    print(json.dumps(result, indent=1))
+    sys.stdout.flush()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()

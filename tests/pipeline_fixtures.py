@@ -1,0 +1,151 @@
+"""One trained taxi pipeline per test session, shared by the evaluate/push/registry/scoring tests.
+
+Three runs of ``beam-pipeline run`` (each in a child process: tf.Transform may crash at interpreter
+exit) on the bundled taxi data with a short training budget:
+
+1. the normal budget: the first model, judged on absolute bounds, blessed and pushed as version 1;
+2. ``--set train.epochs=1 --set train.steps_per_epoch=1``: a worse model, evaluated against
+   version 1, not blessed, not pushed;
+3. ``--set train.seed=7``: the normal budget again (a new model, version 3), compared to version 1.
+
+Tests that change the registry (reviews, rollbacks) work on `copy_pipeline`, a copy of the root
+and its SQLite store with its own serving folder.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+TAXI_CSV = ROOT / "data" / "chicago_taxi" / "data.csv"
+
+KEEP_ENV = "BEAM_PIPELINE_TEST_PIPELINE"  # a folder that keeps the pipeline between sessions
+WORSE = ["--set", "train.epochs=1", "--set", "train.steps_per_epoch=1"]
+RESEEDED = ["--set", "train.seed=7"]
+
+
+def taxi_config(base: Path, **overrides: Any) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "pipeline": {"name": "taxi", "root": str(base / "root")},
+        "metadata": {"backend": "sqlite"},
+        "ingest": {
+            "source": str(TAXI_CSV),
+            "columns": {
+                "dropoff_census_tract": "int",
+                "payment_type": "string",
+                "company": "string",
+            },
+            "drop": ["pickup_census_tract"],
+            "max_rejected_fraction": 0.01,
+        },
+        "schema": {"min_domain_mass": 0.99},
+        "validation": {"fail_on": ["schema"]},
+        "transform": {"module": str(ROOT / "transforms" / "taxi.py")},
+        "tune": {"enabled": False},
+        "train": {
+            "module": str(ROOT / "models" / "taxi.py"),
+            "epochs": 2,
+            "steps_per_epoch": 40,
+            "batch_size": 256,
+        },
+        "evaluate": {
+            "slices": ["payment_type", ["payment_type", "trip_start_hour"], "fare"],
+            "bucket_boundaries": {"fare": [5, 10, 20]},
+            "thresholds": {
+                "auc": {"lower": 0.7, "min_change_abs": -0.02},
+                "log_loss": {"upper": 0.6},
+            },
+            "slice_thresholds": [
+                {
+                    "slice": {"payment_type": "Credit Card"},
+                    "thresholds": {"accuracy": {"lower": 0.6}},
+                },
+            ],
+        },
+        "push": {"serving_dir": str(base / "serving")},
+    }
+    for key, value in overrides.items():
+        config[key] = {**config.get(key, {}), **value}
+    return config
+
+
+def cli(*args: str, timeout: float = 600) -> tuple[int, dict[str, Any] | list[Any], str]:
+    """``beam-pipeline ARGS`` in a child process; (exit code, the --json output or {}, stderr)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "beam_pipeline.cli", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    out = proc.stdout.strip().splitlines()
+    data = json.loads(out[-1]) if "--json" in args and out else {}
+    return proc.returncode, data, proc.stderr
+
+
+@functools.cache
+def taxi_runs() -> dict[str, Any]:
+    """The three runs (see the module doc); their summaries, the config and folders."""
+    kept = os.environ.get(KEEP_ENV)  # developing: build once into this folder, then reuse it
+    if kept:
+        base = Path(kept)
+        base.mkdir(parents=True, exist_ok=True)
+    else:
+        base = Path(tempfile.mkdtemp(prefix="pipeline-taxi-"))
+        atexit.register(shutil.rmtree, base, True)
+    config = base / "taxi.yaml"
+    done = base / "runs.json"
+    if kept and done.is_file():
+        runs = json.loads(done.read_text())
+    else:
+        config.write_text(yaml.safe_dump(taxi_config(base)))
+        runs = []
+        for extra in ([], WORSE, RESEEDED):
+            code, summary, err = cli("run", str(config), "--json", *extra)
+            assert code == 0 and summary.get("status") == "completed", err[-4000:]
+            runs.append(summary)
+        done.write_text(json.dumps(runs))
+    return {
+        "base": base,
+        "config": config,
+        "root": base / "root",
+        "serving": base / "serving",
+        "runs": runs,
+    }
+
+
+def copy_pipeline(dest: Path, **overrides: Any) -> Path:
+    """A copy of the shared pipeline's root and store with its own serving folder; the config."""
+    shared = taxi_runs()
+    shutil.copytree(shared["root"], dest / "root", symlinks=True)
+    if shared["serving"].exists():
+        shutil.copytree(shared["serving"], dest / "serving")
+    config = dest / "taxi.yaml"
+    config.write_text(yaml.safe_dump(taxi_config(dest, **overrides)))
+    return config
+
+
+def stage_output(summary: dict[str, Any], stage: str, key: str) -> Path:
+    return Path(summary["stages"][stage]["outputs"][key]["uri"])
+
+
+def json_output(args: list[str], capsys: Any) -> Any:
+    """The CLI in-process; its whole stdout parsed as one (possibly indented) JSON document."""
+    from beam_pipeline.cli import main
+
+    code = main(args)
+    out = capsys.readouterr().out
+    assert code == 0, out
+    return json.loads(out)

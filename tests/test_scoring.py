@@ -1,0 +1,274 @@
+"""Batch scoring: one record per readable row, the same predictions as in-process, dead letters."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+import beam_pipeline  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is used)
+from beam_pipeline import scoring
+from tests import pipeline_fixtures as pf
+from tests.conftest import run_cli
+
+
+def test_json_values_escape_like_json_dumps() -> None:
+    values = ["plain", 'say "hi"', "back\\slash", "tab\tand\nnewline", "ünï", None]
+    text = scoring.json_values(pa.array(values)).to_pylist()
+    assert [json.loads(t) for t in text] == values
+    numbers = scoring.json_values(pa.array([1.5, None, float("nan"), 12.45])).to_pylist()
+    assert numbers == ["1.5", "null", "null", "12.45"]
+    assert scoring.json_values(pa.array([3, None], pa.int64())).to_pylist() == ["3", "null"]
+
+
+def test_to_tensor_keeps_values_offsets_and_empty_strings() -> None:
+    import tensorflow as tf
+
+    arr = pa.array(["a", "", "Credit Card", None, "x"]).fill_null("")
+    sliced = arr.slice(1, 3)
+    assert scoring.to_tensor(sliced).numpy().tolist() == [b"", b"Credit Card", b""]
+    assert scoring.to_tensor(pa.array(["", ""])).numpy().tolist() == [b"", b""]
+    assert tf.is_tensor(scoring.to_tensor(arr))
+
+
+def test_json_records_are_one_valid_object_per_row() -> None:
+    batch = pa.RecordBatch.from_arrays(
+        [pa.array([1, None]), pa.array(['a"b', None])], names=["n", "s"]
+    )
+    text = scoring.json_records(
+        batch,
+        np.array([[0.25], [0.75]], np.float32),
+        pa.array(["j/f/0", "j/f/1"]),
+        '","time":"t","features":',
+    )
+    rows = [json.loads(line) for line in text.split("\n")]
+    assert rows == [
+        {"request_id": "j/f/0", "time": "t", "features": {"n": 1, "s": 'a"b'}, "prediction": 0.25},
+        {
+            "request_id": "j/f/1",
+            "time": "t",
+            "features": {"n": None, "s": None},
+            "prediction": 0.75,
+        },
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# End to end on the shared taxi pipeline
+
+
+@pytest.fixture(scope="module")
+def taxi() -> dict:
+    return pf.taxi_runs()
+
+
+@pytest.fixture(scope="module")
+def scored(taxi: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The bundled taxi CSV plus two bad rows, scored with version 1 (JSON Lines)."""
+    base = tmp_path_factory.mktemp("score")
+    data = base / "in" / "taxi.csv"
+    data.parent.mkdir()
+    lines = pf.TAXI_CSV.read_text().splitlines()
+    header, rows = lines[0], lines[1:]
+    bad_fields = "1,2,3"
+    bad_number = rows[5].split(",")
+    bad_number[1] = "twelve"  # fare
+    data.write_text(
+        "\n".join([header, *rows[:100], bad_fields, *rows[100:], ",".join(bad_number)]) + "\n"
+    )
+    out = base / "out"
+    from beam_pipeline.cli import main
+
+    code = main(
+        [
+            "score",
+            str(taxi["config"]),
+            "--input",
+            str(data),
+            "--output",
+            str(out),
+            "--model",
+            "1",
+            "--json",
+        ]
+    )
+    assert code == 0
+    return {"data": data, "out": out, "rows": len(rows)}
+
+
+def _records(out: Path) -> list[dict]:
+    records = []
+    for f in sorted(out.glob("predictions-*.jsonl")):
+        records += [json.loads(line) for line in f.read_text().splitlines() if line]
+    return sorted(records, key=lambda r: int(r["request_id"].rsplit("/", 1)[1]))
+
+
+def in_process(model_dir: Path, csv: Path) -> np.ndarray:
+    """serving_raw called directly on the CSV's values as strings ("" for missing)."""
+    import tensorflow as tf
+
+    fn = tf.saved_model.load(str(model_dir)).signatures["serving_raw"]
+    names = sorted(fn.structured_input_signature[1])
+    frame = pd.read_csv(csv, dtype=str, keep_default_na=False)
+    return fn(**{k: tf.constant(frame[k].tolist()) for k in names})["predictions"].numpy()
+
+
+@pytest.mark.slow
+def test_score_writes_one_record_per_readable_row_with_in_process_predictions(
+    taxi: dict, scored: dict
+) -> None:
+    records = _records(scored["out"])
+    assert len(records) == scored["rows"] == 15002  # every readable row, once
+    assert [int(r["request_id"].rsplit("/", 1)[1]) for r in records] == list(range(15002))
+    first = records[0]
+    assert set(first) == {
+        "request_id",
+        "model_name",
+        "model_version",
+        "time",
+        "features",
+        "prediction",
+    }
+    assert (first["model_name"], first["model_version"]) == ("taxi", 1)
+    assert first["features"]["payment_type"] == "Credit Card"
+    assert first["features"]["pickup_community_area"] is None
+    assert first["features"]["trip_start_hour"] == 19  # ints stay ints
+
+    model = pf.stage_output(taxi["runs"][0], "train", "model") / "saved_model"
+    want = in_process(model, pf.TAXI_CSV)[:, 0]
+    got = np.array([r["prediction"] for r in records], np.float32)
+    np.testing.assert_allclose(got, want, atol=1e-6)
+
+    rejected = [
+        json.loads(line)
+        for f in (scored["out"] / "rejected").glob("*.jsonl")
+        for line in f.read_text().splitlines()
+        if line
+    ]
+    reasons = sorted((r["line"], r["reason"]) for r in rejected)
+    assert reasons == [
+        (102, "expected 18 fields; received 3"),
+        (15005, "column 'fare': expected float; received 'twelve'"),
+    ]
+
+
+@pytest.mark.slow
+def test_score_job_is_recorded_in_metadata(taxi: dict, scored: dict) -> None:
+    from beam_pipeline import registry
+    from beam_pipeline.artifacts import file_digest
+    from beam_pipeline.config import load
+    from beam_pipeline.metadata import Store
+
+    store = Store(load(taxi["config"]))
+    model = registry.model_by_version(store, 1)
+    jobs = [d for d in registry.downstream(store, model) if d["kind"] == "score"]
+    job = next(j for j in jobs if j["outputs"]["result"]["uri"] == str(scored["out"]))
+    assert (job["rows"], job["rejected"]) == (15002, 2)
+    [result] = store.artifacts([job["outputs"]["result"]["id"]])
+    assert result.type == "InferenceResult"
+    assert result.properties["input_fingerprint"] == file_digest([str(scored["data"])])
+    assert result.properties["model_version"] == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["csv", "parquet", "tfrecord"])
+def test_other_formats_hold_the_same_predictions(
+    taxi: dict, scored: dict, tmp_path: Path, fmt: str, capsys
+) -> None:
+    small = tmp_path / "small.csv"
+    small.write_text("\n".join(pf.TAXI_CSV.read_text().splitlines()[:201]) + "\n")
+    out = tmp_path / "out"
+    code, summary, err = run_cli(
+        [
+            "score",
+            str(taxi["config"]),
+            "--input",
+            str(small),
+            "--output",
+            str(out),
+            "--model",
+            "1",
+            "--format",
+            fmt,
+            "--json",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    assert summary["rows"] == 200
+    want = np.array([r["prediction"] for r in _records(scored["out"])[:200]], np.float32)
+    [file] = out.glob(f"predictions-*{scoring.SUFFIX[fmt]}")
+    if fmt == "csv":
+        table = pd.read_csv(file)
+        assert list(table.columns[:4]) == ["request_id", "model_name", "model_version", "time"]
+    elif fmt == "parquet":
+        table = pd.read_parquet(file)
+        assert table["features"][0]["payment_type"] == "Credit Card"
+    else:
+        import tensorflow as tf
+
+        parsed = [
+            tf.train.Example.FromString(r.numpy())
+            for r in tf.data.TFRecordDataset(str(file), compression_type="GZIP")
+        ]
+        table = pd.DataFrame(
+            {
+                "request_id": [
+                    e.features.feature["request_id"].bytes_list.value[0].decode() for e in parsed
+                ],
+                "prediction": [
+                    e.features.feature["prediction"].float_list.value[0] for e in parsed
+                ],
+            }
+        )
+    table = table.assign(n=table["request_id"].str.rsplit("/", n=1).str[1].astype(int))
+    np.testing.assert_allclose(table.sort_values("n")["prediction"].to_numpy(), want, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_score_refuses_bad_requests(taxi: dict, scored: dict, tmp_path: Path, capsys) -> None:
+    config = str(taxi["config"])
+    code, _, err = run_cli(
+        [
+            "score",
+            config,
+            "--input",
+            str(scored["data"]),
+            "--output",
+            str(tmp_path / "o"),
+            "--model",
+            "9",
+        ],
+        capsys,
+    )
+    assert code == 2 and "--model: no model version 9; versions are 1..3" in err
+    code, _, err = run_cli(
+        [
+            "score",
+            config,
+            "--input",
+            str(scored["data"]),
+            "--output",
+            str(scored["out"]),
+            "--model",
+            "1",
+        ],
+        capsys,
+    )
+    assert code == 2 and "already holds predictions" in err
+    partial = tmp_path / "partial.csv"
+    partial.write_text("fare,company\n1.0,x\n")
+    code, _, err = run_cli(
+        ["score", config, "--input", str(partial), "--output", str(tmp_path / "p"), "--model", "1"],
+        capsys,
+    )
+    assert code == 1 and "missing the model's input columns" in err and "partial.csv" in err
+    code, _, err = run_cli(
+        ["score", config, "--input", str(tmp_path / "none*.csv"), "--output", str(tmp_path / "q")],
+        capsys,
+    )
+    assert code == 1 and "no files match" in err
