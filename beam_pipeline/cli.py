@@ -264,17 +264,7 @@ def _model_lineage(config: Any, store: Any, version: int, as_json: bool) -> int:
         if item.get("role") and item["role"] != "model":
             head += f" as {item['role']}"
         print(head)
-        for key in (
-            "decision",
-            "user",
-            "comment",
-            "to_version",
-            "retired",
-            "restored",
-            "input",
-            "rows",
-            "rejected",
-        ):
+        for key in registry.DOWNSTREAM_KEYS:
             if item.get(key) not in (None, "", []):
                 print(f"    {key}: {item[key]}")
         for key, out in item["outputs"].items():

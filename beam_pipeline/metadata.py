@@ -13,7 +13,6 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -209,23 +208,56 @@ class Store:
         """Record the end of an execution, its events and (new) output artifacts in one write."""
         [ex] = self.call(self._store.get_executions_by_id, [exec_id])
         ex.last_known_state = state
+        self._write(ex, properties, inputs, outputs, [self.pipeline_context(), run_ctx])
+
+    def record_execution(
+        self,
+        kind: str,
+        properties: dict[str, Any],
+        inputs: dict[str, Artifact] | None = None,
+        outputs: dict[str, Artifact] | None = None,
+    ) -> int:
+        """One COMPLETE execution of type ``kind`` outside a run (a review, a rollback, a scoring
+        job), in the pipeline context, with its events. Returns its id."""
+        ex = pb.Execution(type_id=self._type_id("execution", kind))
+        ex.last_known_state = pb.Execution.COMPLETE
+        return self._write(ex, properties, inputs or {}, outputs or {}, [self.pipeline_context()])
+
+    def _write(
+        self,
+        ex: pb.Execution,
+        properties: dict[str, Any],
+        inputs: dict[str, Artifact],
+        outputs: dict[str, Artifact],
+        contexts: list[pb.Context],
+    ) -> int:
+        """Put an execution with its events. Artifacts that already have an id are linked as they
+        are stored (their properties untouched); new ones are registered LIVE and get their id."""
         for k, v in properties.items():
             ex.custom_properties[k].CopyFrom(encode(v))
         pairs = []
-        for key, art in inputs.items():
-            pairs.append((self._to_proto(art), _event(pb.Event.INPUT, key)))
-        for key, art in outputs.items():
-            pairs.append((self._to_proto(art), _event(pb.Event.OUTPUT, key)))
-        _, art_ids, _ = self.call(
-            self._store.put_execution,
-            ex,
-            pairs,
-            [self.pipeline_context(), run_ctx],
-            reuse_context_if_already_exist=True,
-            reuse_artifact_if_already_exist_by_external_id=True,
+        for kind, arts in ((pb.Event.INPUT, inputs), (pb.Event.OUTPUT, outputs)):
+            for key, art in arts.items():
+                pairs.append((self._stored_or_new(art), _event(kind, key)))
+        exec_id, art_ids, _ = self.call(
+            self._store.put_execution, ex, pairs, contexts, reuse_context_if_already_exist=True
         )
         for art, art_id in zip([*inputs.values(), *outputs.values()], art_ids, strict=True):
             art.id = art_id
+        return exec_id
+
+    def _stored_or_new(self, art: Artifact) -> pb.Artifact:
+        if art.id is not None:
+            [proto] = self.call(self._store.get_artifacts_by_id, [art.id])
+            return proto
+        return self._to_proto(art)
+
+    def update_execution(self, ex: pb.Execution) -> None:
+        self.call(self._store.put_executions, [ex])
+
+    def execution(self, exec_id: int) -> pb.Execution:
+        [ex] = self.call(self._store.get_executions_by_id, [exec_id])
+        return ex
 
     def executions(self, stage: str) -> list[pb.Execution]:
         try:
@@ -261,7 +293,8 @@ class Store:
             a.id = art.id
         a.state = pb.Artifact.LIVE
         for k, v in {**art.properties, "fingerprint": art.fingerprint}.items():
-            a.custom_properties[k].CopyFrom(encode(v))
+            if not k.startswith("_"):  # "_state" and the like are read back, never stored
+                a.custom_properties[k].CopyFrom(encode(v))
         return a
 
     def artifacts(self, ids: Iterable[int]) -> list[Artifact]:
@@ -284,12 +317,16 @@ class Store:
             out.append(art)
         return out
 
-    def artifacts_of_type(self, type_name: str) -> list[Artifact]:
-        """LIVE artifacts of a type in this pipeline, newest first."""
+    def artifacts_of_type(self, type_name: str, live_only: bool = True) -> list[Artifact]:
+        """Artifacts of a type in this pipeline (LIVE ones unless told otherwise), newest first."""
         ctx = self.pipeline_context()
         arts = self.call(self._store.get_artifacts_by_context, ctx.id)
         type_id = self._type_id("artifact", type_name)
-        ids = [a.id for a in arts if a.type_id == type_id and a.state == pb.Artifact.LIVE]
+        ids = [
+            a.id
+            for a in arts
+            if a.type_id == type_id and (a.state == pb.Artifact.LIVE or not live_only)
+        ]
         return sorted(self.artifacts(ids), key=lambda a: -(a.id or 0))
 
     def mark_deleted(self, art: Artifact) -> None:
@@ -356,13 +393,3 @@ def _describe(art: Artifact) -> dict[str, Any]:
         "state": art.properties.get("_state"),
         **shown,
     }
-
-
-@dataclass
-class RunRecord:
-    """What `runs` prints for one run."""
-
-    run_id: str
-    status: str
-    started: float
-    seconds: float

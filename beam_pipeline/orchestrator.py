@@ -316,7 +316,7 @@ class Orchestrator:
                 continue
             shutil.rmtree(staging_dir(self.config.root, stage, ex.id), ignore_errors=True)
             ex.last_known_state = pb.Execution.CANCELED
-            self.store.call(self.store._store.put_executions, [ex])
+            self.store.update_execution(ex)
             log.info(
                 "%s: execution %s was interrupted; its staged output was removed", stage, ex.id
             )

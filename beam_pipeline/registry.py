@@ -27,7 +27,7 @@ from ml_metadata.proto import metadata_store_pb2 as pb
 
 from beam_pipeline.artifacts import Artifact
 from beam_pipeline.errors import ConfigError
-from beam_pipeline.metadata import encode, props
+from beam_pipeline.metadata import props
 
 if TYPE_CHECKING:
     from beam_pipeline.config import Config
@@ -43,14 +43,23 @@ RETIRED_DIR = ".retired"  # {serving_dir}/.retired/{pipeline}/{version}: version
 # Versions
 
 
+# What `downstream` reports of reviews, rollbacks and scoring jobs (and `lineage` prints).
+DOWNSTREAM_KEYS = (
+    "decision",
+    "user",
+    "comment",
+    "to_version",
+    "retired",
+    "restored",
+    "input",
+    "rows",
+    "rejected",
+)
+
+
 def models(store: Store) -> list[Artifact]:
     """Every Model artifact of this pipeline (any state), oldest first: index + 1 = version."""
-    ctx = store.pipeline_context()
-    type_id = store._type_id("artifact", "Model")
-    arts = store.call(store._store.get_artifacts_by_context, ctx.id)
-    return sorted(
-        store.artifacts([a.id for a in arts if a.type_id == type_id]), key=lambda a: a.id or 0
-    )
+    return sorted(store.artifacts_of_type("Model", live_only=False), key=lambda a: a.id or 0)
 
 
 def version_of(store: Store, model: Artifact) -> int:
@@ -84,38 +93,8 @@ def record_execution(
     inputs: dict[str, Artifact] | None = None,
     outputs: dict[str, Artifact] | None = None,
 ) -> int:
-    """One COMPLETE execution of type ``kind`` in the pipeline context, with its events.
-
-    Existing input artifacts are linked by id (their stored properties are left as they are);
-    new output artifacts are registered LIVE and get their ids set.
-    """
-    ex = pb.Execution(type_id=store._type_id("execution", kind))
-    ex.last_known_state = pb.Execution.COMPLETE
-    for k, v in properties.items():
-        ex.custom_properties[k].CopyFrom(encode(v))
-    pairs = []
-    for key, art in (inputs or {}).items():
-        [proto] = store.call(store._store.get_artifacts_by_id, [art.id])
-        pairs.append((proto, _event(pb.Event.INPUT, key)))
-    new = list((outputs or {}).items())
-    for key, art in new:
-        pairs.append((store._to_proto(art), _event(pb.Event.OUTPUT, key)))
-    exec_id, art_ids, _ = store.call(
-        store._store.put_execution,
-        ex,
-        pairs,
-        [store.pipeline_context()],
-        reuse_context_if_already_exist=True,
-    )
-    for (_, art), art_id in zip(new, art_ids[len(pairs) - len(new) :], strict=True):
-        art.id = art_id
-    return exec_id
-
-
-def _event(kind: int, key: str) -> pb.Event:
-    e = pb.Event(type=kind)
-    e.path.steps.add().key = key
-    return e
+    """One COMPLETE execution of type ``kind`` in the pipeline context (see `Store`)."""
+    return store.record_execution(kind, properties, inputs, outputs)
 
 
 def _records(store: Store, kind: str) -> list[dict[str, Any]]:
@@ -318,7 +297,7 @@ def describe(config: Config, store: Store) -> list[ModelRecord]:
         ex_props: dict[str, Any] = {}
         data: Artifact | None = None
         if producer is not None:
-            [ex] = store.call(store._store.get_executions_by_id, [producer])
+            ex = store.execution(producer)
             ex_props = props(ex)
             data = store.execution_inputs(producer).get("examples")
         blessing = latest_blessing(store, model.id)  # type: ignore[arg-type]
@@ -353,7 +332,7 @@ def downstream(store: Store, model: Artifact) -> list[dict[str, Any]]:
     """What came after a model: evaluations, reviews, pushes, rollbacks and scoring jobs."""
     out = []
     for exec_id in store.consumers(model.id):  # type: ignore[arg-type]
-        [ex] = store.call(store._store.get_executions_by_id, [exec_id])
+        ex = store.execution(exec_id)
         kind = store.execution_type_name(ex)
         p = props(ex)
         item: dict[str, Any] = {
@@ -365,18 +344,7 @@ def downstream(store: Store, model: Artifact) -> list[dict[str, Any]]:
                 (k for k, a in store.execution_inputs(exec_id).items() if a.id == model.id), None
             ),
         }
-        for key in (
-            "decision",
-            "user",
-            "time",
-            "comment",
-            "to_version",
-            "retired",
-            "restored",
-            "input",
-            "rows",
-            "rejected",
-        ):
+        for key in ("time", *DOWNSTREAM_KEYS):
             if key in p:
                 item[key] = p[key]
         item["outputs"] = {

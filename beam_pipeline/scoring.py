@@ -46,7 +46,6 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import Metrics, MetricsFilter
 
 from beam_pipeline import registry
@@ -476,14 +475,6 @@ def input_columns(files: list[str], fmt: str, known: dict[str, str]) -> dict[str
     return {name: known.get(name, kind) for name, kind in inferred.items()}
 
 
-def match(pattern: str) -> list[str]:
-    try:
-        [result] = FileSystems.match([pattern])
-    except Exception:  # noqa: BLE001 - Beam raises BeamIOError for "no match" on some filesystems
-        return []
-    return sorted(m.path for m in result.metadata_list if not m.path.endswith("/"))
-
-
 def score(
     config: Any,
     input_glob: str,
@@ -502,7 +493,7 @@ def score(
     t0 = time.time()
     if output_format not in FORMATS:
         raise ConfigError(f"--format: expected one of {list(FORMATS)}; received {output_format!r}")
-    files = match(input_glob)
+    files = readers.match_files(input_glob)
     if not files:
         raise DataError(f"--input: no files match {input_glob!r}")
     fmt = input_format or INPUT_FORMATS.get(Path(files[0]).suffix.lower())

@@ -45,6 +45,15 @@ class Chunk:
     rejected: list[Rejected] = field(default_factory=list)
 
 
+def match_files(pattern: str) -> list[str]:
+    """The files a path or glob names, sorted (any filesystem Beam knows; none: [])."""
+    try:
+        [result] = FileSystems.match([pattern])
+    except Exception:  # noqa: BLE001 - Beam raises BeamIOError for "no match" on some filesystems
+        return []
+    return sorted(m.path for m in result.metadata_list if not m.path.endswith("/"))
+
+
 def _open(path: str) -> Any:
     return FileSystems.open(path, compression_type="auto")
 

@@ -90,7 +90,7 @@ class IngestSection:
 def resolve_files(source: str, span: int | None) -> tuple[list[str], int | None]:
     """The files the source names (sorted) and the span they belong to."""
     if SPAN not in source:
-        files = _match(source)
+        files = readers.match_files(source)
         if not files:
             raise DataError(f"ingest.source: no files match {source!r}")
         return files, None
@@ -103,7 +103,7 @@ def resolve_files(source: str, span: int | None) -> tuple[list[str], int | None]
         + "$"
     )
     spans: dict[int, list[str]] = {}
-    for f in _match(pattern):
+    for f in readers.match_files(pattern):
         m = regex.search(f)
         if m:
             spans.setdefault(int(m.group(1)), []).append(f)
@@ -113,14 +113,6 @@ def resolve_files(source: str, span: int | None) -> tuple[list[str], int | None]
     if chosen not in spans:
         raise DataError(f"ingest.span: span {chosen} not found; available spans {sorted(spans)}")
     return sorted(spans[chosen]), chosen
-
-
-def _match(pattern: str) -> list[str]:
-    try:
-        [result] = FileSystems.match([pattern])
-    except Exception:  # noqa: BLE001 - Beam raises BeamIOError for "no match" on some filesystems
-        return []
-    return sorted(m.path for m in result.metadata_list if not m.path.endswith("/"))
 
 
 def resolve_columns(section: IngestSection, files: list[str]) -> dict[str, str]:
@@ -396,7 +388,7 @@ def run(
 def first_rejected(examples: Artifact) -> dict[str, Any]:
     """The rejected row with the smallest (file, line)."""
     rows = []
-    for f in _match(str(examples.path / "rejected" / "*.jsonl")):
+    for f in readers.match_files(str(examples.path / "rejected" / "*.jsonl")):
         with FileSystems.open(f) as fh:
             rows += [json.loads(line) for line in fh.read().decode().splitlines() if line]
     return min(rows, key=lambda r: (r["file"], r["line"]))

@@ -150,8 +150,9 @@ def make_dataset(
 
     Files are interleaved in parallel; records are batched first and parsed per batch with
     ``tf.io.parse_example``; the result is prefetched. ``training``: shuffle and repeat forever.
-    ``cache``: keep the serialized records in memory after the first pass, so later epochs skip
-    reading and decompressing the files (for splits that fit in memory).
+    ``cache``: keep the parsed batches in memory after the first pass, so later epochs skip
+    reading, decompressing and parsing (for splits that fit in memory); the batches' order is
+    reshuffled every epoch, their composition is the first pass's.
     """
     import tensorflow as tf
 
@@ -171,10 +172,10 @@ def make_dataset(
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=not training,
     )
-    if cache:
-        ds = ds.cache()
     if training:
-        ds = ds.shuffle(shuffle_buffer, seed=seed).repeat()
+        ds = ds.shuffle(shuffle_buffer, seed=seed)
+        if not cache:
+            ds = ds.repeat()
     ds = ds.batch(batch_size, drop_remainder=training)
 
     def parse(serialized: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
@@ -182,7 +183,14 @@ def make_dataset(
         label = features.pop(label_key)
         return features, label
 
-    ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
+    if cache:
+        # Parsed batches stay in memory after the first pass; later epochs reshuffle the order of
+        # the batches (their composition is fixed by the first pass's record shuffle).
+        ds = ds.cache()
+        if training:
+            ds = ds.shuffle(256, seed=seed, reshuffle_each_iteration=True).repeat()
+    ds = ds.prefetch(tf.data.AUTOTUNE)
     options = tf.data.Options()
     if num_workers > len(files):
         # Fewer files than workers: shard by record instead of by file.

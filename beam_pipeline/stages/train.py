@@ -66,7 +66,8 @@ class TrainSection:
         early_stopping_patience: epochs without progress before stopping; 0: off.
         early_stopping_monitor: the metric early stopping watches (``val_`` + a compiled metric).
         shuffle_buffer: records in the shuffle buffer.
-        cache: keep the train split's records in memory after the first epoch (it must fit).
+        cache: keep the train split's parsed batches in memory after the first epoch (it must
+            fit); later epochs reshuffle the batches' order, not their composition.
         seed: seeds TensorFlow and the input order.
         hyperparameters: values that override the tuned ones (and are held fixed while tuning).
     """
