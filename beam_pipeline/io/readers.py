@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import io
 import json
+import queue
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +45,48 @@ class Rejected:
 class Chunk:
     batch: pa.RecordBatch
     rejected: list[Rejected] = field(default_factory=list)
+
+
+def read_ahead(chunks: Iterator[Chunk], depth: int = 2) -> Iterator[Chunk]:
+    """The same chunks, read on a background thread while the caller works on the previous one.
+
+    Parsing (numpy and pyarrow, which release the GIL) then overlaps with encoding. An error in
+    the reader is raised here, in the caller's thread.
+    """
+    q: queue.Queue[tuple[Chunk | None, BaseException | None]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: tuple[Chunk | None, BaseException | None]) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False  # the consumer went away
+
+    def work() -> None:
+        try:
+            for chunk in chunks:
+                if not put((chunk, None)):
+                    return
+            put((None, None))
+        except BaseException as exc:  # handed to the consuming thread
+            put((None, exc))
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    try:
+        while True:
+            chunk, error = q.get()
+            if error is not None:
+                raise error
+            if chunk is None:
+                return
+            yield chunk
+    finally:
+        stop.set()
+        thread.join()
 
 
 def match_files(pattern: str) -> list[str]:

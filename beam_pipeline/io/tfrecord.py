@@ -63,7 +63,8 @@ def frame(records: pa.BinaryArray | list[bytes]) -> bytes:
     """
     if not isinstance(records, pa.Array):
         records = pa.array(records, pa.binary())
-    records = pa.concat_arrays([records])  # offset 0, contiguous
+    if records.offset:
+        records = pa.concat_arrays([records])  # a slice: copy it to offset 0
     n = len(records)
     if n == 0:
         return b""

@@ -215,7 +215,7 @@ class ReadAndEncode(beam.DoFn):
         }[self._fmt]
         names = list(self._columns)
         splits = list(self._ratios)
-        for chunk in reader(file, names, self._columns, self._batch_size):
+        for chunk in readers.read_ahead(reader(file, names, self._columns, self._batch_size)):
             for r in chunk.rejected:
                 self._rejected.inc()
                 yield beam.pvalue.TaggedOutput(self.REJECTED, r.to_json())
