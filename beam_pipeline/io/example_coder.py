@@ -90,7 +90,7 @@ def _float_entries(key: bytes, col: pa.Array, valid: np.ndarray) -> pa.Array:
     m = np.empty((n, width), dtype=np.uint8)
     m[:, :-4] = template
     m[:, -4:] = values.view(np.uint8).reshape(n, 4)
-    return binary_array(m[valid], np.where(valid, width, 0).astype(np.int32))
+    return binary_array(m if valid.all() else m[valid], np.where(valid, width, 0).astype(np.int32))
 
 
 def _int_entries(key: bytes, col: pa.Array, valid: np.ndarray) -> pa.Array:
@@ -112,8 +112,11 @@ def _int_entries(key: bytes, col: pa.Array, valid: np.ndarray) -> pa.Array:
     m[:, p + 6] = 0x0A
     m[:, p + 7] = nb
     m[:, p + 8 :] = groups
+    lengths = np.where(valid, p + 8 + nb, 0).astype(np.int32)
+    if nb.min() == width:  # every varint is as wide as the widest: fixed-width rows
+        return binary_array(m if valid.all() else m[valid], lengths)
     keep = (np.arange(p + 8 + width)[None, :] < (p + 8 + nb)[:, None]) & valid[:, None]
-    return binary_array(m[keep], np.where(valid, p + 8 + nb, 0).astype(np.int32))
+    return binary_array(m[keep], lengths)
 
 
 def _generic_int_entries(key: bytes, col: pa.Array) -> pa.Array:
@@ -125,6 +128,24 @@ def _generic_int_entries(key: bytes, col: pa.Array) -> pa.Array:
 
 def _bytes_entries(key: bytes, col: pa.Array) -> pa.Array:
     values = col.cast(pa.binary()).fill_null(b"")
+    size = pc.binary_length(values).to_numpy(zero_copy_only=False).astype(np.int64)
+    p = len(key)
+    if p + 8 + (int(size.max()) if len(size) else 0) < 128:
+        # Every length fits one varint byte: a fixed-width header per row, then the value.
+        # 0a L(entry) | key | 12 L(feature) | 0a L(list) | 0a L(value) | value
+        valid = col.is_valid().to_numpy(zero_copy_only=False)
+        h = np.empty((len(size), p + 8), dtype=np.uint8)
+        h[:, 0] = 0x0A
+        h[:, 1] = p + 6 + size
+        h[:, 2 : 2 + p] = np.frombuffer(key, dtype=np.uint8)
+        h[:, p + 2] = 0x12
+        h[:, p + 3] = size + 4
+        h[:, p + 4] = 0x0A
+        h[:, p + 5] = size + 2
+        h[:, p + 6] = 0x0A
+        h[:, p + 7] = size
+        head = binary_array(h if valid.all() else h[valid], np.where(valid, p + 8, 0))
+        return _join(head, values)  # null rows: empty header and empty value
     feature = _join(_tag(b"\x0a"), *_prefixed(_join(_tag(b"\x0a"), *_prefixed(values))))
     return _entry(key, feature, col)
 
@@ -152,5 +173,10 @@ def encode(batch: pa.RecordBatch) -> pa.BinaryArray:
             entries.append(_bytes_entries(key, col))
         else:
             raise TypeError(f"column {name!r}: cannot encode Arrow type {col.type} as tf.Example")
-    features = _join(*entries) if entries else pa.array([b""] * batch.num_rows, pa.binary())
-    return _join(_tag(b"\x0a"), *_prefixed(features))
+    if not entries:
+        return pa.array([b"\x0a\x00"] * batch.num_rows, pa.binary())
+    # One join builds each Example: its tag, the length of all its entries, then the entries.
+    total = np.zeros(batch.num_rows, dtype=np.int64)
+    for entry in entries:
+        total += pc.binary_length(entry).to_numpy(zero_copy_only=False)
+    return _join(_tag(b"\x0a"), _varints(total), *entries)
