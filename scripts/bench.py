@@ -45,7 +45,7 @@ log = logging.getLogger("bench")
 
 
 def say(msg: str) -> None:
-    print(msg, flush=True)
+    print(msg, file=sys.stderr, flush=True)  # progress; results go to stdout
 
 
 # ---------------------------------------------------------------------------------------------
@@ -61,8 +61,11 @@ def data_file(workdir: Path, rows: int) -> Path:
     return generate(rows, out, SEED)
 
 
-def write_config(workdir: Path, name: str, csv_path: Path) -> Path:
-    """A bench config: the taxi config's ingest/statistics sections on the generated CSV."""
+def write_config(
+    workdir: Path, name: str, csv_path: Path, sections: dict[str, Any] | None = None
+) -> Path:
+    """A bench config: the taxi config's ingest and statistics (plus ``sections``, whole) on the
+    generated CSV, with a memory metadata store and a fresh root under the workdir."""
     import yaml
 
     taxi = yaml.safe_load(TAXI_CONFIG.read_text())
@@ -74,6 +77,7 @@ def write_config(workdir: Path, name: str, csv_path: Path) -> Path:
         "beam": taxi.get("beam", {}),
         "ingest": {**taxi["ingest"], "source": str(csv_path)},
         "statistics": taxi.get("statistics", {}),
+        **(sections or {}),
     }
     path = workdir / "configs" / f"{name}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)

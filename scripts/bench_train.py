@@ -38,7 +38,10 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path.insert(0, str(HERE))  # gen_taxi
+sys.path.insert(0, str(HERE))  # gen_taxi, bench
+
+import bench  # noqa: E402
+from bench import data_file, say  # noqa: E402
 
 SEED = 42
 TAXI_CONFIG = REPO / "configs" / "taxi.yaml"
@@ -49,10 +52,6 @@ UPSTREAM = ("ingest", "statistics", "schema", "validate")
 log = logging.getLogger("bench_train")
 
 
-def say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)  # stdout carries the children's JSON
-
-
 def load() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
@@ -61,39 +60,23 @@ def load() -> list[float]:
 # Inputs and configs
 
 
-def data_file(workdir: Path, rows: int) -> Path:
-    from gen_taxi import generate
-
-    out = workdir / "data" / f"taxi-{rows}.csv"
-    if not out.exists():
-        say(f"generating {rows:,} rows -> {out}")
-    return generate(rows, out, SEED)
-
-
 def write_config(workdir: Path, name: str, csv_path: Path) -> Path:
     """A bench config: the taxi config up to transform (absolute paths) on the generated CSV."""
     import yaml
 
     taxi = yaml.safe_load(TAXI_CONFIG.read_text())
-    root = workdir / "runs" / name
-    shutil.rmtree(root, ignore_errors=True)
-    config = {
-        "pipeline": {"name": "bench-train", "root": str(root)},
-        "metadata": {"backend": "memory"},
-        "beam": taxi.get("beam", {}),
-        "ingest": {**taxi["ingest"], "source": str(csv_path)},
-        "statistics": {**taxi.get("statistics", {}), "html": False},
-        "schema": taxi.get("schema", {}),
-        "validation": taxi.get("validation", {}),
-        "transform": {
-            **taxi["transform"],
-            "module": str((TAXI_CONFIG.parent / taxi["transform"]["module"]).resolve()),
+    module = (TAXI_CONFIG.parent / taxi["transform"]["module"]).resolve()
+    return bench.write_config(
+        workdir,
+        name,
+        csv_path,
+        {
+            "statistics": {**taxi.get("statistics", {}), "html": False},
+            "schema": taxi.get("schema", {}),
+            "validation": taxi.get("validation", {}),
+            "transform": {**taxi["transform"], "module": str(module)},
         },
-    }
-    path = workdir / "configs" / f"{name}.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return path
+    )
 
 
 def taxi_train_section() -> dict[str, Any]:
