@@ -403,4 +403,5 @@ STAGE = Stage(
         "examples": "ingest.examples",  # lineage: and to the raw Examples
     },
     outputs={"model": "Model", "model_run": "ModelRun"},
+    cache_exempt=frozenset({"module"}),  # keyed by the module's source instead
 )

@@ -295,4 +295,5 @@ STAGE = Stage(
         "anomalies": "validate.anomalies",  # unused: orders transform after the validation gate
     },
     outputs={"transform_graph": "TransformGraph", "transformed_examples": "Examples"},
+    cache_exempt=frozenset({"module"}),  # keyed by the module's source instead
 )
