@@ -109,11 +109,20 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _setup_logging(verbose: bool) -> None:
+    """Plain lines on stderr; in an interactive terminal, rich's timed and coloured lines."""
+    handler: logging.Handler = logging.StreamHandler(sys.stderr)
+    fmt = "%(asctime)s %(message)s" if verbose else "%(message)s"
+    if sys.stderr.isatty():
+        from rich.console import Console
+        from rich.logging import RichHandler
+
+        handler = RichHandler(console=Console(stderr=True), show_path=False, markup=False)
+        fmt = "%(message)s"
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING,
-        format="%(asctime)s %(message)s" if verbose else "%(message)s",
+        format=fmt,
         datefmt="%H:%M:%S",
-        stream=sys.stderr,
+        handlers=[handler],
     )
     logging.getLogger("beam_pipeline").setLevel(logging.DEBUG if verbose else logging.INFO)
     if not verbose:
