@@ -97,3 +97,13 @@ def test_cli_unknown_stage_in_from_exits_2(tmp_path: Path, capsys) -> None:
     cfg = write_config(tmp_path, {"source": "x.csv"})
     code, _, err = run_cli(["run", str(cfg), "--from", "nowhere"], capsys)
     assert code == 2 and "unknown stage 'nowhere'" in err
+
+
+def test_cli_wrong_type_and_missing_key_exit_2(tmp_path: Path, capsys) -> None:
+    cfg = write_config(tmp_path, {"source": "x.csv", "batch_size": "big"})
+    code, _, err = run_cli(["run", str(cfg)], capsys)
+    assert code == 2 and "ingest.batch_size: expected int; received 'big'" in err
+    missing = tmp_path / "missing.yaml"
+    missing.write_text("ingest: {source: x.csv}\n")
+    code, _, err = run_cli(["run", str(missing)], capsys)
+    assert code == 2 and "missing.yaml: missing required key 'pipeline'" in err
