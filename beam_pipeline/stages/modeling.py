@@ -200,5 +200,38 @@ def make_dataset(
     return ds.with_options(options)
 
 
+def train_eval_datasets(
+    examples: Artifact | str,
+    tft_output: tft.TFTransformOutput,
+    label_key: str,
+    batch_size: int,
+    *,
+    eval_steps: int | None = None,
+    feature_keys: list[str] | None = None,
+    num_workers: int = 1,
+    **train_options: Any,
+) -> tuple[tf.data.Dataset, tf.data.Dataset]:
+    """The train split (shuffled, repeated; ``train_options`` go to `make_dataset`) and the eval
+    split (in order, ``eval_steps`` batches at most) of transformed Examples."""
+    common = {"feature_keys": feature_keys, "num_workers": num_workers}
+    train = make_dataset(
+        examples_pattern(examples, "train"),
+        tft_output,
+        label_key,
+        batch_size,
+        **common,
+        **train_options,
+    )
+    evaluation = make_dataset(
+        examples_pattern(examples, "eval"),
+        tft_output,
+        label_key,
+        batch_size,
+        training=False,
+        **common,
+    )
+    return train, evaluation.take(eval_steps) if eval_steps else evaluation
+
+
 def steps_for(rows: int, batch_size: int) -> int:
     return max(1, math.ceil(rows / batch_size))

@@ -166,28 +166,18 @@ def train_model(
             model = module.build(hp, tft_output)
         keys = list(model.input_names)
         workers = num_workers()
-        train_ds = modeling.make_dataset(
-            modeling.examples_pattern(job.transformed_examples, "train"),
+        train_ds, eval_ds = modeling.train_eval_datasets(
+            job.transformed_examples,
             tft_output,
             module.label_key,
             section.batch_size,
+            eval_steps=section.eval_steps,
             feature_keys=keys,
+            num_workers=workers,
             shuffle_buffer=section.shuffle_buffer,
             seed=section.seed,
-            num_workers=workers,
             cache=section.cache,
         )
-        eval_ds = modeling.make_dataset(
-            modeling.examples_pattern(job.transformed_examples, "eval"),
-            tft_output,
-            module.label_key,
-            section.batch_size,
-            feature_keys=keys,
-            training=False,
-            num_workers=workers,
-        )
-        if section.eval_steps:
-            eval_ds = eval_ds.take(section.eval_steps)
         steps = section.steps_per_epoch or modeling.steps_for(
             int(job.row_counts.get("train", 0)) or section.batch_size, section.batch_size
         )

@@ -152,23 +152,15 @@ def _search(
     tft_output: Any,
     tf_keras: Any,
 ) -> None:
-    train_ds = modeling.make_dataset(
-        modeling.examples_pattern(job.transformed_examples, "train"),
+    train_ds, eval_ds = modeling.train_eval_datasets(
+        job.transformed_examples,
         tft_output,
         module.label_key,
         job.batch_size,
+        eval_steps=section.eval_steps,
         shuffle_buffer=job.shuffle_buffer,
         seed=section.seed,
     )
-    eval_ds = modeling.make_dataset(
-        modeling.examples_pattern(job.transformed_examples, "eval"),
-        tft_output,
-        module.label_key,
-        job.batch_size,
-        training=False,
-    )
-    if section.eval_steps:
-        eval_ds = eval_ds.take(section.eval_steps)
     callbacks = []
     if section.early_stopping_patience:
         callbacks.append(
