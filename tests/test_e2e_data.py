@@ -45,7 +45,10 @@ def test_taxi_data_half_is_cached_by_content(tmp_path: Path, capsys) -> None:
     anomalies = Path(first["stages"]["validate"]["outputs"]["anomalies"]["uri"])
     assert list(examples.glob("Split-train/*.tfrecord.gz"))
     assert (stats / "Split-eval" / "FeatureStats.pb").stat().st_size > 0
-    assert "facets" in (stats / "Split-train" / "statistics.html").read_text()[:2000]
+    page = (stats / "Split-train" / "statistics.html").read_text()
+    assert "11,9" in page and "payment_type" in page and "Credit Card" in page
+    assert "<script" not in page  # opens offline
+    assert "facets" in (stats / "Split-train" / "facets.html").read_text()[:2000]
     assert (anomalies / "anomalies.txt").read_text().strip() == "no anomalies"
 
     os.utime(data, (1, 1))  # same bytes, new mtime

@@ -2,7 +2,9 @@
 
 Reads ``Split-{split}/data-*.tfrecord.gz`` as Arrow record batches (tfx_bsl's TFExampleRecord),
 computes statistics with ``tfdv.GenerateStatistics`` and writes ``Split-{split}/FeatureStats.pb``
-(a binary ``DatasetFeatureStatisticsList``) and, when asked, ``Split-{split}/statistics.html``.
+(a binary ``DatasetFeatureStatisticsList``) and, when asked, ``Split-{split}/statistics.html``
+(a self-contained summary) and ``Split-{split}/facets.html`` (TFDV's Facets view, which loads its
+code from the web).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from tensorflow_data_validation.utils import display_util
 from tensorflow_metadata.proto.v0 import statistics_pb2
 from tfx_bsl.public import tfxio
 
+from beam_pipeline import stats_html
 from beam_pipeline.artifacts import Artifact, split_dir
 from beam_pipeline.errors import ConfigError, DataError
 from beam_pipeline.stage import Stage, StageContext
@@ -24,7 +27,8 @@ from beam_pipeline.stage import Stage, StageContext
 log = logging.getLogger(__name__)
 
 STATS_FILE = "FeatureStats.pb"
-HTML_FILE = "statistics.html"
+HTML_FILE = "statistics.html"  # self-contained: opens offline
+FACETS_FILE = "facets.html"  # TFDV's Facets view: loads its code from the web when opened
 EXAMPLES_GLOB = "data-*.tfrecord.gz"
 BATCH_SIZE = 1000
 
@@ -137,8 +141,10 @@ def run(
         counts[split] = num_examples(stats)
         features = max(features, len(stats.datasets[0].features) if stats.datasets else 0)
         if section.html:
-            html = display_util.get_statistics_html(stats)
-            (out.split_dir(split) / HTML_FILE).write_text(html)
+            title = f"{ctx.config.pipeline.name}: {split} statistics"
+            (out.split_dir(split) / HTML_FILE).write_text(stats_html.render(stats, title))
+            facets = display_util.get_statistics_html(stats)
+            (out.split_dir(split) / FACETS_FILE).write_text(facets)
     out.properties.update(num_examples=counts, num_features=features)
     if section.sample_rate < 1:
         out.properties["sample_rate"] = section.sample_rate
