@@ -104,10 +104,17 @@ def prepare(section: PushSection, inputs: dict[str, Artifact], ctx: StageContext
         "retired": retired,
         "target": str(target) if target else None,
     }
+    # A folder that an earlier push wrote and someone removed must be pushed again; a folder
+    # that exists because this very push ran keeps the cache (a rerun is a cache hit).
+    pushed_before = store is not None and any(
+        a.properties.get("pushed_version") == version
+        and a.properties.get("serving_path") == str(target)
+        for a in store.artifacts_of_type("PushedModel")
+    )
     key = {
         "review": (review or {}).get("execution"),
         "retired": retired,
-        "target_exists": bool(target and target.is_dir()),
+        "removed_since_push": bool(pushed_before and target and not target.is_dir()),
         "serving_dir": str(target),
     }
     return Prepared(key=key, state=state)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -90,6 +91,13 @@ def test_approval_path_pending_rejected_then_approved(tmp_path: Path, capsys) ->
     assert code == 0 and review["decision"] == "approved"
     code, summary, _ = run_cli(["run", config, "--only", "push", "--json"], capsys)
     assert summary["pushed_version"] == 3
+    assert (tmp_path / "srv" / "taxi" / "3" / "saved_model.pb").is_file()
+    # Pushing again is a cache hit; a served folder someone removed is pushed again.
+    code, again, _ = run_cli(["run", config, "--only", "push", "--json"], capsys)
+    assert again["stages"]["push"]["status"] == "cached" and again["pushed_version"] == 3
+    shutil.rmtree(tmp_path / "srv" / "taxi" / "3")
+    code, again, _ = run_cli(["run", config, "--only", "push", "--json"], capsys)
+    assert again["stages"]["push"]["status"] == "completed" and again["pushed_version"] == 3
     assert (tmp_path / "srv" / "taxi" / "3" / "saved_model.pb").is_file()
 
     code, models, _ = run_cli(["models", config, "--json"], capsys)
