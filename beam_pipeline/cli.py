@@ -210,29 +210,8 @@ def cmd_lineage(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(tree, default=str, indent=2))
     else:
-        _print_tree(tree, 0)
+        _print_lineage(tree, 0, set())
     return 0
-
-
-def _print_tree(node: dict[str, Any], depth: int) -> None:
-    pad = "  " * depth
-    a = node["artifact"]
-    extra = {k: v for k, v in a.items() if k not in ("id", "type", "uri", "state")}
-    print(f"{pad}{a['type']} #{a['id']} {a['uri']}")
-    for k in ("fingerprint", "data_fingerprint", "span", "row_counts", "source", "passed"):
-        if extra.get(k) not in (None, ""):
-            print(f"{pad}  {k}: {extra[k]}")
-    prod = node.get("produced_by")
-    if prod:
-        print(
-            f"{pad}  ← {prod['stage']} (execution {prod['execution']}, run {prod['run_id']}, "
-            f"{prod['state']}, key {prod['cache_key']}"
-            + (f", module {prod['module_hash']}" if prod.get("module_hash") else "")
-            + ")"
-        )
-        for key, child in prod["inputs"].items():
-            print(f"{pad}    {key}:")
-            _print_tree(child, depth + 3)
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
@@ -293,7 +272,8 @@ def _short(value: Any) -> str:
 
 
 def _print_lineage(node: dict[str, Any], depth: int, seen: set[int]) -> None:
-    """Like `_print_tree`, with the config and module hashes, hyperparameters; repeats elided."""
+    """An artifact, its key properties and, recursively, what produced it (hashes of the config
+    and user module included); an artifact met again is not expanded twice."""
     pad = "  " * depth
     a = node["artifact"]
     if a["id"] in seen:
