@@ -33,11 +33,9 @@ import datetime as dt
 import io
 import json
 import logging
-import queue
-import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,7 +64,6 @@ INPUT_FORMATS = {
     ".ndjson": "jsonl",
 }
 SUFFIX = {"jsonl": ".jsonl", "csv": ".csv", "parquet": ".parquet", "tfrecord": ".tfrecord.gz"}
-ARROW = {"int": pa.int64(), "float": pa.float64(), "string": pa.string()}
 
 
 @dataclass(frozen=True)
@@ -88,12 +85,6 @@ class ScoreJob:
 
 # ---------------------------------------------------------------------------------------------
 # Plain functions: batches to model inputs, predictions to records
-
-
-def _int_mapper(t: pa.DataType) -> Any:
-    import pandas as pd
-
-    return pd.Int64Dtype() if pa.types.is_integer(t) else None
 
 
 def raw_strings(batch: pa.RecordBatch, features: list[str]) -> dict[str, pa.Array]:
@@ -220,39 +211,6 @@ def output_table(
     return pa.Table.from_pydict(cols)
 
 
-def prefetch(items: Iterable[Any], depth: int = 2) -> Iterator[Any]:
-    """Iterate ``items`` on a background thread, ``depth`` ahead (reading overlaps scoring)."""
-    q: queue.Queue[Any] = queue.Queue(maxsize=depth)
-    done = object()
-    errors: list[BaseException] = []
-    stop = threading.Event()
-
-    def work() -> None:
-        try:
-            for item in items:
-                while not stop.is_set():
-                    try:
-                        q.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-        except BaseException as exc:  # re-raised in the consuming thread
-            errors.append(exc)
-        q.put(done)
-
-    thread = threading.Thread(target=work, daemon=True)
-    thread.start()
-    try:
-        while (item := q.get()) is not done:
-            yield item
-        if errors:
-            raise errors[0]
-    finally:
-        stop.set()
-
-
 # ---------------------------------------------------------------------------------------------
 # Beam
 
@@ -280,7 +238,7 @@ class ScoreFile(beam.DoFn):
         self._formatter.shutdown(wait=True)
 
     def _parts(self, file: str) -> Iterator[tuple[list[Rejected], pa.RecordBatch, np.ndarray, Any]]:
-        """(rejected rows, batch, row indices, model inputs): runs on the prefetch thread."""
+        """(rejected rows, batch, row indices, model inputs): runs on the read-ahead thread."""
         job = self._job
         reader = {
             "csv": readers.read_csv,
@@ -303,7 +261,7 @@ class ScoreFile(beam.DoFn):
         and formatting the output (another thread); outputs keep the input order."""
         base = f"{self._job.job_id}/{Path(file).name}/"
         pending = None
-        for rejected, part, rows, inputs in prefetch(self._parts(file)):
+        for rejected, part, rows, inputs in readers.read_ahead(self._parts(file)):
             for r in rejected:
                 self._rejected.inc()
                 yield beam.pvalue.TaggedOutput(self.REJECTED, r.to_json())
@@ -461,17 +419,8 @@ def training_columns(store: Any, model: Artifact) -> dict[str, str]:
 
 def input_columns(files: list[str], fmt: str, known: dict[str, str]) -> dict[str, str]:
     """Columns of the first file (all files must share them) with their reader types."""
-    first = files[0]
-    if fmt == "csv":
-        names = readers.csv_header(first)
-        for f in files[1:]:
-            if readers.csv_header(f) != names:
-                raise DataError(f"{f}:1: header differs from {first}'s {names}")
-        inferred = dict.fromkeys(names, "string")
-    elif fmt == "parquet":
-        inferred = readers.parquet_columns(first)
-    else:
-        inferred = readers.jsonl_columns(first)
+    # CSV columns the model does not know stay strings: scoring must not reject a row over them.
+    inferred = readers.columns_of(files, fmt, infer_csv_types=False)
     return {name: known.get(name, kind) for name, kind in inferred.items()}
 
 
@@ -585,7 +534,7 @@ def _schema(job: ScoreJob, model: Artifact) -> pa.Schema:
     import tensorflow as tf
 
     empty = pa.RecordBatch.from_arrays(
-        [pa.nulls(1, ARROW[t]) for t in job.columns.values()], names=list(job.columns)
+        [pa.nulls(1, readers.ARROW_TYPES[t]) for t in job.columns.values()], names=list(job.columns)
     )
     fn = tf.saved_model.load(job.saved_model).signatures["serving_raw"]
     width = int(fn.structured_outputs["predictions"].shape[-1] or 1)

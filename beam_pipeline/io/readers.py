@@ -12,9 +12,9 @@ import io
 import json
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -26,6 +26,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from beam_pipeline.errors import DataError
 
+T = TypeVar("T")
 BLOCK_BYTES = 8 << 20
 ARROW_TYPES = {"int": pa.int64(), "float": pa.float64(), "string": pa.string()}
 
@@ -47,16 +48,16 @@ class Chunk:
     rejected: list[Rejected] = field(default_factory=list)
 
 
-def read_ahead(chunks: Iterator[Chunk], depth: int = 2) -> Iterator[Chunk]:
-    """The same chunks, read on a background thread while the caller works on the previous one.
+def read_ahead(chunks: Iterable[T], depth: int = 2) -> Iterator[T]:
+    """The same items, produced on a background thread while the caller works on the previous one.
 
-    Parsing (numpy and pyarrow, which release the GIL) then overlaps with encoding. An error in
-    the reader is raised here, in the caller's thread.
+    Parsing (numpy and pyarrow, which release the GIL) then overlaps with encoding or scoring. An
+    error in the producer is raised here, in the caller's thread.
     """
-    q: queue.Queue[tuple[Chunk | None, BaseException | None]] = queue.Queue(maxsize=depth)
+    q: queue.Queue[tuple[T | None, BaseException | None]] = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
-    def put(item: tuple[Chunk | None, BaseException | None]) -> bool:
+    def put(item: tuple[T | None, BaseException | None]) -> bool:
         while not stop.is_set():
             try:
                 q.put(item, timeout=0.1)
@@ -96,6 +97,28 @@ def match_files(pattern: str) -> list[str]:
     except Exception:  # noqa: BLE001 - Beam raises BeamIOError for "no match" on some filesystems
         return []
     return sorted(m.path for m in result.metadata_list if not m.path.endswith("/"))
+
+
+def columns_of(files: list[str], fmt: str, infer_csv_types: bool = True) -> dict[str, str]:
+    """Column names (in file order) and reader types of files that share one layout.
+
+    CSV headers must all match the first file's; CSV types come from a sample of the first file
+    (or are all strings when ``infer_csv_types`` is false); Parquet from its schema, JSON Lines
+    from a sample.
+    """
+    first = files[0]
+    if fmt == "csv":
+        names = csv_header(first)
+        for f in files[1:]:
+            other = csv_header(f)
+            if other != names:
+                raise DataError(f"{f}:1: header {other} differs from {first}'s {names}")
+        return csv_sample_types(first, names) if infer_csv_types else dict.fromkeys(names, "string")
+    if fmt == "parquet":
+        return parquet_columns(first)
+    if fmt == "jsonl":
+        return jsonl_columns(first)
+    raise ValueError(f"no column reader for format {fmt!r}")
 
 
 def _open(path: str) -> Any:

@@ -118,19 +118,10 @@ def resolve_files(source: str, span: int | None) -> tuple[list[str], int | None]
 def resolve_columns(section: IngestSection, files: list[str]) -> dict[str, str]:
     """Column names in file order with their types: from the config, else inferred from a sample."""
     first = files[0]
-    if section.format == "csv":
-        names = readers.csv_header(first)
-        for f in files[1:]:
-            other = readers.csv_header(f)
-            if other != names:
-                raise DataError(f"{f}:1: header {other} differs from {first}'s {names}")
-        inferred = readers.csv_sample_types(first, names)
-    elif section.format == "parquet":
-        inferred = readers.parquet_columns(first)
-    elif section.format == "jsonl":
-        inferred = readers.jsonl_columns(first)
-    else:
+    if section.format == "tfrecord":
         inferred = _tfrecord_columns(first)
+    else:
+        inferred = readers.columns_of(files, section.format)
     for key, names in (("columns", list(section.columns)), ("drop", section.drop)):
         unknown = [n for n in names if n not in inferred]
         if unknown:
