@@ -86,17 +86,6 @@ def model_by_version(store: Store, version: int) -> Artifact:
 # Recording decisions (executions outside a run)
 
 
-def record_execution(
-    store: Store,
-    kind: str,
-    properties: dict[str, Any],
-    inputs: dict[str, Artifact] | None = None,
-    outputs: dict[str, Artifact] | None = None,
-) -> int:
-    """One COMPLETE execution of type ``kind`` in the pipeline context (see `Store`)."""
-    return store.record_execution(kind, properties, inputs, outputs)
-
-
 def _records(store: Store, kind: str) -> list[dict[str, Any]]:
     """Executions of one kind as property dicts (plus ``execution``), oldest first."""
     return [
@@ -121,7 +110,7 @@ def record_review(
         "model_version": version,
         "model_id": model.id,
     }
-    review["execution"] = record_execution(store, REVIEW, review, {"model": model})
+    review["execution"] = store.record_execution(REVIEW, review, {"model": model})
     return review
 
 
@@ -248,7 +237,7 @@ def rollback(config: Config, store: Store, to: int, comment: str = "") -> dict[s
         "comment": comment,
         "serving_dir": str(base),
     }
-    record["execution"] = record_execution(store, ROLLBACK, record, {"model": model})
+    record["execution"] = store.record_execution(ROLLBACK, record, {"model": model})
     return record
 
 

@@ -509,8 +509,7 @@ def score(
         dict(summary),
         fingerprint=summary["input_fingerprint"][:32] + f"-v{version}",
     )
-    summary["execution"] = registry.record_execution(
-        store,
+    summary["execution"] = store.record_execution(
         registry.SCORE,
         {**summary, "time": time.time()},
         {"model": model},
