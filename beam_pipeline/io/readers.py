@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
@@ -347,21 +348,27 @@ def _type_columns(table: pa.Table, types: dict[str, str]) -> tuple[pa.RecordBatc
             continue
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             pass
-        # Slow path, only for a chunk that has a bad value: find which rows.
-        values = col.to_numpy(zero_copy_only=False)
-        parsed = np.empty(n, dtype=object)
-        for i, v in enumerate(values):
-            if v is None:
-                parsed[i] = None
-                continue
+        # A chunk with a bad value: find the rows with pandas, null them, and cast again.
+        present = col.is_valid().to_numpy(zero_copy_only=False)
+        number = pd.to_numeric(col.to_pandas(), errors="coerce").to_numpy(dtype=np.float64)
+        suspect = present & (np.isnan(number) | (kind == "int") & (number != np.round(number)))
+        for i in np.flatnonzero(suspect):  # few rows; confirm each one ("nan" is a float)
+            value = col[int(i)].as_py()
             try:
-                parsed[i] = _parse_number(v, kind)
+                _parse_number(value, kind)
+                suspect[i] = False
             except ValueError:
-                parsed[i] = None
                 if not bad[i]:
                     bad[i] = True
-                    reasons[i] = f"column {name!r}: expected {kind}; received {v!r}"
-        arrays[name] = pa.array(list(parsed), type=target)
+                    reasons[int(i)] = f"column {name!r}: expected {kind}; received {value!r}"
+        cleaned = pc.if_else(pa.array(suspect), pa.scalar(None, col.type), col)
+        try:
+            arrays[name] = pc.cast(cleaned, target)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # e.g. "1.0" in an int column
+            arrays[name] = pa.array(
+                [None if v is None else _parse_number(v, kind) for v in cleaned.to_pylist()],
+                type=target,
+            )
     batch = pa.RecordBatch.from_arrays(
         [arrays[c] for c in table.column_names], names=table.column_names
     )
