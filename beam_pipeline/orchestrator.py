@@ -230,7 +230,7 @@ class Orchestrator:
         ctx = dataclasses.replace(ctx, output_dir=tmp, prepared=prepared.state)
         log.info("%s: started (execution %s)", stage.name, exec_id)
         try:
-            outputs = stage.run(section, inputs, ctx)
+            outputs = stage.run(section, all_inputs, ctx)
             missing = set(stage.outputs) - set(outputs)
             if missing:
                 raise StageFailed(stage.name, f"did not produce outputs {sorted(missing)}")

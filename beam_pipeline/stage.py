@@ -46,7 +46,8 @@ class Prepared:
 
     ``key`` is extra cache-key material (source file digests, a user module's source hash, a
     baseline's fingerprint); ``inputs`` are extra input artifacts found in ML Metadata (recorded as
-    inputs for lineage and keyed by fingerprint); ``state`` is handed to `run` as `ctx.prepared`.
+    inputs for lineage, keyed by fingerprint, and handed to `run` with the declared inputs);
+    ``state`` is handed to `run` as `ctx.prepared`.
     """
 
     key: dict[str, Any] = field(default_factory=dict)
@@ -66,7 +67,8 @@ class Stage:
     Attributes:
         name: the stage name, also its config section and its MLMD execution type.
         section: the dataclass of its config section.
-        run: ``run(section, inputs, ctx) -> outputs``; writes only under ``ctx.output_dir``.
+        run: ``run(section, inputs, ctx) -> outputs``; writes only under ``ctx.output_dir``;
+            ``inputs`` holds the declared inputs and those `prepare` found.
         inputs: input key -> ``"upstream_stage.output_key"``.
         outputs: output key -> artifact type.
         prepare: optional; resolves extra cache-key material and inputs (see `Prepared`).

@@ -701,7 +701,6 @@ def prepare(section: EvaluateSection, inputs: dict[str, Artifact], ctx: StageCon
         "label_key": label_key,
         "version": None,
         "baseline_version": None,
-        "transform_graph": None,
     }
     store = ctx.store
     if store is not None and model.id is not None:
@@ -710,14 +709,12 @@ def prepare(section: EvaluateSection, inputs: dict[str, Artifact], ctx: StageCon
         graph = store.execution_inputs(producer).get("transform_graph") if producer else None
         if graph is not None:
             extra["transform_graph"] = graph
-            state["transform_graph"] = graph.uri
         base = (
             registry.baseline(store, exclude_id=model.id) if section.compare_to_baseline else None
         )
         if base is not None:
             extra["baseline_model"] = base
             state["baseline_version"] = registry.version_of(store, base)
-            state["baseline"] = {"id": base.id, "uri": base.uri}
     return Prepared(inputs=extra, state=state)
 
 
@@ -728,15 +725,16 @@ def run(
     t0 = time.time()
     state = dict(ctx.prepared)
     model, examples = inputs["model"], inputs["examples"]
-    baseline = state.get("baseline")  # {"id", "uri"} of the Model resolved in `prepare`
+    baseline = inputs.get("baseline_model")  # the Model `prepare` resolved, if any
+    graph = inputs.get("transform_graph")
     pattern = f"{split_dir(examples.path, section.split)}/*.tfrecord*"
     models = {CANDIDATE: str(model.path / "saved_model")}
     if baseline is not None:
-        models[BASELINE] = str(Path(baseline["uri"]) / "saved_model")
+        models[BASELINE] = str(baseline.path / "saved_model")
     job = EvalJob(
         examples=pattern,
         models=models,
-        transform_graph=state.get("transform_graph"),
+        transform_graph=graph.uri if graph is not None else None,
         label_key=state.get("label_key") or section.label_key or model.properties["label_key"],
         slice_specs=section.slice_specs,
         boundaries=section.bucket_boundaries,
@@ -760,7 +758,11 @@ def run(
         "label_key": job.label_key,
         "split": section.split,
         "model": {"version": version, "id": model.id, "uri": model.uri},
-        "baseline": ({"version": base_version, **baseline} if has_baseline else None),
+        "baseline": (
+            {"version": base_version, "id": baseline.id, "uri": baseline.uri}
+            if baseline is not None
+            else None
+        ),
         "metrics": selected,
         "slice_specs": [list(s) for s in job.slice_specs],
         "overall": overall,

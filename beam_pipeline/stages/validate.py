@@ -214,7 +214,7 @@ def prepare(section: ValidationSection, inputs: dict[str, Artifact], ctx: StageC
     baseline = find_baseline(ctx.store, inputs["statistics"])
     if baseline is None:
         return Prepared()
-    return Prepared(inputs={BASELINE: baseline}, state={BASELINE: baseline})
+    return Prepared(inputs={BASELINE: baseline})
 
 
 def run(
@@ -244,7 +244,7 @@ def run(
         else:
             log.warning("validate: skew check skipped: needs splits %r and %r", TRAIN, EVAL)
 
-    baseline: Artifact | None = ctx.prepared.get(BASELINE)
+    baseline: Artifact | None = inputs.get(BASELINE)
     if section.drift.enabled and baseline is not None and TRAIN in stats:
         drift_schema = with_comparators(schema, section.drift, "drift", "validation.drift")
         previous = load_statistics(baseline, TRAIN)

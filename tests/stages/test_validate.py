@@ -128,7 +128,7 @@ def test_drift_against_a_baseline(tmp_path, curated, unseen_species):
     current = _stats(tmp_path / "c", penguin_rows(40, shift=0.5), penguin_rows(8), "fp-now")
     section = ValidationSection(drift=ComparatorSection(features={"weight": 0.1}))
     inputs = {"statistics": current, "schema": curated}
-    out = _validate(tmp_path, section, inputs, baseline_statistics=unseen_species)
+    out = _validate(tmp_path, section, {**inputs, "baseline_statistics": unseen_species})
     assert [(r["split"], r["feature"], r["kind"]) for r in out.properties["blocking"]] == [
         ("train", "weight", "COMPARATOR_JENSEN_SHANNON_DIVERGENCE_HIGH")
     ]
