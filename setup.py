@@ -24,13 +24,30 @@ setup(
         "scikit-learn==1.5.2",
         "pyyaml",
         "rich",
+        # serving and the web UI: a real ASGI server, metrics in Prometheus' text format
+        "starlette",
+        "uvicorn",
+        "prometheus-client",
     ],
     extras_require={
         # ML Metadata speaks MySQL/MariaDB and PostgreSQL through its own bundled client; these
         # extras add the Python clients used to create databases and check connectivity.
         "mysql": ["PyMySQL"],
         "postgresql": ["pg8000"],
-        "dev": ["pytest", "ruff"],
+        # s3:// for TensorFlow (SavedModels, tf.data) and for Beam's FileSystems
+        "s3": ["tensorflow-io==0.37.1", "boto3"],
+        "notebook": ["ipykernel", "nbformat"],
+        "dev": [
+            "pytest",
+            "ruff",
+            "httpx",
+            "moto[server]",
+            "gcp-storage-emulator",
+            "nbclient",
+            "ipykernel",
+            "nbformat",
+            "playwright",
+        ],
     },
     entry_points={"console_scripts": ["beam-pipeline=beam_pipeline.cli:entry"]},
 )

@@ -90,12 +90,12 @@ def load(
 ) -> Config:
     """Read, override (``section.key=value``), type-check and resolve one config file.
 
-    ``sections`` maps each stage section name to its dataclass; by default, the registered stages'.
+    ``sections`` maps each section name to its dataclass; by default, `sections.all_sections()`.
     """
     if sections is None:
-        from beam_pipeline.stages import SECTIONS
+        from beam_pipeline.sections import all_sections
 
-        sections = SECTIONS
+        sections = all_sections()
     file = Path(config_file)
     if not file.is_file():
         raise ConfigError(f"{file}: config file not found")
