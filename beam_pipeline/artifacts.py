@@ -33,6 +33,11 @@ TYPES: dict[str, str] = {
     "{serving_dir}/{model_name}/{version}/",
     "InferenceResult": "a batch scoring output folder: predictions-*.{jsonl,csv,parquet,"
     "tfrecord.gz}, rejected/*.jsonl (file, line, reason, raw)",
+    "MonitoringReport": "report.json, report.txt, report.html (self-contained), FeatureStats.pb "
+    "(statistics of the logged features), labelled/ (labelled rows as CSV), rejected/*.jsonl "
+    "(file, line, reason, raw)",
+    "DataSpan": "span-{N}/data.csv (labelled logged traffic: raw columns plus the label) and "
+    "request_ids.txt (the served requests it came from)",
 }
 
 

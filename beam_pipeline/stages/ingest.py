@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import apache_beam as beam
 import numpy as np
@@ -34,6 +34,9 @@ from beam_pipeline.errors import ConfigError, DataError
 from beam_pipeline.io import example_coder, readers
 from beam_pipeline.io.tfrecord import WriteTFRecordBatches, frame
 from beam_pipeline.stage import Prepared, Stage, StageContext
+
+if TYPE_CHECKING:
+    from beam_pipeline.metadata import Store
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +68,7 @@ class IngestSection:
     drop: list[str] = field(default_factory=list)  # columns read but not kept
     split: SplitSection = field(default_factory=SplitSection)
     span: int | None = None  # with {SPAN} in source: read this span; null: the latest
+    spans: int = 1  # with {SPAN}: read this many spans, the chosen one and those just below it
     max_rejected_fraction: float = 0.0
     batch_size: int = 65536
     shards: int = 0  # files per split; 0: one per bundle, chosen by the runner (streams)
@@ -81,14 +85,17 @@ class IngestSection:
             raise ConfigError(f"ingest.batch_size: expected >= 1; received {self.batch_size}")
         if self.shards < 0:
             raise ConfigError(f"ingest.shards: expected >= 0; received {self.shards}")
+        if self.spans < 1:
+            raise ConfigError(f"ingest.spans: expected >= 1; received {self.spans}")
 
 
 # ---------------------------------------------------------------------------------------------
 # Resolving the input: files, span, columns
 
 
-def resolve_files(source: str, span: int | None) -> tuple[list[str], int | None]:
-    """The files the source names (sorted) and the span they belong to."""
+def resolve_files(source: str, span: int | None, count: int = 1) -> tuple[list[str], int | None]:
+    """The files the source names (sorted) and the span they belong to; with ``count`` > 1,
+    also the files of the ``count - 1`` spans below it (those that exist)."""
     if SPAN not in source:
         files = readers.match_files(source)
         if not files:
@@ -112,7 +119,8 @@ def resolve_files(source: str, span: int | None) -> tuple[list[str], int | None]
     chosen = max(spans) if span is None else span
     if chosen not in spans:
         raise DataError(f"ingest.span: span {chosen} not found; available spans {sorted(spans)}")
-    return sorted(spans[chosen]), chosen
+    read = sorted(n for n in spans if n <= chosen)[-count:]
+    return sorted(f for n in read for f in spans[n]), chosen
 
 
 def resolve_columns(section: IngestSection, files: list[str]) -> dict[str, str]:
@@ -152,13 +160,27 @@ def _tfrecord_columns(path: str) -> dict[str, str]:
 
 
 def prepare(section: IngestSection, inputs: dict[str, Artifact], ctx: StageContext) -> Prepared:
-    files, span = resolve_files(section.source, section.span)
+    files, span = resolve_files(section.source, section.span, section.spans)
     columns = resolve_columns(section, files)  # every column, as the reader parses them
     fingerprint = file_digest(files)
     return Prepared(
         key={"data_fingerprint": fingerprint, "span": span},
+        inputs=data_spans(ctx.store, files),
         state={"files": files, "span": span, "columns": columns, "fingerprint": fingerprint},
     )
+
+
+def data_spans(store: Store | None, files: list[str]) -> dict[str, Artifact]:
+    """The DataSpan artifacts (spans ``monitor --retrain`` made from logged traffic) whose folder
+    holds some of the files: inputs of the execution, so lineage walks back to the logs."""
+    if store is None or not files:
+        return {}
+    found: dict[str, Artifact] = {}
+    folders = {str(Path(f).parent) for f in files}
+    for art in store.artifacts_of_type("DataSpan"):
+        if art.uri in folders:
+            found[f"data_span_{art.properties.get('span', art.id)}"] = art
+    return found
 
 
 # ---------------------------------------------------------------------------------------------

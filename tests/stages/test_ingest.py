@@ -121,6 +121,20 @@ def test_span_latest_is_selected(tmp_path: Path, capsys) -> None:
     assert len(_examples(uri, "train")) + len(_examples(uri, "eval")) == 100
 
 
+def test_several_spans_are_read_together(tmp_path: Path) -> None:
+    from beam_pipeline.stages.ingest import resolve_files
+
+    for span in (1, 2, 3, 10):
+        d = tmp_path / f"span-{span}"
+        d.mkdir()
+        (d / "part.csv").write_text(HEADER + "\n")
+    pattern = str(tmp_path / "span-{SPAN}" / "*.csv")
+    files, span = resolve_files(pattern, None, 2)
+    assert span == 10 and [Path(f).parent.name for f in files] == ["span-10", "span-3"]
+    files, span = resolve_files(pattern, 2, 5)
+    assert span == 2 and [Path(f).parent.name for f in files] == ["span-1", "span-2"]
+
+
 @pytest.mark.parametrize("fmt", ["parquet", "jsonl", "tfrecord"])
 def test_other_formats(tmp_path: Path, capsys, fmt: str) -> None:
     n = 30
