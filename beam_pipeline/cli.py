@@ -100,6 +100,31 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument("--beam-option", action="append", default=[], metavar="FLAG")
     score.add_argument("--json", action="store_true")
 
+    serve = add("serve", "serve the pushed models: TF Serving's REST and gRPC APIs")
+    serve.add_argument("--host", help="default: serving.host (127.0.0.1)")
+    serve.add_argument("--port", type=int, help="REST port (default: serving.port, 8501)")
+    serve.add_argument(
+        "--grpc-port", type=int, help="gRPC port, 0 for none (default: serving.grpc_port, 8500)"
+    )
+    serve.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
+        help="serve another model from DIR/{version}/ (repeatable)",
+    )
+
+    feedback = add("feedback", "import ground-truth labels (CSV: request_id,label) for served rows")
+    feedback.add_argument("--input", required=True, metavar="CSV")
+    feedback.add_argument("--model-name", help="default: pipeline.name")
+    feedback.add_argument("--json", action="store_true")
+
+    label = add("label", "point a version label (stable, canary) of a served model at a version")
+    label.add_argument("--label", required=True)
+    label.add_argument("--version", type=int, metavar="VERSION", help="omit with --remove")
+    label.add_argument("--remove", action="store_true", help="remove the label")
+    label.add_argument("--model-name", help="default: pipeline.name")
+
     schema = add("schema", "export the latest schema for curation")
     schema.add_argument("--export", required=True, metavar="PATH")
 
@@ -418,6 +443,51 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from beam_pipeline.serving.server import serve, serving_section
+
+    config = _load(args)
+    section = serving_section(config)
+    port = section.port if args.port is None else args.port
+    grpc_port = section.grpc_port if args.grpc_port is None else args.grpc_port
+    serve(config, args.host or section.host, port, grpc_port, args.model)
+    return 0
+
+
+def cmd_feedback(args: argparse.Namespace) -> int:
+    from beam_pipeline.serving.feedback import import_labels
+
+    summary = import_labels(_load(args), args.input, args.model_name)
+    if args.json:
+        print(json.dumps(summary))
+    return 0
+
+
+def cmd_label(args: argparse.Namespace) -> int:
+    from beam_pipeline.serving.models import read_labels, write_labels
+    from beam_pipeline.serving.section import check_model_name
+    from beam_pipeline.serving.server import model_sources
+
+    config = _load(args)
+    name = args.model_name or config.pipeline.name
+    sources = model_sources(config, [])
+    if name not in sources:
+        raise ConfigError(f"--model-name: {name!r} is not served; models are {sorted(sources)}")
+    check_model_name(args.label, "--label")
+    labels = read_labels(sources[name])
+    if args.remove:
+        labels.pop(args.label, None)
+    elif args.version is None or args.version < 1:
+        raise ConfigError("--version: expected a version >= 1 (or --remove)")
+    else:
+        if not (sources[name] / str(args.version)).is_dir():
+            raise ConfigError(f"--version: {sources[name] / str(args.version)} does not exist")
+        labels[args.label] = args.version
+    path = write_labels(sources[name], labels)
+    log.info("labels of %s: %s (%s)", name, labels or "none", path)
+    return 0
+
+
 def cmd_tune_worker(args: argparse.Namespace) -> int:
     from beam_pipeline.stages.tune import run_worker
 
@@ -442,6 +512,9 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "reject": cmd_reject,
     "rollback": cmd_rollback,
     "score": cmd_score,
+    "serve": cmd_serve,
+    "feedback": cmd_feedback,
+    "label": cmd_label,
     "tune-worker": cmd_tune_worker,
     "train-worker": cmd_train_worker,
 }

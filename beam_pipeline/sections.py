@@ -10,6 +10,7 @@ from __future__ import annotations
 
 def all_sections() -> dict[str, type]:
     """Section name -> its frozen dataclass."""
+    from beam_pipeline.serving.section import ServingSection
     from beam_pipeline.stages import SECTIONS
 
-    return dict(SECTIONS)
+    return {**SECTIONS, "serving": ServingSection}
