@@ -1,0 +1,354 @@
+"""TF Serving's REST API on starlette (plus feedback, health and metrics).
+
+    GET  /v1/models/{name}[/versions/{v}|/labels/{label}]            version status
+    GET  /v1/models/{name}[/versions/{v}|/labels/{label}]/metadata   signature defs
+    POST /v1/models/{name}[/versions/{v}|/labels/{label}]:predict    {"instances": [...]} or
+         {"inputs": {...}}, optional "signature_name" (default: raw features through
+         ``serving_raw``; ``serving_default`` takes {"b64": serialized tf.Example} values)
+    POST /v1/models/{name}:classify | :regress                       400: predict signatures only
+    POST /v1/models/{name}:feedback                    {"request_id": R, "label": L} or a list
+    GET  /healthz  /readyz  /metrics
+
+Errors are TF Serving's ``{"error": "..."}``: 400 for a bad request (the field is named), 404 for
+an unknown model, version or label, 413 for a body over ``serving.max_body_bytes``, 503 when the
+queue is full; an unexpected failure is a 500 with the request id, its traceback only in the
+server's log. Model names are looked up among the configured models only, never used as paths.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import re
+import time
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from beam_pipeline.serving.batching import ModelRefused, Overloaded
+from beam_pipeline.serving.inputs import RequestError, check_columns, check_rows
+from beam_pipeline.serving.models import EXAMPLES, RAW, Model, NotFound, Version
+from beam_pipeline.serving.service import Service, request_id, short_floats
+
+log = logging.getLogger(__name__)
+
+TARGET = re.compile(
+    r"^(?P<name>[A-Za-z0-9][A-Za-z0-9_-]*)"
+    r"(?:/versions/(?P<version>[0-9]{1,18})|/labels/(?P<label>[A-Za-z0-9][A-Za-z0-9_-]*))?"
+    r"(?::(?P<verb>[a-z]+)|/(?P<meta>metadata))?$"
+)
+
+
+class TooLarge(Exception):
+    pass
+
+
+def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        json.dumps(data, separators=(",", ":")),
+        status_code=status,
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+def _error(message: str, status: int, rid: str | None = None) -> Response:
+    return _json({"error": message}, status, {"X-Request-Id": rid} if rid else None)
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise TooLarge
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _status_json(model: Model, version: int | None) -> dict[str, Any]:
+    items = sorted(model.status.values(), key=lambda s: -s.version)
+    if version is not None:
+        items = [s for s in items if s.version == version]
+        if not items:
+            raise NotFound(f"Could not find version {version} of model {model.name!r}")
+    return {
+        "model_version_status": [
+            {
+                "version": str(s.version),
+                "state": s.state,
+                "status": {
+                    "error_code": "UNKNOWN" if s.error else "OK",
+                    "error_message": s.error,
+                },
+            }
+            for s in items
+        ]
+    }
+
+
+def _metadata_json(v: Version) -> dict[str, Any]:
+    from google.protobuf.json_format import MessageToDict
+
+    return {
+        "model_spec": {"name": v.name, "signature_name": "", "version": str(v.version)},
+        "metadata": {
+            "signature_def": MessageToDict(v.signature_defs, preserving_proto_field_name=True)
+        },
+    }
+
+
+def shape_outputs(outputs: dict[str, Any], rows: bool) -> Any:
+    """TF Serving's answer: ``predictions`` (row format) or ``outputs`` (columnar).
+
+    One output: its values (a list per row); several: an object per row / per output name.
+    """
+    lists = {k: short_floats(v) for k, v in outputs.items()}
+    if len(lists) == 1:
+        return next(iter(lists.values()))
+    if not rows:
+        return lists
+    n = len(next(iter(lists.values())))
+    return [{k: v[i] for k, v in lists.items()} for i in range(n)]
+
+
+def _b64(value: Any, where: str) -> bytes:
+    if isinstance(value, dict) and set(value) == {"examples"}:
+        value = value["examples"]
+    if isinstance(value, list) and len(value) == 1:
+        value = value[0]
+    if not (isinstance(value, dict) and set(value) == {"b64"} and isinstance(value["b64"], str)):
+        raise RequestError(
+            f'{where}: serving_default takes serialized tf.Examples as {{"b64": "..."}}; '
+            f"received {str(value)[:80]!r}"
+        )
+    try:
+        return base64.b64decode(value["b64"], validate=True)
+    except (binascii.Error, ValueError):
+        raise RequestError(f"{where}: b64 is not valid base64") from None
+
+
+def parse_predict(
+    body: Any, v: Version
+) -> tuple[str, dict[str, list[Any]], int, list[dict[str, Any]] | None, bool]:
+    """(signature, model inputs, rows, logged feature values or None, row format?)."""
+    if not isinstance(body, dict):
+        raise RequestError('expected a JSON object with "instances" or "inputs"')
+    if "instances" in body and "inputs" in body:
+        raise RequestError('"instances" and "inputs" cannot be mixed: send one of them')
+    unknown = sorted(set(body) - {"instances", "inputs", "signature_name"})
+    if unknown:
+        raise RequestError(
+            f'unknown field {unknown[0]!r}; expected "instances" or "inputs" and optionally '
+            '"signature_name"'
+        )
+    if "instances" not in body and "inputs" not in body:
+        raise RequestError('missing "instances" (row format) or "inputs" (columnar format)')
+    signature = body.get("signature_name") or RAW
+    if signature not in (RAW, EXAMPLES) or signature not in v.signatures:
+        raise RequestError(
+            f"signature_name: {signature!r} is not a signature of {v.name} version {v.version}; "
+            f"signatures are {sorted(v.signatures)}"
+        )
+    rows_format = "instances" in body
+    if signature == RAW:
+        if rows_format:
+            instances = body["instances"]
+            if not isinstance(instances, list) or not instances:
+                raise RequestError('"instances": expected a non-empty list of rows')
+            columns, logged = check_rows(instances, v.spec)
+        else:
+            columns, logged = check_columns(body["inputs"], v.spec)
+        return signature, columns, len(logged), logged, rows_format
+    data = body["instances"] if rows_format else body["inputs"]
+    where = "instances" if rows_format else "inputs"
+    if not rows_format and isinstance(data, dict):
+        if set(data) != {"examples"}:
+            raise RequestError(
+                f'inputs: serving_default takes one input, "examples"; received {sorted(data)}'
+            )
+        data, where = data["examples"], "inputs.examples"
+    if not isinstance(data, list) or not data:
+        raise RequestError(f"{where}: expected a non-empty list of serialized tf.Examples")
+    examples = [_b64(x, f"{where}[{i}]") for i, x in enumerate(data)]
+    return signature, {"examples": examples}, len(examples), None, rows_format
+
+
+def build_app(service: Service) -> Starlette:
+    section = service.section
+    manager = service.manager
+    metrics = service.metrics
+
+    def target(path: str) -> re.Match[str]:
+        m = TARGET.match(path)
+        if m is None:
+            raise NotFound(f"no such model path: {path[:100]!r}")
+        return m
+
+    def pick(m: re.Match[str]) -> Version:
+        version = int(m["version"]) if m["version"] else None
+        return manager.resolve(m["name"], version, m["label"])
+
+    async def get_model(request: Request) -> Response:
+        try:
+            m = target(request.path_params["path"])
+            if m["verb"]:
+                return _error(f"use POST for :{m['verb']}", 405)
+            if m["meta"]:
+                return _json(_metadata_json(pick(m)))
+            model = manager.get(m["name"])
+            version = int(m["version"]) if m["version"] else None
+            if m["label"]:
+                version = manager.resolve(m["name"], label=m["label"]).version
+            return _json(_status_json(model, version))
+        except NotFound as exc:
+            return _error(str(exc), 404)
+
+    async def post_model(request: Request) -> Response:
+        t0 = time.perf_counter()
+        rid = None
+        name = "?"
+        verb = "?"
+        code = 500
+        try:
+            rid = request_id(request.headers.get("x-request-id"))
+            m = target(request.path_params["path"])
+            name, verb = m["name"], m["verb"] or "?"
+            manager.get(name)
+            if m["meta"] or not m["verb"]:
+                raise NotFound(
+                    f"no such endpoint: POST /v1/models/{request.path_params['path'][:100]}"
+                )
+            try:
+                body = json.loads(await _body(request, section.max_body_bytes) or b"null")
+            except ValueError as exc:
+                raise RequestError(f"malformed JSON body: {exc}") from None
+            if verb == "feedback":
+                response = _feedback(name, body, rid)
+            elif verb == "predict":
+                response = await _predict(m, body, rid)
+            elif verb in ("classify", "regress"):
+                v = pick(m)
+                raise RequestError(
+                    f":{verb} needs a {'classification' if verb == 'classify' else 'regression'} "
+                    f"signature (method tensorflow/serving/{verb}); {v.name} version {v.version} "
+                    f"exports predict signatures only ({', '.join(sorted(v.signatures))}): use "
+                    ":predict"
+                )
+            else:
+                raise NotFound(
+                    f"unknown method :{verb}; expected :predict, :classify, :regress or :feedback"
+                )
+            code = response.status_code
+            return response
+        except RequestError as exc:
+            code = 400
+            return _error(str(exc), 400, rid)
+        except ModelRefused as exc:
+            code = 400
+            return _error(f"the model refused the input: {exc}", 400, rid)
+        except NotFound as exc:
+            code = 404
+            return _error(str(exc), 404, rid)
+        except TooLarge:
+            code = 413
+            return _error(
+                f"request body over serving.max_body_bytes ({section.max_body_bytes} bytes)",
+                413,
+                rid,
+            )
+        except Overloaded as exc:
+            code = 503
+            return _error(str(exc), 503, rid)
+        except Exception:
+            log.exception("serve: request %s failed", rid)
+            return _error(f"internal error; see the server log for request {rid}", 500, rid)
+        finally:
+            known = name in manager.models
+            label = name if known else "?"
+            metrics.requests.labels(label, "rest", verb if known else "?", str(code)).inc()
+            if verb in ("predict", "classify", "regress") and known:
+                metrics.latency.labels(label, "rest").observe(time.perf_counter() - t0)
+
+    async def _predict(m: re.Match[str], body: Any, rid: str) -> Response:
+        v = pick(m)
+        manager.acquire(v)
+        try:
+            signature, inputs, rows, logged, rows_format = parse_predict(body, v)
+            answer = await service.predict(v, signature, inputs, rows, rid, logged)
+        finally:
+            manager.release(v)
+        headers = {"X-Request-Id": rid, "X-Model-Version": str(v.version)}
+        if rows_format:
+            data = {
+                "predictions": shape_outputs(answer.outputs, True),
+                "request_ids": answer.row_ids,
+            }
+        else:
+            data = {"outputs": shape_outputs(answer.outputs, False)}
+        return _json(data, 200, headers)
+
+    def _feedback(name: str, body: Any, rid: str) -> Response:
+        items = body if isinstance(body, list) else [body]
+        if not items:
+            raise RequestError("expected a feedback object or a non-empty list of them")
+        pairs = []
+        for i, item in enumerate(items):
+            where = f"[{i}]" if isinstance(body, list) else "body"
+            if not isinstance(item, dict) or set(item) != {"request_id", "label"}:
+                raise RequestError(
+                    f'{where}: expected {{"request_id": ..., "label": ...}}; '
+                    f"received {str(item)[:80]!r}"
+                )
+            r, label = item["request_id"], item["label"]
+            if not isinstance(r, str) or not r or len(r) > 200:
+                raise RequestError(
+                    f"{where}.request_id: expected a request id string; received {r!r}"
+                )
+            if isinstance(label, dict | list) or label is None:
+                raise RequestError(
+                    f"{where}.label: expected a number, string or boolean; received {label!r}"
+                )
+            pairs.append((r, label))
+        unknown = service.feedback(name, pairs)
+        return _json(
+            {"accepted": len(pairs), "unknown_request_ids": unknown}, 200, {"X-Request-Id": rid}
+        )
+
+    async def healthz(request: Request) -> Response:
+        return _json({"status": "alive"})
+
+    async def readyz(request: Request) -> Response:
+        ready = manager.ready()
+        if ready and all(ready.values()):
+            return _json({"status": "ready", "models": ready})
+        return _json({"status": "not ready", "models": ready}, 503)
+
+    async def metrics_endpoint(request: Request) -> Response:
+        metrics.log_queue.set(service.writer.depth())
+        return Response(metrics.text(), media_type="text/plain; version=0.0.4")
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return _error(f"no such endpoint: {request.method} {request.url.path[:100]}", 404)
+
+    async def not_allowed(request: Request, exc: Exception) -> Response:
+        return _error(f"method {request.method} is not allowed here", 405)
+
+    return Starlette(
+        routes=[
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+            Route("/metrics", metrics_endpoint, methods=["GET"]),
+            Route("/v1/models/{path:path}", get_model, methods=["GET"]),
+            Route("/v1/models/{path:path}", post_model, methods=["POST"]),
+        ],
+        exception_handlers={404: not_found, 405: not_allowed},
+    )

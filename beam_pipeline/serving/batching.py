@@ -1,0 +1,195 @@
+"""Adaptive batching across requests.
+
+Each model version has one `Batcher` per signature. A request's rows join a queue; a batch is
+cut as soon as a model worker is free: everything queued (up to ``max_batch_size`` rows), after
+waiting at most ``batch_timeout_ms`` for more. While the model runs one batch the next one fills,
+so batches grow with the load and a lone request waits for nobody. The model call runs on a
+worker thread (TensorFlow releases the GIL), never on the event loop; each caller gets its own
+rows back, in order. A batch the model refuses is retried request by request, so one bad
+request fails alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+Outputs = dict[str, np.ndarray]
+
+
+class Overloaded(RuntimeError):
+    """More rows are waiting than ``serving.max_queued_rows`` allows (answered with 503)."""
+
+
+class ModelRefused(ValueError):
+    """The model raised on this request's own rows (answered with 400)."""
+
+
+@dataclass
+class _Item:
+    inputs: dict[str, list[Any]]
+    rows: int
+    future: asyncio.Future[Outputs] = field(repr=False)
+
+
+class Batcher:
+    def __init__(
+        self,
+        call: Callable[[dict[str, list[Any]]], Outputs],
+        executor: Executor,
+        *,
+        max_batch_size: int = 64,
+        timeout_ms: float = 1.0,
+        threads: int = 1,
+        max_queued_rows: int = 10_000,
+        on_batch: Callable[[int, float], None] | None = None,
+        refused: tuple[type[BaseException], ...] = (),
+    ) -> None:
+        self._call = call
+        self._executor = executor
+        self.max_batch_size = max_batch_size
+        self._timeout = timeout_ms / 1000.0
+        self._slots = asyncio.Semaphore(threads)
+        self._max_queued = max_queued_rows
+        self._on_batch = on_batch or (lambda rows, seconds: None)
+        self._refused = refused
+        self._queue: asyncio.Queue[_Item | None] = asyncio.Queue()
+        self._carry: _Item | None = None
+        self.queued_rows = 0
+        self._running: set[asyncio.Task[None]] = set()
+        self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def submit(self, inputs: dict[str, list[Any]], rows: int) -> Outputs:
+        """This request's outputs (``[rows, ...]`` per output name)."""
+        if self.queued_rows + rows > self._max_queued:
+            raise Overloaded(
+                f"{self.queued_rows} rows are waiting for the model (serving.max_queued_rows "
+                f"{self._max_queued}); retry later"
+            )
+        if rows > self.max_batch_size:  # cut into batch-sized parts, answered together
+            step = self.max_batch_size
+            parts = await asyncio.gather(
+                *(
+                    self.submit(
+                        {k: v[i : i + step] for k, v in inputs.items()}, min(step, rows - i)
+                    )
+                    for i in range(0, rows, step)
+                )
+            )
+            return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        future: asyncio.Future[Outputs] = asyncio.get_running_loop().create_future()
+        self.queued_rows += rows
+        self._queue.put_nowait(_Item(inputs, rows, future))
+        return await future
+
+    async def _next(self, timeout: float | None) -> _Item | None:
+        if self._carry is not None:
+            item, self._carry = self._carry, None
+            return item
+        if timeout is None:
+            return await self._queue.get()
+        try:
+            return self._queue.get_nowait()
+        except asyncio.QueueEmpty:
+            pass
+        if timeout <= 0:
+            raise TimeoutError
+        return await asyncio.wait_for(self._queue.get(), timeout)
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            first = await self._next(None)
+            if first is None:
+                return
+            await self._slots.acquire()
+            batch, rows = [first], first.rows
+            deadline = loop.time() + self._timeout
+            stop = False
+            while rows < self.max_batch_size:
+                try:
+                    item = await self._next(deadline - loop.time())
+                except TimeoutError:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                if rows + item.rows > self.max_batch_size:
+                    self._carry = item
+                    break
+                batch.append(item)
+                rows += item.rows
+            for item in batch:
+                self.queued_rows -= item.rows
+            task = loop.create_task(self._run(batch, rows))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+            if stop:
+                return
+
+    async def _run(self, batch: list[_Item], rows: int) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            merged = (
+                batch[0].inputs
+                if len(batch) == 1
+                else {k: [v for item in batch for v in item.inputs[k]] for k in batch[0].inputs}
+            )
+            t0 = time.perf_counter()
+            try:
+                outputs = await loop.run_in_executor(self._executor, self._call, merged)
+            except self._refused as exc:
+                if len(batch) == 1:
+                    _fail(batch[0], ModelRefused(_first_line(exc)))
+                    return
+                await self._one_by_one(batch)
+                return
+            except BaseException as exc:
+                for item in batch:
+                    _fail(item, exc)
+                return
+            self._on_batch(rows, time.perf_counter() - t0)
+            start = 0
+            for item in batch:
+                end = start + item.rows
+                if not item.future.done():
+                    item.future.set_result({k: v[start:end] for k, v in outputs.items()})
+                start = end
+        finally:
+            self._slots.release()
+
+    async def _one_by_one(self, batch: list[_Item]) -> None:
+        loop = asyncio.get_running_loop()
+        for item in batch:
+            try:
+                out = await loop.run_in_executor(self._executor, self._call, item.inputs)
+            except self._refused as exc:
+                _fail(item, ModelRefused(_first_line(exc)))
+            except BaseException as exc:
+                _fail(item, exc)
+            else:
+                if not item.future.done():
+                    item.future.set_result(out)
+
+    async def close(self) -> None:
+        """Answer everything queued, then stop."""
+        self._queue.put_nowait(None)
+        await self._task
+        while self._running:
+            await asyncio.gather(*list(self._running), return_exceptions=True)
+
+
+def _fail(item: _Item, exc: BaseException) -> None:
+    if not item.future.done():
+        item.future.set_exception(exc)
+
+
+def _first_line(exc: BaseException) -> str:
+    message = getattr(exc, "message", None) or str(exc)
+    return message.strip().splitlines()[0] if message.strip() else type(exc).__name__

@@ -1,0 +1,246 @@
+"""The prediction and feedback logs: rotated, immutable JSON Lines segments (see CONTRACT.md).
+
+Layout: ``{root}/logs/{kind}/{model}/part-<UTC yyyymmddTHHMMSSffffff>-<pid>-<seq:06d>.jsonl``.
+The segment being written is hidden (``.part-....jsonl.inprogress`` in the same folder) and is
+renamed to its final name when it is rotated (size or age) or the writer closes; a final name is
+never written again. JSON Lines rather than Parquet: a record is appended as soon as it is
+answered (Parquet needs whole row groups, so a crash would lose a buffer of answers), `score`
+already writes the same records as JSON Lines, and Beam's ``ReadFromText`` splits them.
+
+`LogWriter` runs on one background thread behind a bounded queue: a request only enqueues its
+rows (`submit` never blocks); when the queue is full the rows are counted as dropped. `close`
+drains the queue and closes every open segment.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+PREDICTIONS = "predictions"
+FEEDBACK = "feedback"
+
+
+def now_iso() -> str:
+    """UTC time as the records carry it: ``2026-11-26T12:00:00.000Z``."""
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def log_dir(root: str | os.PathLike[str], kind: str, model: str) -> Path:
+    return Path(root) / "logs" / kind / model
+
+
+def normalise_request_id(request_id: str) -> str:
+    """A bare request id ``R`` names its first row, ``R/0``."""
+    return request_id if "/" in request_id else f"{request_id}/0"
+
+
+class Segment:
+    """One open segment file: hidden while written, renamed into place by `close`."""
+
+    _seq = 0
+    _seq_lock = threading.Lock()
+
+    def __init__(self, folder: Path) -> None:
+        with Segment._seq_lock:
+            Segment._seq += 1
+            seq = Segment._seq
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f")
+        self.name = f"part-{stamp}-{os.getpid()}-{seq:06d}.jsonl"
+        folder.mkdir(parents=True, exist_ok=True)
+        self.final = folder / self.name
+        self.hidden = folder / f".{self.name}.inprogress"
+        self.file = open(self.hidden, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self.opened = time.monotonic()
+        self.bytes = 0
+        self.records = 0
+
+    def write(self, text: str, records: int) -> None:
+        self.file.write(text)
+        self.bytes += len(text)
+        self.records += records
+
+    def close(self) -> Path:
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.file.close()
+        os.rename(self.hidden, self.final)
+        return self.final
+
+
+def write_segment(
+    root: str | os.PathLike[str], kind: str, model: str, text: str, records: int
+) -> Path:
+    """Write one whole segment synchronously (bulk imports); returns its final path."""
+    segment = Segment(log_dir(root, kind, model))
+    segment.write(text, records)
+    return segment.close()
+
+
+@dataclass
+class Item:
+    """What a request hands the writer: formatting happens on the writer's thread."""
+
+    kind: str
+    model: str
+    rows: int
+    render: Callable[[], str]  # the JSON lines of these rows, newline-terminated
+
+
+class LogWriter:
+    """A background thread that appends records to per-(kind, model) segments."""
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        queue_size: int = 10_000,
+        segment_bytes: int = 64 << 20,
+        segment_seconds: float = 300.0,
+        on_written: Callable[[str, str, int], None] | None = None,
+        on_dropped: Callable[[str, str, int], None] | None = None,
+    ) -> None:
+        self.root = Path(root)
+        self.segment_bytes = segment_bytes
+        self.segment_seconds = segment_seconds
+        self.written = 0
+        self.dropped = 0
+        self._on_written = on_written or (lambda kind, model, n: None)
+        self._on_dropped = on_dropped or (lambda kind, model, n: None)
+        self._queue: queue.Queue[Item | None] = queue.Queue(maxsize=queue_size)
+        self._segments: dict[tuple[str, str], Segment] = {}
+        self._last_drop_warning = 0.0
+        self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
+        self._closed = False
+        self._thread.start()
+
+    def depth(self) -> int:
+        return self._queue.qsize()
+
+    def submit(self, item: Item) -> bool:
+        """Enqueue without blocking; False (and counted as dropped) when the queue is full."""
+        if self._closed:
+            self._drop(item)
+            return False
+        try:
+            self._queue.put_nowait(item)
+            return True
+        except queue.Full:
+            self._drop(item)
+            return False
+
+    def _drop(self, item: Item) -> None:
+        self.dropped += item.rows
+        self._on_dropped(item.kind, item.model, item.rows)
+        now = time.monotonic()
+        if now - self._last_drop_warning > 10:
+            self._last_drop_warning = now
+            log.warning(
+                "prediction log: queue full, %d records dropped so far (serving.log_queue_size)",
+                self.dropped,
+            )
+
+    def _run(self) -> None:
+        while True:
+            try:
+                item = self._queue.get(timeout=1.0)
+            except queue.Empty:
+                self._rotate_old()
+                continue
+            if item is None:
+                break
+            self._write(item)
+            self._rotate_old()
+        for key in list(self._segments):
+            self._close(key)
+
+    def _write(self, item: Item) -> None:
+        try:
+            text = item.render()
+            key = (item.kind, item.model)
+            segment = self._segments.get(key)
+            if segment is None:
+                segment = self._segments[key] = Segment(log_dir(self.root, *key))
+            segment.write(text, item.rows)
+            segment.file.flush()
+            self.written += item.rows
+            self._on_written(item.kind, item.model, item.rows)
+            if segment.bytes >= self.segment_bytes:
+                self._close(key)
+        except Exception:  # the writer must outlive one bad record; it is counted, not hidden
+            log.exception("prediction log: could not write %d records of %s", item.rows, item.model)
+            self.dropped += item.rows
+            self._on_dropped(item.kind, item.model, item.rows)
+
+    def _rotate_old(self) -> None:
+        now = time.monotonic()
+        for key, segment in list(self._segments.items()):
+            if now - segment.opened >= self.segment_seconds:
+                self._close(key)
+
+    def _close(self, key: tuple[str, str]) -> None:
+        segment = self._segments.pop(key)
+        path = segment.close()
+        log.debug("log segment closed: %s (%d records)", path, segment.records)
+
+    def close(self, timeout: float = 60.0) -> None:
+        """Write everything queued, close the open segments, stop the thread."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(None)  # blocks only while the queue is full; the writer is draining it
+        self._thread.join(timeout)
+
+
+def prediction_lines(
+    model: str,
+    version: int,
+    request_ids: list[str],
+    features: Iterable[dict[str, Any]],
+    predictions: Any,
+    time_text: str,
+) -> str:
+    """JSON lines in the record format `score` writes (one per row, newline-terminated)."""
+    head = f'"model_name":{json.dumps(model)},"model_version":{version},"time":"{time_text}"'
+    lines = []
+    for rid, feats, pred in zip(request_ids, features, predictions, strict=True):
+        value = pred[0] if len(pred) == 1 else list(pred)
+        lines.append(
+            f'{{"request_id":{json.dumps(rid)},{head},"features":{json.dumps(feats, separators=(",", ":"))},'
+            f'"prediction":{json.dumps(value)}}}\n'
+        )
+    return "".join(lines)
+
+
+def feedback_lines(records: Iterable[tuple[str, Any]], time_text: str) -> str:
+    return "".join(
+        json.dumps({"request_id": normalise_request_id(rid), "label": label, "time": time_text})
+        + "\n"
+        for rid, label in records
+    )
+
+
+def read_records(folder: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """Every record of the closed segments of a folder, and the problems met (file named)."""
+    records: list[dict[str, Any]] = []
+    problems: list[str] = []
+    for path in sorted(folder.glob("part-*.jsonl")):
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            if not line:
+                continue
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                problems.append(f"{path}:{n}: not a JSON record")
+    return records, problems

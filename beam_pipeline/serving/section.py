@@ -1,0 +1,97 @@
+"""The ``serving:`` config section (every key is documented in the README's "Serving" section)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from beam_pipeline.errors import ConfigError
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+
+
+def check_model_name(name: str, where: str) -> str:
+    """A model name is a plain folder name: letters, digits, - and _ (never a path)."""
+    if not isinstance(name, str) or not NAME.match(name):
+        raise ConfigError(
+            f"{where}: expected a model name of letters, digits, - or _; received {name!r}"
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class ServingSection:
+    """``serving:`` in the config.
+
+    Attributes:
+        host, port, grpc_port: where to listen (``--host``/``--port``/``--grpc-port`` win);
+            ``grpc_port: 0`` turns gRPC off.
+        models: more models to serve, ``NAME: DIR`` (DIR holds integer version folders, TF
+            Serving's model base path); the pipeline's own model is always served from
+            ``push.serving_dir``.
+        version_labels: ``{model: {label: version}}`` (TF Serving's ``version_labels``).
+        max_batch_size: rows per model call at most.
+        batch_timeout_ms: how long a batch waits for more rows once a model worker is free.
+        batch_threads: model calls that may run at once (per model version).
+        max_queued_rows: rows waiting for the model before requests are refused with 503.
+        max_body_bytes: a larger request body is refused with 413.
+        poll_seconds: how often the serving folders are checked for new or removed versions.
+        log_predictions: write the prediction log under ``{pipeline.root}/logs/predictions``.
+        log_exclude_features: raw features never written to the log.
+        log_queue_size: requests waiting for the log writer before new records are dropped.
+        log_segment_bytes, log_segment_seconds: a log segment is closed (made immutable) when
+            it reaches this size or age.
+        access_log: one log line per HTTP request.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8501
+    grpc_port: int = 8500
+    models: dict[str, str] = field(default_factory=dict)
+    version_labels: dict[str, dict[str, int]] = field(default_factory=dict)
+    max_batch_size: int = 64
+    batch_timeout_ms: float = 1.0
+    batch_threads: int = 1
+    max_queued_rows: int = 10_000
+    max_body_bytes: int = 10 * 1024 * 1024
+    poll_seconds: float = 2.0
+    log_predictions: bool = True
+    log_exclude_features: list[str] = field(default_factory=list)
+    log_queue_size: int = 10_000
+    log_segment_bytes: int = 64 * 1024 * 1024
+    log_segment_seconds: float = 300.0
+    access_log: bool = False
+
+    def __post_init__(self) -> None:
+        for name in self.models:
+            check_model_name(name, f"serving.models.{name}")
+        for name, labels in self.version_labels.items():
+            check_model_name(name, f"serving.version_labels.{name}")
+            for label, version in labels.items():
+                check_model_name(label, f"serving.version_labels.{name}.{label}")
+                if not isinstance(version, int) or version < 1:
+                    raise ConfigError(
+                        f"serving.version_labels.{name}.{label}: expected a version >= 1; "
+                        f"received {version!r}"
+                    )
+        positive = {
+            "max_batch_size": self.max_batch_size,
+            "batch_threads": self.batch_threads,
+            "max_queued_rows": self.max_queued_rows,
+            "max_body_bytes": self.max_body_bytes,
+            "poll_seconds": self.poll_seconds,
+            "log_queue_size": self.log_queue_size,
+            "log_segment_bytes": self.log_segment_bytes,
+            "log_segment_seconds": self.log_segment_seconds,
+        }
+        for key, value in positive.items():
+            if value <= 0:
+                raise ConfigError(f"serving.{key}: expected > 0; received {value!r}")
+        if self.batch_timeout_ms < 0:
+            raise ConfigError(
+                f"serving.batch_timeout_ms: expected >= 0; received {self.batch_timeout_ms!r}"
+            )
+        for key in ("port", "grpc_port"):
+            value = getattr(self, key)
+            if not 0 <= value <= 65535:
+                raise ConfigError(f"serving.{key}: expected a port 0..65535; received {value!r}")

@@ -1,0 +1,221 @@
+"""What REST and gRPC share: resolve the version, check the inputs, batch, answer, log.
+
+`Service.predict` is the one path for every prediction: the inputs are checked (raw values by
+`inputs.check_rows`/`check_columns`; serialized tf.Examples are checked by the model), queued on
+the version's batcher, answered, and the rows handed to the prediction log writer (one record per
+row, ``request_id`` ``R/i``) before the answer leaves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import uuid
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from beam_pipeline.serving import log as plog
+from beam_pipeline.serving.batching import Batcher, Overloaded
+from beam_pipeline.serving.inputs import RequestError
+from beam_pipeline.serving.metrics import Metrics
+from beam_pipeline.serving.models import ModelManager, Version
+from beam_pipeline.serving.section import ServingSection
+
+log = logging.getLogger(__name__)
+
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+RECENT_REQUESTS = 200_000  # request ids remembered per process, to flag unknown feedback ids
+
+
+def request_id(given: str | None) -> str:
+    """The client's ``X-Request-Id`` (checked) or a new uuid4 hex."""
+    if given is None or given == "":
+        return uuid.uuid4().hex
+    if not REQUEST_ID.match(given):
+        raise RequestError(
+            "header X-Request-Id: expected 1-128 letters, digits, '.', '_', ':' or '-' (a row id "
+            f"'/N' is added per row); received {given[:80]!r}"
+        )
+    return given
+
+
+@dataclass
+class Answer:
+    version: Version
+    outputs: dict[str, np.ndarray]
+    row_ids: list[str]
+
+
+class Service:
+    def __init__(
+        self, section: ServingSection, manager: ModelManager, root: str, metrics: Metrics
+    ) -> None:
+        self.section = section
+        self.manager = manager
+        self.metrics = metrics
+        self.executor = ThreadPoolExecutor(section.batch_threads, thread_name_prefix="model")
+        self.writer = plog.LogWriter(
+            root,
+            queue_size=section.log_queue_size,
+            segment_bytes=section.log_segment_bytes,
+            segment_seconds=section.log_segment_seconds,
+            on_written=lambda kind, model, n: metrics.log_written.labels(kind, model).inc(n),
+            on_dropped=lambda kind, model, n: metrics.log_dropped.labels(kind, model).inc(n),
+        )
+        self.root = Path(root)
+        self._recent: dict[str, OrderedDict[str, int]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.excluded = set(section.log_exclude_features)
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.manager.release_hook = lambda v: loop.call_soon_threadsafe(self._release, v)
+
+    def _release(self, v: Version) -> None:
+        if not (v.retired and v.inflight == 0):
+            return
+        batchers = list(v.batchers.values())
+        v.batchers.clear()
+        for b in batchers:
+            asyncio.get_running_loop().create_task(b.close())
+        self.metrics.loaded.labels(v.name, str(v.version)).set(0)
+        log.info("serve: %s version %d released", v.name, v.version)
+
+    def batcher(self, v: Version, signature: str) -> Batcher:
+        b = v.batchers.get(signature)
+        if b is None:
+            s = self.section
+            model = v.name
+            b = v.batchers[signature] = Batcher(
+                v.call(signature),
+                self.executor,
+                max_batch_size=s.max_batch_size,
+                timeout_ms=s.batch_timeout_ms,
+                threads=s.batch_threads,
+                max_queued_rows=s.max_queued_rows,
+                on_batch=lambda rows, sec: (
+                    self.metrics.batch_rows.labels(model).observe(rows),
+                    self.metrics.batch_seconds.labels(model).observe(sec),
+                ),
+                refused=_refused_errors(),
+            )
+        return b
+
+    async def predict(
+        self,
+        v: Version,
+        signature: str,
+        inputs: dict[str, list[Any]],
+        rows: int,
+        rid: str,
+        logged: list[dict[str, Any]] | None,
+    ) -> Answer:
+        """Run ``rows`` rows through ``signature`` of ``v``; log them; the caller holds ``v``."""
+        if rows == 0:
+            raise RequestError("expected at least one row")
+        b = self.batcher(v, signature)
+        gauge = self.metrics.queued_rows.labels(v.name)
+        gauge.set(b.queued_rows + rows)
+        outputs = await b.submit(inputs, rows)
+        gauge.set(b.queued_rows)
+        ids = [f"{rid}/{i}" for i in range(rows)]
+        self._remember(v.name, rid, rows)
+        if self.section.log_predictions:
+            self._log(v, signature, inputs, logged, outputs, ids)
+        return Answer(v, outputs, ids)
+
+    def _log(
+        self,
+        v: Version,
+        signature: str,
+        inputs: dict[str, list[Any]],
+        logged: list[dict[str, Any]] | None,
+        outputs: dict[str, np.ndarray],
+        ids: list[str],
+    ) -> None:
+        time_text = plog.now_iso()
+        name, version, excluded = v.name, v.version, self.excluded
+        key = "predictions" if "predictions" in outputs else next(iter(outputs))
+        predictions = outputs[key].reshape(len(ids), -1)
+
+        def render() -> str:
+            feats = logged if logged is not None else examples_features(v, inputs["examples"])
+            if excluded:
+                feats = [{k: x for k, x in f.items() if k not in excluded} for f in feats]
+            return plog.prediction_lines(
+                name, version, ids, feats, short_floats(predictions), time_text
+            )
+
+        self.writer.submit(plog.Item(plog.PREDICTIONS, name, len(ids), render))
+        self.metrics.log_queue.set(self.writer.depth())
+
+    def _remember(self, model: str, rid: str, rows: int) -> None:
+        recent = self._recent.setdefault(model, OrderedDict())
+        recent[rid] = rows
+        if len(recent) > RECENT_REQUESTS:
+            recent.popitem(last=False)
+
+    def known(self, model: str, row_id: str) -> bool:
+        rid, _, index = row_id.rpartition("/")
+        rows = self._recent.get(model, {}).get(rid)
+        return rows is not None and index.isdigit() and int(index) < rows
+
+    def feedback(self, model: str, items: list[tuple[str, Any]]) -> list[str]:
+        """Queue feedback records; returns the row ids this process never answered."""
+        self.manager.get(model)  # 404 for an unknown model
+        normalised = [(plog.normalise_request_id(r), label) for r, label in items]
+        text = plog.feedback_lines(normalised, plog.now_iso())
+        if not self.writer.submit(plog.Item(plog.FEEDBACK, model, len(items), lambda: text)):
+            raise Overloaded("the feedback log queue is full; retry later")
+        return [r for r, _ in normalised if not self.known(model, r)]
+
+    async def close(self) -> None:
+        """Answer what is queued, then drain the log (clean shutdown)."""
+        for model in self.manager.models.values():
+            versions = list(model.versions.values())
+            for v in versions:
+                for b in list(v.batchers.values()):
+                    await b.close()
+        self.manager.stop()
+        await asyncio.get_running_loop().run_in_executor(None, self.writer.close)
+        self.executor.shutdown(wait=True)
+
+
+def _refused_errors() -> tuple[type[BaseException], ...]:
+    import tensorflow as tf
+
+    return (tf.errors.InvalidArgumentError,)
+
+
+def short_floats(values: np.ndarray) -> list[Any]:
+    """float32 values as the shortest decimals that read back to them (as `score` writes)."""
+    if values.dtype == np.float32:
+        return values.astype(str).astype(float).tolist()
+    return values.tolist()
+
+
+def examples_features(v: Version, examples: list[bytes]) -> list[dict[str, Any]]:
+    """The raw feature values of serialized tf.Examples (for the log), parsed in one batch."""
+    import tensorflow as tf
+
+    if not examples:
+        return []
+    kinds = {"int": tf.int64, "float": tf.float32, "string": tf.string}
+    spec = {name: tf.io.VarLenFeature(kinds[f.kind]) for name, f in v.spec.items()}
+    parsed = tf.io.parse_example(tf.constant(examples), spec)
+    rows: list[dict[str, Any]] = [{} for _ in examples]
+    for name, sparse in parsed.items():
+        index = sparse.indices.numpy()
+        values = sparse.values.numpy()
+        for (row, col), value in zip(index, values, strict=True):
+            if col == 0:
+                rows[row][name] = value.decode() if isinstance(value, bytes) else value.item()
+        for r in rows:
+            r.setdefault(name, None)
+    return rows
