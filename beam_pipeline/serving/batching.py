@@ -88,35 +88,32 @@ class Batcher:
         self._queue.put_nowait(_Item(inputs, rows, future))
         return await future
 
-    async def _next(self, timeout: float | None) -> _Item | None:
+    async def _next(self) -> _Item | None:
         if self._carry is not None:
             item, self._carry = self._carry, None
             return item
-        if timeout is None:
-            return await self._queue.get()
-        try:
-            return self._queue.get_nowait()
-        except asyncio.QueueEmpty:
-            pass
-        if timeout <= 0:
-            raise TimeoutError
-        return await asyncio.wait_for(self._queue.get(), timeout)
+        return await self._queue.get()
 
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            first = await self._next(None)
+            first = await self._next()
             if first is None:
                 return
             await self._slots.acquire()
+            if self._timeout > 0 and self.queued_rows < self.max_batch_size:
+                await asyncio.sleep(self._timeout)  # one short wait for company, then take it all
             batch, rows = [first], first.rows
-            deadline = loop.time() + self._timeout
             stop = False
             while rows < self.max_batch_size:
-                try:
-                    item = await self._next(deadline - loop.time())
-                except TimeoutError:
-                    break
+                item = self._carry
+                if item is not None:
+                    self._carry = None
+                else:
+                    try:
+                        item = self._queue.get_nowait()
+                    except asyncio.QueueEmpty:
+                        break
                 if item is None:
                     stop = True
                     break

@@ -216,8 +216,9 @@ def prediction_lines(
     lines = []
     for rid, feats, pred in zip(request_ids, features, predictions, strict=True):
         value = pred[0] if len(pred) == 1 else list(pred)
+        features = json.dumps(feats, separators=(",", ":"))
         lines.append(
-            f'{{"request_id":{json.dumps(rid)},{head},"features":{json.dumps(feats, separators=(",", ":"))},'
+            f'{{"request_id":{json.dumps(rid)},{head},"features":{features},'
             f'"prediction":{json.dumps(value)}}}\n'
         )
     return "".join(lines)

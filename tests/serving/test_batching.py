@@ -1,0 +1,122 @@
+"""The batcher on its own: rows of concurrent requests share model calls and come back in order."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from beam_pipeline.serving.batching import Batcher, ModelRefused, Overloaded
+
+
+class Model:
+    """Doubles its input; refuses a negative value (as a model raises InvalidArgumentError)."""
+
+    def __init__(self, seconds: float = 0.02) -> None:
+        self.batches: list[int] = []
+        self.seconds = seconds
+        self.threads: set[str] = set()
+
+    def __call__(self, inputs: dict[str, list[Any]]) -> dict[str, np.ndarray]:
+        x = np.array(inputs["x"], dtype=float)
+        if (x < 0).any():
+            raise ValueError("negative input")
+        self.batches.append(len(x))
+        self.threads.add(threading.current_thread().name)
+        time.sleep(self.seconds)
+        return {"y": (x * 2).reshape(-1, 1)}
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def test_concurrent_requests_share_batches_and_get_their_own_rows() -> None:
+    model = Model()
+
+    async def go() -> list[np.ndarray]:
+        b = Batcher(model, ThreadPoolExecutor(1, thread_name_prefix="model"), max_batch_size=16)
+        sizes = [1, 3, 2, 1, 5, 1, 1, 2] * 4
+        starts = np.cumsum([0, *sizes[:-1]])
+        results = await asyncio.gather(
+            *(b.submit({"x": list(range(s, s + n))}, n) for s, n in zip(starts, sizes, strict=True))
+        )
+        await b.close()
+        for (s, n), r in zip(zip(starts, sizes, strict=True), results, strict=True):
+            np.testing.assert_array_equal(r["y"][:, 0], 2 * np.arange(s, s + n))
+        return results
+
+    run(go())
+    assert sum(model.batches) == 4 * 16
+    assert max(model.batches) <= 16
+    assert len(model.batches) < 32 / 2  # batched: far fewer calls than requests
+    assert all(name.startswith("model") for name in model.threads)  # never on the event loop
+
+
+def test_a_request_larger_than_a_batch_is_cut_and_reassembled() -> None:
+    model = Model(0)
+
+    async def go() -> np.ndarray:
+        b = Batcher(model, ThreadPoolExecutor(1), max_batch_size=8)
+        out = await b.submit({"x": list(range(20))}, 20)
+        await b.close()
+        return out["y"][:, 0]
+
+    np.testing.assert_array_equal(run(go()), 2 * np.arange(20))
+    assert max(model.batches) <= 8
+
+
+def test_a_refused_request_fails_alone() -> None:
+    model = Model()
+
+    async def go() -> list[Any]:
+        b = Batcher(model, ThreadPoolExecutor(1), max_batch_size=64, refused=(ValueError,))
+        first = asyncio.ensure_future(b.submit({"x": [1]}, 1))  # occupies the model
+        await asyncio.sleep(0)
+        results = await asyncio.gather(
+            b.submit({"x": [2]}, 1),
+            b.submit({"x": [-1]}, 1),
+            b.submit({"x": [3, 4]}, 2),
+            return_exceptions=True,
+        )
+        await first
+        await b.close()
+        return results
+
+    good, bad, also_good = run(go())
+    assert good["y"][0, 0] == 4 and list(also_good["y"][:, 0]) == [6, 8]
+    assert isinstance(bad, ModelRefused) and "negative input" in str(bad)
+
+
+def test_too_many_queued_rows_are_refused_not_queued() -> None:
+    model = Model(0.05)
+
+    async def go() -> list[Any]:
+        b = Batcher(model, ThreadPoolExecutor(1), max_batch_size=4, max_queued_rows=6)
+        results = await asyncio.gather(
+            *(b.submit({"x": [i, i]}, 2) for i in range(6)), return_exceptions=True
+        )
+        await b.close()
+        return results
+
+    results = run(go())
+    refused = [r for r in results if isinstance(r, Overloaded)]
+    assert refused and "max_queued_rows" in str(refused[0])
+    assert all(isinstance(r, dict) for r in results if not isinstance(r, Overloaded))
+
+
+def test_close_answers_everything_queued() -> None:
+    model = Model(0.01)
+
+    async def go() -> list[Any]:
+        b = Batcher(model, ThreadPoolExecutor(1), max_batch_size=2)
+        futures = [asyncio.ensure_future(b.submit({"x": [i]}, 1)) for i in range(9)]
+        await asyncio.sleep(0)
+        await b.close()
+        return [f.result() for f in futures]
+
+    assert [r["y"][0, 0] for r in run(go())] == [2 * i for i in range(9)]

@@ -1,0 +1,80 @@
+"""The log writer: hidden segments while written, immutable once closed, drained, drops counted."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+from beam_pipeline.serving import log as plog
+
+
+def item(model: str, n: int, start: int = 0, gate: threading.Event | None = None) -> plog.Item:
+    def render() -> str:
+        if gate is not None:
+            gate.wait(10)
+        return "".join(json.dumps({"request_id": f"r/{start + i}"}) + "\n" for i in range(n))
+
+    return plog.Item(plog.PREDICTIONS, model, n, render)
+
+
+def test_segments_are_hidden_while_written_and_renamed_when_closed(tmp_path: Path) -> None:
+    writer = plog.LogWriter(tmp_path, segment_bytes=400)
+    for i in range(10):
+        assert writer.submit(item("taxi", 3, 3 * i))
+    writer.close()
+    folder = tmp_path / "logs" / "predictions" / "taxi"
+    segments = sorted(folder.glob("part-*.jsonl"))
+    assert len(segments) > 1  # rotated by size
+    assert list(folder.glob(".*")) == []
+    records, problems = plog.read_records(folder)
+    assert problems == []
+    assert [r["request_id"] for r in records] == [f"r/{i}" for i in range(30)]
+    assert writer.written == 30 and writer.dropped == 0
+
+
+def test_segments_rotate_by_age(tmp_path: Path) -> None:
+    writer = plog.LogWriter(tmp_path, segment_seconds=0.2)
+    writer.submit(item("taxi", 1))
+    folder = tmp_path / "logs" / "predictions" / "taxi"
+    import time
+
+    deadline = time.monotonic() + 10
+    while not list(folder.glob("part-*.jsonl")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(list(folder.glob("part-*.jsonl"))) == 1  # closed while the writer still runs
+    writer.close()
+
+
+def test_a_full_queue_drops_and_counts_without_blocking(tmp_path: Path) -> None:
+    dropped: list[int] = []
+    gate = threading.Event()
+    writer = plog.LogWriter(
+        tmp_path, queue_size=2, on_dropped=lambda kind, model, n: dropped.append(n)
+    )
+    writer.submit(item("taxi", 1, 0, gate))  # the writer blocks on this one
+    accepted = [writer.submit(item("taxi", 5, 10 * i)) for i in range(1, 6)]
+    assert accepted.count(False) >= 3
+    gate.set()
+    writer.close()
+    records, _ = plog.read_records(tmp_path / "logs" / "predictions" / "taxi")
+    assert writer.dropped == sum(dropped) == 5 * accepted.count(False)
+    assert len(records) == 1 + 5 * accepted.count(True)
+
+
+def test_readers_skip_and_name_a_corrupt_line(tmp_path: Path) -> None:
+    folder = tmp_path / "f"
+    folder.mkdir()
+    (folder / "part-1.jsonl").write_text('{"a": 1}\n{"a": \n{"a": 3}\n')
+    (folder / ".part-2.jsonl.inprogress").write_text('{"a": 4}\n')
+    records, problems = plog.read_records(folder)
+    assert records == [{"a": 1}, {"a": 3}]
+    assert problems == [f"{folder / 'part-1.jsonl'}:2: not a JSON record"]
+
+
+def test_feedback_ids_are_normalised_to_rows() -> None:
+    text = plog.feedback_lines([("abc", 1), ("abc/2", "yes")], "t")
+    assert [json.loads(x) for x in text.splitlines()] == [
+        {"request_id": "abc/0", "label": 1, "time": "t"},
+        {"request_id": "abc/2", "label": "yes", "time": "t"},
+    ]
