@@ -18,7 +18,7 @@ TYPES: dict[str, str] = {
     "Examples": "Split-{split}/data-*.tfrecord.gz (gzip tf.Example); rejected/*.jsonl "
     "(file, line, reason, raw)",
     "ExampleStatistics": "Split-{split}/FeatureStats.pb (DatasetFeatureStatisticsList), "
-    "Split-{split}/statistics.html (self-contained), Split-{split}/facets.html (TFDV's view)",
+    "Split-{split}/statistics.html (self-contained: inline SVG, no scripts)",
     "Schema": "schema.pbtxt (tensorflow_metadata Schema, text format)",
     "ExampleAnomalies": "Split-{split}/SchemaDiff.pb (Anomalies), SkewDiff.pb, DriftDiff.pb "
     "(comparator Anomalies, when run), anomalies.txt, anomalies.json",

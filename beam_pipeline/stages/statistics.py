@@ -2,9 +2,10 @@
 
 Reads ``Split-{split}/data-*.tfrecord.gz`` as Arrow record batches (tfx_bsl's TFExampleRecord),
 computes statistics with ``tfdv.GenerateStatistics`` and writes ``Split-{split}/FeatureStats.pb``
-(a binary ``DatasetFeatureStatisticsList``) and, when asked, ``Split-{split}/statistics.html``
-(a self-contained summary) and ``Split-{split}/facets.html`` (TFDV's Facets view, which loads its
-code from the web).
+(a binary ``DatasetFeatureStatisticsList``) and, when asked, ``Split-{split}/statistics.html``:
+the same view as the notebook, the report and the UI (`beam_pipeline.views`), self-contained
+(inline SVG histograms, no scripts), so it opens offline. TFDV's Facets view is not written: it
+loads its code from the web.
 """
 
 from __future__ import annotations
@@ -15,11 +16,10 @@ from dataclasses import dataclass
 
 import apache_beam as beam
 import tensorflow_data_validation as tfdv
-from tensorflow_data_validation.utils import display_util
 from tensorflow_metadata.proto.v0 import statistics_pb2
 from tfx_bsl.public import tfxio
 
-from beam_pipeline import stats_html
+from beam_pipeline import views
 from beam_pipeline.artifacts import Artifact, split_dir
 from beam_pipeline.errors import ConfigError, DataError
 from beam_pipeline.stage import Stage, StageContext
@@ -28,7 +28,6 @@ log = logging.getLogger(__name__)
 
 STATS_FILE = "FeatureStats.pb"
 HTML_FILE = "statistics.html"  # self-contained: opens offline
-FACETS_FILE = "facets.html"  # TFDV's Facets view: loads its code from the web when opened
 EXAMPLES_GLOB = "data-*.tfrecord.gz"
 BATCH_SIZE = 1000
 
@@ -142,9 +141,7 @@ def run(
         features = max(features, len(stats.datasets[0].features) if stats.datasets else 0)
         if section.html:
             title = f"{ctx.config.pipeline.name}: {split} statistics"
-            (out.split_dir(split) / HTML_FILE).write_text(stats_html.render(stats, title))
-            facets = display_util.get_statistics_html(stats)
-            (out.split_dir(split) / FACETS_FILE).write_text(facets)
+            (out.split_dir(split) / HTML_FILE).write_text(views.statistics_page(stats, title))
     out.properties.update(num_examples=counts, num_features=features)
     if section.sample_rate < 1:
         out.properties["sample_rate"] = section.sample_rate
