@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from beam_pipeline import progress
 from beam_pipeline.artifacts import Artifact
 from beam_pipeline.config import path
 from beam_pipeline.errors import ConfigError
@@ -227,6 +228,7 @@ def _callbacks(section: TrainSection, run_dir: Path, tf_keras: Any) -> list[Any]
         tf_keras.callbacks.ModelCheckpoint(
             str(run_dir / "checkpoints" / "epoch-{epoch:03d}"), save_weights_only=True
         ),
+        progress.keras_callback("train", section.epochs),
     ]
     if section.early_stopping_patience:
         direction = "min" if "loss" in section.early_stopping_monitor else "max"

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from beam_pipeline import progress
 from beam_pipeline.artifacts import Artifact
 from beam_pipeline.errors import ConfigError, StageFailed
 from beam_pipeline.stage import Prepared, Stage, StageContext
@@ -161,7 +162,14 @@ def _search(
         shuffle_buffer=job.shuffle_buffer,
         seed=section.seed,
     )
-    callbacks = []
+    callbacks = [
+        progress.keras_callback(
+            "tune",
+            section.max_trials if section.algorithm != "hyperband" else None,
+            objective=section.objective,
+            direction=section.objective_direction,
+        )
+    ]
     if section.early_stopping_patience:
         callbacks.append(
             tf_keras.callbacks.EarlyStopping(
