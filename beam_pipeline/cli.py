@@ -128,6 +128,18 @@ def _parser() -> argparse.ArgumentParser:
     schema = add("schema", "export the latest schema for curation")
     schema.add_argument("--export", required=True, metavar="PATH")
 
+    report = add("report", "one self-contained, offline HTML page about a run or a model")
+    target = report.add_mutually_exclusive_group()
+    target.add_argument("--run", metavar="ID", help="a run id (default: the newest run)")
+    target.add_argument("--model", type=int, metavar="VERSION", help="the run that trained it")
+    report.add_argument("--output", required=True, metavar="FILE.html")
+
+    ui = add("ui", "web UI over the metadata store: runs, models, lineage")
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument("--port", type=int, default=8080)
+    ui.add_argument("--allow-review", action="store_true", help="allow approve/reject from the UI")
+    ui.add_argument("--poll", type=float, default=2.0, metavar="SECONDS", help="refresh period")
+
     add("tune-worker", "a keras-tuner worker (KERASTUNER_* set) sharing the chief's trials")
     add("train-worker", "a non-chief multi-worker training process (TF_CONFIG set)")
     return p
@@ -175,6 +187,7 @@ def _load(args: argparse.Namespace) -> Any:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from beam_pipeline import progress
     from beam_pipeline.orchestrator import Orchestrator
     from beam_pipeline.stages import STAGES
 
@@ -187,7 +200,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         config, STAGES, beam_args=extra, use_cache=not args.no_cache, command=shlex.join(resume)
     )
     try:
-        result = orch.run(args.from_, args.to, args.only)
+        with progress.session():
+            result = orch.run(args.from_, args.to, args.only)
     finally:
         orch.store.close()
     if args.json:
@@ -488,6 +502,21 @@ def cmd_label(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from beam_pipeline.api import write_report
+
+    path = write_report(_load(args), args.output, run_id=args.run, model=args.model)
+    log.info("report written to %s", path)
+    return 0
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    from beam_pipeline.ui import serve
+
+    serve(_load(args), args.host, args.port, allow_review=args.allow_review, poll=args.poll)
+    return 0
+
+
 def cmd_tune_worker(args: argparse.Namespace) -> int:
     from beam_pipeline.stages.tune import run_worker
 
@@ -515,6 +544,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "serve": cmd_serve,
     "feedback": cmd_feedback,
     "label": cmd_label,
+    "report": cmd_report,
+    "ui": cmd_ui,
     "tune-worker": cmd_tune_worker,
     "train-worker": cmd_train_worker,
 }

@@ -1,0 +1,40 @@
+"""The UI's stylesheet and script, served from this process (no CDN, no build step)."""
+
+CSS = """
+body { margin: 0; background: #fafafa; font: 13px system-ui, -apple-system, sans-serif; }
+header { background: #263238; color: #fff; padding: 8px 20px; }
+header a { color: #cfe8ff; margin-left: 16px; text-decoration: none; }
+header .live { float: right; color: #9ccc65; font-size: 12px; }
+main { max-width: 1250px; margin: 16px auto; background: #fff; padding: 12px 24px;
+  border: 1px solid #e3e3e3; }
+h1 { font-size: 20px; } h2 { font-size: 16px; margin-top: 1.4em; }
+.scroll { overflow-x: auto; }
+.status.failed { color: #b00020; font-weight: 600; }
+.status.cached { color: #1a5fb4; } .status.running { color: #a67c00; font-weight: 600; }
+.review-form { margin: 10px 0; padding: 8px; background: #f4f8ff; border: 1px solid #d0def5; }
+section { border-top: 1px solid #eee; margin-top: 1em; }
+"""
+
+JS = """
+(function () {
+  const body = document.body;
+  const period = parseFloat(body.dataset.poll || "2") * 1000;
+  const initial = body.dataset.state;
+  const live = document.getElementById("live");
+  if (!initial || !(period > 0)) return;
+  async function tick() {
+    try {
+      const r = await fetch("/api/state", {cache: "no-store"});
+      if (r.ok) {
+        const data = await r.json();
+        if (data.state !== initial) { location.reload(); return; }
+        if (live) live.textContent = "live · " + new Date().toLocaleTimeString();
+      }
+    } catch (e) {
+      if (live) live.textContent = "offline";
+    }
+    setTimeout(tick, period);
+  }
+  setTimeout(tick, period);
+})();
+"""

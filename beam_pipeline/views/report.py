@@ -1,0 +1,110 @@
+"""`beam-pipeline report`: one self-contained HTML page about a run or a model version.
+
+Everything is inline (CSS, SVG charts and graphs; no scripts, no fonts, no images fetched), so
+the file opens offline, on a plane or as a CI artifact.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from beam_pipeline import registry
+from beam_pipeline.artifacts import Artifact
+from beam_pipeline.metadata import props
+from beam_pipeline.views import artifacts as av
+from beam_pipeline.views import graph as g
+from beam_pipeline.views import runs as rv
+
+if TYPE_CHECKING:
+    from beam_pipeline.config import Config
+    from beam_pipeline.metadata import Store
+
+REPORT_CSS = """
+body { margin: 0; background: #fafafa; }
+.bp-view { max-width: 1200px; margin: 0 auto; padding: 1.5em 2em; background: #fff; }
+section { border-top: 1px solid #ddd; padding-top: 0.5em; margin-top: 1.2em; }
+.scroll { overflow-x: auto; }
+nav a { margin-right: 1em; }
+.status.failed { color: #b00020; font-weight: 600; }
+"""
+
+# The artifacts a report shows, in this order: (stage.output, heading).
+SHOWN = (
+    ("ingest.examples", "Examples"),
+    ("statistics.statistics", "Statistics"),
+    ("validate.anomalies", "Anomalies"),
+    ("schema.schema", "Schema"),
+    ("tune.hyperparameters", "Hyperparameters"),
+    ("train.model", "Model and training curves"),
+    ("evaluate.evaluation", "Evaluation"),
+    ("evaluate.blessing", "Blessing"),
+    ("push.pushed_model", "Push"),
+)
+
+
+def build(
+    config: Config, store: Store, *, run_id: str | None = None, model: int | None = None
+) -> str:
+    """The report of a run (``run_id``), of the run that trained model version ``model``, or of
+    the newest run when neither is given."""
+    version_record = None
+    if model is not None:
+        art = registry.model_by_version(store, model)
+        producer = store.producer(art.id)  # type: ignore[arg-type]
+        run_id = props(store.execution(producer)).get("run_id") if producer else None
+        version_record = next(r for r in registry.describe(config, store) if r.version == model)
+    run = rv.load_run(store, rv.find_run(store, run_id))
+    name = config.pipeline.name
+    title = f"{name}: " + (f"model version {model}" if model else f"run {run.run_id}")
+    sections: list[tuple[str, str, str]] = []  # (anchor, heading, html)
+
+    p = run.properties
+    overview = av.table(
+        ["", ""],
+        [
+            ["pipeline", name],
+            ["run", run.run_id],
+            ["status", p.get("status")],
+            ["started", rv.when(p.get("started"))],
+            ["seconds", p.get("seconds")],
+            ["command", p.get("command")],
+            ["user", p.get("user")],
+        ],
+    )
+    if run.error:
+        overview += f"<p class='bad'>{av.esc(run.error)}</p>"
+    if version_record is not None:
+        overview += "<h3>Model version</h3>" + rv.models_table([version_record])
+    sections.append(("overview", "Overview", overview))
+    sections.append(
+        (
+            "stages",
+            "Stages and timings",
+            "<div class='scroll'>"
+            + g.render(rv.run_graph(run), title="pipeline")
+            + "</div>"
+            + rv.stage_table(run)
+            + rv.timing_chart(run),
+        )
+    )
+    outputs = run.outputs()
+    for key, heading in SHOWN:
+        art = outputs.get(key)
+        if art is not None:
+            sections.append((key.replace(".", "-"), heading, av.render(art, css=False)))
+    model_art: Artifact | None = outputs.get("train.model")
+    if model_art is not None and model_art.id is not None:
+        downstream = registry.downstream(store, model_art)
+        lineage = rv.lineage_graph(store, model_art.id, downstream=downstream)
+        sections.append(
+            (
+                "lineage",
+                "Lineage of the model",
+                f"<div class='scroll'>{g.render(lineage, title=f'Model #{model_art.id}')}</div>",
+            )
+        )
+    nav = "<nav>" + "".join(f"<a href='#{a}'>{av.esc(h)}</a>" for a, h, _ in sections) + "</nav>"
+    body = nav + "".join(
+        f"<section id='{a}'><h2>{av.esc(h)}</h2>{html}</section>" for a, h, html in sections
+    )
+    return av.page(title, body, extra_css=REPORT_CSS)

@@ -1,0 +1,82 @@
+"""The web UI's routes (in-process, through Starlette's test client) on a real pipeline's store."""
+
+from __future__ import annotations
+
+import getpass
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from beam_pipeline import registry
+from beam_pipeline.config import load
+from beam_pipeline.metadata import Store
+from beam_pipeline.ui import create_app
+from tests.pipeline_fixtures import copy_pipeline, taxi_runs
+
+pytestmark = pytest.mark.slow  # the shared pipeline (built once per session)
+
+
+def client(config: Path, **options: object) -> TestClient:
+    return TestClient(create_app(load(config), **options))  # type: ignore[arg-type]
+
+
+def test_pages(tmp_path: Path) -> None:
+    shared = taxi_runs()
+    c = client(shared["config"])
+    runs = c.get("/")
+    assert runs.status_code == 200
+    for r in shared["runs"]:
+        assert f'href="/runs/{r["run_id"]}"' in runs.text
+    assert "/static/ui.js" in runs.text and "http" not in runs.text.replace("xmlns", "")
+
+    run = c.get(f"/runs/{shared['runs'][1]['run_id']}")
+    assert run.status_code == 200 and 'data-status="cached"' in run.text
+    assert 'href="/artifacts/' in run.text
+
+    stats_id = shared["runs"][0]["stages"]["statistics"]["outputs"]["statistics"]["id"]
+    art = c.get(f"/artifacts/{stats_id}")
+    assert art.status_code == 200 and '<svg class="hist"' in art.text and "Lineage" in art.text
+
+    models = c.get("/models")
+    assert models.status_code == 200 and 'href="/models/3"' in models.text
+    model = c.get("/models/3")
+    assert "Slices by payment_type" in model.text and 'class="bar"' in model.text
+    assert "Training curves" in model.text and "review-form" not in model.text
+
+    compare = c.get("/compare?v=1&v=3")
+    assert compare.status_code == 200 and "hp: learning_rate" in compare.text
+    assert "by slice" in compare.text
+
+    assert c.get("/models/99").status_code == 404
+    assert c.get("/runs/nope").status_code == 404
+    assert c.get("/static/ui.css").headers["content-type"].startswith("text/css")
+
+
+def test_review_is_off_unless_allowed_and_recorded_like_the_cli(tmp_path: Path) -> None:
+    config = copy_pipeline(tmp_path)
+    c = client(config)
+    assert c.post("/models/3/review", data={"decision": "approved"}).status_code == 403
+
+    c = client(config, allow_review=True)
+    before = c.get("/api/state").json()["state"]
+    assert "review-form" in c.get("/models/3").text
+    resp = c.post(
+        "/models/3/review",
+        data={"decision": "rejected", "comment": "slice drop"},
+        follow_redirects=False,
+    )
+    assert resp.status_code == 303 and resp.headers["location"] == "/models/3"
+    store = Store(load(config))
+    review = registry.latest_review(store, registry.model_by_version(store, 3).id)
+    assert review is not None
+    assert (review["decision"], review["comment"], review["user"]) == (
+        "rejected",
+        "slice drop",
+        getpass.getuser(),
+    )
+    assert review["model_version"] == 3 and review["execution"]
+    assert c.get("/api/state").json()["state"] != before  # pages reload on it
+    assert "latest review: <b>rejected</b>" in c.get("/models/3").text
+    bad = c.post("/models/3/review", data={"decision": "maybe"})
+    assert bad.status_code == 400 and "expected approved or rejected" in bad.text

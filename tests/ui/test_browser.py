@@ -1,0 +1,144 @@
+"""The UI and the report in a real browser (headless Chromium through Playwright).
+
+One ``beam-pipeline ui`` process on a copy of the shared taxi pipeline serves every test of this
+module; each page is watched for console errors, uncaught exceptions and failed requests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from beam_pipeline import registry
+from beam_pipeline.config import load
+from beam_pipeline.metadata import Store
+from tests.conftest import run_cli
+from tests.pipeline_fixtures import copy_pipeline, taxi_runs
+from tests.ui.browser import ConsoleErrors, browser, require_chromium, ui_server
+
+pytestmark = pytest.mark.slow  # the shared pipeline (built once per session)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    require_chromium()
+    config = copy_pipeline(tmp_path_factory.mktemp("ui"))
+    with ui_server(config, "--allow-review", "--poll", "0.5") as base:
+        yield base, config
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[object]:
+    with browser() as b:
+        yield b
+
+
+def open_page(chromium: object, url: str) -> tuple[object, ConsoleErrors]:
+    errors = ConsoleErrors()
+    page = errors.watch(chromium.new_page(viewport={"width": 1300, "height": 900}))  # type: ignore[attr-defined]
+    page.goto(url, wait_until="networkidle")
+    return page, errors
+
+
+def test_runs_page_lists_the_runs(site: tuple[str, Path], chromium: object) -> None:
+    base, _ = site
+    page, errors = open_page(chromium, base + "/")
+    links = page.locator("a.run-link").all_inner_texts()
+    assert links[::-1] == [r["run_id"] for r in taxi_runs()["runs"]]
+    page.locator("a.run-link").first.click()
+    page.wait_for_selector("svg.graph")
+    assert page.locator("svg.graph g.node").count() == 9
+    assert page.locator('g.node[data-status="completed"]').count() >= 1
+    assert not errors, errors
+
+
+def test_model_page_shows_metrics_and_a_slice_plot(
+    site: tuple[str, Path], chromium: object
+) -> None:
+    base, _ = site
+    page, errors = open_page(chromium, base + "/models/3")
+    overall = page.locator("table.overall").inner_text()
+    assert "auc" in overall and "baseline" in overall
+    bars = page.locator("svg.bar-chart rect.bar")
+    assert bars.count() >= 3
+    assert float(bars.first.get_attribute("data-value")) > 0
+    assert page.locator("svg.bar-chart rect.bar-compare").count() >= 1  # vs baseline v1
+    assert page.locator(".training-curves polyline.series").count() >= 2
+    assert not errors, errors
+
+
+def test_lineage_graph_has_the_expected_nodes(site: tuple[str, Path], chromium: object) -> None:
+    base, _ = site
+    page, errors = open_page(chromium, base + "/models/3")
+    nodes = page.locator("#lineage g.node")
+    labels = [nodes.nth(i).get_attribute("data-label") for i in range(nodes.count())]
+    for stage in ("ingest", "statistics", "schema", "transform", "tune", "train", "evaluate"):
+        assert stage in labels, labels
+    assert any(label.startswith("Model #") for label in labels)
+    assert any(label.startswith("Examples #") for label in labels)
+    assert page.locator("#lineage path.edge").count() >= len(labels) - 1
+    assert not errors, errors
+
+
+def test_approve_records_a_review(site: tuple[str, Path], chromium: object) -> None:
+    base, config = site
+    page, errors = open_page(chromium, base + "/models/3")
+    page.fill("#comment", "looked at every slice")
+    with page.expect_navigation():
+        page.click("#approve")
+    assert "latest review: approved" in page.locator(".review").inner_text()
+    store = Store(load(config))
+    review = registry.latest_review(store, registry.model_by_version(store, 3).id)
+    assert review is not None
+    assert (review["decision"], review["comment"]) == ("approved", "looked at every slice")
+    assert not errors, errors
+
+
+def test_pages_update_while_the_store_changes(site: tuple[str, Path], chromium: object) -> None:
+    base, config = site
+    page, errors = open_page(chromium, base + "/models/2")
+    assert page.locator(".review").count() == 0
+    store = Store(load(config))
+    registry.record_review(store, 2, "rejected", "from the command line")  # as `reject` does
+    page.wait_for_selector(".review", timeout=15000)  # the page polled and reloaded
+    assert "rejected" in page.locator(".review").inner_text()
+    assert not errors, errors
+
+
+def test_screenshots_without_errors(
+    site: tuple[str, Path], chromium: object, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The report (a file) and every kind of UI page render without a JS or console error."""
+    base, config = site
+    report = tmp_path / "report.html"
+    code, _, err = run_cli(["report", str(config), "--model", "3", "--output", str(report)], capsys)
+    assert code == 0, err
+    run_id = taxi_runs()["runs"][0]["run_id"]
+    urls = [
+        report.as_uri(),
+        base + "/",
+        base + f"/runs/{run_id}",
+        base + "/models",
+        base + "/models/1",
+        base + "/compare?v=1&v=3",
+        base + "/artifacts/2",
+    ]
+    for url in urls:
+        page, errors = open_page(chromium, url)
+        shot = tmp_path / f"{len(list(tmp_path.glob('*.png')))}.png"
+        page.screenshot(path=str(shot), full_page=True)
+        assert shot.stat().st_size > 10_000, url
+        assert page.locator("h1").count() == 1, url
+        assert not errors, (url, errors)
+        page.close()
+
+
+def test_console_errors_are_caught(chromium: object) -> None:
+    """The watcher the tests above rely on does see a script error and a console error."""
+    errors = ConsoleErrors()
+    page = errors.watch(chromium.new_page())  # type: ignore[attr-defined]
+    page.set_content("<script>console.error('boom'); undefinedFunction();</script>")
+    page.wait_for_timeout(200)
+    assert any("boom" in e for e in errors) and any("undefinedFunction" in e for e in errors)
