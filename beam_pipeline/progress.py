@@ -26,8 +26,6 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-THROTTLE_S = 0.5  # at most two updates a second per task (batch ends come much faster)
-
 
 @dataclass
 class Task:
@@ -236,7 +234,6 @@ class _Tracker:
         self.best: float | None = None
         self.trial_value: float | None = None
         self.steps = 0
-        self._last = 0.0
         self.display = current()
         self.display.start(self.task)
 
@@ -270,14 +267,6 @@ class _Tracker:
         self.task.done += 1
         self.task.text = f"{self.steps} steps, {_fmt_logs(logs)}"
         self.display.update(self.task, step=True)
-
-    def batch_end(self) -> None:
-        self.steps += 1
-        now = time.time()
-        if self.task.name == "train" and now - self._last > THROTTLE_S:
-            self._last = now
-            self.task.text = f"{self.steps} steps"
-            self.display.update(self.task, step=False)
 
     def finish(self) -> None:
         if not self.task.finished:
@@ -319,10 +308,10 @@ def keras_callback(
                 tracker.finish()
 
         def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            # Steps come from fit's parameters: a batch-level hook would make Keras copy the
+            # logs to numpy after every step, a sync on the training hot path.
+            tracker.steps += int((self.params or {}).get("steps") or 0)
             tracker.epoch_end(logs)
-
-        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
-            tracker.batch_end()
 
     cb = ProgressCallback()
     cb.tracker = tracker
