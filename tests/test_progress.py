@@ -59,3 +59,25 @@ def test_stage_lines_reach_the_display() -> None:
         progress.choose = orig  # type: ignore[assignment]
     logging.getLogger("beam_pipeline.orchestrator").info("after the session")
     assert seen == ["ingest: started (execution 1)"]
+
+
+def test_rich_bars_in_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+    import sys
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    term = Terminal()
+    monkeypatch.setattr(sys, "stderr", term)
+    with progress.session() as display:
+        assert isinstance(display, progress.RichDisplay)
+        tune = progress._Tracker("tune", 2, "val_accuracy", "max")
+        for v in (0.8, 0.9):
+            tune.trial_begin()
+            tune.epoch_end({"val_accuracy": v})
+            tune.trial_end()
+        tune.finish()
+    out = term.getvalue()
+    assert "tune (trials)" in out and "2/2" in out and "best so far 0.9" in out
