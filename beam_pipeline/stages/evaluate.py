@@ -1,26 +1,19 @@
 """evaluate: sliced metrics of the candidate and the baseline model on the raw eval split; blessing.
 
-A Beam job reads the raw eval split (``Split-eval/*.tfrecord.gz`` of the ingested Examples),
-batches the serialized tf.Examples and, in one DoFn that loads each SavedModel once, runs the
-candidate and the baseline through their ``serving_default`` signature a batch at a time. Labels
-come from the candidate's own transform graph (the ``TransformGraph`` its train execution read,
-found in ML Metadata): the graph's ``label_key`` output is exactly the label the model was trained
-on (``big_tipper`` is derived from tips and fare inside ``preprocessing_fn``). A label that is a
-raw column of the examples and not a transform output is read as it is. Metrics are combined per
-(model, slice) by `SliceMetricsCombineFn`.
+A Beam job reads the raw eval split (``Split-eval/*.tfrecord.gz`` of the ingested Examples) in
+Arrow record batches through tfx_bsl's ``TFExampleRecord`` (as statistics does), keeping each
+batch's serialized tf.Examples in a raw-record column. One DoFn loads each SavedModel once and runs
+the candidate and the baseline through their ``serving_default`` signature a batch at a time.
+Labels come from the candidate's own transform graph (the ``TransformGraph`` its train execution
+read, found in ML Metadata): the graph's ``label_key`` output is exactly the label the model was
+trained on (``big_tipper`` is derived from tips and fare inside ``preprocessing_fn``). A label
+that is a raw column of the examples and not a transform output is read as it is. Metrics of
+every slice are accumulated per model by `beam_pipeline.evaluation.MetricsAccumulator` (one
+``bincount`` over slice x bucket per batch); the metric definitions are documented there.
 
 The baseline is the latest blessed Model of this pipeline (`registry.baseline`: not rejected in
 review, not rolled back); it is resolved in `prepare`, so it is an input of the execution (lineage)
 and part of its cache key. A first model has no baseline and is judged on absolute bounds alone.
-
-Metrics. Binary classification (``[batch, 1]`` probabilities): ``auc``, ``accuracy``,
-``precision``, ``recall`` (at ``decision_threshold``), ``log_loss``; multi-class
-(``[batch, classes]``): ``accuracy``, ``log_loss``, and macro-averaged one-vs-rest ``auc``,
-``precision``, ``recall``; regression: ``rmse``, ``mae``. Always: ``example_count``,
-``label_mean``, ``prediction_mean`` (binary/regression). AUC is computed from ``auc_buckets``
-(10,000) equal-width histogram buckets of the predicted probability, as TFMA's default
-``num_thresholds``: it equals the exact (Mann-Whitney) AUC except that two predictions in the same
-1e-4-wide bucket count as a tie. Every other metric is exact.
 
 Outputs:
     evaluation (ModelEvaluation): ``metrics.json``: ``overall`` and ``slices`` (slice key ->
@@ -36,7 +29,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -52,56 +44,35 @@ from apache_beam.metrics.metric import Metrics, MetricsFilter
 from beam_pipeline import registry
 from beam_pipeline.artifacts import Artifact, split_dir
 from beam_pipeline.errors import ConfigError, DataError
+from beam_pipeline.evaluation import (
+    ALWAYS,
+    BASELINE,
+    CANDIDATE,
+    DEFAULT_METRICS,
+    KNOWN_METRICS,
+    OVERALL,
+    MetricsAccumulator,
+    MetricThreshold,
+    SliceThreshold,
+    assemble,
+    check,
+    first_values,
+    kind_of,
+    slice_keys,
+)
 from beam_pipeline.stage import Prepared, Stage, StageContext
 
 log = logging.getLogger(__name__)
 
 NAMESPACE = "evaluate"
-OVERALL = "Overall"
-CANDIDATE, BASELINE = "candidate", "baseline"
-EPSILON = 1e-7  # probabilities are clipped to [eps, 1 - eps] for log loss (as Keras does)
+RAW_RECORD = "__raw_record__"  # the serialized tf.Example column of each record batch
+READ_BATCH = 16_384  # rows per record batch read and sliced; the model sees batch_size at a time
 
-DEFAULT_METRICS = {
-    "binary": ["auc", "accuracy", "precision", "recall", "log_loss"],
-    "multiclass": ["accuracy", "log_loss", "auc", "precision", "recall"],
-    "regression": ["rmse", "mae"],
-}
-ALWAYS = ["example_count", "label_mean", "prediction_mean"]
-KNOWN_METRICS = {m for ms in DEFAULT_METRICS.values() for m in ms} | set(ALWAYS)
-LOWER_IS_BETTER = {"log_loss", "rmse", "mae"}
+__all__ = ["STAGE", "EvaluateSection", "MetricThreshold", "SliceThreshold", "gate_text"]
 
 
 # ---------------------------------------------------------------------------------------------
 # Config
-
-
-@dataclass(frozen=True)
-class MetricThreshold:
-    """Bounds on one metric. ``lower``/``upper``: absolute. ``min_change_abs``/``min_change_rel``:
-    the least improvement over the baseline, where improvement is ``candidate - baseline`` for
-    metrics where higher is better and ``baseline - candidate`` for losses and errors; a negative
-    value allows that much regression (``auc: {min_change_abs: -0.01}``). Relative changes are
-    divided by ``|baseline|``."""
-
-    lower: float | None = None
-    upper: float | None = None
-    min_change_abs: float | None = None
-    min_change_rel: float | None = None
-
-    def __post_init__(self) -> None:
-        if all(v is None for v in self.__dict__.values()):
-            raise ConfigError(
-                "evaluate thresholds: expected at least one of lower, upper, min_change_abs, "
-                "min_change_rel; received none"
-            )
-
-
-@dataclass(frozen=True)
-class SliceThreshold:
-    """Thresholds for one slice, named by its feature values: ``{payment_type: Cash}``."""
-
-    slice: dict[str, Any]
-    thresholds: dict[str, MetricThreshold]
 
 
 @dataclass(frozen=True)
@@ -204,242 +175,6 @@ class EvaluateSection:
 
 
 # ---------------------------------------------------------------------------------------------
-# Slices (plain functions on Arrow batches)
-
-
-def first_values(column: pa.Array) -> pa.Array:
-    """The first value of each row of a list column as strings; null where the row has none."""
-    n = len(column)
-    if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
-        lengths = pc.fill_null(pc.list_value_length(column), 0).to_numpy(zero_copy_only=False)
-        flat = pc.list_flatten(column)
-        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-        has = lengths > 0
-        indices = np.where(has, starts, 0)
-        taken = flat.take(pa.array(indices)) if len(flat) else pa.nulls(n, flat.type)
-        column = pc.if_else(pa.array(has), taken, pa.scalar(None, taken.type))
-    if pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type):
-        return pc.cast(column, pa.string())
-    return column
-
-
-def bucket_labels(boundaries: list[float]) -> list[str]:
-    edges = ["-inf", *(f"{b:g}" for b in boundaries), "inf"]
-    return [f"[{lo}, {hi})" for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
-
-
-def slice_keys(
-    batch: pa.RecordBatch, spec: tuple[str, ...], boundaries: dict[str, list[float]]
-) -> pa.Array:
-    """One slice key per row (``a=x,b=y``, features sorted); null where a feature is missing."""
-    parts: list[Any] = []
-    for i, name in enumerate(spec):
-        if name not in batch.schema.names:
-            values: pa.Array = pa.nulls(batch.num_rows, pa.string())
-        else:
-            values = first_values(batch.column(name))
-        if name in boundaries:
-            numbers = pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False)
-            labels = np.array(bucket_labels(boundaries[name]), dtype=object)
-            present = ~np.isnan(numbers)
-            idx = np.digitize(np.where(present, numbers, 0.0), boundaries[name])
-            values = pa.array(np.where(present, labels[idx], None), pa.string())
-        elif not pa.types.is_string(values.type):
-            values = pc.cast(values, pa.string())
-        parts += [("," if i else "") + f"{name}=", values]
-    return pc.binary_join_element_wise(*parts, "")
-
-
-def canonical_slice(values: dict[str, Any]) -> str:
-    """The key of a slice named in the config: ``{trip_start_hour: 19, payment_type: Cash}``."""
-    return ",".join(f"{k}={_text(values[k])}" for k in sorted(values))
-
-
-def _text(v: Any) -> str:
-    if isinstance(v, float) and v.is_integer():
-        return str(int(v))
-    return str(v)
-
-
-# ---------------------------------------------------------------------------------------------
-# Metrics: an accumulator per (model, slice), merged by a CombineFn
-
-
-class Accumulator:
-    """Sufficient statistics for every metric of one (model, slice).
-
-    ``hist[c, 0|1, b]``: counts of negatives/positives for class c whose predicted probability
-    falls into bucket b (binary: one class, the positive one). ``confusion[label, predicted]``.
-    """
-
-    def __init__(self, kind: str, classes: int, buckets: int) -> None:
-        self.kind = kind
-        self.n = 0
-        self.label_sum = 0.0
-        self.pred_sum = 0.0
-        self.loss_sum = 0.0  # log loss, or squared error for regression
-        self.abs_sum = 0.0
-        width = 2 if kind == "binary" else classes
-        self.confusion = np.zeros((width, width), np.int64) if kind != "regression" else None
-        hist_classes = 1 if kind == "binary" else classes
-        self.hist = np.zeros((hist_classes, 2, buckets), np.int64) if kind != "regression" else None
-
-    def add(
-        self, labels: np.ndarray, predictions: np.ndarray, threshold: float, buckets: int
-    ) -> None:
-        n = len(labels)
-        if not n:
-            return
-        self.n += n
-        self.label_sum += float(labels.sum())
-        if self.kind == "regression":
-            p = predictions[:, 0].astype(np.float64)
-            err = p - labels
-            self.pred_sum += float(p.sum())
-            self.loss_sum += float((err * err).sum())
-            self.abs_sum += float(np.abs(err).sum())
-            return
-        if self.kind == "binary":
-            p = predictions[:, 0].astype(np.float64)
-            y = (labels > 0.5).astype(np.int64)
-            self.pred_sum += float(p.sum())
-            pc_ = np.clip(p, EPSILON, 1 - EPSILON)
-            self.loss_sum += float(-(y * np.log(pc_) + (1 - y) * np.log(1 - pc_)).sum())
-            np.add.at(self.confusion, (y, (p >= threshold).astype(np.int64)), 1)
-            self.hist[0] += _histograms(p, y, buckets)
-            return
-        classes = predictions.shape[1]
-        y = labels.astype(np.int64)
-        bad = (y < 0) | (y >= classes)
-        if bad.any():
-            raise DataError(
-                f"evaluate: label value {int(y[bad][0])} is out of range for a {classes}-class "
-                f"model (expected 0..{classes - 1})"
-            )
-        p = predictions.astype(np.float64)
-        self.loss_sum += float(-np.log(np.clip(p[np.arange(n), y], EPSILON, 1.0)).sum())
-        np.add.at(self.confusion, (y, p.argmax(axis=1)), 1)
-        for c in range(classes):
-            self.hist[c] += _histograms(p[:, c], (y == c).astype(np.int64), buckets)
-
-    def merge(self, other: Accumulator) -> None:
-        self.n += other.n
-        self.label_sum += other.label_sum
-        self.pred_sum += other.pred_sum
-        self.loss_sum += other.loss_sum
-        self.abs_sum += other.abs_sum
-        if self.confusion is not None:
-            self.confusion += other.confusion
-            self.hist += other.hist
-
-    def metrics(self) -> dict[str, float | None]:
-        """Every metric of this kind; None where undefined (no positives, empty slice...)."""
-        n = self.n
-        out: dict[str, float | None] = {"example_count": float(n)}
-        if not n:
-            return out
-        out["label_mean"] = self.label_sum / n
-        if self.kind == "regression":
-            out.update(
-                prediction_mean=self.pred_sum / n,
-                rmse=math.sqrt(self.loss_sum / n),
-                mae=self.abs_sum / n,
-            )
-            return out
-        cm = self.confusion
-        out["accuracy"] = float(np.trace(cm)) / n
-        out["log_loss"] = self.loss_sum / n
-        if self.kind == "binary":
-            tp, fp, fn = cm[1, 1], cm[0, 1], cm[1, 0]
-            out["prediction_mean"] = self.pred_sum / n
-            out["precision"] = _ratio(tp, tp + fp)
-            out["recall"] = _ratio(tp, tp + fn)
-            out["auc"] = auc_from_histograms(self.hist[0, 0], self.hist[0, 1])
-            return out
-        del out["label_mean"]  # class ids have no meaningful mean
-        precision = [_ratio(cm[c, c], cm[:, c].sum()) for c in range(len(cm))]
-        recall = [_ratio(cm[c, c], cm[c, :].sum()) for c in range(len(cm))]
-        aucs = [auc_from_histograms(self.hist[c, 0], self.hist[c, 1]) for c in range(len(cm))]
-        out["precision"] = _mean(precision)
-        out["recall"] = _mean(recall)
-        out["auc"] = _mean(aucs)
-        return out
-
-
-def _histograms(p: np.ndarray, positive: np.ndarray, buckets: int) -> np.ndarray:
-    b = np.clip((p * buckets).astype(np.int64), 0, buckets - 1)
-    return np.stack(
-        [
-            np.bincount(b[positive == 0], minlength=buckets),
-            np.bincount(b[positive == 1], minlength=buckets),
-        ]
-    )
-
-
-def auc_from_histograms(negatives: np.ndarray, positives: np.ndarray) -> float | None:
-    """P(score of a positive > score of a negative), ties (same bucket) counting one half."""
-    pos, neg = positives.sum(), negatives.sum()
-    if not pos or not neg:
-        return None
-    below = np.cumsum(negatives) - negatives
-    return float((positives * (below + 0.5 * negatives)).sum() / (pos * neg))
-
-
-def _ratio(a: float, b: float) -> float | None:
-    return float(a) / float(b) if b else None
-
-
-def _mean(values: list[float | None]) -> float | None:
-    defined = [v for v in values if v is not None]
-    return float(np.mean(defined)) if defined else None
-
-
-class SliceMetricsCombineFn(beam.CombineFn):
-    """(labels, predictions) batches of one (model, slice) -> its metrics dict."""
-
-    def __init__(self, task: str, buckets: int, threshold: float) -> None:
-        self._task = task  # classification | regression | binary | multiclass
-        self._buckets = buckets
-        self._threshold = threshold
-
-    def create_accumulator(self) -> Accumulator | None:
-        return None  # the kind and width are known from the first batch
-
-    def add_input(
-        self, acc: Accumulator | None, element: tuple[np.ndarray, np.ndarray]
-    ) -> Accumulator:
-        labels, predictions = element
-        if acc is None:
-            acc = Accumulator(
-                _kind(self._task, predictions.shape[1]), predictions.shape[1], self._buckets
-            )
-        acc.add(labels, predictions, self._threshold, self._buckets)
-        return acc
-
-    def merge_accumulators(self, accumulators: Any) -> Accumulator | None:
-        merged = None
-        for acc in accumulators:
-            if acc is None:
-                continue
-            if merged is None:
-                merged = acc
-            else:
-                merged.merge(acc)
-        return merged
-
-    def extract_output(self, acc: Accumulator | None) -> dict[str, float | None]:
-        return acc.metrics() if acc is not None else {"example_count": 0.0}
-
-
-def _kind(task: str, width: int) -> str:
-    if task in ("binary", "multiclass", "regression"):
-        return task
-    if task == "classification":
-        return "binary" if width == 1 else "multiclass"
-    raise ConfigError(f"evaluate.task: unknown task {task!r}")
-
-
-# ---------------------------------------------------------------------------------------------
 # Beam
 
 
@@ -460,7 +195,7 @@ class EvalJob:
 
 
 class PredictAndSlice(beam.DoFn):
-    """A batch of serialized examples -> ((model, slice key), (labels, predictions)) per slice.
+    """A record batch of raw examples -> (model, (labels, predictions, slice keys per spec)).
 
     The SavedModels and the label function are loaded once per DoFn instance, in `setup`.
     """
@@ -471,10 +206,8 @@ class PredictAndSlice(beam.DoFn):
 
     def setup(self) -> None:
         import tensorflow as tf
-        from tfx_bsl.coders import example_coder
 
         self._tf = tf
-        self._decoder = example_coder.ExamplesToRecordBatchDecoder()
         self._models = {
             name: tf.saved_model.load(path).signatures["serving_default"]
             for name, path in self._job.models.items()
@@ -495,38 +228,33 @@ class PredictAndSlice(beam.DoFn):
 
                 self._labels = labels
 
-    def process(self, records: list[bytes]) -> Iterator[tuple[tuple[str, str], Any]]:
-        tf = self._tf
-        serialized = tf.constant(records)
-        batch = self._decoder.DecodeBatch(records)
+    def process(self, batch: pa.RecordBatch) -> Iterator[tuple[str, Any]]:
+        records = pc.list_flatten(batch.column(RAW_RECORD)).to_numpy(zero_copy_only=False)
+        serialized = self._tf.constant(records)
+        rows = len(records)
         labels = self._label_values(serialized, batch)
-        predictions = {
-            name: fn(examples=serialized)["predictions"].numpy().reshape(len(records), -1)
-            for name, fn in self._models.items()
-        }
-        self._rows.inc(len(records))
-        groups: list[tuple[str, np.ndarray | None]] = [(OVERALL, None)]
-        for spec in self._job.slice_specs:
-            keys = slice_keys(batch, spec, self._job.boundaries).dictionary_encode()
-            codes = keys.indices.to_numpy(zero_copy_only=False)
-            valid = keys.indices.is_valid().to_numpy(zero_copy_only=False)
-            for code, key in enumerate(keys.dictionary.to_pylist()):
-                groups.append((key, np.flatnonzero(valid & (codes == code))))
-        for key, rows in groups:
-            for name, preds in predictions.items():
-                if rows is None:
-                    yield (name, key), (labels, preds)
-                elif len(rows):
-                    yield (name, key), (labels[rows], preds[rows])
+        keys = [slice_keys(batch, spec, self._job.boundaries) for spec in self._job.slice_specs]
+        self._rows.inc(rows)
+        size = self._job.batch_size
+        for name, fn in self._models.items():
+            chunks = [
+                fn(examples=serialized[i : i + size])["predictions"]
+                .numpy()
+                .reshape(min(size, rows - i), -1)
+                for i in range(0, rows, size)
+            ]
+            predictions = np.concatenate(chunks)
+            yield name, (labels, predictions, keys)
 
     def _label_values(self, serialized: Any, batch: pa.RecordBatch) -> np.ndarray:
         if self._labels is not None:
             return self._labels(serialized).numpy().reshape(-1).astype(np.float64)
         key = self._job.label_key
         if key not in batch.schema.names:
+            names = [n for n in batch.schema.names if n != RAW_RECORD]
             raise DataError(
                 f"evaluate: label {key!r} is neither an output of the model's transform graph "
-                f"nor a column of the eval examples (columns: {batch.schema.names})"
+                f"nor a column of the eval examples (columns: {names})"
             )
         values = pc.cast(first_values(batch.column(key)), pa.float64())
         if values.null_count:
@@ -534,138 +262,61 @@ class PredictAndSlice(beam.DoFn):
         return values.to_numpy(zero_copy_only=False)
 
 
+class AccumulateMetrics(beam.CombineFn):
+    """(labels, predictions, slice keys) batches of one model -> its `MetricsAccumulator`."""
+
+    def __init__(self, task: str, buckets: int, threshold: float) -> None:
+        self._task = task  # classification | regression | binary | multiclass
+        self._buckets = buckets
+        self._threshold = threshold
+
+    def create_accumulator(self) -> MetricsAccumulator | None:
+        return None  # the kind and width are known from the first batch
+
+    def add_input(self, acc: MetricsAccumulator | None, element: Any) -> MetricsAccumulator:
+        labels, predictions, keys = element
+        if acc is None:
+            width = predictions.shape[1]
+            acc = MetricsAccumulator(
+                kind_of(self._task, width), width, self._buckets, self._threshold
+            )
+        acc.add(labels, predictions, keys)
+        return acc
+
+    def merge_accumulators(self, accumulators: Any) -> MetricsAccumulator | None:
+        merged = None
+        for acc in accumulators:
+            if acc is None:
+                continue
+            merged = acc if merged is None else merged.merge(acc)
+        return merged
+
+    def extract_output(self, acc: MetricsAccumulator | None) -> dict[str, Any]:
+        if acc is None:
+            return {"kind": None, "slices": {OVERALL: {"example_count": 0.0}}}
+        return {"kind": acc.kind, "slices": acc.result()}
+
+
 class EvaluateModels(beam.PTransform):
-    """Raw eval examples -> JSON lines ``{"model", "slice", "metrics"}``, one per (model, slice)."""
+    """Raw eval examples -> JSON lines ``{"model", "kind", "slices"}``, one per model."""
 
     def __init__(self, job: EvalJob) -> None:
         super().__init__()
         self._job = job
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> beam.PCollection:
+        from tfx_bsl.public import tfxio
+
         job = self._job
+        source = tfxio.TFExampleRecord(file_pattern=job.examples, raw_record_column_name=RAW_RECORD)
         return (
             pbegin
-            | "Read" >> beam.io.ReadFromTFRecord(job.examples)
-            | "Batch"
-            >> beam.BatchElements(min_batch_size=job.batch_size, max_batch_size=job.batch_size)
+            | "Read" >> source.BeamSource(batch_size=max(job.batch_size, READ_BATCH))
             | "PredictAndSlice" >> beam.ParDo(PredictAndSlice(job))
             | "Metrics"
-            >> beam.CombinePerKey(SliceMetricsCombineFn(job.task, job.buckets, job.threshold))
-            | "ToJson" >> beam.MapTuple(_result_line)
+            >> beam.CombinePerKey(AccumulateMetrics(job.task, job.buckets, job.threshold))
+            | "ToJson" >> beam.MapTuple(lambda model, out: json.dumps({"model": model, **out}))
         )
-
-
-def _result_line(key: tuple[str, str], metrics: dict[str, float | None]) -> str:
-    return json.dumps({"model": key[0], "slice": key[1], "metrics": metrics})
-
-
-# ---------------------------------------------------------------------------------------------
-# Thresholds (plain functions)
-
-
-def assemble(
-    rows: list[dict[str, Any]], selected: list[str]
-) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-    """(overall, slices) as ``{"candidate", "baseline", "difference"}`` dicts of metrics."""
-    by_slice: dict[str, dict[str, Any]] = {}
-    for row in rows:
-        metrics = {k: v for k, v in row["metrics"].items() if k in selected or k in ALWAYS}
-        by_slice.setdefault(row["slice"], {})[row["model"]] = metrics
-    for entry in by_slice.values():
-        cand, base = entry.setdefault(CANDIDATE, {}), entry.get(BASELINE)
-        entry.setdefault(BASELINE, None)
-        entry["difference"] = (
-            {
-                k: (v - base[k]) if v is not None and base.get(k) is not None else None
-                for k, v in cand.items()
-            }
-            if base
-            else None
-        )
-    overall = by_slice.pop(OVERALL, {CANDIDATE: {}, BASELINE: None, "difference": None})
-    return overall, dict(sorted(by_slice.items()))
-
-
-def check(
-    section: EvaluateSection,
-    overall: dict[str, Any],
-    slices: dict[str, dict[str, Any]],
-    has_baseline: bool,
-) -> list[dict[str, Any]]:
-    """Every threshold check, passed or not."""
-    checks = []
-    targets: list[tuple[str, dict[str, MetricThreshold], dict[str, Any] | None]] = [
-        (OVERALL, section.thresholds, overall)
-    ]
-    for st in section.slice_thresholds:
-        key = canonical_slice(st.slice)
-        targets.append((key, st.thresholds, slices.get(key)))
-    for slice_key, thresholds, entry in targets:
-        for metric, t in thresholds.items():
-            for kind in ("lower", "upper", "min_change_abs", "min_change_rel"):
-                bound = getattr(t, kind)
-                if bound is not None:
-                    checks.append(_check_one(slice_key, metric, kind, bound, entry, has_baseline))
-    return checks
-
-
-def _check_one(
-    slice_key: str,
-    metric: str,
-    kind: str,
-    bound: float,
-    entry: dict[str, Any] | None,
-    has_baseline: bool,
-) -> dict[str, Any]:
-    result: dict[str, Any] = {
-        "slice": slice_key,
-        "metric": metric,
-        "kind": kind,
-        "threshold": bound,
-        "value": None,
-        "baseline": None,
-        "change": None,
-        "passed": False,
-    }
-    where = "" if slice_key == OVERALL else f" on slice {slice_key}"
-    if entry is None:
-        result["message"] = f"{metric}{where}: no eval rows in this slice"
-        return result
-    value = entry[CANDIDATE].get(metric)
-    result["value"] = value
-    if value is None:
-        result["message"] = f"{metric}{where} is undefined for the candidate (too few rows?)"
-        return result
-    if kind == "lower":
-        result["passed"] = value >= bound
-        op = ">=" if result["passed"] else "<"
-        result["message"] = f"{metric}{where} {value:.4f} {op} lower bound {bound:g}"
-        return result
-    if kind == "upper":
-        result["passed"] = value <= bound
-        op = "<=" if result["passed"] else ">"
-        result["message"] = f"{metric}{where} {value:.4f} {op} upper bound {bound:g}"
-        return result
-    base = (entry.get(BASELINE) or {}).get(metric)
-    result["baseline"] = base
-    if not has_baseline or base is None:
-        result["passed"] = True
-        result["skipped"] = True
-        why = "no baseline model" if not has_baseline else "undefined for the baseline"
-        result["message"] = f"{metric}{where}: {kind} not checked: {why}"
-        return result
-    improvement = (base - value) if metric in LOWER_IS_BETTER else (value - base)
-    if kind == "min_change_rel":
-        improvement = improvement / abs(base) if base else math.copysign(math.inf, improvement)
-    result["change"] = improvement
-    result["passed"] = bool(improvement >= bound)
-    op = ">=" if result["passed"] else "<"
-    unit = " (relative)" if kind == "min_change_rel" else ""
-    result["message"] = (
-        f"{metric}{where} {value:.4f} vs baseline {base:.4f}: improvement {improvement:+.4f}"
-        f"{unit} {op} {kind} {bound:g}"
-    )
-    return result
 
 
 # ---------------------------------------------------------------------------------------------
@@ -748,9 +399,9 @@ def run(
     results = evaluate_models(job, ctx.output_dir / "_results", ctx)
     kind = results["kind"]
     selected = list(section.metrics) or DEFAULT_METRICS[kind]
-    overall, slices = assemble(results["rows"], selected)
+    overall, slices = assemble(results[CANDIDATE], results.get(BASELINE), selected)
     has_baseline = baseline is not None
-    checks = check(section, overall, slices, has_baseline)
+    checks = check(section.thresholds, section.slice_thresholds, overall, slices, has_baseline)
     blessed = all(c["passed"] for c in checks)
     version, base_version = state.get("version"), state.get("baseline_version")
     report = {
@@ -825,7 +476,8 @@ def run(
 
 
 def evaluate_models(job: EvalJob, scratch: Path, ctx: StageContext | None = None) -> dict[str, Any]:
-    """Runs the Beam job; returns {"rows": [{"model", "slice", "metrics"}], "kind", "count"}."""
+    """Runs the Beam job; returns ``{"candidate": {slice: metrics}, "baseline": ... (if any),
+    "kind", "count"}``."""
     from apache_beam.options.pipeline_options import PipelineOptions
 
     options = ctx.beam_options() if ctx is not None else PipelineOptions(["--runner=DirectRunner"])
@@ -840,18 +492,18 @@ def evaluate_models(job: EvalJob, scratch: Path, ctx: StageContext | None = None
     count = sum(
         int(c.committed or c.attempted or 0) for c in counters if c.key.metric.name == "rows"
     )
-    rows = []
+    lines = []
     for f in sorted(scratch.glob("results*.jsonl")):
-        rows += [json.loads(line) for line in f.read_text().splitlines() if line]
+        lines += [json.loads(line) for line in f.read_text().splitlines() if line]
     for f in scratch.iterdir():
         f.unlink()
     scratch.rmdir()
-    if not rows:
+    out: dict[str, Any] = {line["model"]: line["slices"] for line in lines}
+    if CANDIDATE not in out or not count:
         raise DataError(f"evaluate: no eval examples match {job.examples}")
-    overall = next(r for r in rows if r["slice"] == OVERALL and r["model"] == CANDIDATE)
-    m = overall["metrics"]
-    kind = "regression" if "rmse" in m else "binary" if "prediction_mean" in m else "multiclass"
-    return {"rows": rows, "kind": kind, "count": count}
+    out["kind"] = next(line["kind"] for line in lines if line["model"] == CANDIDATE)
+    out["count"] = count
+    return out
 
 
 def _json(value: Any) -> Any:

@@ -1,0 +1,363 @@
+"""Sliced model-quality metrics from (labels, predictions, slice keys) batches, vectorised.
+
+`MetricsAccumulator` holds the sufficient statistics of every metric for every slice at once:
+one row of each array per slice (slice 0 is ``Overall``). A batch updates all slices with one
+``np.bincount`` per statistic over ``slice x bucket`` indices; no per-slice Python loop runs per
+batch. Accumulators merge (Beam's combiner lifting, or a monitor merging windows).
+
+Metrics. Binary classification (``[rows, 1]`` probabilities): ``auc``, ``accuracy``,
+``precision``, ``recall`` (at ``threshold``), ``log_loss``; multi-class (``[rows, classes]``):
+``accuracy``, ``log_loss`` and macro-averaged one-vs-rest ``auc``, ``precision``, ``recall``;
+regression: ``rmse``, ``mae``. Always ``example_count``; ``label_mean`` (binary, regression) and
+``prediction_mean`` (binary, regression). AUC is computed from ``buckets`` equal-width histogram
+buckets of the predicted probability (TFMA's default ``num_thresholds`` is 10,000): it equals the
+exact (Mann-Whitney) AUC except that two predictions in the same bucket count as a tie. Every other
+metric is exact. An undefined metric (no positives, empty slice) is None, never NaN.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from beam_pipeline.errors import ConfigError, DataError
+
+OVERALL = "Overall"
+EPSILON = 1e-7  # probabilities are clipped to [eps, 1 - eps] for log loss (as Keras does)
+KINDS = ("binary", "multiclass", "regression")
+FLUSH_ROWS = 1 << 16  # rows buffered before they are folded into the statistics
+
+DEFAULT_METRICS = {
+    "binary": ["auc", "accuracy", "precision", "recall", "log_loss"],
+    "multiclass": ["accuracy", "log_loss", "auc", "precision", "recall"],
+    "regression": ["rmse", "mae"],
+}
+ALWAYS = ["example_count", "label_mean", "prediction_mean"]
+KNOWN_METRICS = {m for ms in DEFAULT_METRICS.values() for m in ms} | set(ALWAYS)
+CLASSIFICATION_METRICS = {"auc", "accuracy", "precision", "recall", "log_loss"}
+REGRESSION_METRICS = {"rmse", "mae"}
+
+
+def kind_of(task: str, width: int) -> str:
+    """The metric kind for a task (``auto``/``classification`` decide by prediction width)."""
+    if task in KINDS:
+        return task
+    if task in ("classification", "auto"):
+        return "binary" if width == 1 else "multiclass"
+    raise ConfigError(f"evaluate.task: unknown task {task!r}; expected one of {list(KINDS)}")
+
+
+def metrics_for(kind: str) -> set[str]:
+    """Every metric a kind computes."""
+    return (
+        set(DEFAULT_METRICS[kind])
+        | {"example_count"}
+        | (set() if kind == "multiclass" else {"label_mean", "prediction_mean"})
+    )
+
+
+class MetricsAccumulator:
+    """Sufficient statistics of every metric for every slice of one model.
+
+    Args:
+        kind: ``binary``, ``multiclass`` or ``regression``.
+        classes: prediction width (1 for binary and regression).
+        buckets: histogram buckets for AUC.
+        threshold: binary predictions >= this are positive.
+
+    Use `add` for each batch, `merge` to combine partial accumulators and `result` for
+    ``{slice key: {metric: value}}`` (``Overall`` always present).
+    """
+
+    def __init__(
+        self, kind: str, classes: int = 1, buckets: int = 10_000, threshold: float = 0.5
+    ) -> None:
+        if kind not in KINDS:
+            raise ConfigError(f"evaluate.task: unknown kind {kind!r}; expected one of {KINDS}")
+        if kind != "multiclass" and classes != 1:
+            raise DataError(
+                f"evaluate: a {kind} model predicts one value per row; received {classes}"
+            )
+        self.kind = kind
+        self.classes = classes
+        self.buckets = buckets
+        self.threshold = threshold
+        self.keys: list[str] = [OVERALL]
+        self._index: dict[str, int] = {OVERALL: 0}
+        self._known = pa.array(self.keys, pa.string())
+        self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._pending_rows = 0
+        self._capacity = 0
+        self._grow(8)
+
+    # -- storage ----------------------------------------------------------------------------
+
+    @property
+    def _width(self) -> int:  # confusion matrix width
+        return 2 if self.kind == "binary" else self.classes
+
+    @property
+    def _hist_classes(self) -> int:
+        return 1 if self.kind == "binary" else self.classes
+
+    def _grow(self, capacity: int) -> None:
+        """Room for `capacity` slices (amortised doubling)."""
+        old = self._capacity
+        self._capacity = capacity
+
+        def grown(array: np.ndarray | None, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+            new = np.zeros((capacity, *shape), dtype)
+            if array is not None:
+                new[:old] = array
+            return new
+
+        get = self.__dict__.get
+        self.n = grown(get("n"), (), np.int64)
+        # label sum, prediction sum, loss sum (log loss or squared error), absolute error sum
+        self.sums = grown(get("sums"), (4,), np.float64)
+        if self.kind != "regression":
+            w, c = self._width, self._hist_classes
+            self.confusion = grown(get("confusion"), (w, w), np.int64)
+            self.hist = grown(get("hist"), (c, 2, self.buckets), np.int64)
+
+    def _ids(self, keys: pa.Array) -> np.ndarray:
+        """Slice ids of distinct string keys (new keys get new ids); -1 for a null key."""
+        ids = int_codes(pc.index_in(keys, value_set=self._known))
+        new = np.flatnonzero((ids < 0) & keys.is_valid().to_numpy(zero_copy_only=False))
+        if len(new):  # rare: only the first time a slice is seen
+            for i, key in zip(new.tolist(), keys.take(pa.array(new)).to_pylist(), strict=True):
+                j = self._index.get(key)
+                if j is None:
+                    j = self._index[key] = len(self.keys)
+                    self.keys.append(key)
+                ids[i] = j
+            self._known = pa.array(self.keys, pa.string())
+            if len(self.keys) > self._capacity:
+                self._grow(max(2 * self._capacity, len(self.keys)))
+        return ids
+
+    # -- updates ----------------------------------------------------------------------------
+
+    def add(
+        self,
+        labels: Any,
+        predictions: Any,
+        slices: Sequence[pa.Array | pa.ChunkedArray | Sequence[str | None]] = (),
+    ) -> None:
+        """Adds one batch.
+
+        Args:
+            labels: ``[rows]`` numbers (class ids for multi-class, 0/1 for binary).
+            predictions: ``[rows]`` or ``[rows, width]`` numbers.
+            slices: per slice spec, one key per row (a string array; null: the row is in no
+                slice of that spec), e.g. from `beam_pipeline.evaluation.slice_keys`. Every row
+                is always in ``Overall``.
+        """
+        y = np.asarray(labels, np.float64).reshape(-1)
+        p = np.asarray(predictions, np.float64)
+        rows = len(y)
+        p = p.reshape(rows, -1)
+        if p.shape[1] != self.classes:
+            raise DataError(
+                f"evaluate: expected predictions of width {self.classes}; received {p.shape[1]}"
+            )
+        if not rows:
+            return
+        if np.isnan(y).any():
+            raise DataError(f"evaluate: {int(np.isnan(y).sum())} labels are missing (NaN)")
+        if self.kind == "multiclass":
+            bad = (y < 0) | (y >= self.classes) | (y != np.floor(y))
+            if bad.any():
+                raise DataError(
+                    f"evaluate: label value {y[bad][0]:g} is out of range for a "
+                    f"{self.classes}-class model (expected 0..{self.classes - 1})"
+                )
+        sids = np.empty((rows, len(slices)), np.int64)  # slice id per row and spec; -1: none
+        for k, keys in enumerate(slices):
+            codes, ids = self._encode(keys, rows)
+            sids[:, k] = np.where(codes >= 0, ids[np.maximum(codes, 0)], -1) if len(ids) else -1
+        # Batches are buffered and folded in together: the fixed cost of the numpy calls is
+        # paid per ~64k rows, not per model batch.
+        if self._pending and self._pending[-1][2].shape[1] != sids.shape[1]:
+            self._flush()
+        self._pending.append((y, p, sids))
+        self._pending_rows += rows
+        if self._pending_rows >= FLUSH_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        y = np.concatenate([b[0] for b in self._pending])
+        p = np.concatenate([b[1] for b in self._pending])
+        sids = np.concatenate([b[2] for b in self._pending])
+        self._pending, self._pending_rows = [], 0
+        rows = len(y)
+        # (row, slice id) pairs: every row in Overall, plus its slice in each spec.
+        row_idx = [np.arange(rows)]
+        slice_ids = [np.zeros(rows, np.int64)]
+        for k in range(sids.shape[1]):
+            keep = np.flatnonzero(sids[:, k] >= 0)
+            row_idx.append(keep)
+            slice_ids.append(sids[keep, k])
+        r = np.concatenate(row_idx)  # rows of slice entries (Overall first: every row)
+        g = np.concatenate(slice_ids)  # their slice ids
+        cap = self._capacity
+        self.n += np.bincount(g, minlength=cap)
+        if self.kind == "multiclass":
+            yi = y.astype(np.int64)
+            stats = [y, -np.log(np.clip(p[np.arange(rows), yi], EPSILON, 1.0))]
+            columns = [0, 2]
+        elif self.kind == "binary":
+            q = np.clip(p[:, 0], EPSILON, 1 - EPSILON)
+            yb = y > 0.5
+            stats = [y, p[:, 0], -np.log(np.where(yb, q, 1 - q))]
+            columns = [0, 1, 2]
+        else:
+            err = p[:, 0] - y
+            stats = [y, p[:, 0], err * err, np.abs(err)]
+            columns = [0, 1, 2, 3]
+        for k, values in zip(columns, stats, strict=True):
+            self.sums[:, k] += np.bincount(g, weights=values[r], minlength=cap)
+        if self.kind == "regression":
+            return
+        w, c, b = self._width, self._hist_classes, self.buckets
+        if self.kind == "binary":
+            truth = (y > 0.5).astype(np.int64)
+            predicted = (p[:, 0] >= self.threshold).astype(np.int64)
+        else:
+            truth = y.astype(np.int64)
+            predicted = p.argmax(axis=1)
+        cell = (truth * w + predicted)[r]
+        self.confusion += np.bincount(g * (w * w) + cell, minlength=cap * w * w).reshape(cap, w, w)
+        # Histograms [slice, class, negative|positive, bucket] flattened: a row's offset within
+        # its slice's block is the same in every slice it belongs to.
+        bucket = np.clip((p[:, :c] * b).astype(np.int64), 0, b - 1)  # [rows, c]
+        positive = truth[:, None] == (np.arange(c) if c > 1 else 1)  # [rows, c]
+        local = (np.arange(c) * 2 + positive) * b + bucket  # [rows, c]
+        flat = (g * (c * 2 * b))[:, None] + local[r]
+        np.add.at(self.hist.reshape(-1), flat.reshape(-1), 1)
+
+    def _encode(self, keys: Any, rows: int) -> tuple[np.ndarray, np.ndarray]:
+        """(per-row code into ids or -1, slice id per dictionary entry)."""
+        if isinstance(keys, pa.ChunkedArray):
+            keys = keys.combine_chunks()
+        if not isinstance(keys, pa.Array):
+            keys = pa.array(keys, pa.string())
+        if len(keys) != rows:
+            raise DataError(f"evaluate: expected {rows} slice keys; received {len(keys)}")
+        if not pa.types.is_dictionary(keys.type):
+            keys = pc.dictionary_encode(keys)
+        codes = int_codes(keys.indices)
+        ids = self._ids(keys.dictionary)
+        return codes, ids
+
+    def merge(self, other: MetricsAccumulator) -> MetricsAccumulator:
+        """Adds `other` into this accumulator (same kind and width); returns self."""
+        if (other.kind, other.classes, other.buckets) != (self.kind, self.classes, self.buckets):
+            raise DataError(
+                f"evaluate: cannot merge a {other.kind}/{other.classes} accumulator into a "
+                f"{self.kind}/{self.classes} one"
+            )
+        self._flush()
+        other._flush()
+        ids = self._ids(pa.array(other.keys, pa.string()))
+        m = len(other.keys)
+        self.n[ids] += other.n[:m]
+        self.sums[ids] += other.sums[:m]
+        if self.kind != "regression":
+            self.confusion[ids] += other.confusion[:m]
+            self.hist[ids] += other.hist[:m]
+        return self
+
+    def __getstate__(self) -> dict[str, Any]:
+        self._flush()  # pickled between Beam stages: ship the folded statistics only
+        return self.__dict__
+
+    # -- results ----------------------------------------------------------------------------
+
+    def result(self) -> dict[str, dict[str, float | None]]:
+        """``{slice key: {metric: value}}``; ``Overall`` first, then slices sorted by key."""
+        self._flush()
+        order = [0, *sorted(range(1, len(self.keys)), key=self.keys.__getitem__)]
+        aucs = self._aucs() if self.kind != "regression" else None
+        return {self.keys[i]: self._metrics(i, aucs) for i in order}
+
+    def _aucs(self) -> np.ndarray:
+        """AUC per [slice, class] from the histograms, all slices at once; NaN where undefined."""
+        hist = self.hist[: len(self.keys)].astype(np.float64)
+        negatives, positives = hist[:, :, 0, :], hist[:, :, 1, :]
+        below = np.cumsum(negatives, axis=2) - negatives
+        wins = (positives * (below + 0.5 * negatives)).sum(axis=2)
+        pairs = positives.sum(axis=2) * negatives.sum(axis=2)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(pairs > 0, wins / np.where(pairs > 0, pairs, 1), np.nan)
+
+    def _metrics(self, i: int, aucs: np.ndarray | None) -> dict[str, float | None]:
+        n = int(self.n[i])
+        out: dict[str, float | None] = {"example_count": float(n)}
+        if not n:
+            return out
+        label_sum, pred_sum, loss_sum, abs_sum = (float(v) for v in self.sums[i])
+        if self.kind == "regression":
+            out.update(
+                label_mean=label_sum / n,
+                prediction_mean=pred_sum / n,
+                rmse=math.sqrt(loss_sum / n),
+                mae=abs_sum / n,
+            )
+            return out
+        cm = self.confusion[i]
+        out["accuracy"] = float(np.trace(cm)) / n
+        out["log_loss"] = loss_sum / n
+        if self.kind == "binary":
+            tp, fp, fn = cm[1, 1], cm[0, 1], cm[1, 0]
+            out.update(
+                label_mean=label_sum / n,
+                prediction_mean=pred_sum / n,
+                precision=_ratio(tp, tp + fp),
+                recall=_ratio(tp, tp + fn),
+                auc=_defined(aucs[i, 0]),
+            )
+            return out
+        classes = range(len(cm))
+        out["precision"] = _mean([_ratio(cm[c, c], cm[:, c].sum()) for c in classes])
+        out["recall"] = _mean([_ratio(cm[c, c], cm[c, :].sum()) for c in classes])
+        out["auc"] = _mean([_defined(a) for a in aucs[i]])
+        return out
+
+
+def int_codes(array: pa.Array) -> np.ndarray:
+    """An Arrow integer array as int64 numpy, -1 where null (no scalar or per-row conversion)."""
+    values = np.frombuffer(array.buffers()[1], array.type.to_pandas_dtype())
+    codes = values[array.offset : array.offset + len(array)].astype(np.int64)
+    if array.null_count:
+        codes[~array.is_valid().to_numpy(zero_copy_only=False)] = -1
+    return codes
+
+
+def auc_from_histograms(negatives: np.ndarray, positives: np.ndarray) -> float | None:
+    """P(score of a positive > score of a negative), ties (same bucket) counting one half."""
+    pos, neg = positives.sum(), negatives.sum()
+    if not pos or not neg:
+        return None
+    below = np.cumsum(negatives) - negatives
+    return float((positives * (below + 0.5 * negatives)).sum() / (pos * neg))
+
+
+def _defined(value: float) -> float | None:
+    return None if math.isnan(value) else float(value)
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return float(a) / float(b) if b else None
+
+
+def _mean(values: list[float | None]) -> float | None:
+    defined = [v for v in values if v is not None]
+    return float(np.mean(defined)) if defined else None

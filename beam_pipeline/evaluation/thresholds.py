@@ -1,0 +1,171 @@
+"""Threshold checks and blessing: plain functions on metric dicts.
+
+A metric result is ``{"candidate": {metric: value}, "baseline": {...} | None,
+"difference": {...} | None}`` per slice (`assemble` builds it from `MetricsAccumulator` results).
+`check` returns every check, passed or not, as a JSON-ready dict; a model is blessed when all pass.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from beam_pipeline.errors import ConfigError
+from beam_pipeline.evaluation.metrics import ALWAYS, OVERALL
+from beam_pipeline.evaluation.slicing import canonical_slice
+
+CANDIDATE, BASELINE = "candidate", "baseline"
+LOWER_IS_BETTER = {"log_loss", "rmse", "mae"}
+
+
+@dataclass(frozen=True)
+class MetricThreshold:
+    """Bounds on one metric. ``lower``/``upper``: absolute. ``min_change_abs``/``min_change_rel``:
+    the least improvement over the baseline, where improvement is ``candidate - baseline`` for
+    metrics where higher is better and ``baseline - candidate`` for losses and errors; a negative
+    value allows that much regression (``auc: {min_change_abs: -0.01}``). Relative changes are
+    divided by ``|baseline|``."""
+
+    lower: float | None = None
+    upper: float | None = None
+    min_change_abs: float | None = None
+    min_change_rel: float | None = None
+
+    def __post_init__(self) -> None:
+        if all(v is None for v in self.__dict__.values()):
+            raise ConfigError(
+                "evaluate thresholds: expected at least one of lower, upper, min_change_abs, "
+                "min_change_rel; received none"
+            )
+
+
+@dataclass(frozen=True)
+class SliceThreshold:
+    """Thresholds for one slice, named by its feature values: ``{payment_type: Cash}``."""
+
+    slice: dict[str, Any]
+    thresholds: dict[str, MetricThreshold]
+
+
+def assemble(
+    candidate: Mapping[str, Mapping[str, float | None]],
+    baseline: Mapping[str, Mapping[str, float | None]] | None,
+    selected: Sequence[str],
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """(overall, slices) as ``{"candidate", "baseline", "difference"}`` entries.
+
+    Args:
+        candidate: ``{slice key: metrics}`` of the candidate (`MetricsAccumulator.result`).
+        baseline: the same for the baseline model, or None.
+        selected: the metrics kept (besides `ALWAYS`).
+    """
+    keep = set(selected) | set(ALWAYS)
+    by_slice: dict[str, dict[str, Any]] = {}
+    for name, results in ((CANDIDATE, candidate), (BASELINE, baseline or {})):
+        for key, metrics in results.items():
+            entry = by_slice.setdefault(key, {CANDIDATE: {}, BASELINE: None})
+            entry[name] = {k: v for k, v in metrics.items() if k in keep}
+    for entry in by_slice.values():
+        cand, base = entry[CANDIDATE], entry[BASELINE]
+        entry["difference"] = (
+            {
+                k: (v - base[k]) if v is not None and base.get(k) is not None else None
+                for k, v in cand.items()
+            }
+            if base
+            else None
+        )
+    overall = by_slice.pop(OVERALL, {CANDIDATE: {}, BASELINE: None, "difference": None})
+    return overall, dict(sorted(by_slice.items()))
+
+
+def check(
+    thresholds: Mapping[str, MetricThreshold],
+    slice_thresholds: Sequence[SliceThreshold],
+    overall: Mapping[str, Any],
+    slices: Mapping[str, Mapping[str, Any]],
+    has_baseline: bool,
+) -> list[dict[str, Any]]:
+    """Every threshold check, passed or not: ``{"slice", "metric", "kind", "threshold", "value",
+    "baseline", "change", "passed", "message"}`` (``"skipped": true`` for a change check without
+    a baseline; it passes)."""
+    checks = []
+    targets: list[tuple[str, Mapping[str, MetricThreshold], Mapping[str, Any] | None]] = [
+        (OVERALL, thresholds, overall)
+    ]
+    for st in slice_thresholds:
+        key = canonical_slice(st.slice)
+        targets.append((key, st.thresholds, slices.get(key)))
+    for slice_key, bounds, entry in targets:
+        for metric, t in bounds.items():
+            for kind in ("lower", "upper", "min_change_abs", "min_change_rel"):
+                bound = getattr(t, kind)
+                if bound is not None:
+                    checks.append(_check_one(slice_key, metric, kind, bound, entry, has_baseline))
+    return checks
+
+
+def blessed(checks: Sequence[Mapping[str, Any]]) -> bool:
+    """True when every check passed."""
+    return all(c["passed"] for c in checks)
+
+
+def _check_one(
+    slice_key: str,
+    metric: str,
+    kind: str,
+    bound: float,
+    entry: Mapping[str, Any] | None,
+    has_baseline: bool,
+) -> dict[str, Any]:
+    result: dict[str, Any] = {
+        "slice": slice_key,
+        "metric": metric,
+        "kind": kind,
+        "threshold": bound,
+        "value": None,
+        "baseline": None,
+        "change": None,
+        "passed": False,
+    }
+    where = "" if slice_key == OVERALL else f" on slice {slice_key}"
+    if entry is None:
+        result["message"] = f"{metric}{where}: no eval rows in this slice"
+        return result
+    value = entry[CANDIDATE].get(metric)
+    result["value"] = value
+    if value is None:
+        result["message"] = f"{metric}{where} is undefined for the candidate (too few rows?)"
+        return result
+    if kind == "lower":
+        result["passed"] = value >= bound
+        op = ">=" if result["passed"] else "<"
+        result["message"] = f"{metric}{where} {value:.4f} {op} lower bound {bound:g}"
+        return result
+    if kind == "upper":
+        result["passed"] = value <= bound
+        op = "<=" if result["passed"] else ">"
+        result["message"] = f"{metric}{where} {value:.4f} {op} upper bound {bound:g}"
+        return result
+    base = (entry.get(BASELINE) or {}).get(metric)
+    result["baseline"] = base
+    if not has_baseline or base is None:
+        result["passed"] = True
+        result["skipped"] = True
+        why = "no baseline model" if not has_baseline else "undefined for the baseline"
+        result["message"] = f"{metric}{where}: {kind} not checked: {why}"
+        return result
+    improvement = (base - value) if metric in LOWER_IS_BETTER else (value - base)
+    if kind == "min_change_rel":
+        improvement = improvement / abs(base) if base else math.copysign(math.inf, improvement)
+    result["change"] = improvement
+    result["passed"] = bool(improvement >= bound)
+    op = ">=" if result["passed"] else "<"
+    unit = " (relative)" if kind == "min_change_rel" else ""
+    result["message"] = (
+        f"{metric}{where} {value:.4f} vs baseline {base:.4f}: improvement {improvement:+.4f}"
+        f"{unit} {op} {kind} {bound:g}"
+    )
+    return result
