@@ -29,6 +29,8 @@ from beam_pipeline.errors import DataError
 
 T = TypeVar("T")
 BLOCK_BYTES = 8 << 20
+MAX_RECORD_BYTES = 16 << 20  # a quoted field still open after this many bytes never closes
+BOM = b"\xef\xbb\xbf"
 ARROW_TYPES = {"int": pa.int64(), "float": pa.float64(), "string": pa.string()}
 
 
@@ -131,9 +133,10 @@ def _open(path: str) -> Any:
 
 
 def csv_header(path: str) -> list[str]:
-    """The column names of a CSV file (its first record)."""
+    """The column names of a CSV file (its first record; a UTF-8 byte-order mark is dropped)."""
     with _open(path) as f:
         first = f.readline()
+    first = first.removeprefix(BOM)
     if not first.strip():
         raise DataError(f"{path}: empty file (expected a header line)")
     try:
@@ -149,24 +152,74 @@ def _csv_rows(text: str) -> Iterator[list[str]]:
     return csv.reader(io.StringIO(text))
 
 
-def _record_ends(buf: bytes) -> np.ndarray:
-    """Offsets of the record-ending newlines in buf, which starts at a record (quote-aware)."""
+@dataclass
+class Scan:
+    """Where the records of a buffer end, as RFC 4180 reads it (see `scan_csv`).
+
+    Attributes:
+        ends: offsets of the newlines that end a record (outside quoted fields).
+        inside: per byte, True inside a quoted field (None when the buffer has no quotes).
+        open_at: offset of a quote that opens a field which does not close in the buffer.
+    """
+
+    ends: np.ndarray
+    inside: np.ndarray | None
+    open_at: int | None
+
+
+def scan_csv(buf: bytes) -> Scan:
+    """Finds the records of ``buf`` (which starts at a record), as pyarrow and Python's csv do.
+
+    A quote opens a quoted field only at the start of a field (after a comma or a newline, or at
+    the start); inside one, ``""`` is a quote and a lone quote closes it. A quote anywhere else is
+    an ordinary character (``5" screen``). Commas and newlines inside quoted fields do not count.
+
+    The common case is vectorised: quote parity, then a check that every quote the parity calls
+    opening starts a field (or continues a ``""``) and every closing one ends it. Only a buffer
+    that fails the check (stray quotes) is walked quote by quote.
+    """
     arr = np.frombuffer(buf, dtype=np.uint8)
     newline = arr == 10
-    quotes = arr == 34
-    if not quotes.any():
-        return np.flatnonzero(newline)
-    # A newline ends a record when an even number of quotes precede it; uint8 sums keep parity.
-    parity = np.cumsum(quotes, dtype=np.uint8) & 1
-    return np.flatnonzero(newline & (parity == 0))
+    quotes = np.flatnonzero(arr == 34)
+    if not quotes.size:
+        return Scan(np.flatnonzero(newline), None, None)
+    opening, closing = quotes[0::2], quotes[1::2]
+    before = arr[np.maximum(opening - 1, 0)]
+    escaped = np.zeros(len(opening), bool)
+    escaped[1:] = closing[: len(opening) - 1] == opening[1:] - 1
+    opens_ok = (opening == 0) | (before == 44) | (before == 10) | escaped
+    after = np.append(arr, np.uint8(10))[closing + 1]
+    closes_ok = (after == 44) | (after == 10) | (after == 13) | (after == 34)
+    if opens_ok.all() and closes_ok.all():
+        inside = (np.cumsum(arr == 34, dtype=np.uint8) & 1).astype(bool)
+        open_at = int(opening[-1]) if len(opening) > len(closing) else None
+    else:
+        inside, open_at = _walk_quotes(arr, quotes)
+    ends = np.flatnonzero(newline & ~inside)
+    return Scan(ends, inside, open_at)
 
 
-def _unquoted(arr: np.ndarray, byte: int) -> np.ndarray:
-    quotes = arr == 34
-    hits = arr == byte
-    if quotes.any():
-        hits &= (np.cumsum(quotes, dtype=np.uint8) & 1) == 0
-    return np.flatnonzero(hits)
+def _walk_quotes(arr: np.ndarray, quotes: np.ndarray) -> tuple[np.ndarray, int | None]:
+    """The quoted-field mask, one quote at a time (buffers with stray quotes only)."""
+    marks = np.zeros(len(arr) + 1, np.int8)
+    q = quotes.tolist()
+    i, n, open_at = 0, len(q), None
+    while i < n:
+        start = q[i]
+        if start and arr[start - 1] not in (44, 10):
+            i += 1  # a quote inside an unquoted field: an ordinary character
+            continue
+        j = i + 1
+        while j < n and j + 1 < n and q[j + 1] == q[j] + 1:
+            j += 2  # "" inside a quoted field
+        if j >= n:
+            open_at = start
+            marks[start] += 1
+            break
+        marks[start] += 1
+        marks[q[j]] -= 1
+        i = j + 1
+    return np.cumsum(marks[:-1]).astype(bool), open_at
 
 
 def read_csv(
@@ -174,57 +227,72 @@ def read_csv(
 ) -> Iterator[Chunk]:
     """Stream a CSV file (header, RFC 4180 quoting, quoted newlines) as typed record batches.
 
-    Records are found with a vectorised quote-parity scan, so every row keeps its exact line
-    number. Rows with the wrong number of fields, invalid UTF-8 or values that do not parse as
-    their column's type are rejected; the rest are parsed by pyarrow in bulk. A chunk is one
-    block of about BLOCK_BYTES (``batch_rows`` caps its rows).
+    Records are found with `scan_csv` (pyarrow's and Python's csv rules), so every row keeps its
+    exact line number. Rows with the wrong number of fields, invalid UTF-8 or values that do not
+    parse as their column's type are rejected; the rest are parsed by pyarrow in bulk. A quoted
+    field that does not close within MAX_RECORD_BYTES (or by the end of the file) rejects the line
+    it starts on, and reading resumes at the next line. A chunk is one block of about
+    BLOCK_BYTES (``batch_rows`` caps its rows).
     """
     ncols = len(columns)
     with _open(path) as f:
         f.readline()  # the header; the caller read the column names from it
         line = 2  # the line number of the next record
-        carry = b""
+        data = b""
         eof = False
-        while not eof:
-            block = f.read(BLOCK_BYTES)
-            eof = not block
-            data = carry + block
-            if eof and data and not data.endswith(b"\n"):
-                data += b"\n"  # a last record without a newline
-            ends = _record_ends(data)
-            if not ends.size:
-                carry = data
-                continue
+        while True:
+            if not eof:
+                block = f.read(BLOCK_BYTES)
+                eof = not block
+                data += block
+                if eof and data and not data.endswith(b"\n"):
+                    data += b"\n"  # a last record without a newline
+            if not data:
+                break
+            found = scan_csv(data)
+            ends = found.ends
+            if found.open_at is not None:
+                ends = ends[ends < found.open_at]
             while ends.size:
                 take = ends[:batch_rows]
                 cut = int(take[-1]) + 1
                 body, data = data[:cut], data[cut:]
+                inside = found.inside[:cut] if found.inside is not None else None
+                if found.inside is not None:
+                    found.inside = found.inside[cut:]
                 starts = np.concatenate(([0], take[:-1] + 1))
-                newlines = np.count_nonzero(np.frombuffer(body, dtype=np.uint8) == 10)
-                if newlines == len(take):  # no quoted newlines: one line per record
+                at = np.flatnonzero(np.frombuffer(body, dtype=np.uint8) == 10)
+                if len(at) == len(take):  # no quoted newlines: one line per record
                     lines = line + np.arange(len(take))
                 else:  # a record's line = the first line + the newlines before its first byte
-                    at = np.flatnonzero(np.frombuffer(body, dtype=np.uint8) == 10)
                     lines = line + np.searchsorted(at, starts)
-                line += newlines
-                yield _parse_csv(path, body, starts, take, lines, columns, types, ncols)
+                line += len(at)
+                yield _parse_csv(path, body, inside, starts, take, lines, columns, types, ncols)
                 ends = ends[batch_rows:] - cut
-            carry = data
-        if carry.strip():
-            raw = carry[:10000].decode("utf-8", "replace").rstrip("\n")
-            yield Chunk(
-                _empty_batch(columns, types),
-                [
-                    Rejected(
-                        path, line, "unterminated quoted field (runs to the end of the file)", raw
-                    )
-                ],
+                if found.open_at is not None:
+                    found.open_at -= cut
+            if found.open_at is None:
+                if eof:
+                    break
+                continue  # a partial record (or nothing) is left: read on
+            if not eof and len(data) < MAX_RECORD_BYTES:
+                continue  # the quoted field may close in the next block
+            # A quoted field that never closes: reject its first line, resynchronise after it.
+            first = data.find(b"\n") + 1
+            raw = data[: min(first, 10000)].decode("utf-8", "replace").rstrip("\r\n")
+            reason = "unterminated quoted field (no closing quote"
+            reason += (
+                " before the end of the file)" if eof else f" within {MAX_RECORD_BYTES} bytes)"
             )
+            yield Chunk(_empty_batch(columns, types), [Rejected(path, line, reason, raw)])
+            data = data[first:]
+            line += 1
 
 
 def _parse_csv(
     path: str,
     body: bytes,
+    inside: np.ndarray | None,
     starts: np.ndarray,
     ends: np.ndarray,
     lines: np.ndarray,
@@ -233,8 +301,9 @@ def _parse_csv(
     ncols: int,
 ) -> Chunk:
     arr = np.frombuffer(body, dtype=np.uint8)
-    # Fields per record: unquoted commas + 1, counted per record with one bincount.
-    commas = _unquoted(arr, 44)
+    # Fields per record: commas outside quoted fields + 1, counted per record with one bincount.
+    comma = arr == 44
+    commas = np.flatnonzero(comma & ~inside if inside is not None else comma)
     fields = np.bincount(np.searchsorted(ends, commas), minlength=len(ends)) + 1
     lengths = ends - starts
     blank = (lengths == 0) | ((lengths == 1) & (arr[np.maximum(ends - 1, 0)] == 13))
@@ -248,29 +317,23 @@ def _parse_csv(
     keep = ~bad & ~blank
     if not keep.all():
         body = b"".join(body[starts[i] : ends[i] + 1] for i in np.flatnonzero(keep))
-        lines = lines[keep]
+        starts, ends, lines = _packed(starts[keep], ends[keep]) + (lines[keep],)
     # Invalid UTF-8 is rare: check the whole chunk at C speed, find the rows only if it fails.
     try:
         body.decode("utf-8")
     except UnicodeDecodeError:
-        good_rows, good_lines = [], []
-        recs = _split_records(body)
-        for rec, ln in zip(recs, lines, strict=True):
+        good = np.ones(len(starts), bool)
+        for i, (s, e) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):
             try:
-                rec.decode("utf-8")
-                good_rows.append(rec)
-                good_lines.append(ln)
+                body[s : e + 1].decode("utf-8")
             except UnicodeDecodeError as exc:
+                good[i] = False
+                raw = body[s:e].decode("utf-8", "replace").rstrip("\r")
                 rejected.append(
-                    Rejected(
-                        path,
-                        int(ln),
-                        f"invalid UTF-8 at byte {exc.start}",
-                        rec.rstrip(b"\n").decode("utf-8", "replace"),
-                    )
+                    Rejected(path, int(lines[i]), f"invalid UTF-8 at byte {exc.start}", raw)
                 )
-        body = b"".join(good_rows)
-        lines = np.array(good_lines, dtype=np.int64)
+        body = b"".join(body[s : e + 1] for s, e in zip(starts[good], ends[good], strict=True))
+        starts, ends, lines = _packed(starts[good], ends[good]) + (lines[good],)
     if not body:
         return Chunk(_empty_batch(columns, types), rejected)
     read_options = pacsv.ReadOptions(column_names=columns, block_size=max(len(body) + 1, 1 << 20))
@@ -286,7 +349,8 @@ def _parse_csv(
                 strings_can_be_null=True,
             ),
         )
-        return Chunk(table.combine_chunks().to_batches()[0], rejected)
+        batch = table.combine_chunks().to_batches()[0]
+        return Chunk(_null_blank_strings(batch), rejected)
     except pa.ArrowInvalid:
         pass  # some value does not parse: read strings and find the rows
     table = pacsv.read_csv(
@@ -299,20 +363,33 @@ def _parse_csv(
             quoted_strings_can_be_null=False,
         ),
     )
-    batch, bad = _type_columns(table, types)
-    if bad:
-        records = _split_records(body)
-        rejected.extend(
-            Rejected(path, int(lines[i]), reason, records[i].rstrip(b"\r\n").decode("utf-8"))
-            for i, reason in bad.items()
+    batch, bad_rows = _type_columns(table, types)
+    rejected.extend(
+        Rejected(
+            path, int(lines[i]), reason, body[starts[i] : ends[i]].decode("utf-8").rstrip("\r")
         )
+        for i, reason in bad_rows.items()
+    )
     return Chunk(batch, rejected)
 
 
-def _split_records(body: bytes) -> list[bytes]:
-    ends = _record_ends(body)
-    starts = np.concatenate(([0], ends[:-1] + 1))
-    return [body[s : e + 1] for s, e in zip(starts, ends, strict=True)]
+def _packed(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(starts, ends) of the same records laid end to end (after others were dropped)."""
+    size = ends - starts + 1
+    new_ends = np.cumsum(size) - 1
+    return new_ends - size + 1, new_ends
+
+
+def _null_blank_strings(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """Whitespace-only strings are missing values, as on the slow path (one null rule)."""
+    arrays = []
+    for col in batch.columns:
+        if pa.types.is_string(col.type) and len(col):
+            blank = pc.fill_null(pc.utf8_is_space(col), False)
+            if pc.any(blank).as_py():
+                col = pc.if_else(blank, pa.scalar(None, pa.string()), col)
+        arrays.append(col)
+    return pa.RecordBatch.from_arrays(arrays, names=batch.schema.names)
 
 
 def _empty_batch(columns: list[str], types: dict[str, str]) -> pa.RecordBatch:
@@ -549,7 +626,7 @@ def csv_sample_types(path: str, columns: list[str], sample_rows: int = 20000) ->
         data = f.read(BLOCK_BYTES)
     if not data.strip():
         return dict.fromkeys(columns, "string")
-    ends = _record_ends(data)
+    ends = scan_csv(data).ends
     if ends.size:
         data = data[: int(ends[min(sample_rows, ends.size) - 1]) + 1]
     table = pacsv.read_csv(

@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+import random
 from pathlib import Path
+
+import pyarrow as pa
+import pytest
 
 from beam_pipeline.io import readers
 
@@ -61,8 +65,9 @@ def test_unterminated_quote_is_rejected(tmp_path: Path) -> None:
     p = tmp_path / "o.csv"
     p.write_text('a,b\n1,x\n2,"never closed\n3,z\n')
     rows, rejected = _read(p, {"a": "int", "b": "string"})
-    assert rows["a"] == [1]
-    assert rejected[0].line == 3 and "unterminated" in rejected[0].reason
+    assert rows["a"] == [1, 3]  # reading resumes on the line after the one that opened it
+    [r] = rejected
+    assert r.line == 3 and "unterminated" in r.reason and r.raw == '2,"never closed'
 
 
 def test_type_inference(tmp_path: Path) -> None:
@@ -74,3 +79,83 @@ def test_type_inference(tmp_path: Path) -> None:
         "c": "string",
         "d": "string",
     }
+
+
+# ---------------------------------------------------------------------------------------------
+# Differential: our CSV reader against pyarrow and Python's csv on generated files (issue 9, 2)
+
+
+def _field(rng: random.Random) -> str:
+    kind = rng.random()
+    if kind < 0.35:
+        return rng.choice(["Cash", "Card", "12.5", "7", "", "x y", "Credit Card"])
+    if kind < 0.55:  # quoted, with commas, newlines, CRLF and escaped quotes inside
+        inner = rng.choice(["a,b", "two\nlines", "crlf\r\nin", 'say ""hi""', "", "plain"])
+        return f'"{inner}"'
+    if kind < 0.75:  # a stray quote inside an unquoted field: an ordinary character
+        return rng.choice(['5" screen', 'ab"', 'it"s', 'x""y', '12"'])
+    return rng.choice(["  ", " padded ", "é", "0"])
+
+
+def _generated_csv(seed: int, rows: int = 400) -> bytes:
+    rng = random.Random(seed)
+    newline = rng.choice(["\n", "\r\n"])
+    lines = ["a,b,c"]
+    for _ in range(rows):
+        if rng.random() < 0.05:
+            lines.append("")  # a blank line: skipped by all three
+        lines.append(",".join(_field(rng) for _ in range(3)))
+    bom = "\ufeff" if rng.random() < 0.5 else ""
+    return (bom + newline.join(lines) + newline).encode()
+
+
+def _missing(value: str | None) -> str | None:
+    """The one null rule: empty or whitespace-only text is a missing value."""
+    return None if value is None or not value.strip() else value
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_csv_rows_match_pyarrow_and_python_csv(tmp_path: Path, seed: int) -> None:
+    import csv
+    import io
+
+    import pyarrow.csv as pacsv
+
+    data = _generated_csv(seed)
+    p = tmp_path / "g.csv"
+    p.write_bytes(data)
+    ours, rejected = _read(p, dict.fromkeys("abc", "string"))
+    assert rejected == []
+    assert readers.csv_header(str(p)) == ["a", "b", "c"]  # no BOM in the first name
+    text = data.decode("utf-8-sig")
+    reference = [r for r in csv.reader(io.StringIO(text, newline="")) if r][1:]
+    want = {c: [_missing(r[i]) for r in reference] for i, c in enumerate("abc")}
+    assert ours == want
+    table = pacsv.read_csv(
+        io.BytesIO(data),
+        parse_options=pacsv.ParseOptions(newlines_in_values=True),
+        convert_options=pacsv.ConvertOptions(
+            column_types=dict.fromkeys("abc", pa.string()), strings_can_be_null=False
+        ),
+    )
+    assert {c: [_missing(v) for v in table.column(c).to_pylist()] for c in "abc"} == ours
+
+
+def test_a_stray_quote_costs_no_rows_and_lines_stay_exact(tmp_path: Path) -> None:
+    body = [f"{i},row {i}" for i in range(1, 2001)]
+    body[10] = '11,5" screen'  # a stray quote early: must not swallow the rest of the file
+    body[30] = "31,not a number,extra"
+    p = tmp_path / "s.csv"
+    p.write_text("n,s\n" + "\n".join(body) + "\n")
+    rows, rejected = _read(p, {"n": "int", "s": "string"})
+    assert len(rows["n"]) == 1999 and rows["s"][10] == '5" screen'
+    assert [(r.line, r.reason) for r in rejected] == [(32, "expected 2 fields; received 3")]
+
+
+def test_whitespace_only_strings_are_missing_on_fast_and_slow_paths(tmp_path: Path) -> None:
+    fast = tmp_path / "f.csv"
+    fast.write_text("n,s\n1,  \n2,x\n")
+    slow = tmp_path / "s.csv"
+    slow.write_text("n,s\n1,  \n2,x\nbad,y\n")  # a bad int sends the chunk to the slow path
+    assert _read(fast, {"n": "int", "s": "string"})[0]["s"] == [None, "x"]
+    assert _read(slow, {"n": "int", "s": "string"})[0]["s"] == [None, "x"]
