@@ -1,8 +1,9 @@
 """The `beam-pipeline` command line.
 
 Exit codes: 0 the run finished; 1 a stage failed; 2 the command or config is wrong; 3 the
-validation gate stopped the run. The process leaves through `os._exit` after flushing, because
-TensorFlow/tf.Transform can crash during interpreter shutdown after a successful run.
+validation gate stopped the run; 4 ``monitor`` raised an alert. The process leaves through
+`os._exit` after flushing, because TensorFlow/tf.Transform can crash during interpreter shutdown
+after a successful run.
 """
 
 from __future__ import annotations
@@ -124,6 +125,22 @@ def _parser() -> argparse.ArgumentParser:
     label.add_argument("--version", type=int, metavar="VERSION", help="omit with --remove")
     label.add_argument("--remove", action="store_true", help="remove the label")
     label.add_argument("--model-name", help="default: pipeline.name")
+    monitor = add(
+        "monitor", "feedback loop: traffic, live quality, skew and drift of served models"
+    )
+    monitor.add_argument("--since", metavar="T", help="window start: ISO time or age (24h, 7d)")
+    monitor.add_argument("--until", metavar="T", help="window end: ISO time (default: now)")
+    monitor.add_argument("--model", type=int, metavar="VERSION", help="this version's traffic only")
+    monitor.add_argument(
+        "--retrain", action="store_true", help="turn labelled traffic into a span and retrain"
+    )
+    monitor.add_argument(
+        "--watch", action="store_true", help="repeat every monitor.watch_interval seconds"
+    )
+    monitor.add_argument("--rounds", type=int, metavar="N", help="with --watch: stop after N")
+    monitor.add_argument("--runner", help="Beam runner (overrides beam.runner)")
+    monitor.add_argument("--beam-option", action="append", default=[], metavar="FLAG")
+    monitor.add_argument("--json", action="store_true", help="print the report as JSON")
 
     schema = add("schema", "export the latest schema for curation")
     schema.add_argument("--export", required=True, metavar="PATH")
@@ -332,6 +349,12 @@ def _print_lineage(node: dict[str, Any], depth: int, seen: set[int]) -> None:
         "label_key",
         "module",
         "blessed",
+        "window",
+        "predictions",
+        "labelled",
+        "alert_kinds",
+        "rows",
+        "request_ids",
     ):
         if a.get(k) not in (None, "", {}):
             print(f"{pad}  {k}: {_short(a[k])}")
@@ -517,6 +540,30 @@ def cmd_ui(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_monitor(args: argparse.Namespace) -> int:
+    from beam_pipeline.monitoring import cli as monitor_cli
+
+    config = _load(args)
+    extra = list(args.beam_option)
+    if args.runner:
+        extra.insert(0, f"--runner={args.runner}")
+
+    def run_pipeline(overrides: list[str]) -> Any:
+        from beam_pipeline.config import load
+        from beam_pipeline.orchestrator import Orchestrator
+        from beam_pipeline.stages import STAGES
+
+        sets = [*args.overrides, *overrides]
+        command = shlex.join(["beam-pipeline", "run", args.config] + [f"--set={o}" for o in sets])
+        orch = Orchestrator(load(args.config, sets), STAGES, beam_args=extra, command=command)
+        try:
+            return orch.run()
+        finally:
+            orch.store.close()
+
+    return monitor_cli.main(config, args, extra, run_pipeline)
+
+
 def cmd_tune_worker(args: argparse.Namespace) -> int:
     from beam_pipeline.stages.tune import run_worker
 
@@ -546,6 +593,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "label": cmd_label,
     "report": cmd_report,
     "ui": cmd_ui,
+    "monitor": cmd_monitor,
     "tune-worker": cmd_tune_worker,
     "train-worker": cmd_train_worker,
 }

@@ -54,6 +54,8 @@ DOWNSTREAM_KEYS = (
     "input",
     "rows",
     "rejected",
+    "window",
+    "alerts",
 )
 
 
@@ -352,6 +354,10 @@ def downstream(store: Store, model: Artifact) -> list[dict[str, Any]]:
                         "baseline_version",
                         "rows",
                         "rejected",
+                        "healthy",
+                        "alert_kinds",
+                        "predictions",
+                        "labelled",
                     )
                     if q in a.properties
                 },

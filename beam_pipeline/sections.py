@@ -10,7 +10,8 @@ from __future__ import annotations
 
 def all_sections() -> dict[str, type]:
     """Section name -> its frozen dataclass."""
+    from beam_pipeline.monitoring.config import MonitorSection
     from beam_pipeline.serving.section import ServingSection
     from beam_pipeline.stages import SECTIONS
 
-    return {**SECTIONS, "serving": ServingSection}
+    return {**SECTIONS, "serving": ServingSection, "monitor": MonitorSection}

@@ -1,0 +1,439 @@
+"""Reading the prediction and feedback logs (the contract in the README's "Feedback loop").
+
+Plain functions on files and Arrow tables; the Beam job (`job.py`) calls them per segment.
+
+A segment is a JSON Lines file. It is parsed by pyarrow in one call; only a segment that fails
+(a corrupt line, a line truncated by a crash, values of mixed JSON types) is re-read line by line,
+so the lines that are valid still count and each bad one is reported with its file and line.
+Hidden names (``.part-….jsonl.inprogress``, the segment being written) are never read.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pajson
+
+from beam_pipeline.io.readers import ARROW_TYPES, Rejected
+
+PREDICTIONS, FEEDBACK = "predictions", "feedback"
+META = ("request_id", "model_name", "model_version", "time")
+TIME_TYPE = pa.timestamp("us", tz="UTC")
+# part-<UTC yyyymmddTHHMMSSffffff>-<pid>-<seq>.jsonl: the time the segment was opened
+_SEGMENT_TIME = re.compile(r"part-(\d{8}T\d{6})(\d{0,6})")
+
+
+@dataclass
+class Segment:
+    """One parsed segment: its rows (a table) and the lines that could not be used."""
+
+    path: str
+    table: pa.Table
+    rejected: list[Rejected] = field(default_factory=list)
+    lines: int = 0
+
+
+def log_dir(root: str | Path, kind: str, model_name: str) -> Path:
+    """``{logs}/{predictions|feedback}/{model_name}``."""
+    return Path(root) / kind / model_name
+
+
+def parse_time(value: str | dt.datetime | None, now: dt.datetime | None = None) -> dt.datetime:
+    """An ISO time (``2026-11-26T12:00:00Z``; no zone means UTC) or an age (``90m``, ``24h``,
+    ``7d``: that long before ``now``), as an aware UTC datetime."""
+    now = now or dt.datetime.now(dt.UTC)
+    if value is None:
+        return now
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    text = str(value).strip()
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhd])", text)
+    if m:
+        seconds = float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+        return now - dt.timedelta(seconds=seconds)
+    try:
+        parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ValueError(
+            f"expected an ISO time (2026-11-26T12:00:00Z) or an age (30m, 24h, 7d); "
+            f"received {value!r}"
+        ) from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def iso(t: dt.datetime) -> str:
+    return t.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def segment_start(path: str) -> dt.datetime | None:
+    """When a segment was opened, from its name (None when the name does not say)."""
+    m = _SEGMENT_TIME.search(Path(path).name)
+    if not m:
+        return None
+    micros = (m.group(2) or "0").ljust(6, "0")
+    return dt.datetime.strptime(m.group(1) + micros, "%Y%m%dT%H%M%S%f").replace(tzinfo=dt.UTC)
+
+
+def list_segments(folder: Path, until: dt.datetime | None = None) -> list[str]:
+    """Finished segments (``*.jsonl``, hidden names excluded) of a log folder, oldest first.
+
+    A segment opened after ``until`` holds nothing of the window and is left out; every other one
+    is read (a segment opened before the window may still hold rows inside it).
+    """
+    if not folder.is_dir():
+        return []
+    out = []
+    for p in sorted(folder.glob("*.jsonl")):
+        if p.name.startswith("."):
+            continue
+        start = segment_start(str(p))
+        if until is not None and start is not None and start > until:
+            continue
+        out.append(str(p))
+    return out
+
+
+def batch_segments(store: Any, until: dt.datetime | None = None) -> list[str]:
+    """The JSON Lines prediction files of LIVE InferenceResult artifacts (batch ``score`` jobs)."""
+    files: list[str] = []
+    for art in store.artifacts_of_type("InferenceResult"):
+        if art.properties.get("format", "jsonl") != "jsonl":
+            continue
+        files += sorted(str(p) for p in Path(art.uri).glob("predictions-*.jsonl"))
+    return files
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing
+
+
+def read_segment(path: str) -> Segment:
+    """Parse one segment; corrupt lines become `Rejected` entries naming the file and line."""
+    with open(path, "rb") as f:
+        body = f.read()
+    lines = body.count(b"\n") + (1 if body and not body.endswith(b"\n") else 0)
+    if not body.strip():
+        return Segment(path, pa.table({}), [], 0)
+    try:
+        return Segment(path, pajson.read_json(io.BytesIO(body)), [], lines)
+    except pa.ArrowInvalid:
+        pass
+    rows: list[dict[str, Any]] = []
+    rejected: list[Rejected] = []
+    for i, raw in enumerate(body.split(b"\n"), start=1):
+        if not raw.strip():
+            continue
+        try:
+            obj = json.loads(raw)
+            if not isinstance(obj, dict):
+                raise ValueError("expected a JSON object")
+            rows.append(obj)
+        except (ValueError, UnicodeDecodeError) as exc:
+            text = raw.decode("utf-8", "replace")
+            rejected.append(Rejected(path, i, f"invalid JSON: {exc}", text[:2000]))
+    return Segment(path, _table_of(rows), rejected, lines)
+
+
+def _table_of(rows: list[dict[str, Any]]) -> pa.Table:
+    """Rows whose values may mix JSON types: each column as one type (text where mixed)."""
+    if not rows:
+        return pa.table({})
+    names: dict[str, None] = {}
+    nested: dict[str, dict[str, None]] = {}
+    for r in rows:
+        names.update(dict.fromkeys(r))
+        if isinstance(r.get("features"), dict):
+            nested.setdefault("features", {}).update(dict.fromkeys(r["features"]))
+    cols: dict[str, pa.Array] = {}
+    for name in names:
+        if name in nested:
+            subs = nested[name]
+            children = [
+                _column(
+                    [
+                        (r.get(name) or {}).get(s) if isinstance(r.get(name), dict) else None
+                        for r in rows
+                    ]
+                )
+                for s in subs
+            ]
+            cols[name] = pa.StructArray.from_arrays(children, names=list(subs))
+        else:
+            cols[name] = _column([r.get(name) for r in rows])
+    return pa.table(cols)
+
+
+def _column(values: list[Any]) -> pa.Array:
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pa.array(
+            [None if v is None else v if isinstance(v, str) else json.dumps(v) for v in values],
+            pa.string(),
+        )
+
+
+def times(column: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """The ``time`` column as UTC timestamps (unparseable values become null)."""
+    col = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if pa.types.is_timestamp(col.type):
+        return pc.cast(col, TIME_TYPE)
+    col = pc.cast(col, pa.string()) if not pa.types.is_string(col.type) else col
+    try:
+        return pc.cast(col, TIME_TYPE)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        parsed = pd.to_datetime(col.to_pandas(), utc=True, errors="coerce", format="ISO8601")
+        return pa.array(parsed, TIME_TYPE)
+
+
+def in_window(t: pa.Array, since: dt.datetime, until: dt.datetime) -> pa.Array:
+    """since <= t < until, false where t is null."""
+    lo = pa.scalar(since.astimezone(dt.UTC), TIME_TYPE)
+    hi = pa.scalar(until.astimezone(dt.UTC), TIME_TYPE)
+    return pc.fill_null(pc.and_(pc.greater_equal(t, lo), pc.less(t, hi)), False)
+
+
+def typed(column: pa.Array, kind: str) -> tuple[pa.Array, int]:
+    """A column cast to ``int | float | string``; values that do not fit become null.
+
+    Returns (the column, how many present values did not fit).
+    """
+    target = ARROW_TYPES[kind]
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if column.type == target:
+        return column, 0
+    if pa.types.is_null(column.type):
+        return pa.nulls(len(column), target), 0
+    if kind == "string":
+        if pa.types.is_boolean(column.type):
+            column = pc.cast(column, pa.int64())
+        return pc.cast(column, pa.string()), 0
+    if pa.types.is_boolean(column.type):
+        column = pc.cast(column, pa.int64())
+    try:
+        return pc.cast(column, target), 0
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    present = column.is_valid().to_numpy(zero_copy_only=False)
+    numbers = pd.to_numeric(column.to_pandas(), errors="coerce").to_numpy(dtype=np.float64)
+    ok = ~np.isnan(numbers)
+    if kind == "int":
+        ok &= numbers == np.round(numbers)
+    bad = int((present & ~ok).sum())
+    values = pa.array(np.where(ok, numbers, np.nan), pa.float64(), mask=~ok)
+    return pc.cast(values, target), bad
+
+
+def request_ids(column: pa.Array) -> pa.Array:
+    """Request ids as strings; a bare id ``R`` (no ``/``) means row ``R/0`` (the contract)."""
+    col = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    col = pc.cast(col, pa.string()) if not pa.types.is_string(col.type) else col
+    bare = pc.invert(pc.fill_null(pc.match_substring(col, "/"), True))
+    return pc.if_else(bare, pc.binary_join_element_wise(col, "/0", ""), col)
+
+
+# ---------------------------------------------------------------------------------------------
+# Predictions: one table per segment, features flattened and typed
+
+
+@dataclass
+class Predictions:
+    """The usable prediction rows of one segment inside the window, typed."""
+
+    batch: pa.RecordBatch  # request_id, model_version, time, prediction, <features...>
+    rows_read: int = 0
+    outside_window: int = 0
+    bad_values: int = 0
+    wrong_model: int = 0
+
+
+def predictions(
+    segment: Segment,
+    model_name: str,
+    columns: dict[str, str],
+    since: dt.datetime,
+    until: dt.datetime,
+) -> Predictions:
+    """The rows of a prediction segment for ``model_name`` inside [since, until), features typed
+    as the model's training data was ingested (``columns``: name -> int | float | string)."""
+    t = segment.table
+    n = t.num_rows
+    empty = Predictions(_empty_batch(columns), n)
+    if not n:
+        return empty
+    needed = {"request_id", "time", "prediction", "features"}
+    if not needed <= set(t.column_names):
+        segment.rejected.append(
+            Rejected(
+                segment.path,
+                0,
+                f"not a prediction record: fields {sorted(t.column_names)}; expected "
+                f"{sorted(needed | {'model_name', 'model_version'})}",
+                "",
+            )
+        )
+        return Predictions(empty.batch, n, 0, n)
+    keep = in_window(times(t.column("time")), since, until)
+    outside = n - pc.sum(keep).as_py() if n else 0
+    if "model_name" in t.column_names:
+        mine = pc.fill_null(
+            pc.equal(pc.cast(t.column("model_name"), pa.string()), model_name), True
+        )
+        wrong = int(pc.sum(pc.and_(keep, pc.invert(mine))).as_py() or 0)
+        keep = pc.and_(keep, mine)
+    else:
+        wrong = 0
+    t = t.filter(keep)
+    features = t.column("features").combine_chunks()
+    if not pa.types.is_struct(features.type):
+        features = pa.StructArray.from_arrays([], names=[]) if not len(features) else features
+    present = (
+        {features.type.field(i).name: i for i in range(features.type.num_fields)}
+        if (pa.types.is_struct(features.type))
+        else {}
+    )
+    arrays: dict[str, pa.Array] = {
+        "request_id": pc.cast(t.column("request_id"), pa.string()).combine_chunks(),
+        "model_version": typed(
+            t.column("model_version")
+            if "model_version" in t.column_names
+            else pa.nulls(t.num_rows),
+            "int",
+        )[0],
+        "time": times(t.column("time")),
+        "prediction": _predictions(t.column("prediction").combine_chunks()),
+    }
+    bad = 0
+    for name, kind in columns.items():
+        if name in present:
+            col, b = typed(features.field(present[name]), kind)
+            bad += b
+        else:
+            col = pa.nulls(t.num_rows, ARROW_TYPES[kind])
+        arrays[name] = col
+    batch = pa.RecordBatch.from_arrays(list(arrays.values()), names=list(arrays))
+    return Predictions(batch, n, int(outside), bad, wrong)
+
+
+def _predictions(col: pa.Array) -> pa.Array:
+    """Predictions as float64 (one output) or a list<float64> (several)."""
+    if pa.types.is_list(col.type) or pa.types.is_large_list(col.type):
+        return pc.cast(col, pa.list_(pa.float64()))
+    if pa.types.is_fixed_size_list(col.type):
+        return pc.cast(col, pa.list_(pa.float64()))
+    return typed(col, "float")[0]
+
+
+def _empty_batch(columns: dict[str, str]) -> pa.RecordBatch:
+    arrays = [
+        pa.array([], pa.string()),
+        pa.array([], pa.int64()),
+        pa.array([], TIME_TYPE),
+        pa.array([], pa.float64()),
+    ]
+    arrays += [pa.array([], ARROW_TYPES[k]) for k in columns.values()]
+    names = ["request_id", "model_version", "time", "prediction", *columns]
+    return pa.RecordBatch.from_arrays(arrays, names=names)
+
+
+def prediction_matrix(col: pa.Array) -> np.ndarray:
+    """[n, width] float64 predictions from the prediction column."""
+    if pa.types.is_list(col.type):
+        n = len(col)
+        flat = pc.list_flatten(col).to_numpy(zero_copy_only=False).astype(np.float64)
+        return flat.reshape(n, -1) if n else np.zeros((0, 1))
+    return col.to_numpy(zero_copy_only=False).astype(np.float64).reshape(-1, 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Feedback: the latest label per request id
+
+
+@dataclass
+class Labels:
+    """Deduplicated feedback: one label per request id (the last one written wins)."""
+
+    table: pa.Table  # request_id (string), label (typed), time (timestamp)
+    records: int = 0
+    duplicates: int = 0
+    wrong_type: int = 0
+    rejected: list[Rejected] = field(default_factory=list)
+
+    def ids(self) -> pa.Array:
+        return self.table.column("request_id").combine_chunks()
+
+
+def feedback_table(
+    segment: Segment, label_kind: str, values: dict[str, Any]
+) -> tuple[pa.Table, int]:
+    """(request_id, label, time) rows of a feedback segment; and how many labels had the wrong
+    type (they are dropped). ``values`` maps feedback labels to column values first."""
+    t = segment.table
+    if not t.num_rows:
+        return _empty_labels(label_kind), 0
+    if not {"request_id", "label"} <= set(t.column_names):
+        segment.rejected.append(
+            Rejected(
+                segment.path,
+                0,
+                f"not a feedback record: fields {sorted(t.column_names)}; "
+                "expected request_id, label, time",
+                "",
+            )
+        )
+        return _empty_labels(label_kind), 0
+    label = t.column("label").combine_chunks()
+    if values:
+        text = pc.cast(label, pa.string()) if not pa.types.is_string(label.type) else label
+        keys = pa.array(list(values), pa.string())
+        idx = pc.index_in(text, value_set=keys)
+        mapped = pa.array([values[k] for k in values])
+        label = pc.if_else(
+            pc.is_null(idx), pa.scalar(None, mapped.type), mapped.take(pc.fill_null(idx, 0))
+        )
+    present = label.is_valid()
+    typed_label, _ = typed(label, label_kind)
+    ok = pc.and_(present, typed_label.is_valid())
+    wrong = int(pc.sum(pc.and_(present, pc.invert(typed_label.is_valid()))).as_py() or 0)
+    when = times(t.column("time")) if "time" in t.column_names else pa.nulls(t.num_rows, TIME_TYPE)
+    out = pa.table(
+        {"request_id": request_ids(t.column("request_id")), "label": typed_label, "time": when}
+    ).filter(ok)
+    return out, wrong
+
+
+def _empty_labels(kind: str) -> pa.Table:
+    return pa.table(
+        {
+            "request_id": pa.array([], pa.string()),
+            "label": pa.array([], ARROW_TYPES[kind]),
+            "time": pa.array([], TIME_TYPE),
+        }
+    )
+
+
+def latest_labels(tables: list[pa.Table], kind: str) -> tuple[pa.Table, int]:
+    """One row per request id, the last written (by time, then by order read) winning; and the
+    number of duplicates dropped."""
+    tables = [t for t in tables if t.num_rows]
+    if not tables:
+        return _empty_labels(kind), 0
+    t = pa.concat_tables(tables)
+    order = np.arange(t.num_rows)
+    frame = pd.DataFrame(
+        {"id": t.column("request_id").to_pandas(), "t": t.column("time").to_pandas(), "o": order}
+    )
+    frame = frame.sort_values(["t", "o"], kind="stable", na_position="first")
+    last = frame.drop_duplicates("id", keep="last")["o"].to_numpy()
+    return t.take(pa.array(np.sort(last))), t.num_rows - len(last)

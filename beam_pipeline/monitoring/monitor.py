@@ -1,0 +1,497 @@
+"""``beam-pipeline monitor``: one monitoring round, from the logs to a MonitoringReport.
+
+1. resolve the window and the model version(s) (lineage: training statistics, schema, transform
+   graph, evaluation-time metrics);
+2. run the Beam job (`job.py`) over the prediction segments and score outputs in the window,
+   joined with the feedback log;
+3. apply the rules (`rules.py`): skew against the training data, drift against the previous
+   report, prediction shift against the eval split, live quality against evaluation time;
+4. write ``report.json``, ``report.txt``, ``report.html``, ``FeatureStats.pb`` and
+   ``rejected/`` into a hidden folder, rename it into place, and record a ``monitor`` execution
+   (the Model versions covered, their training statistics and the previous report as inputs; the
+   ``MonitoringReport`` as output) in ML Metadata.
+
+An empty window (no prediction in it) writes nothing and records nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from beam_pipeline import registry
+from beam_pipeline.artifacts import Artifact
+from beam_pipeline.errors import ConfigError
+from beam_pipeline.monitoring import logs, report, rules
+from beam_pipeline.monitoring.config import MonitorSection
+from beam_pipeline.monitoring.job import OVERALL, MonitorJob, run_job
+from beam_pipeline.monitoring.lineage import ModelInfo, model_info
+
+log = logging.getLogger(__name__)
+
+EXECUTION = "monitor"
+REPORT_TYPE = "MonitoringReport"
+STATS_FILE = "FeatureStats.pb"
+
+
+def section_of(config: Any) -> MonitorSection:
+    return config.stages.get("monitor") or MonitorSection()
+
+
+def logs_root(config: Any) -> Path:
+    section = section_of(config)
+    return Path(section.logs) if section.logs else Path(config.pipeline.root) / "logs"
+
+
+def reports(store: Any) -> list[Artifact]:
+    """LIVE MonitoringReport artifacts of this pipeline, newest first."""
+    return store.artifacts_of_type(REPORT_TYPE)
+
+
+def _window(
+    section: MonitorSection, since: str | None, until: str | None
+) -> tuple[dt.datetime, dt.datetime]:
+    try:
+        end = logs.parse_time(until)
+        start = logs.parse_time(since or section.window, now=end)
+    except ValueError as exc:
+        raise ConfigError(f"--since/--until: {exc}") from None
+    if start >= end:
+        raise ConfigError(f"--since: {logs.iso(start)} is not before --until {logs.iso(end)}")
+    return start, end
+
+
+def _reference_version(config: Any, store: Any, version: int | None) -> int:
+    if version is not None:
+        registry.model_by_version(store, version)  # ConfigError naming the versions
+        return version
+    served = registry.served_versions(registry.model_dir(config))
+    if served:
+        return served[-1]
+    count = len(registry.models(store))
+    if not count:
+        raise ConfigError("monitor: no model version yet: run the pipeline first")
+    return count
+
+
+def _label(section: MonitorSection, info: ModelInfo) -> tuple[str, str]:
+    column = section.label_column
+    if column is None:
+        column = info.raw_label_keys[0] if len(info.raw_label_keys) == 1 else info.label_key
+    if not column:
+        raise ConfigError("monitor.label_column: the model names no label; set it")
+    kind = section.label_type or info.columns.get(column) or "float"
+    return column, kind
+
+
+def eval_predictions(info: ModelInfo, bins: int, cache: Path) -> dict[str, Any] | None:
+    """The model's prediction histogram on its eval split (computed once, then cached)."""
+    file = cache / f"eval-predictions-{info.model_id}-{bins}.json"
+    if file.is_file():
+        return json.loads(file.read_text())
+    if not info.eval_examples or not Path(info.saved_model).is_dir():
+        return None
+    import numpy as np
+    import tensorflow as tf
+
+    from beam_pipeline.monitoring.job import summary
+
+    fn = tf.saved_model.load(info.saved_model).signatures["serving_default"]
+    files = tf.io.gfile.glob(info.eval_examples)
+    data = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(4096)
+    parts = [fn(examples=b)["predictions"].numpy() for b in data]
+    if not parts:
+        return None
+    preds = np.concatenate(parts).reshape(sum(len(p) for p in parts), -1).astype(np.float64)
+    result = summary(preds, np.zeros(len(preds), dtype=bool), bins)
+    cache.mkdir(parents=True, exist_ok=True)
+    file.write_text(json.dumps(result))
+    return result
+
+
+def monitor(
+    config: Any,
+    *,
+    since: str | None = None,
+    until: str | None = None,
+    version: int | None = None,
+    beam_args: list[str] | None = None,
+) -> dict[str, Any]:
+    """One monitoring round; returns the report (``alerts`` empty when healthy, ``empty`` True
+    when the window holds no prediction: then nothing is written)."""
+    from beam_pipeline.beam import pipeline_options
+    from beam_pipeline.metadata import Store
+
+    t0 = time.time()
+    section = section_of(config)
+    start, end = _window(section, since, until)
+    store = Store(config)
+    ref = _reference_version(config, store, version)
+    info = model_info(store, ref)
+    label_column, label_kind = _label(section, info)
+    features = [c for c in (info.raw_features or info.columns) if c != label_column]
+    columns = {c: info.columns.get(c, "string") for c in features}
+    name = config.pipeline.name
+    root = logs_root(config)
+    segments = logs.list_segments(logs.log_dir(root, logs.PREDICTIONS, name), end)
+    if section.batch_results:
+        segments += logs.batch_segments(store, end)
+    feedback = logs.list_segments(logs.log_dir(root, logs.FEEDBACK, name))
+    window = {"since": logs.iso(start), "until": logs.iso(end)}
+    base = {"window": window, "model_name": name, "segments": len(segments)}
+    if not segments:
+        log.info("monitor: no prediction segments in %s; nothing to report", _brief(window))
+        return {**base, "empty": True, "alerts": [], "message": _empty_message(window, root)}
+
+    evaluate = config.stages.get("evaluate")
+    models = {v: (info if v == ref else _safe_info(store, v)) for v in _versions(store)}
+    models = {v: m for v, m in models.items() if m is not None}
+    reports_dir = Path(config.pipeline.root) / EXECUTION
+    tmp = reports_dir / f".{uuid.uuid4().hex[:12]}.tmp"
+    tmp.mkdir(parents=True)
+    try:
+        job = MonitorJob(
+            segments=segments,
+            feedback=feedback,
+            model_name=name,
+            columns=columns,
+            label_column=label_column,
+            label_kind=label_kind,
+            since=start,
+            until=end,
+            models=models,
+            output=str(tmp),
+            label_values=dict(section.label_values),
+            slice_specs=list(getattr(evaluate, "slice_specs", []) or []),
+            boundaries=dict(getattr(evaluate, "bucket_boundaries", {}) or {}),
+            task=_task(info, evaluate),
+            auc_buckets=int(getattr(evaluate, "auc_buckets", 10_000)),
+            threshold=float(getattr(evaluate, "decision_threshold", 0.5)),
+            bins=section.bins,
+            only_version=version,
+        )
+        results = run_job(job, pipeline_options(config, beam_args))
+        counters = results["counters"]
+        if not counters.get("predictions"):
+            shutil.rmtree(tmp, ignore_errors=True)
+            log.info("monitor: no prediction of %s in %s", name, _brief(window))
+            return {
+                **base,
+                "empty": True,
+                "alerts": [],
+                "counts": _counts(counters, results),
+                "message": _empty_message(window, root),
+            }
+        body = _assemble(config, store, section, job, results, models, ref, reports_dir, window)
+        body["seconds"] = round(time.time() - t0, 2)
+        final = reports_dir / _report_name(end)
+        (tmp / "report.json").write_text(json.dumps(body, indent=1, default=str))
+        (tmp / "report.txt").write_text(report.text(body))
+        (tmp / "report.html").write_text(report.html(body))
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    body["report_dir"] = str(final)
+    _record(store, body, models, final)
+    log.info(
+        "monitor: %s predictions (%s labelled) in %s; %d alerts; %.1f s → %s",
+        f"{body['traffic']['predictions']:,}",
+        f"{body['traffic']['labelled']:,}",
+        _brief(window),
+        len(body["alerts"]),
+        body["seconds"],
+        final,
+    )
+    return body
+
+
+def _safe_info(store: Any, version: int) -> ModelInfo | None:
+    try:
+        return model_info(store, version)
+    except ConfigError:
+        return None
+
+
+def _versions(store: Any) -> list[int]:
+    return list(range(1, len(registry.models(store)) + 1))
+
+
+def _task(info: ModelInfo, evaluate: Any) -> str:
+    task = getattr(evaluate, "task", "auto")
+    if task and task != "auto":
+        return task
+    if info.task:
+        return info.task
+    return "classification"
+
+
+def _brief(window: dict[str, str]) -> str:
+    return f"[{window['since']}, {window['until']})"
+
+
+def _empty_message(window: dict[str, str], root: Path) -> str:
+    return (
+        f"no predictions logged in the window {_brief(window)} under {root}: nothing to report "
+        "(widen it with --since, e.g. --since 7d)"
+    )
+
+
+def _report_name(end: dt.datetime) -> str:
+    return end.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+
+
+def _counts(counters: dict[str, int], results: dict[str, Any]) -> dict[str, int]:
+    return {k: int(v) for k, v in sorted(counters.items())}
+
+
+def _assemble(
+    config: Any,
+    store: Any,
+    section: MonitorSection,
+    job: MonitorJob,
+    results: dict[str, Any],
+    models: dict[int, ModelInfo],
+    ref: int,
+    reports_dir: Path,
+    window: dict[str, str],
+) -> dict[str, Any]:
+    """The report body: traffic, feedback, predictions, quality, skew, drift, alerts."""
+    import tensorflow_data_validation as tfdv
+
+    c = results["counters"]
+    out = Path(job.output)
+    labels = results["labels"]
+    per_version = {int(t["version"]): t for t in results["traffic"]}
+    covered = sorted(v for v in per_version if v in models)
+    predictions = int(c.get("predictions", 0))
+    labelled = int(c.get("labelled", 0))
+    in_window = int(labels.get("in_window", 0))
+    traffic = {
+        "predictions": predictions,
+        "labelled": labelled,
+        "coverage": labelled / predictions if predictions else 0.0,
+        "per_version": {
+            str(v): {
+                "predictions": t["rows"],
+                "labelled": t["labelled"],
+                "coverage": t["labelled"] / t["rows"] if t["rows"] else 0.0,
+            }
+            for v, t in sorted(per_version.items())
+        },
+        "unknown_versions": sorted(v for v in per_version if v not in models),
+    }
+    bad = {
+        "segments": int(c.get("segments", 0)) + int(c.get("feedback_segments", 0)),
+        "corrupt_lines": int(c.get("corrupt_lines", 0)),
+        "corrupt_segments": int(c.get("corrupt_segments", 0)),
+        "bad_feature_values": int(c.get("bad_values", 0)),
+        "outside_window": int(c.get("outside_window", 0)),
+        "other_model": int(c.get("other_model", 0)),
+        "unlabelable": int(c.get("unlabelable", 0)),
+        "rejected_files": sorted(
+            {
+                json.loads(x)["file"]
+                for f in (out / "rejected").glob("*.jsonl")
+                for x in f.read_text().splitlines()
+                if x
+            }
+        ),
+    }
+    feedback = {
+        "records": int(c.get("feedback_records", 0)),
+        "labels": int(labels.get("labels", 0)),
+        "duplicates": int(labels.get("duplicates", 0)),
+        "wrong_type": int(c.get("feedback_wrong_type", 0)),
+        "in_window": in_window,
+        "unknown_ids": max(0, in_window - int(c.get("labelled_in_window", 0))),
+        "label_column": job.label_column,
+    }
+    for f in bad["rejected_files"]:
+        log.warning("monitor: skipped corrupt lines in %s (listed in the report's rejected/)", f)
+    alerts: list[dict[str, Any]] = []
+
+    # Predictions and their shift against the eval split
+    dist: dict[str, Any] = {}
+    for v in covered:
+        t = per_version[v]
+        entry: dict[str, Any] = {
+            "histogram": t.get("histogram"),
+            "classes": t.get("classes"),
+            "mean": t["prediction_sum"] / t["rows"]
+            if t.get("prediction_sum") is not None and t["rows"]
+            else None,
+        }
+        ev = eval_predictions(models[v], section.bins, reports_dir / "cache")
+        if ev:
+            key = "histogram" if t.get("histogram") else "classes"
+            entry["eval_" + key] = ev.get(key)
+            entry["eval_mean"] = (
+                ev["prediction_sum"] / ev["rows"] if ev.get("prediction_sum") is not None else None
+            )
+            entry["shift"] = rules.js_divergence(t.get(key) or [], ev.get(key) or [])
+            if (
+                section.prediction_shift is not None
+                and entry["shift"] is not None
+                and entry["shift"] > section.prediction_shift
+            ):
+                alerts.append(
+                    {
+                        "category": "prediction_shift",
+                        "version": v,
+                        "feature": "prediction",
+                        "value": entry["shift"],
+                        "threshold": section.prediction_shift,
+                        "message": f"v{v} predictions: Jensen-Shannon divergence "
+                        f"{entry['shift']:.3f} from the eval split's > "
+                        f"{section.prediction_shift:g}",
+                    }
+                )
+        dist[str(v)] = entry
+
+    # Live quality, side by side with evaluation time
+    from beam_pipeline.evaluation import canonical_slice
+
+    live: dict[int, dict[str, dict[str, Any]]] = {}
+    for row in results["quality"]:
+        live.setdefault(int(row["version"]), {})[row["slice"]] = row["metrics"]
+    quality: dict[str, Any] = {}
+    checks: list[dict[str, Any]] = []
+    for v in covered:
+        info = models[v]
+        now = live.get(v, {})
+        slices = sorted(k for k in set(now) | set(info.eval_slices) if k != OVERALL)
+        quality[str(v)] = {
+            "overall": {"live": now.get(OVERALL, {}), "evaluated": info.eval_metrics},
+            "slices": {
+                k: {"live": now.get(k, {}), "evaluated": info.eval_slices.get(k, {})}
+                for k in slices
+            },
+        }
+        evaluated = {OVERALL: info.eval_metrics, **info.eval_slices}
+        checks += rules.quality_checks(section, v, now, evaluated, canonical_slice)
+    alerts += [dict(ch, message=ch["message"]) for ch in checks if ch["alert"]]
+
+    # Skew against the training data, drift against the previous window
+    current = tfdv.load_stats_binary(str(out / STATS_FILE))
+    validation = config.stages.get("validation")
+    info = models[ref]
+    schema = _schema(info)
+    features = list(job.columns)
+    skew: list[dict[str, Any]] = []
+    drift: list[dict[str, Any]] = []
+    previous = _previous_report(store, window)
+    if schema is not None and info.train_statistics:
+        training = tfdv.load_stats_binary(info.train_statistics)
+        skew = rules.compare(
+            "skew",
+            current,
+            training,
+            schema,
+            rules.comparator(section, validation, "skew"),
+            features,
+        )
+    if schema is not None and previous is not None:
+        prev_stats = tfdv.load_stats_binary(str(previous.path / STATS_FILE))
+        drift = rules.compare(
+            "drift",
+            current,
+            prev_stats,
+            schema,
+            rules.comparator(section, validation, "drift"),
+            features,
+        )
+    for row in skew + drift:
+        if row.get("alert", True):
+            row["alert"] = True
+            alerts.append(
+                {
+                    **row,
+                    "message": f"{row['category']}: {row['feature']}: {row['description']}",
+                }
+            )
+    return {
+        "model_name": job.model_name,
+        "window": window,
+        "versions": covered,
+        "reference_version": ref,
+        "traffic": traffic,
+        "feedback": feedback,
+        "bad_input": bad,
+        "predictions": dist,
+        "quality": quality,
+        "quality_checks": checks,
+        "skew": skew,
+        "drift": drift,
+        "drift_baseline": (
+            {"id": previous.id, "window": previous.properties.get("window")} if previous else None
+        ),
+        "training_statistics": info.train_statistics,
+        "alerts": alerts,
+        "alert_kinds": rules.alert_kinds(alerts),
+        "features": features,
+        "column_types": {**job.columns, job.label_column: job.label_kind},
+    }
+
+
+def _schema(info: ModelInfo) -> Any:
+    if not info.schema or not Path(info.schema).is_file():
+        return None
+    from google.protobuf import text_format
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    return text_format.Parse(Path(info.schema).read_text(), schema_pb2.Schema())
+
+
+def _previous_report(store: Any, window: dict[str, str]) -> Artifact | None:
+    """The newest earlier report (its window ended no later than this one's) with statistics."""
+    for art in reports(store):
+        w = art.properties.get("window") or {}
+        if w.get("until", "") <= window["until"] and (art.path / STATS_FILE).is_file():
+            return art
+    return None
+
+
+def _record(store: Any, body: dict[str, Any], models: dict[int, ModelInfo], final: Path) -> None:
+    """The ``monitor`` execution: models (and their training statistics, the drift baseline) in,
+    the MonitoringReport out."""
+    inputs: dict[str, Artifact] = {}
+    for v in body["versions"]:
+        [model] = store.artifacts([models[v].model_id])
+        inputs[f"model_v{v}" if len(body["versions"]) > 1 else "model"] = model
+    ref = models.get(body["reference_version"])
+    if ref is not None and ref.statistics_id is not None:
+        inputs["training_statistics"] = store.artifacts([ref.statistics_id])[0]
+    if body.get("drift_baseline"):
+        inputs["previous_report"] = store.artifacts([body["drift_baseline"]["id"]])[0]
+    art = Artifact(
+        REPORT_TYPE,
+        str(final),
+        {
+            "window": body["window"],
+            "versions": body["versions"],
+            "predictions": body["traffic"]["predictions"],
+            "labelled": body["traffic"]["labelled"],
+            "alerts": len(body["alerts"]),
+            "alert_kinds": body["alert_kinds"],
+            "healthy": not body["alerts"],
+        },
+        fingerprint=final.name,
+    )
+    props = {
+        "time": time.time(),
+        "window": body["window"],
+        "versions": body["versions"],
+        "alerts": [a["message"] for a in body["alerts"]][:50],
+        "predictions": body["traffic"]["predictions"],
+        "labelled": body["traffic"]["labelled"],
+    }
+    body["execution"] = store.record_execution(EXECUTION, props, inputs, {"report": art})
+    body["artifact"] = art.id
