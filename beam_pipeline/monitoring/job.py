@@ -291,7 +291,7 @@ def merge_summaries(items: Any) -> dict[str, Any]:
 
 
 class LabelAndSlice(beam.DoFn):
-    """A joined batch -> ((version, slice key), (labels, predictions)) for its labelled rows.
+    """A joined batch -> (version, (labels, predictions, slice keys per spec)), labelled rows.
 
     The label is computed as at evaluation time: the logged raw features plus the label column
     are encoded as tf.Examples and run through the version's transform graph, whose ``label_key``
@@ -332,8 +332,8 @@ class LabelAndSlice(beam.DoFn):
         self._fns[version] = fn
         return fn
 
-    def process(self, batch: pa.RecordBatch) -> Iterator[tuple[tuple[int, str], Any]]:
-        from beam_pipeline.evaluation import slice_keys  # noqa: PLC0415
+    def process(self, batch: pa.RecordBatch) -> Iterator[tuple[int, Any]]:
+        from beam_pipeline.evaluation import slice_keys
 
         job = self._job
         labelled = batch.column(LABEL).is_valid()
@@ -349,15 +349,8 @@ class LabelAndSlice(beam.DoFn):
             if not part.num_rows:
                 continue
             preds = logs.prediction_matrix(part.column("prediction"))
-            yield (int(v), OVERALL), (labels, preds)
-            for spec in job.slice_specs:
-                keys = slice_keys(part, spec, job.boundaries).dictionary_encode()
-                codes = keys.indices.to_numpy(zero_copy_only=False)
-                valid = keys.indices.is_valid().to_numpy(zero_copy_only=False)
-                for code, key in enumerate(keys.dictionary.to_pylist()):
-                    rows = np.flatnonzero(valid & (codes == code))
-                    if len(rows):
-                        yield (int(v), key), (labels[rows], preds[rows])
+            keys = [slice_keys(part, spec, job.boundaries) for spec in job.slice_specs]
+            yield int(v), (labels, preds, keys)
 
     def _labels(self, version: int, part: pa.RecordBatch) -> tuple[np.ndarray, np.ndarray | None]:
         job = self._job
@@ -423,6 +416,43 @@ def csv_header(job: MonitorJob) -> str:
     return ",".join([*job.columns, job.label_column])
 
 
+class LiveMetricsFn(beam.CombineFn):
+    """(labels, predictions, slice keys) batches of one version -> ``{slice: metrics}``, with
+    evaluate's accumulator (`beam_pipeline.evaluation.MetricsAccumulator`): the same metrics,
+    slices and AUC buckets as at evaluation time."""
+
+    def __init__(self, task: str, buckets: int, threshold: float) -> None:
+        self._task = task
+        self._buckets = buckets
+        self._threshold = threshold
+
+    def create_accumulator(self) -> Any:
+        return None  # the kind and width are known from the first batch
+
+    def add_input(self, acc: Any, element: tuple[np.ndarray, np.ndarray, list[pa.Array]]) -> Any:
+        from beam_pipeline.evaluation import MetricsAccumulator, kind_of
+
+        labels, preds, keys = element
+        if acc is None:
+            width = preds.shape[1]
+            acc = MetricsAccumulator(
+                kind_of(self._task, width), width, self._buckets, self._threshold
+            )
+        acc.add(labels, preds, keys)
+        return acc
+
+    def merge_accumulators(self, accumulators: Any) -> Any:
+        merged = None
+        for acc in accumulators:
+            if acc is None:
+                continue
+            merged = acc if merged is None else merged.merge(acc)
+        return merged
+
+    def extract_output(self, acc: Any) -> dict[str, dict[str, float | None]]:
+        return acc.result() if acc is not None else {}
+
+
 # ---------------------------------------------------------------------------------------------
 # The pipeline
 
@@ -436,8 +466,6 @@ class MonitorLogs(beam.PTransform):
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> Any:
         import tensorflow_data_validation as tfdv
-
-        from beam_pipeline.evaluation import SliceMetricsCombineFn  # noqa: PLC0415
 
         job = self._job
         out = Path(job.output)
@@ -480,11 +508,8 @@ class MonitorLogs(beam.PTransform):
             joined
             | "LabelAndSlice" >> beam.ParDo(LabelAndSlice(job))
             | "Metrics"
-            >> beam.CombinePerKey(SliceMetricsCombineFn(job.task, job.auc_buckets, job.threshold))
-            | "MetricsJson"
-            >> beam.MapTuple(
-                lambda k, m: json.dumps({"version": k[0], "slice": k[1], "metrics": m})
-            )
+            >> beam.CombinePerKey(LiveMetricsFn(job.task, job.auc_buckets, job.threshold))
+            | "MetricsJson" >> beam.FlatMapTuple(_metric_lines)
             | "WriteMetrics"
             >> beam.io.WriteToText(str(out / "_quality"), file_name_suffix=".jsonl")
         )
@@ -504,6 +529,11 @@ class MonitorLogs(beam.PTransform):
         return rejected | "WriteRejected" >> beam.io.WriteToText(
             str(out / "rejected" / "rejected"), file_name_suffix=".jsonl"
         )
+
+
+def _metric_lines(version: int, results: dict[str, dict[str, Any]]) -> Iterator[str]:
+    for key, metrics in results.items():
+        yield json.dumps({"version": version, "slice": key, "metrics": metrics})
 
 
 def run_job(job: MonitorJob, options: Any) -> dict[str, Any]:

@@ -84,11 +84,13 @@ def segment_start(path: str) -> dt.datetime | None:
     return dt.datetime.strptime(m.group(1) + micros, "%Y%m%dT%H%M%S%f").replace(tzinfo=dt.UTC)
 
 
-def list_segments(folder: Path, until: dt.datetime | None = None) -> list[str]:
+def list_segments(
+    folder: Path, until: dt.datetime | None = None, since: dt.datetime | None = None
+) -> list[str]:
     """Finished segments (``*.jsonl``, hidden names excluded) of a log folder, oldest first.
 
-    A segment opened after ``until`` holds nothing of the window and is left out; every other one
-    is read (a segment opened before the window may still hold rows inside it).
+    A segment opened after ``until`` (its name says when) holds nothing of the window, nor does
+    one last written before ``since`` (its modification time): both are left out.
     """
     if not folder.is_dir():
         return []
@@ -99,17 +101,24 @@ def list_segments(folder: Path, until: dt.datetime | None = None) -> list[str]:
         start = segment_start(str(p))
         if until is not None and start is not None and start > until:
             continue
+        if since is not None and p.stat().st_mtime < since.timestamp():
+            continue
         out.append(str(p))
     return out
 
 
-def batch_segments(store: Any, until: dt.datetime | None = None) -> list[str]:
-    """The JSON Lines prediction files of LIVE InferenceResult artifacts (batch ``score`` jobs)."""
+def batch_segments(
+    store: Any, until: dt.datetime | None = None, since: dt.datetime | None = None
+) -> list[str]:
+    """The JSON Lines prediction files of LIVE InferenceResult artifacts (batch ``score`` jobs)
+    that may hold rows of the window (written at or after ``since``)."""
     files: list[str] = []
     for art in store.artifacts_of_type("InferenceResult"):
         if art.properties.get("format", "jsonl") != "jsonl":
             continue
-        files += sorted(str(p) for p in Path(art.uri).glob("predictions-*.jsonl"))
+        for p in sorted(Path(art.uri).glob("predictions-*.jsonl")):
+            if since is None or p.stat().st_mtime >= since.timestamp():
+                files.append(str(p))
     return files
 
 

@@ -140,9 +140,9 @@ def monitor(
     columns = {c: info.columns.get(c, "string") for c in features}
     name = config.pipeline.name
     root = logs_root(config)
-    segments = logs.list_segments(logs.log_dir(root, logs.PREDICTIONS, name), end)
+    segments = logs.list_segments(logs.log_dir(root, logs.PREDICTIONS, name), end, start)
     if section.batch_results:
-        segments += logs.batch_segments(store, end)
+        segments += logs.batch_segments(store, end, start)
     feedback = logs.list_segments(logs.log_dir(root, logs.FEEDBACK, name))
     window = {"since": logs.iso(start), "until": logs.iso(end)}
     base = {"window": window, "model_name": name, "segments": len(segments)}

@@ -100,6 +100,17 @@ def test_hidden_and_future_segments_are_not_listed(tmp_path: Path) -> None:
     assert logs.segment_start(found[0]) == T0 - dt.timedelta(hours=1)
 
 
+def test_segments_last_written_before_the_window_are_not_read(tmp_path: Path) -> None:
+    import os
+
+    old = write(tmp_path / "part-20261126T080000000000-1-000001.jsonl", ["{}"])
+    new = write(tmp_path / "part-20261126T090000000000-1-000002.jsonl", ["{}"])
+    os.utime(old, (T0.timestamp() - 7200, T0.timestamp() - 7200))
+    os.utime(new, (T0.timestamp() - 60, T0.timestamp() - 60))
+    found = logs.list_segments(tmp_path, since=T0 - dt.timedelta(hours=1))
+    assert found == [str(new)]
+
+
 def test_feedback_last_label_wins_bare_ids_and_wrong_types(tmp_path: Path) -> None:
     lines = [
         {"request_id": "a/0", "label": 1.0, "time": "2026-11-26T12:00:00Z"},

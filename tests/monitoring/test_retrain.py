@@ -1,0 +1,135 @@
+"""Retraining pieces without a pipeline run: spans, the lock, the retrain_span record, --watch."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from beam_pipeline.monitoring import retrain
+
+
+def _labelled(report_dir: Path, parts: list[list[str]]) -> None:
+    folder = report_dir / "labelled"
+    folder.mkdir(parents=True)
+    for i, rows in enumerate(parts):
+        (folder / f"rows-{i:05d}-of-{len(parts):05d}.csv").write_text(
+            "\n".join(["fare,payment_type,tips", *rows]) + "\n"
+        )
+        (folder / f"request_ids-{i:05d}.txt").write_text(f"r{i}/0\n")
+
+
+def test_write_span_numbers_spans_and_keeps_one_header(tmp_path: Path) -> None:
+    _labelled(tmp_path / "report", [["1.5,Cash,0", "2.5,Cash,1"], [], ["3.0,Credit Card,2"]])
+    spans = tmp_path / "spans"
+    (spans / "span-4").mkdir(parents=True)
+    span, folder, rows = retrain.write_span(tmp_path / "report", spans)
+    assert span == 5 and folder == spans / "span-5" and rows == 3
+    lines = (folder / "data.csv").read_text().splitlines()
+    assert lines == ["fare,payment_type,tips", "1.5,Cash,0", "2.5,Cash,1", "3.0,Credit Card,2"]
+    assert (folder / "request_ids.txt").read_text().split() == ["r0/0", "r1/0", "r2/0"]
+    assert not list(spans.glob(".*"))  # nothing half-written left behind
+
+
+def _hold(root: str, ready: Any, release: Any) -> None:
+    with retrain.retrain_lock(root):
+        ready.set()
+        release.wait(30)
+
+
+def test_the_lock_keeps_a_second_monitor_out(tmp_path: Path) -> None:
+    ctx = multiprocessing.get_context("fork")
+    ready, release = ctx.Event(), ctx.Event()
+    other = ctx.Process(target=_hold, args=(str(tmp_path), ready, release))
+    other.start()
+    try:
+        assert ready.wait(30)
+        with pytest.raises(retrain.Busy, match=f"pid {other.pid}"):
+            with retrain.retrain_lock(tmp_path):
+                pass
+    finally:
+        release.set()
+        other.join(30)
+    with retrain.retrain_lock(tmp_path):  # free again once the holder is gone
+        pass
+
+
+def test_retrain_records_the_span_and_runs_the_pipeline_on_it(
+    healthy: dict,
+    report: dict,
+) -> None:
+    from beam_pipeline.config import load
+    from beam_pipeline.metadata import Store
+
+    config = load(healthy["config"], ["monitor.retrain.min_rows=10", "monitor.retrain.spans=3"])
+    body = report["body"]
+    seen: list[list[str]] = []
+
+    class Result:
+        exit_code = 0
+
+        def to_json(self) -> dict[str, Any]:
+            return {
+                "run_id": "r",
+                "status": "completed",
+                "model_version": 4,
+                "blessed": True,
+                "pushed_version": 4,
+            }
+
+    def run_pipeline(overrides: list[str]) -> Result:
+        seen.append(overrides)
+        with pytest.raises(retrain.Busy):  # the lock is held while the pipeline runs
+            with retrain.retrain_lock(config.pipeline.root):
+                pass
+        return Result()
+
+    out = retrain.retrain(config, body, run_pipeline)
+    assert out["retrained"] and out["span"] == 1 and out["rows"] == body["traffic"]["labelled"]
+    span_csv = Path(out["span_dir"]) / "data.csv"
+    header = span_csv.read_text().splitlines()[0].split(",")
+    assert header[-1] == "tips" and "fare" in header and "request_id" not in header
+    [overrides] = seen
+    assert f"ingest.source={Path(out['span_dir']).parent}/span-{{SPAN}}/data.csv" in overrides
+    assert "ingest.span=1" in overrides and "ingest.spans=3" in overrides
+    store = Store(config)
+    [span] = store.artifacts_of_type("DataSpan")
+    assert span.uri == out["span_dir"] and span.properties["rows"] == out["rows"]
+    producer = store.producer(span.id)
+    assert store.execution_inputs(producer)["report"].id == body["artifact"]
+
+    config = load(healthy["config"], ["monitor.retrain.min_rows=1000000"])
+    out = retrain.retrain(config, body, run_pipeline)
+    assert not out["retrained"] and "min_rows" in out["reason"] and len(seen) == 1
+
+
+def test_watch_runs_rounds_back_to_back(healthy: dict, capsys) -> None:
+    from beam_pipeline.cli import main
+
+    code = main(
+        [
+            "monitor",
+            str(healthy["config"]),
+            "--watch",
+            "--rounds",
+            "2",
+            "--model",
+            "2",
+            "--set",
+            "monitor.watch_interval=0.1",
+            "--json",
+        ]
+    )
+    rounds = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
+    assert code == 0 and len(rounds) == 2 and all(r["empty"] for r in rounds)
+    assert rounds[1]["window"]["since"] == rounds[0]["window"]["until"]
+
+
+def test_rounds_needs_watch(healthy: dict, capsys) -> None:
+    from tests.conftest import run_cli
+
+    code, _, err = run_cli(["monitor", str(healthy["config"]), "--rounds", "2"], capsys)
+    assert code == 2 and "--rounds" in err
