@@ -107,8 +107,3 @@ def _evaluation(store: Any, model: Artifact, info: ModelInfo, examples: Artifact
         split = Path(examples.uri) / f"Split-{info.eval_split}"
         if split.is_dir():
             info.eval_examples = str(split / "*.tfrecord*")
-
-
-def versions_with_models(store: Any) -> list[int]:
-    """Every model version of the pipeline, 1..N."""
-    return list(range(1, len(registry.models(store)) + 1))

@@ -369,20 +369,6 @@ def prediction_matrix(col: pa.Array) -> np.ndarray:
 # Feedback: the latest label per request id
 
 
-@dataclass
-class Labels:
-    """Deduplicated feedback: one label per request id (the last one written wins)."""
-
-    table: pa.Table  # request_id (string), label (typed), time (timestamp)
-    records: int = 0
-    duplicates: int = 0
-    wrong_type: int = 0
-    rejected: list[Rejected] = field(default_factory=list)
-
-    def ids(self) -> pa.Array:
-        return self.table.column("request_id").combine_chunks()
-
-
 def feedback_table(
     segment: Segment, label_kind: str, values: dict[str, Any]
 ) -> tuple[pa.Table, int]:

@@ -186,7 +186,7 @@ def monitor(
                 **base,
                 "empty": True,
                 "alerts": [],
-                "counts": _counts(counters, results),
+                "counts": dict(sorted(counters.items())),
                 "message": _empty_message(window, root),
             }
         body = _assemble(config, store, section, job, results, models, ref, reports_dir, window)
@@ -246,10 +246,6 @@ def _empty_message(window: dict[str, str], root: Path) -> str:
 
 def _report_name(end: dt.datetime) -> str:
     return end.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
-
-
-def _counts(counters: dict[str, int], results: dict[str, Any]) -> dict[str, int]:
-    return {k: int(v) for k, v in sorted(counters.items())}
 
 
 def _assemble(

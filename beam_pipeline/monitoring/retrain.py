@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import logging
 import os
 import re
@@ -170,9 +171,7 @@ def retrain(
             f"ingest.span={span}",
             f"ingest.spans={section.retrain.spans}",
             "ingest.drop=[]",
-            "ingest.columns={"
-            + ", ".join(f"{c}: {t}" for c, t in _span_columns(config, body).items())
-            + "}",
+            "ingest.columns=" + json.dumps(body["column_types"]),  # JSON is YAML
             *section.retrain.overrides,
         ]
         result = run_pipeline(overrides)
@@ -193,9 +192,3 @@ def retrain(
         "exit_code": result.exit_code,
         "overrides": overrides,
     }
-
-
-def _span_columns(config: Any, body: dict[str, Any]) -> dict[str, str]:
-    """Column types of the span: those the model's training data had (strings stay strings)."""
-    types = body.get("column_types") or {}
-    return {c: t for c, t in types.items()}
