@@ -1,25 +1,31 @@
 """The closed loop on taxi, end to end: serve → log → label → detect → retrain → bless → push.
 
 1. ``run`` trains and pushes v1 on the bundled data (small budget);
-2. shifted traffic (mostly card payments, fares scaled 1.8×; fixed seed) is logged with v1's
-   predictions, and most of it labelled through the feedback log;
+2. ``serve`` starts on 127.0.0.1; shifted traffic (mostly card payments, fares scaled 1.8×;
+   fixed seed) goes through its REST API, and most rows' labels (their ``tips``) through its
+   ``:feedback`` endpoint; the server writes both logs;
 3. ``monitor`` exits 4 naming the shifted feature (payment_type skew against the training data);
 4. ``monitor --retrain`` makes span 1 of the labelled traffic and runs the pipeline on it: v2 is
    trained on the span, evaluated against v1 on the span's eval split, blessed and pushed;
-5. ``lineage --model 2`` walks back to the DataSpan and the MonitoringReport.
+5. the running server answers with v2 (no restart); ``lineage --model 2`` walks back to the
+   DataSpan and the MonitoringReport.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from beam_pipeline.monitoring import logs
 from tests import pipeline_fixtures as pf
 from tests.monitoring import traffic
 
@@ -30,6 +36,7 @@ def loop_config(base: Path) -> Path:
     cfg = pf.taxi_config(
         base,
         evaluate={"slice_thresholds": []},
+        serving={"poll_seconds": 0.5, "log_segment_seconds": 1.0, "batch_timeout_ms": 5.0},
         monitor={
             "window": "1h",
             "min_labelled": 100,
@@ -46,29 +53,122 @@ def loop_config(base: Path) -> Path:
     return path
 
 
-def replay(root: Path, saved_model: str, features: list[str], rows: int, labelled: float) -> int:
-    """Log shifted traffic as the server would (prediction segments) and label most of it."""
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def start_server(config: Path, log: Path) -> tuple[subprocess.Popen, str]:
+    """``beam-pipeline serve`` on a free 127.0.0.1 port (no gRPC); waits for /readyz."""
+    import httpx
+
+    from tests.ml_fixtures import free_port
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "beam_pipeline.cli",
+            "serve",
+            str(config),
+            "--port",
+            str(port),
+            "--grpc-port",
+            "0",
+        ],
+        cwd=pf.ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=open(log, "w"),  # noqa: SIM115 - lives as long as the process
+        env={**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        assert proc.poll() is None, log.read_text()[-3000:]
+        try:
+            return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_for(ready, 240, "the server")
+    except BaseException:
+        stop_server(proc)
+        raise
+    return proc, url
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def instances(frame: Any) -> list[dict[str, Any]]:
+    """Rows as a client sends them: JSON numbers and strings, missing values left out."""
+    rows = []
+    for record in frame.astype(object).where(frame.notna(), None).to_dict("records"):
+        rows.append(
+            {
+                k: (int(v) if isinstance(v, float) and v.is_integer() else v)
+                for k, v in record.items()
+                if v is not None
+            }
+        )
+    return rows
+
+
+def replay(url: str, features: list[str], rows: int, labelled: float) -> tuple[int, int]:
+    """Shifted traffic through :predict (100 rows a request), then labels through :feedback.
+    Returns (rows answered, labels posted)."""
+    import httpx
+    import numpy as np
+
     frame = traffic.shifted_rows(rows)
-    preds = traffic.scored(frame, saved_model, features)
-    start = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=20)
-    recs = traffic.records(frame, preds, features, 1, start)
-    traffic.write_segments(logs.log_dir(root / "logs", "predictions", "taxi"), recs)
-    fb_dir = logs.log_dir(root / "logs", "feedback", "taxi")
-    fb = fb_dir / "part-20260101T000000000000-1-000001.jsonl"
-    return len(traffic.write_feedback(fb, recs, frame, labelled))
+    ids: list[str] = []
+    with httpx.Client(base_url=url, timeout=60) as client:
+        for start in range(0, rows, 100):
+            part = frame.iloc[start : start + 100]
+            r = client.post(
+                "/v1/models/taxi:predict", json={"instances": instances(part[features])}
+            )
+            assert r.status_code == 200, r.text
+            assert r.headers["X-Model-Version"] == "1"
+            ids += r.json()["request_ids"]
+        chosen = np.flatnonzero(np.random.default_rng(3).random(rows) < labelled)
+        labels = [
+            {"request_id": ids[i], "label": float(frame[traffic.LABEL].iloc[i])} for i in chosen
+        ]
+        for start in range(0, len(labels), 500):
+            r = client.post("/v1/models/taxi:feedback", json=labels[start : start + 500])
+            assert r.status_code == 200 and not r.json()["unknown_request_ids"], r.text
+    return len(ids), len(labels)
+
+
+def logs_closed(root: Path) -> bool:
+    """Every log segment rotated (serving.log_segment_seconds): none hidden, some written."""
+    folder = root / "logs"
+    return not list(folder.rglob(".*.inprogress")) and bool(list(folder.rglob("part-*.jsonl")))
 
 
 def test_closed_loop(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    import sys
-    import time
-
     t0 = time.time()
 
-    def step(name: str) -> None:
-        print(f"closed loop: {name} at {time.time() - t0:.1f} s", file=sys.stderr)
+    def step(name: str) -> None:  # progress past pytest's capture: the test is long
+        print(f"closed loop: {name} at {time.time() - t0:.1f} s", file=sys.__stderr__)
 
     config = loop_config(tmp_path)
-    code, run, err = pf.cli("run", str(config), "--json")
+    code, run, err = pf.cli("run", str(config), "--json", timeout=1800)
     step("v1 trained and pushed")
     assert code == 0 and run["pushed_version"] == 1, err[-3000:]
 
@@ -77,9 +177,19 @@ def test_closed_loop(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     from beam_pipeline.monitoring.lineage import model_info
 
     info = model_info(Store(load(config)), 1)
-    labels = replay(tmp_path / "root", info.saved_model, info.raw_features, 3000, 0.7)
+    proc, url = start_server(config, tmp_path / "server.log")
+    try:
+        step("server ready")
+        answered, labels = replay(url, info.raw_features, 3000, 0.7)
+        assert answered == 3000
+        wait_for(lambda: logs_closed(tmp_path / "root"), 60, "the log segments to rotate")
+        step("traffic replayed")
+        loop(config, tmp_path, url, labels, capsys, step)
+    finally:
+        stop_server(proc)
 
-    step("traffic replayed")
+
+def loop(config: Path, tmp_path: Path, url: str, labels: int, capsys: Any, step: Any) -> None:
     from beam_pipeline.cli import main
 
     capsys.readouterr()
@@ -92,13 +202,23 @@ def test_closed_loop(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert "payment_type" in skewed, body["alerts"]
     assert body["traffic"]["labelled"] == labels
 
-    code, body, err = pf.cli("monitor", str(config), "--retrain", "--json")
+    code, body, err = pf.cli("monitor", str(config), "--retrain", "--json", timeout=1800)
     step("monitor --retrain")
     assert code == 4, err[-3000:]  # the alert still stands; the retraining is the answer to it
     r: dict[str, Any] = body["retrain"]
     assert r["retrained"] and r["span"] == 1 and r["rows"] == labels, r
     assert r["model_version"] == 2 and r["blessed"] and r["pushed_version"] == 2, r
     assert (tmp_path / "serving" / "taxi" / "2" / "saved_model.pb").is_file()
+
+    import httpx
+
+    def answered_by_v2() -> bool:
+        row = instances(traffic.taxi_rows(1)[list(body["features"])])
+        r = httpx.post(f"{url}/v1/models/taxi:predict", json={"instances": row}, timeout=30)
+        return r.status_code == 200 and r.headers["X-Model-Version"] == "2"
+
+    wait_for(answered_by_v2, 60, "the server to swap to v2")
+    step("served by v2")
 
     capsys.readouterr()
     text = json.dumps(pf.json_output(["lineage", str(config), "--model", "2", "--json"], capsys))
