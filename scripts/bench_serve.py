@@ -95,9 +95,8 @@ async def load(
         nonlocal failures
         while time.perf_counter() < stop_at:
             t0 = time.perf_counter()
-            async with session.post(
-                url, data=body, headers={"Content-Type": "application/json"}
-            ) as r:
+            headers = {"Content-Type": "application/json"}
+            async with session.request(method, url, data=body or None, headers=headers) as r:
                 text = await r.read()
                 if r.status != 200:
                     failures += 1

@@ -174,6 +174,9 @@ def test_status_metadata_labels_and_other_models(server: sf.Server) -> None:
             }
         ]
     }
+    r = httpx.get(f"{server.url}/v1/models/taxi/versions/1", timeout=30)
+    assert r.json()["model_version_status"][0]["state"] == "AVAILABLE"
+    assert httpx.get(f"{server.url}/v1/models/taxi/versions/2", timeout=30).status_code == 404
     meta = httpx.get(f"{server.url}/v1/models/taxi/metadata", timeout=30).json()
     assert meta["model_spec"] == {"name": "taxi", "signature_name": "", "version": "1"}
     raw = meta["metadata"]["signature_def"]["signature_def"]["serving_raw"]
