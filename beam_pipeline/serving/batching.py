@@ -72,17 +72,18 @@ class Batcher:
                 f"{self.queued_rows} rows are waiting for the model (serving.max_queued_rows "
                 f"{self._max_queued}); retry later"
             )
-        if rows > self.max_batch_size:  # cut into batch-sized parts, answered together
-            step = self.max_batch_size
-            parts = await asyncio.gather(
-                *(
-                    self.submit(
-                        {k: v[i : i + step] for k, v in inputs.items()}, min(step, rows - i)
-                    )
-                    for i in range(0, rows, step)
-                )
+        if rows <= self.max_batch_size:
+            return await self._enqueue(inputs, rows)
+        step = self.max_batch_size  # cut into batch-sized parts (admitted as a whole, above)
+        parts = await asyncio.gather(
+            *(
+                self._enqueue({k: v[i : i + step] for k, v in inputs.items()}, min(step, rows - i))
+                for i in range(0, rows, step)
             )
-            return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        )
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+    async def _enqueue(self, inputs: dict[str, list[Any]], rows: int) -> Outputs:
         future: asyncio.Future[Outputs] = asyncio.get_running_loop().create_future()
         self.queued_rows += rows
         self._queue.put_nowait(_Item(inputs, rows, future))

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
+import pytest
 
 from beam_pipeline.serving.batching import Batcher, ModelRefused, Overloaded
 
@@ -107,6 +108,20 @@ def test_too_many_queued_rows_are_refused_not_queued() -> None:
     refused = [r for r in results if isinstance(r, Overloaded)]
     assert refused and "max_queued_rows" in str(refused[0])
     assert all(isinstance(r, dict) for r in results if not isinstance(r, Overloaded))
+
+
+def test_a_large_request_is_admitted_or_refused_as_a_whole() -> None:
+    model = Model(0)
+
+    async def go() -> np.ndarray:
+        b = Batcher(model, ThreadPoolExecutor(1), max_batch_size=4, max_queued_rows=10)
+        out = await b.submit({"x": list(range(10))}, 10)  # three parts, all admitted
+        with pytest.raises(Overloaded):
+            await b.submit({"x": list(range(11))}, 11)
+        await b.close()
+        return out["y"][:, 0]
+
+    np.testing.assert_array_equal(run(go()), 2 * np.arange(10))
 
 
 def test_close_answers_everything_queued() -> None:
