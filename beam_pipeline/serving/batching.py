@@ -2,8 +2,9 @@
 
 Each model version has one `Batcher` per signature. A request's rows join a queue; a batch is
 cut as soon as a model worker is free: everything queued (up to ``max_batch_size`` rows), after
-waiting at most ``batch_timeout_ms`` for more. While the model runs one batch the next one fills,
-so batches grow with the load and a lone request waits for nobody. The model call runs on a
+waiting at most ``batch_timeout_ms`` for more (default 0: no wait). While the model runs one
+batch the next one fills, so batches grow with the load and a lone request waits for nobody
+(with the default). The model call runs on a
 worker thread (TensorFlow releases the GIL), never on the event loop; each caller gets its own
 rows back, in order. A batch the model refuses is retried request by request, so one bad
 request fails alone.
@@ -45,7 +46,7 @@ class Batcher:
         executor: Executor,
         *,
         max_batch_size: int = 64,
-        timeout_ms: float = 1.0,
+        timeout_ms: float = 0.0,
         threads: int = 1,
         max_queued_rows: int = 10_000,
         on_batch: Callable[[int, float], None] | None = None,

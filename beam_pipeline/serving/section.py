@@ -31,7 +31,8 @@ class ServingSection:
             ``push.serving_dir``.
         version_labels: ``{model: {label: version}}`` (TF Serving's ``version_labels``).
         max_batch_size: rows per model call at most.
-        batch_timeout_ms: how long a batch waits for more rows once a model worker is free.
+        batch_timeout_ms: how long a batch waits for more rows once a model worker is free
+            (0: take what is queued at once).
         batch_threads: model calls that may run at once (per model version).
         max_queued_rows: rows waiting for the model before requests are refused with 503.
         max_body_bytes: a larger request body is refused with 413.
@@ -50,7 +51,7 @@ class ServingSection:
     models: dict[str, str] = field(default_factory=dict)
     version_labels: dict[str, dict[str, int]] = field(default_factory=dict)
     max_batch_size: int = 64
-    batch_timeout_ms: float = 1.0
+    batch_timeout_ms: float = 0.0
     batch_threads: int = 1
     max_queued_rows: int = 10_000
     max_body_bytes: int = 10 * 1024 * 1024
