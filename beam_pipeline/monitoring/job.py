@@ -303,6 +303,7 @@ class LabelAndSlice(beam.DoFn):
         self._job = job
         self._unlabelable = _counter("unlabelable")
         self._fns: dict[int, Any] = {}
+        self._required: dict[int, list[str]] = {}
 
     def setup(self) -> None:
         import tensorflow as tf
@@ -329,6 +330,11 @@ class LabelAndSlice(beam.DoFn):
                     return layer(tf.io.parse_example(serialized, spec))[key]
 
                 fn = labels
+                self._required[version] = [
+                    name
+                    for name, f in spec.items()
+                    if isinstance(f, tf.io.FixedLenFeature) and f.default_value is None
+                ]
         self._fns[version] = fn
         return fn
 
@@ -366,22 +372,37 @@ class LabelAndSlice(beam.DoFn):
 
         names = [c for c in job.columns if c != job.label_column]
         cols = [part.column(c) for c in names] + [raw]
-        examples = encode(pa.RecordBatch.from_arrays(cols, names=[*names, job.label_column]))
-        tf = self._tf
-        try:
-            out = fn(tf.constant(examples.to_pylist()))
-            return out.numpy().reshape(-1).astype(np.float64), None
-        except tf.errors.InvalidArgumentError:
-            pass
+        batch = pa.RecordBatch.from_arrays(cols, names=[*names, job.label_column])
+        # A feature the transform needs in every row (dense in the raw spec, no default) but
+        # missing from a logged row: that row cannot be labelled. Found column-wise, up front.
         good = np.ones(part.num_rows, dtype=bool)
+        for name in self._required.get(version, []):
+            if name in batch.schema.names:
+                good &= batch.column(name).is_valid().to_numpy(zero_copy_only=False)
+        examples = encode(batch).to_pylist()
+        tf = self._tf
         values = np.zeros(part.num_rows)
-        for i, ex in enumerate(examples.to_pylist()):  # rare: a row the transform refuses
+        rows = np.flatnonzero(good)
+
+        def run(idx: np.ndarray) -> None:  # bisect: only the rows the transform refuses drop
+            if not len(idx):
+                return
             try:
-                values[i] = float(fn(tf.constant([ex])).numpy().reshape(-1)[0])
+                out = fn(tf.constant([examples[i] for i in idx]))
+                values[idx] = out.numpy().reshape(-1).astype(np.float64)
             except tf.errors.InvalidArgumentError:
-                good[i] = False
-        self._unlabelable.inc(int((~good).sum()))
-        return values, good
+                if len(idx) == 1:
+                    good[idx[0]] = False
+                    return
+                run(idx[: len(idx) // 2])
+                run(idx[len(idx) // 2 :])
+
+        run(rows)
+        bad = int((~good).sum())
+        if bad:
+            self._unlabelable.inc(bad)
+            return values, good
+        return values, None
 
 
 class LabelledRows(beam.DoFn):
