@@ -57,7 +57,10 @@ class Artifact:
 
     @property
     def path(self) -> Path:
-        return Path(self.uri)
+        """The folder: a `Path`, or an `ObjectPath` (same API) for an object-store URI."""
+        from beam_pipeline.io.filesystem import as_path
+
+        return as_path(self.uri)  # type: ignore[return-value]
 
     def split_dir(self, split: str) -> Path:
         return self.path / f"Split-{split}"

@@ -7,6 +7,7 @@ from pathlib import Path
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_pipeline.config import Config
+from beam_pipeline.errors import ConfigError
 
 LOCAL_RUNNERS = {"DirectRunner", "direct", "PortableRunner", "PrismRunner"}
 
@@ -25,7 +26,36 @@ def beam_args(config: Config, extra: list[str] | None = None) -> list[str]:
         # Remote workers install the same package (and so the same DoFns) from our setup.py.
         setup = Path(__file__).resolve().parent.parent / "setup.py"
         args.append(f"--setup_file={setup}")
+    if runner == "DataflowRunner":
+        _check_remote_locations(config, args)
+    if _uses_s3(config) and not any(a.startswith("--beam_plugins") for a in args):
+        # Workers load it first, so TensorFlow code inside the job (tf.Transform, model loading)
+        # reads and writes s3:// as the launcher does.
+        args.append("--beam_plugins=beam_pipeline.io.s3_plugin")
     return args
+
+
+def _uses_s3(config: Config) -> bool:
+    ingest = config.stages.get("ingest")
+    sources = [config.pipeline.root, str(getattr(ingest, "source", "") or "")]
+    return any(s.startswith("s3://") for s in sources)
+
+
+def _check_remote_locations(config: Config, args: list[str]) -> None:
+    """Dataflow workers share nothing with the launcher: root and temp files must be remote."""
+    if "://" not in config.pipeline.root:
+        raise ConfigError(
+            f"pipeline.root: DataflowRunner workers cannot reach the local folder "
+            f"{config.pipeline.root!r}; set it to a gs:// URI"
+        )
+    for flag in ("--temp_location", "--staging_location"):
+        value = _last_value(args, flag)
+        if value is not None and "://" not in value:
+            raise ConfigError(f"{flag}: DataflowRunner needs a gs:// location; received {value!r}")
+    if _last_value(args, "--temp_location") is None:
+        raise ConfigError(
+            "--temp_location: DataflowRunner needs one (--beam-option=--temp_location=gs://...)"
+        )
 
 
 def pipeline_options(config: Config, extra: list[str] | None = None) -> PipelineOptions:

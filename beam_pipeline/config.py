@@ -72,7 +72,10 @@ class Config:
 
     @property
     def root(self) -> Path:
-        return Path(self.pipeline.root)
+        """``pipeline.root``: a `Path`, or an `ObjectPath` for an object-store URI."""
+        from beam_pipeline.io.filesystem import as_path
+
+        return as_path(self.pipeline.root)  # type: ignore[return-value]
 
     def section(self, name: str) -> Any:
         """The typed section of a stage (its defaults when the YAML leaves it out)."""

@@ -41,6 +41,11 @@ def connection_config(section: MetadataSection, root: Path) -> pb.ConnectionConf
     if section.backend == "memory":
         cfg.fake_database.SetInParent()
     elif section.backend == "sqlite":
+        if not section.path and "://" in str(root):
+            raise ConfigError(
+                f"metadata.path: SQLite needs a local file, and pipeline.root is {root}; set "
+                "metadata.path to a local file (one launcher) or use backend mysql/postgresql"
+            )
         path = Path(section.path) if section.path else root / "metadata.sqlite"
         path.parent.mkdir(parents=True, exist_ok=True)
         cfg.sqlite.filename_uri = str(path)

@@ -6,7 +6,6 @@ import dataclasses
 import getpass
 import logging
 import os
-import shutil
 import signal
 import socket
 import time
@@ -22,6 +21,7 @@ from beam_pipeline import __version__
 from beam_pipeline.artifacts import Artifact, digest, stage_dir, staging_dir
 from beam_pipeline.config import Config, to_dict
 from beam_pipeline.errors import ConfigError, PipelineError, StageFailed, ValidationFailed
+from beam_pipeline.io import filesystem
 from beam_pipeline.metadata import Store, props
 from beam_pipeline.stage import Prepared, Stage, StageContext
 
@@ -87,6 +87,9 @@ class Orchestrator:
         self.use_cache = use_cache
         self.command = command or f"beam-pipeline run {config.source_file}"
         self.store = Store(config)
+        from beam_pipeline.beam import beam_args as all_beam_args
+
+        filesystem.configure(all_beam_args(config, self.beam_args), _uris(config))
 
     # ------------------------------------------------------------------------------------------
 
@@ -223,9 +226,12 @@ class Orchestrator:
             return
 
         exec_id = self.store.start_execution(stage.name, run_ctx, base_props)
-        tmp = staging_dir(self.config.root, stage.name, exec_id)
         final = stage_dir(self.config.root, stage.name, exec_id)
-        shutil.rmtree(tmp, ignore_errors=True)
+        # An object store cannot rename a prefix: the stage writes under the execution's own
+        # prefix, and ML Metadata's LIVE mark (below) is the commit point.
+        remote = filesystem.is_remote(final)
+        tmp = final if remote else staging_dir(self.config.root, stage.name, exec_id)
+        filesystem.rmtree(tmp)
         tmp.mkdir(parents=True)
         ctx = dataclasses.replace(ctx, output_dir=tmp, prepared=prepared.state)
         log.info("%s: started (execution %s)", stage.name, exec_id)
@@ -237,7 +243,7 @@ class Orchestrator:
             if os.environ.get(KILL_ENV) == stage.name:
                 os.kill(os.getpid(), signal.SIGKILL)
         except BaseException as exc:
-            shutil.rmtree(tmp, ignore_errors=True)
+            filesystem.rmtree(tmp)
             self.store.finish_execution(
                 exec_id,
                 pb.Execution.FAILED,
@@ -255,9 +261,11 @@ class Orchestrator:
                 raise StageFailed(stage.name, f"{type(exc).__name__}: {exc}", self.command) from exc
             raise
         # Publish: move the staged folder into place, then register the artifacts LIVE.
-        os.replace(tmp, final)
+        if not remote:
+            os.replace(tmp, final)
         for key, art in outputs.items():
-            art.uri = str(final / Path(art.uri).relative_to(tmp))
+            if not remote:
+                art.uri = str(final / Path(art.uri).relative_to(tmp))
             art.fingerprint = art.fingerprint or digest(cache_key, key)
         self.store.finish_execution(
             exec_id,
@@ -314,7 +322,9 @@ class Orchestrator:
             p = props(ex)
             if p.get("host") != host or _alive(int(p.get("pid", 0))):
                 continue
-            shutil.rmtree(staging_dir(self.config.root, stage, ex.id), ignore_errors=True)
+            filesystem.rmtree(staging_dir(self.config.root, stage, ex.id))
+            if filesystem.is_remote(self.config.root):  # written in place: never made LIVE
+                filesystem.rmtree(stage_dir(self.config.root, stage, ex.id))
             ex.last_known_state = pb.Execution.CANCELED
             self.store.update_execution(ex)
             log.info(
@@ -338,9 +348,16 @@ def _summarize(art: Artifact, result: RunResult) -> None:
 
 
 def _usable(art: Artifact) -> bool:
-    from apache_beam.io.filesystems import FileSystems
+    return art.properties.get("_state") == "LIVE" and filesystem.exists(art.uri)
 
-    return art.properties.get("_state") == "LIVE" and FileSystems.exists(art.uri)
+
+def _uris(config: Config) -> list[str]:
+    """The configured locations that may need a filesystem registered with TensorFlow."""
+    uris = [config.pipeline.root]
+    for name in ("ingest", "push"):
+        section = config.stages.get(name)
+        uris += [str(v) for v in vars(section).values() if isinstance(v, str)] if section else []
+    return uris
 
 
 def _alive(pid: int) -> bool:

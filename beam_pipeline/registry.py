@@ -16,8 +16,6 @@ or restored) and ``score`` (batch scoring: input fingerprint, output ``Inference
 from __future__ import annotations
 
 import getpass
-import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +25,7 @@ from ml_metadata.proto import metadata_store_pb2 as pb
 
 from beam_pipeline.artifacts import Artifact
 from beam_pipeline.errors import ConfigError
+from beam_pipeline.io import filesystem
 from beam_pipeline.metadata import props
 
 if TYPE_CHECKING:
@@ -166,7 +165,7 @@ def serving_root(config: Config) -> Path:
     """``push.serving_dir`` (a relative default resolves against the config file's folder)."""
     section = config.section("push") if "push" in config.stages else None
     value = getattr(section, "serving_dir", None) or "serving"
-    p = Path(value)
+    p = filesystem.as_path(value)
     if not p.is_absolute() and config.source_file:
         p = Path(config.source_file).resolve().parent / p
     return p
@@ -214,7 +213,7 @@ def rollback(config: Config, store: Store, to: int, comment: str = "") -> dict[s
     if to not in served:
         if (parked / str(to)).is_dir():
             base.mkdir(parents=True, exist_ok=True)
-            os.rename(parked / str(to), base / str(to))
+            filesystem.move(parked / str(to), base / str(to))
             restored.append(to)
         else:
             raise ConfigError(
@@ -227,8 +226,8 @@ def rollback(config: Config, store: Store, to: int, comment: str = "") -> dict[s
             parked.mkdir(parents=True, exist_ok=True)
             dest = parked / str(v)
             if dest.exists():  # retired before, pushed again, retired again: keep the newest
-                shutil.rmtree(dest)
-            os.rename(base / str(v), dest)
+                filesystem.rmtree(dest)
+            filesystem.move(base / str(v), dest)
             retired.append(v)
     record = {
         "to_version": to,

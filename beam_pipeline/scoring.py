@@ -47,9 +47,9 @@ import pyarrow.compute as pc
 from apache_beam.metrics.metric import Metrics, MetricsFilter
 
 from beam_pipeline import registry
-from beam_pipeline.artifacts import Artifact, file_digest
+from beam_pipeline.artifacts import Artifact
 from beam_pipeline.errors import ConfigError, DataError
-from beam_pipeline.io import readers
+from beam_pipeline.io import filesystem, readers
 from beam_pipeline.io.readers import Rejected
 
 log = logging.getLogger(__name__)
@@ -231,6 +231,7 @@ class ScoreFile(beam.DoFn):
         import tensorflow as tf
 
         self._tf = tf
+        filesystem.enable_tensorflow(self._job.saved_model)
         self._fn = tf.saved_model.load(self._job.saved_model).signatures["serving_raw"]
         self._formatter = ThreadPoolExecutor(1, thread_name_prefix="score-format")
 
@@ -374,7 +375,7 @@ class WritePredictions(beam.PTransform):
 
     def expand(self, batches: beam.PCollection) -> Any:
         job = self._job
-        prefix = str(Path(job.output) / "predictions")
+        prefix = filesystem.join(job.output, "predictions")
         if job.output_format == "jsonl":
             return batches | beam.io.WriteToText(prefix, file_name_suffix=".jsonl")
         if job.output_format == "csv":
@@ -436,22 +437,24 @@ def score(
     beam_args: list[str] | None = None,
 ) -> dict[str, Any]:
     """Run the scoring job and record it in ML Metadata; returns the summary."""
+    from beam_pipeline.beam import beam_args as all_beam_args
     from beam_pipeline.beam import pipeline_options
     from beam_pipeline.metadata import Store
 
     t0 = time.time()
+    filesystem.configure(all_beam_args(config, beam_args), [input_glob, output])
     if output_format not in FORMATS:
         raise ConfigError(f"--format: expected one of {list(FORMATS)}; received {output_format!r}")
     files = readers.match_files(input_glob)
     if not files:
         raise DataError(f"--input: no files match {input_glob!r}")
-    fmt = input_format or INPUT_FORMATS.get(Path(files[0]).suffix.lower())
+    fmt = input_format or INPUT_FORMATS.get(filesystem.as_path(files[0]).suffix.lower())
     if fmt not in ("csv", "parquet", "jsonl"):
         raise ConfigError(
             f"--input: cannot tell the format of {files[0]}; expected .csv, .parquet or .jsonl "
             "(or pass --input-format)"
         )
-    out = Path(output)
+    out = filesystem.as_path(output)
     if out.exists() and any(out.glob("predictions-*")):
         raise ConfigError(f"--output: {out} already holds predictions; choose an empty folder")
     store = Store(config)
@@ -494,7 +497,7 @@ def score(
         "job_id": job.job_id,
         "input": input_glob,
         "files": len(files),
-        "input_fingerprint": file_digest(files),
+        "input_fingerprint": filesystem.fingerprint(files),
         "model_version": version,
         "model_id": model.id,
         "output": str(out),

@@ -72,3 +72,15 @@ def taxi_copy(tmp_path: Path) -> Path:
     dest.parent.mkdir(parents=True)
     shutil.copy(TAXI_CSV, dest)
     return dest
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """moto's S3 server on 127.0.0.1 and a free port, shared by the session; always stopped."""
+    from tests.object_store import start_s3
+
+    server = start_s3(tmp_path_factory.mktemp("moto"))
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -60,6 +60,7 @@ from beam_pipeline.evaluation import (
     kind_of,
     slice_keys,
 )
+from beam_pipeline.io import filesystem
 from beam_pipeline.stage import Prepared, Stage, StageContext
 
 log = logging.getLogger(__name__)
@@ -208,6 +209,8 @@ class PredictAndSlice(beam.DoFn):
         import tensorflow as tf
 
         self._tf = tf
+        for path in self._job.models.values():
+            filesystem.enable_tensorflow(path)
         self._models = {
             name: tf.saved_model.load(path).signatures["serving_default"]
             for name, path in self._job.models.items()
@@ -495,9 +498,7 @@ def evaluate_models(job: EvalJob, scratch: Path, ctx: StageContext | None = None
     lines = []
     for f in sorted(scratch.glob("results*.jsonl")):
         lines += [json.loads(line) for line in f.read_text().splitlines() if line]
-    for f in scratch.iterdir():
-        f.unlink()
-    scratch.rmdir()
+    filesystem.rmtree(scratch)
     out: dict[str, Any] = {line["model"]: line["slices"] for line in lines}
     if CANDIDATE not in out or not count:
         raise DataError(f"evaluate: no eval examples match {job.examples}")

@@ -18,7 +18,6 @@ import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import apache_beam as beam
@@ -28,10 +27,10 @@ import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import Metrics, MetricsFilter
 
-from beam_pipeline.artifacts import Artifact, file_digest, split_dir
+from beam_pipeline.artifacts import Artifact, split_dir
 from beam_pipeline.config import path
 from beam_pipeline.errors import ConfigError, DataError
-from beam_pipeline.io import example_coder, readers
+from beam_pipeline.io import example_coder, filesystem, readers
 from beam_pipeline.io.tfrecord import WriteTFRecordBatches, frame
 from beam_pipeline.stage import Prepared, Stage, StageContext
 
@@ -162,7 +161,7 @@ def _tfrecord_columns(path: str) -> dict[str, str]:
 def prepare(section: IngestSection, inputs: dict[str, Artifact], ctx: StageContext) -> Prepared:
     files, span = resolve_files(section.source, section.span, section.spans)
     columns = resolve_columns(section, files)  # every column, as the reader parses them
-    fingerprint = file_digest(files)
+    fingerprint = filesystem.fingerprint(files)  # object stores: metadata only, no download
     return Prepared(
         key={"data_fingerprint": fingerprint, "span": span},
         inputs=data_spans(ctx.store, files),
@@ -176,7 +175,7 @@ def data_spans(store: Store | None, files: list[str]) -> dict[str, Artifact]:
     if store is None or not files:
         return {}
     found: dict[str, Artifact] = {}
-    folders = {str(Path(f).parent) for f in files}
+    folders = {str(filesystem.as_path(f).parent) for f in files}
     for art in store.artifacts_of_type("DataSpan"):
         if art.uri in folders:
             found[f"data_span_{art.properties.get('span', art.id)}"] = art
@@ -280,7 +279,7 @@ class WriteExamples(beam.PTransform):
     def expand(self, batches: beam.PCollection) -> dict[str, Any]:
         results = {}
         for split in self._splits:
-            prefix = str(split_dir(Path(self._out), split) / "data")
+            prefix = str(split_dir(filesystem.as_path(self._out), split) / "data")
             results[split] = (
                 batches
                 | f"Only{split}" >> beam.Filter(lambda kv, s=split: kv[0] == s)

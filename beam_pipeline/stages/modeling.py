@@ -12,11 +12,11 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from beam_pipeline.artifacts import Artifact, split_dir
 from beam_pipeline.errors import ConfigError
+from beam_pipeline.io import filesystem
 from beam_pipeline.stages.user_modules import load_module, module_hash, require
 
 if TYPE_CHECKING:
@@ -129,7 +129,7 @@ def read_hyperparameters(artifact: Artifact) -> dict[str, Any]:
 
 
 def examples_pattern(examples: Artifact | str, split: str) -> str:
-    base = examples.path if isinstance(examples, Artifact) else Path(examples)
+    base = examples.path if isinstance(examples, Artifact) else filesystem.as_path(examples)
     return f"{split_dir(base, split)}/*.tfrecord.gz"
 
 

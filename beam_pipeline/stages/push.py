@@ -34,6 +34,7 @@ from typing import Any
 from beam_pipeline import registry
 from beam_pipeline.artifacts import Artifact
 from beam_pipeline.config import path
+from beam_pipeline.io import filesystem
 from beam_pipeline.stage import Prepared, Stage, StageContext
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,14 @@ class PushSection:
 
 
 def copy_atomically(source: Path, target: Path) -> None:
-    """Copy a folder to ``target`` through a hidden sibling and one rename."""
+    """Copy a folder to ``target`` through a hidden sibling and one rename.
+
+    On an object store, which cannot rename, the files are copied in place with
+    ``saved_model.pb`` last: TF Serving treats a version folder as loadable once that file exists.
+    """
+    if filesystem.is_remote(target) or filesystem.is_remote(source):
+        filesystem.copytree(source, target, last=["saved_model.pb"])
+        return
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -130,7 +138,7 @@ def run(
     version = state.get("version") or blessing.properties.get("model_version")
     reason = decide(blessing, model.id, state.get("review"), bool(state.get("retired")))
     target = (
-        Path(state["target"])
+        filesystem.as_path(state["target"])
         if state.get("target")
         else (registry.model_dir(ctx.config) / str(version))
     )

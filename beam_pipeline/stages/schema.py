@@ -20,6 +20,7 @@ from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
 from beam_pipeline.artifacts import Artifact, file_digest
 from beam_pipeline.config import path
 from beam_pipeline.errors import ConfigError, DataError
+from beam_pipeline.io import filesystem
 from beam_pipeline.stage import Prepared, Stage, StageContext
 from beam_pipeline.stages.statistics import load_statistics
 
@@ -60,7 +61,7 @@ def read_schema_file(file: str) -> schema_pb2.Schema:
     Raises:
         ConfigError: the file is missing or is not a text-format Schema; the message names it.
     """
-    p = Path(file)
+    p = filesystem.as_path(file)
     if not p.is_file():
         raise ConfigError(f"schema.path: {file}: file not found")
     try:

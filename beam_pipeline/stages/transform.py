@@ -17,11 +17,9 @@ Outputs:
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import apache_beam as beam
@@ -30,6 +28,7 @@ from apache_beam.metrics.metric import Metrics, MetricsFilter
 from beam_pipeline.artifacts import Artifact, split_dir
 from beam_pipeline.config import path
 from beam_pipeline.errors import ConfigError, DataError, StageFailed
+from beam_pipeline.io import filesystem
 from beam_pipeline.stage import Prepared, Stage, StageContext
 from beam_pipeline.stages.user_modules import load_module, module_hash, require
 
@@ -94,7 +93,7 @@ def read_schema(schema_dir: str) -> Any:
     from google.protobuf import text_format
     from tensorflow_metadata.proto.v0 import schema_pb2
 
-    file = Path(schema_dir) / "schema.pbtxt"
+    file = filesystem.as_path(schema_dir) / "schema.pbtxt"
     if not file.is_file():
         raise DataError(f"schema artifact has no schema.pbtxt: {file}")
     return text_format.Parse(file.read_text(), schema_pb2.Schema())
@@ -247,18 +246,18 @@ def run(
     result = pipeline.run()
     result.wait_until_finish()
     if not temp_location:
-        shutil.rmtree(temp_dir, ignore_errors=True)
+        filesystem.rmtree(temp_dir)
 
     counts = _row_counts(result, splits)
     # The raw schema travels with the graph: the exported model parses raw inputs by it.
     metadata_io.write_metadata(
         dataset_metadata.DatasetMetadata(schema),
-        str(Path(graph.uri) / tft.TFTransformOutput.RAW_METADATA_DIR),
+        str(graph.path / tft.TFTransformOutput.RAW_METADATA_DIR),
     )
     output = tft.TFTransformOutput(graph.uri)
     spec = output.transformed_feature_spec()
-    metadata_dir = Path(graph.uri) / tft.TFTransformOutput.TRANSFORMED_METADATA_DIR
-    shutil.copy(metadata_dir / "schema.pbtxt", transformed.path / "schema.pbtxt")
+    metadata_dir = graph.path / tft.TFTransformOutput.TRANSFORMED_METADATA_DIR
+    filesystem.copy_file(metadata_dir / "schema.pbtxt", transformed.path / "schema.pbtxt")
     graph.properties.update(
         module=str(section.module), raw_label_keys=raw_label_keys, features=sorted(spec)
     )

@@ -35,6 +35,7 @@ from typing import Any, Literal
 from beam_pipeline import progress
 from beam_pipeline.artifacts import Artifact
 from beam_pipeline.errors import ConfigError, StageFailed
+from beam_pipeline.io import filesystem
 from beam_pipeline.stage import Prepared, Stage, StageContext
 from beam_pipeline.stages import modeling
 
@@ -301,7 +302,10 @@ def run(
     job = _job(inputs, train)
     out = ctx.output("hyperparameters", "HyperParameters")
     if section.enabled:
-        directory = tempfile.mkdtemp(prefix="tuner-", dir=ctx.output_dir)
+        # The tuner's scratch files stay on a local disk (an object store's root would do too,
+        # but each trial's checkpoints would cross the network for nothing).
+        local = not filesystem.is_remote(ctx.output_dir)
+        directory = tempfile.mkdtemp(prefix="tuner-", dir=ctx.output_dir if local else None)
         try:
             result = search(section, job, directory)
         finally:

@@ -29,6 +29,7 @@ from tensorflow_metadata.proto.v0 import anomalies_pb2
 from beam_pipeline.artifacts import Artifact
 from beam_pipeline.comparators import ComparatorSection, with_comparators
 from beam_pipeline.errors import ConfigError, ValidationFailed
+from beam_pipeline.io import filesystem
 from beam_pipeline.stage import Prepared, Stage, StageContext
 from beam_pipeline.stages.schema import load_schema
 from beam_pipeline.stages.statistics import load_statistics, stats_path
@@ -126,7 +127,7 @@ def find_baseline(store: Store, statistics: Artifact) -> Artifact | None:
         if not found or found[0].properties.get("_state") != "LIVE":
             continue
         baseline = found[0]
-        if TRAIN in baseline.splits and Path(stats_path(baseline, TRAIN)).exists():
+        if TRAIN in baseline.splits and filesystem.exists(stats_path(baseline, TRAIN)):
             return baseline
     return None
 
