@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+BOOT = Path(__file__).resolve().parent.parent / "scripts" / "beam-worker"
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -115,3 +117,84 @@ def child_env(server: S3Server) -> dict[str, str]:
         "TF_USE_LEGACY_KERAS": "1",
         "TF_CPP_MIN_LOG_LEVEL": "3",
     }
+
+
+@dataclass
+class PortableCluster:
+    """A Beam job server and an external worker pool, each its own process in its own folder: the
+    processes a Flink or Spark cluster runs, minus the engine."""
+
+    job_port: int
+    pool_port: int
+    processes: list[subprocess.Popen[bytes]]
+    logs: list[Path]
+
+    @property
+    def beam_options(self) -> list[str]:
+        return [
+            "--runner=PortableRunner",
+            f"--job_endpoint=localhost:{self.job_port}",
+            "--environment_type=EXTERNAL",
+            f"--environment_config=localhost:{self.pool_port}",
+        ]
+
+    def stop(self) -> None:
+        for proc in self.processes:
+            proc.terminate()
+        for proc in self.processes:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def tail(self) -> str:
+        return "\n".join(f"== {p.name}\n{p.read_text()[-3000:]}" for p in self.logs if p.exists())
+
+
+def start_portable(folder: Path, env: dict[str, str]) -> PortableCluster:
+    """Start the job server and the worker pool (it starts one SDK worker process per worker the
+    job asks for) in folders other than the launcher's; wait until both listen."""
+    python = sys.executable
+    # The pool starts SDK workers with the `python` on PATH: this venv's, or they die silently.
+    env = {**env, "PATH": f"{Path(python).parent}{os.pathsep}{env.get('PATH', '')}"}
+    cluster = PortableCluster(free_port(), free_port(), [], [])
+    commands = {
+        "job-server": [
+            python,
+            "-m",
+            "apache_beam.runners.portability.local_job_service_main",
+            f"--port={cluster.job_port}",
+        ],
+        "worker-pool": [
+            python,
+            "-m",
+            "apache_beam.runners.worker.worker_pool_main",
+            f"--service_port={cluster.pool_port}",
+            # Each worker boots as in Beam's SDK container: it fetches the job's options first.
+            f"--container_executable={BOOT}",
+        ],
+    }
+    for name, command in commands.items():
+        cwd = folder / name
+        cwd.mkdir(parents=True, exist_ok=True)
+        log = cwd / "log.txt"
+        cluster.logs.append(log)
+        with open(log, "wb") as out:
+            cluster.processes.append(
+                subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
+            )
+    deadline = time.time() + 60
+    for port in (cluster.job_port, cluster.pool_port):
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.time() > deadline or any(p.poll() is not None for p in cluster.processes):
+                    cluster.stop()
+                    raise RuntimeError(
+                        f"portable cluster did not start:\n{cluster.tail()}"
+                    ) from None
+                time.sleep(0.3)
+    return cluster

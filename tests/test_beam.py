@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
+
 from beam_pipeline.beam import beam_args
 from beam_pipeline.config import load
 from beam_pipeline.metadata import Store
@@ -24,15 +27,49 @@ def test_direct_runner_gets_its_running_mode(tmp_path, tiny_csv) -> None:
 
 
 def test_remote_runners_ship_this_package_with_setup_py(tmp_path, tiny_csv) -> None:
-    cfg = load(_config(tmp_path, tiny_csv))
+    cfg = load(_config(tmp_path, tiny_csv), ["pipeline.root=gs://b/runs"])
+    image = "--sdk_container_image=europe-docker.pkg.dev/p/r/beam-pipeline:1"
+    requirements = f"--requirements_file={tmp_path / 'requirements.txt'}"
     for runner in ("DataflowRunner", "FlinkRunner", "SparkRunner"):
-        args = beam_args(cfg, [f"--runner={runner}", "--project=p"])
+        extra = [f"--runner={runner}", "--project=p", "--temp_location=gs://b/tmp", image]
+        args = beam_args(cfg, [*extra, requirements])
         [setup] = [a for a in args if a.startswith("--setup_file=")]
         assert Path(setup.split("=", 1)[1]).name == "setup.py"
         assert Path(setup.split("=", 1)[1]).is_file()
-        assert args[-3:-1] == [f"--runner={runner}", "--project=p"]  # last --runner wins in Beam
-    options = cfg.beam.options
-    assert options == []
+        assert args[1:6] == [*extra, requirements]  # passed through; the last --runner wins
+        options = PipelineOptions(args).get_all_options()
+        assert options["runner"] == runner and options["sdk_container_image"] == image.split("=")[1]
+        assert options["requirements_file"].endswith("requirements.txt")
+    # A setup_file of the user's own is kept, not doubled.
+    args = beam_args(cfg, ["--runner=FlinkRunner", "--setup_file=/src/setup.py"])
+    assert [a for a in args if a.startswith("--setup_file")] == ["--setup_file=/src/setup.py"]
+    assert cfg.beam.options == []
+
+
+@pytest.mark.parametrize(
+    ("root", "extra", "message"),
+    [
+        ("runs", ["--temp_location=gs://b/tmp"], "pipeline.root: DataflowRunner workers cannot"),
+        ("gs://b/runs", ["--temp_location=/tmp/x"], "--temp_location: DataflowRunner needs a gs"),
+        ("gs://b/runs", ["--staging_location=tmp"], "--staging_location: DataflowRunner needs"),
+        ("gs://b/runs", [], "--temp_location: DataflowRunner needs one"),
+    ],
+)
+def test_dataflow_with_a_local_root_or_temp_location_is_exit_2(
+    tmp_path, tiny_csv, capsys, root, extra, message
+) -> None:
+    cfg = _config(tmp_path, tiny_csv)
+    args = ["run", str(cfg), "--json", "--set", f"pipeline.root={root}", "--set",
+            f"metadata.path={tmp_path / 'm.sqlite'}", "--runner", "DataflowRunner",
+            "--beam-option=--project=p", *(f"--beam-option={e}" for e in extra)]  # fmt: skip
+    code, _, err = run_cli(args, capsys)
+    assert code == 2 and message in err, err
+
+
+def test_s3_runs_load_the_s3_plugin_in_every_worker(tmp_path, tiny_csv) -> None:
+    cfg = load(_config(tmp_path, tiny_csv), ["pipeline.root=s3://b/runs"])
+    assert "--beam_plugins=beam_pipeline.io.s3_plugin" in beam_args(cfg)
+    assert not any("beam_plugins" in a for a in beam_args(load(_config(tmp_path, tiny_csv))))
 
 
 def test_ingest_runs_on_the_portable_runner(tmp_path, tiny_csv, capsys) -> None:

@@ -22,6 +22,7 @@ from tfx_bsl.public import tfxio
 from beam_pipeline import views
 from beam_pipeline.artifacts import Artifact, split_dir
 from beam_pipeline.errors import ConfigError, DataError
+from beam_pipeline.io import filesystem
 from beam_pipeline.stage import Stage, StageContext
 
 log = logging.getLogger(__name__)
@@ -100,7 +101,7 @@ def load_statistics(artifact: Artifact, split: str) -> statistics_pb2.DatasetFea
             f"{artifact.uri}: no statistics for split {split!r}; expected one of {artifact.splits}"
         )
     try:
-        return tfdv.load_stats_binary(path)
+        return statistics_pb2.DatasetFeatureStatisticsList.FromString(filesystem.read_bytes(path))
     except Exception as exc:  # tf.errors.NotFoundError or a DecodeError: name the file either way
         raise DataError(f"{path}: cannot read statistics: {exc}") from exc
 
