@@ -107,6 +107,8 @@ class Store:
         section = config.metadata
         try:
             self._store = metadata_store.MetadataStore(connection_config(section, config.root))
+        except ConfigError:
+            raise
         except Exception as exc:  # MLMD raises its own status errors; name the backend
             where = (
                 f"{section.host}:{section.port}/{section.database}"

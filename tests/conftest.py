@@ -84,3 +84,20 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_runs(s3_server: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The penguins pipeline run twice (the second fully cached) with data, root and serving
+    folder on the session's S3 server; shared by the object-store and portable-runner tests."""
+    from tests.object_store import cli, penguins_on_s3
+
+    base = tmp_path_factory.mktemp("s3-penguins")
+    config = penguins_on_s3(s3_server, base, "penguins")
+    args = ("run", str(config), "--json", *(f"--beam-option={o}" for o in s3_server.beam_options))
+    runs = []
+    for _ in range(2):
+        code, summary, err = cli(s3_server, *args)
+        assert code == 0 and summary.get("status") == "completed", err[-4000:]
+        runs.append(summary)
+    return {"config": config, "runs": runs, "args": args}

@@ -7,6 +7,7 @@ in the pipeline's YAML.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -17,7 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-BOOT = Path(__file__).resolve().parent.parent / "scripts" / "beam-worker"
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+PENGUINS_CSV = REPO / "data" / "penguins" / "penguins_processed.csv"
+
+BOOT = REPO / "scripts" / "beam-worker"
 
 
 def free_port() -> int:
@@ -198,3 +204,38 @@ def start_portable(folder: Path, env: dict[str, str]) -> PortableCluster:
                     ) from None
                 time.sleep(0.3)
     return cluster
+
+
+def cli(server: S3Server, *args: str, timeout: float = 1500) -> tuple[int, Any, str]:
+    """``beam-pipeline ARGS`` in a child process with the S3 settings in its environment."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "beam_pipeline.cli", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=child_env(server),
+    )
+    out = proc.stdout.strip()
+    data = json.loads(out) if "--json" in args and out else {}
+    return proc.returncode, data, proc.stderr
+
+
+def penguins_on_s3(server: S3Server, base: Path, bucket: str) -> Path:
+    """The penguins config with data, root and serving folder on S3 (store: a local SQLite)."""
+    server.bucket(bucket)
+    server.client().upload_file(str(PENGUINS_CSV), bucket, "data/penguins.csv")
+    cfg = yaml.safe_load((REPO / "configs" / "penguins.yaml").read_text())
+    cfg["pipeline"]["root"] = f"s3://{bucket}/runs/penguins"
+    cfg["metadata"] = {"backend": "sqlite", "path": str(base / "metadata.sqlite")}
+    cfg["ingest"]["source"] = f"s3://{bucket}/data/penguins.csv"
+    cfg["schema"]["path"] = str(REPO / "configs" / "penguins" / "schema.pbtxt")
+    cfg["transform"]["module"] = str(REPO / "transforms" / "penguins.py")
+    cfg["train"]["module"] = str(REPO / "models" / "penguins.py")
+    cfg["tune"]["enabled"] = False
+    cfg["train"].update(epochs=8, early_stopping_patience=0)
+    cfg["evaluate"]["thresholds"] = {"accuracy": {"lower": 0.6}}
+    cfg["push"]["serving_dir"] = f"s3://{bucket}/serving"
+    path = base / "penguins.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path

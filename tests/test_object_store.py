@@ -5,16 +5,11 @@ prefix removed, scoring from and to S3, lineage with s3:// URIs; the filesystem 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
-from tests.conftest import PENGUINS_CSV, REPO
-from tests.object_store import S3Server, child_env
+from tests.object_store import S3Server, cli
 
 STAGES = [
     "ingest",
@@ -27,55 +22,6 @@ STAGES = [
     "evaluate",
     "push",
 ]
-
-
-def cli(server: S3Server, *args: str, timeout: float = 600) -> tuple[int, Any, str]:
-    """``beam-pipeline ARGS`` in a child process with the S3 settings in its environment."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "beam_pipeline.cli", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=child_env(server),
-    )
-    out = proc.stdout.strip()
-    data = json.loads(out) if "--json" in args and out else {}
-    return proc.returncode, data, proc.stderr
-
-
-def penguins_on_s3(server: S3Server, base: Path, bucket: str) -> Path:
-    """The penguins config with data, root and serving folder on S3 (store: a local SQLite)."""
-    server.bucket(bucket)
-    server.client().upload_file(str(PENGUINS_CSV), bucket, "data/penguins.csv")
-    cfg = yaml.safe_load((REPO / "configs" / "penguins.yaml").read_text())
-    cfg["pipeline"]["root"] = f"s3://{bucket}/runs/penguins"
-    cfg["metadata"] = {"backend": "sqlite", "path": str(base / "metadata.sqlite")}
-    cfg["ingest"]["source"] = f"s3://{bucket}/data/penguins.csv"
-    cfg["schema"]["path"] = str(REPO / "configs" / "penguins" / "schema.pbtxt")
-    cfg["transform"]["module"] = str(REPO / "transforms" / "penguins.py")
-    cfg["train"]["module"] = str(REPO / "models" / "penguins.py")
-    cfg["tune"]["enabled"] = False
-    cfg["train"].update(epochs=20, early_stopping_patience=0)
-    cfg["evaluate"]["thresholds"] = {"accuracy": {"lower": 0.6}}
-    cfg["push"]["serving_dir"] = f"s3://{bucket}/serving"
-    path = base / "penguins.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
-
-
-@pytest.fixture(scope="module")
-def s3_runs(s3_server: S3Server, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    base = tmp_path_factory.mktemp("s3-penguins")
-    config = penguins_on_s3(s3_server, base, "penguins")
-    args = ("run", str(config), "--json", *(f"--beam-option={o}" for o in s3_server.beam_options))
-    runs = []
-    for _ in range(2):
-        code, summary, err = cli(s3_server, *args)
-        assert code == 0 and summary.get("status") == "completed", err[-4000:]
-        runs.append(summary)
-    print({s: first["seconds"] for s, first in runs[0]["stages"].items()})
-    return {"config": config, "runs": runs, "args": args}
 
 
 @pytest.mark.slow
@@ -148,105 +94,67 @@ def test_a_failed_stage_on_s3_leaves_no_objects(
 
 
 # ---------------------------------------------------------------------------------------------
-# The portable runner as a cluster runs it: job server + external worker pool, data on S3
+# The filesystem module on S3, in-process
 
 
-def _records(server: S3Server, uri: str, split: str) -> list[dict[str, tuple[float, ...]]]:
-    """The tf.Examples of one split of an Examples artifact on S3, as sorted rows of values."""
-    import gzip
-    import struct
+@pytest.fixture
+def s3_filesystem(s3_server: S3Server):
+    from apache_beam.io.filesystems import FileSystems
 
-    from tensorflow.core.example import example_pb2
+    from beam_pipeline.io import filesystem
 
-    bucket, key = uri[len("s3://") :].split("/", 1)
-    rows = []
-    for name in server.keys(bucket, f"{key}/Split-{split}/"):
-        data = gzip.decompress(server.client().get_object(Bucket=bucket, Key=name)["Body"].read())
-        pos = 0
-        while pos < len(data):  # TFRecord framing: length, its CRC, the record, its CRC
-            (length,) = struct.unpack("<Q", data[pos : pos + 8])
-            ex = example_pb2.Example.FromString(data[pos + 12 : pos + 12 + length])
-            pos += 16 + length
-            rows.append(
-                {
-                    k: tuple(round(v, 4) for v in (f.float_list.value or f.int64_list.value))
-                    for k, f in ex.features.feature.items()
-                }
-            )
-    return sorted(rows, key=lambda r: sorted(r.items()))
-
-
-def _stats(server: S3Server, uri: str, split: str) -> dict[str, Any]:
-    from tensorflow_metadata.proto.v0 import statistics_pb2
-
-    bucket, key = uri[len("s3://") :].split("/", 1)
-    body = server.client().get_object(Bucket=bucket, Key=f"{key}/Split-{split}/FeatureStats.pb")
-    stats = statistics_pb2.DatasetFeatureStatisticsList.FromString(body["Body"].read())
-    [dataset] = stats.datasets
-    features = {}
-    for f in dataset.features:
-        common = (
-            f.num_stats.common_stats if f.HasField("num_stats") else f.string_stats.common_stats
-        )
-        features[f.path.step[-1]] = (
-            common.num_non_missing,
-            round(f.num_stats.mean, 6),
-            round(f.num_stats.std_dev, 6),
-            round(f.num_stats.min, 6),
-            round(f.num_stats.max, 6),
-        )
-    return {"num_examples": dataset.num_examples, "features": features}
-
-
-def _json_object(server: S3Server, uri: str) -> Any:
-    bucket, key = uri[len("s3://") :].split("/", 1)
-    return json.loads(server.client().get_object(Bucket=bucket, Key=key)["Body"].read())
-
-
-@pytest.mark.slow
-def test_portable_runner_with_an_external_worker_pool_gives_directrunner_artifacts(
-    s3_server: S3Server, s3_runs, tmp_path: Path
-) -> None:
-    from tests.object_store import start_portable
-
-    config = str(s3_runs["config"])
-    direct = s3_runs["runs"][0]["stages"]
-    cluster = start_portable(tmp_path / "cluster", child_env(s3_server))
+    before = FileSystems._pipeline_options  # noqa: SLF001 - restored for the other tests
+    filesystem.configure(s3_server.beam_options)
     try:
-        beam = [f"--beam-option={o}" for o in (*s3_server.beam_options, *cluster.beam_options)]
-        code, data, err = cli(
-            s3_server, "run", config, "--to", "transform", "--no-cache", "--json", *beam
-        )
-        assert code == 0, err[-4000:] + cluster.tail()
-        code, evaluated, err = cli(
-            s3_server, "run", config, "--only", "evaluate", "--no-cache", "--json", *beam
-        )
-        assert code == 0, err[-4000:] + cluster.tail()
-        code, scored, err = cli(
-            s3_server,
-            "score", config, "--input", "s3://penguins/data/*.csv",
-            "--output", "s3://penguins/scored/portable", "--json", *beam,
-        )  # fmt: skip
-        assert code == 0, err[-4000:] + cluster.tail()
+        yield filesystem
     finally:
-        cluster.stop()
-    assert "Starting worker" in cluster.tail() or "worker" in cluster.tail().lower()
-    portable = {**data["stages"], "evaluate": evaluated["stages"]["evaluate"]}
+        FileSystems.set_options(before)
 
-    def uri(stages: dict[str, Any], stage: str, key: str) -> str:
-        return stages[stage]["outputs"][key]["uri"]
 
-    for stage, key in [("ingest", "examples"), ("transform", "transformed_examples")]:
-        assert uri(portable, stage, key) != uri(direct, stage, key)  # a new execution
-        for split in ("train", "eval"):
-            ours = _records(s3_server, uri(portable, stage, key), split)
-            theirs = _records(s3_server, uri(direct, stage, key), split)
-            assert len(ours) == len(theirs) > 0 and ours == theirs, (stage, split)
-    for split in ("train", "eval"):
-        assert _stats(s3_server, uri(portable, "statistics", "statistics"), split) == _stats(
-            s3_server, uri(direct, "statistics", "statistics"), split
-        )
-    ours = _json_object(s3_server, uri(portable, "evaluate", "evaluation") + "/metrics.json")
-    theirs = _json_object(s3_server, uri(direct, "evaluate", "evaluation") + "/metrics.json")
-    assert ours["overall"] == pytest.approx(theirs["overall"]) and ours["overall"]
-    assert scored["rows"] == 334 and scored["rejected"] == 0
+def test_object_paths_on_s3(s3_server: S3Server, s3_filesystem) -> None:
+    fs = s3_filesystem
+    root = fs.as_path(s3_server.bucket("paths")) / "runs"
+    assert str(root) == "s3://paths/runs" and not root.exists()
+    (root / "a" / "Split-train").mkdir(parents=True)  # no folders on S3: nothing happens
+    assert not root.exists()
+    (root / "a" / "Split-train" / "data-0.gz").write_bytes(b"x" * 10)
+    (root / "a" / "Split-eval" / "data-0.gz").write_bytes(b"")  # empty objects are written too
+    (root / "a" / "schema.pbtxt").write_text("feature {}")
+    assert root.is_dir() and (root / "a").exists() and not (root / "b").exists()
+    assert sorted(p.name for p in (root / "a").iterdir()) == [
+        "Split-eval",
+        "Split-train",
+        "schema.pbtxt",
+    ]
+    assert [p.name for p in (root / "a").glob("Split-*/data-*.gz")] == ["data-0.gz", "data-0.gz"]
+    assert (root / "a" / "schema.pbtxt").read_text() == "feature {}"
+    fs.copytree(root / "a", root / "b", last=["schema.pbtxt"])
+    assert fs.files_under(root / "b") == fs.files_under(root / "a")
+    fs.rmtree(root / "a")
+    assert not (root / "a").exists() and (root / "b" / "Split-eval" / "data-0.gz").is_file()
+
+
+def test_the_s3_fingerprint_reads_no_data(s3_server: S3Server, s3_filesystem) -> None:
+    fs = s3_filesystem
+    bucket = s3_server.bucket("prints")
+    client = s3_server.client()
+    client.put_object(Bucket="prints", Key="a.csv", Body=b"x,y\n1,2\n")
+    client.put_object(Bucket="prints", Key="copy.csv", Body=b"x,y\n1,2\n")
+    first = fs.fingerprint([f"{bucket}/a.csv"])
+    log_size = s3_server.log.stat().st_size
+    assert fs.fingerprint([f"{bucket}/copy.csv"]) == first  # same bytes, another name
+    requests = s3_server.log.read_text()[log_size:]
+    assert "/prints/copy.csv" in requests  # the log shows path-style requests...
+    assert "GET /prints/copy.csv" not in requests  # ...and HEAD or LIST only: no download
+    client.put_object(Bucket="prints", Key="a.csv", Body=b"x,y\n1,3\n")
+    assert fs.fingerprint([f"{bucket}/a.csv"]) != first
+
+
+def test_sqlite_next_to_an_object_store_root_needs_a_local_path(tmp_path: Path, capsys) -> None:
+    from tests.conftest import run_cli, write_config
+
+    cfg = write_config(
+        tmp_path, {"source": "s3://b/data.csv"}, pipeline={"name": "t", "root": "s3://b/runs"}
+    )
+    code, _, err = run_cli(["run", str(cfg)], capsys)
+    assert code == 2 and "metadata.path: SQLite needs a local file" in err, err

@@ -11,20 +11,8 @@ on S3).
 
 from __future__ import annotations
 
-from typing import Any
-
 import tensorflow_io  # noqa: F401  (registers s3:// with tf.io.gfile)
-from apache_beam.io.aws import s3io
 
-_finish = s3io.S3Uploader.finish
+from beam_pipeline.io.filesystem import mend_s3_writer
 
-
-def _finish_with_a_part(self: Any) -> None:
-    if not self.parts and not self.buffer and self.last_error is None:
-        self._write_to_s3(b"")
-    _finish(self)
-
-
-if not getattr(s3io.S3Uploader.finish, "_beam_pipeline", False):
-    _finish_with_a_part._beam_pipeline = True  # type: ignore[attr-defined]
-    s3io.S3Uploader.finish = _finish_with_a_part  # type: ignore[method-assign]
+mend_s3_writer()
