@@ -5,9 +5,9 @@ object per unreadable row: file, line, reason, raw). Properties: splits, row_cou
 span, data_fingerprint, columns (name -> int|float|string), files.
 
 Rows are read in Arrow record batches, typed and encoded to tf.Example a batch at a time by a
-columnar encoder (`io.example_coder`); the split is a hash of the row's values (or of
-`split.key`), so a rerun on the same data splits the same way and one key never lands in two
-splits.
+columnar encoder (`io.example_coder`); the split is a hash of the row's serialized tf.Example
+(or of `split.key`'s text), so a rerun on the same data splits the same way at any batch size and
+from any format, and one key never lands in two splits.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import apache_beam as beam
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import Metrics, MetricsFilter
 
@@ -86,6 +87,11 @@ class IngestSection:
             raise ConfigError(f"ingest.shards: expected >= 0; received {self.shards}")
         if self.spans < 1:
             raise ConfigError(f"ingest.spans: expected >= 1; received {self.spans}")
+        if self.split.key is not None and self.split.key in self.drop:
+            raise ConfigError(
+                f"ingest.split.key: column {self.split.key!r} is also in ingest.drop; a dropped "
+                "column cannot decide the split"
+            )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -186,10 +192,29 @@ def data_spans(store: Store | None, files: list[str]) -> dict[str, Artifact]:
 # Batched encoding and splitting (plain functions: unit tests call them without a runner)
 
 
-def assign_splits(batch: pa.RecordBatch, ratios: dict[str, float], key: str | None) -> np.ndarray:
-    """The split index of every row: a stable hash of the key column (or all columns)."""
-    frame = batch.column(key).to_pandas().to_frame() if key else batch.to_pandas()
-    hashes = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+def assign_splits(
+    batch: pa.RecordBatch,
+    ratios: dict[str, float],
+    key: str | None,
+    serialized: pa.BinaryArray | None = None,
+) -> np.ndarray:
+    """The split index of every row: a stable hash of a canonical form of the row.
+
+    The form does not depend on the batch or on the file format: with ``key``, the key's text
+    (``3`` whether the column is int, float or text, so one key never lands in two splits);
+    without, the row's serialized tf.Example (``serialized``, encoded here if not given).
+    """
+    if key:
+        text = pc.cast(batch.column(key), pa.string())
+        values = text.to_numpy(zero_copy_only=False)
+    else:
+        if serialized is None:
+            serialized = example_coder.encode(batch)
+        values = serialized.to_numpy(zero_copy_only=False)
+    return _split_of(pd.util.hash_array(values), ratios)
+
+
+def _split_of(hashes: np.ndarray, ratios: dict[str, float]) -> np.ndarray:
     buckets = hashes % np.uint64(BUCKETS)
     weights = np.array(list(ratios.values()), dtype=np.float64)
     edges = np.cumsum(weights / weights.sum()) * BUCKETS
@@ -239,7 +264,7 @@ class ReadAndEncode(beam.DoFn):
                     [batch.column(c) for c in self._keep], names=self._keep
                 )
             serialized = example_coder.encode(batch)
-            which = assign_splits(batch, self._ratios, self._key)
+            which = assign_splits(batch, self._ratios, self._key, serialized)
             for i, split in enumerate(splits):
                 mask = which == i
                 if mask.any():

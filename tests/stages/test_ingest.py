@@ -12,6 +12,8 @@ import tensorflow as tf
 from beam_pipeline.stages.ingest import assign_splits
 from tests.conftest import HEADER, run_cli, tiny_rows, write_config
 
+RATIOS = {"train": 0.7, "eval": 0.3}
+
 
 def _examples(uri: str, split: str) -> list[tf.train.Example]:
     files = tf.io.gfile.glob(f"{uri}/Split-{split}/*.tfrecord.gz")
@@ -108,6 +110,74 @@ def test_key_split_never_puts_one_key_in_two_splits() -> None:
     assert 0.5 < (which == 0).mean() < 0.9
     again = assign_splits(batch, {"train": 0.7, "eval": 0.3}, "key")
     assert (again == which).all(), "deterministic"
+
+
+def test_a_nullable_int_key_over_many_blocks_never_lands_in_two_splits() -> None:
+    """An int key in a block that also holds a null used to hash as a float (3 vs 3.0)."""
+    n = 3000
+    keys = [None if i % 97 == 0 else i % 40 for i in range(n)]
+    batch = pa.RecordBatch.from_arrays([pa.array(keys, pa.int64()), pa.array(range(n))], ["k", "v"])
+    per_key: dict[object, set[int]] = {}
+    for start in range(0, n, 7):
+        part = batch.slice(start, 7)
+        for k, w in zip(part.column(0).to_pylist(), assign_splits(part, RATIOS, "k"), strict=True):
+            per_key.setdefault(k, set()).add(int(w))
+    assert all(len(s) == 1 for s in per_key.values()), per_key
+    # The key's text decides: an int key and the same key read as float or text agree.
+    as_float = pa.RecordBatch.from_arrays([pa.array([3.0, 17.0])], ["k"])
+    as_text = pa.RecordBatch.from_arrays([pa.array(["3", "17"])], ["k"])
+    as_int = pa.RecordBatch.from_arrays([pa.array([3, 17])], ["k"])
+    want = assign_splits(as_int, RATIOS, "k").tolist()
+    assert assign_splits(as_float, RATIOS, "k").tolist() == want
+    assert assign_splits(as_text, RATIOS, "k").tolist() == want
+
+
+def test_split_key_in_drop_is_a_config_error() -> None:
+    from beam_pipeline.errors import ConfigError
+    from beam_pipeline.stages.ingest import IngestSection, SplitSection
+
+    with pytest.raises(ConfigError, match="ingest.split.key: column 'k' is also in ingest.drop"):
+        IngestSection(source="x.csv", drop=["k"], split=SplitSection(key="k"))
+
+
+def test_rows_split_the_same_at_any_batch_size_and_in_every_format(tmp_path: Path) -> None:
+    from beam_pipeline.io import readers
+
+    n = 1500
+    table = pa.table(
+        {
+            "id": pa.array(range(n), pa.int64()),
+            "count": pa.array([None if i % 11 == 0 else i * 3 for i in range(n)], pa.int64()),
+            "fare": pa.array([i / 4 for i in range(n)], pa.float64()),
+            "kind": pa.array([None if i % 13 == 0 else f"k{i % 9}" for i in range(n)]),
+        }
+    )
+    types = {"id": "int", "count": "int", "fare": "float", "kind": "string"}
+    csv_path, pq_path, js_path = tmp_path / "d.csv", tmp_path / "d.parquet", tmp_path / "d.jsonl"
+    import pyarrow.csv as pacsv
+
+    pacsv.write_csv(table, csv_path)
+    pq.write_table(table, pq_path)
+    js_path.write_text("".join(json.dumps(r) + "\n" for r in table.to_pylist()))
+    readers_by_format = {
+        csv_path: readers.read_csv,
+        pq_path: readers.read_parquet,
+        js_path: readers.read_jsonl,
+    }
+    results = {}
+    for path, read in readers_by_format.items():
+        for size in (7, 1000, 65536):
+            split_of = {}
+            for chunk in read(str(path), list(types), types, size):
+                assert not chunk.rejected
+                ids = chunk.batch.column("id").to_pylist()
+                which = assign_splits(chunk.batch, RATIOS, None)
+                split_of.update(zip(ids, which.tolist(), strict=True))
+            results[path.suffix, size] = split_of
+    first = results[".csv", 7]
+    assert len(first) == n and 0.5 < sum(v == 0 for v in first.values()) / n < 0.9
+    for where, split_of in results.items():
+        assert split_of == first, where
 
 
 def test_span_latest_is_selected(tmp_path: Path, capsys) -> None:
