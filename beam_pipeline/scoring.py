@@ -7,7 +7,10 @@ batches: column types are those the model's training data was ingested with (the
 the Examples in the model's lineage), so a value that ingest would have rejected is rejected here
 too. Batches of ``batch_size`` rows go through the model's ``serving_raw`` signature (loaded once
 per DoFn, in `setup`); reading the next block overlaps with the model call on a second thread.
-A batch the model refuses is bisected, so only the rows that fail are rejected.
+Before the model, every row passes `beam_pipeline.io.raw_inputs.check_rows` (the check the
+server shares): a missing value in a column the model requires, or a value of the wrong type, is
+a rejected row naming the column, never a default. A batch the model still refuses is bisected,
+so only the rows that fail are rejected.
 
 Output record (JSON Lines, the default; the serving request log uses the same fields)::
 
@@ -50,6 +53,7 @@ from beam_pipeline import registry
 from beam_pipeline.artifacts import Artifact
 from beam_pipeline.errors import ConfigError, DataError
 from beam_pipeline.io import filesystem, readers
+from beam_pipeline.io.raw_inputs import RawColumn, RawSchema, check_rows
 from beam_pipeline.io.readers import Rejected
 
 log = logging.getLogger(__name__)
@@ -74,6 +78,7 @@ class ScoreJob:
     input_format: str
     columns: dict[str, str]  # every column read, in file order -> int | float | string
     raw_features: list[str]  # the inputs of serving_raw
+    raw_schema: RawSchema  # what serving_raw takes: kinds, required columns
     saved_model: str
     model_name: str
     model_version: int
@@ -254,8 +259,18 @@ class ScoreFile(beam.DoFn):
                 part = chunk.batch.slice(start, job.batch_size)
                 rows = np.arange(index, index + part.num_rows)
                 index += part.num_rows
-                rejected = chunk.rejected if start == 0 else []
-                yield rejected, part, rows, raw_inputs(part, job.raw_features)
+                rejected = list(chunk.rejected) if start == 0 else []
+                # The row check every serving path shares: a row the model cannot take is a
+                # dead letter naming the column, never a default value.
+                checked = check_rows(part, job.raw_schema)
+                if checked.rejected:
+                    for i, reason in checked.rejected:
+                        raw = json.dumps(part.slice(i, 1).to_pylist()[0], default=str)
+                        rejected.append(Rejected(file, -1, f"row {rows[i]}: {reason}", raw))
+                    keep = pa.array(checked.accepted)
+                    part, rows = part.filter(keep), rows[checked.accepted]
+                inputs = {k: to_tensor(v) for k, v in checked.raw_strings().items()}
+                yield rejected, part, rows, inputs
 
     def process(self, file: str) -> Iterator[Any]:
         """Three stages overlap: reading and building inputs (a thread), the model call (here),
@@ -418,6 +433,17 @@ def training_columns(store: Any, model: Artifact) -> dict[str, str]:
     return dict((examples.properties.get("columns") if examples else None) or {})
 
 
+def model_raw_schema(
+    model: Artifact, raw_features: list[str], columns: dict[str, str]
+) -> RawSchema:
+    """The raw schema saved with the model; for a model exported before it was saved, its
+    raw features typed as read, none required (the model itself then refuses a missing value)."""
+    saved = RawSchema.load(model.path / "saved_model")
+    if saved is not None:
+        return saved
+    return RawSchema(tuple(RawColumn(n, columns.get(n, "string"), False) for n in raw_features))
+
+
 def input_columns(files: list[str], fmt: str, known: dict[str, str]) -> dict[str, str]:
     """Columns of the first file (all files must share them) with their reader types."""
     # CSV columns the model does not know stay strings: scoring must not reject a row over them.
@@ -473,6 +499,7 @@ def score(
         input_format=fmt,
         columns=columns,
         raw_features=raw_features,
+        raw_schema=model_raw_schema(model, raw_features, columns),
         saved_model=str(model.path / "saved_model"),
         model_name=config.pipeline.name,
         model_version=version,

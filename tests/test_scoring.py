@@ -272,3 +272,58 @@ def test_score_refuses_bad_requests(taxi: dict, scored: dict, tmp_path: Path, ca
         capsys,
     )
     assert code == 1 and "no files match" in err
+
+
+@pytest.mark.slow
+def test_both_signatures_serve_or_refuse_the_same_rows(taxi: dict) -> None:
+    """Generated rows with missing, empty, wrong-typed and extra values: through the shared row
+    check, serving_raw and serving_default give the same predictions for the rows it accepts,
+    and both signatures refuse each row it rejects (issue 9, item 4)."""
+    import random
+
+    import tensorflow as tf
+
+    from beam_pipeline.io.raw_inputs import RawSchema, check_rows
+
+    saved = pf.stage_output(taxi["runs"][0], "train", "model") / "saved_model"
+    schema = RawSchema.load(saved)
+    assert schema is not None and any(c.required for c in schema.columns)
+    model = tf.saved_model.load(str(saved))
+    raw_fn, example_fn = model.signatures["serving_raw"], model.signatures["serving_default"]
+    frame = pd.read_csv(pf.TAXI_CSV, nrows=400, dtype=str, keep_default_na=False)
+    rng = random.Random(3)
+    rows = []
+    for record in frame.to_dict("records"):
+        row: dict = {k: v if v != "" else None for k, v in record.items()}
+        column = rng.choice(schema.columns)
+        row[column.name] = rng.choice([row[column.name], None, "", "  ", "n/a", "1.5", "7"])
+        if rng.random() < 0.3:
+            row["extra_column"] = "x"
+        rows.append(row)
+    checked = check_rows(rows, schema)
+    assert 50 < len(checked.rejected) < 350 and checked.extra == ["extra_column"]
+    raw = raw_fn(**{k: tf.constant(v.to_pylist()) for k, v in checked.raw_strings().items()})
+    by_example = example_fn(examples=tf.constant(checked.examples().to_pylist()))
+    np.testing.assert_allclose(
+        raw["predictions"].numpy(), by_example["predictions"].numpy(), rtol=1e-5, atol=1e-6
+    )
+    kinds = {c.name: c.kind for c in schema.columns}
+    for i, reason in checked.rejected[:40]:
+        name = reason.split("'")[1]
+        text = {c: "" if rows[i].get(c) is None else str(rows[i][c]) for c in kinds}
+        with pytest.raises(tf.errors.InvalidArgumentError):
+            raw_fn(**{k: tf.constant([v]) for k, v in text.items()})
+        example = tf.train.Example()  # the other columns typed, this one as it came (text)
+        for c, kind in kinds.items():
+            v = rows[i].get(c)
+            if v is None or not str(v).strip():
+                continue
+            feature = example.features.feature[c]
+            if c == name or kind == "string":
+                feature.bytes_list.value.append(str(v).encode())
+            elif kind == "int":
+                feature.int64_list.value.append(int(v))
+            else:
+                feature.float_list.value.append(float(v))
+        with pytest.raises(tf.errors.InvalidArgumentError):
+            example_fn(examples=tf.constant([example.SerializeToString()]))

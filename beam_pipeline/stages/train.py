@@ -45,6 +45,7 @@ from beam_pipeline import progress
 from beam_pipeline.artifacts import Artifact
 from beam_pipeline.config import path
 from beam_pipeline.errors import ConfigError
+from beam_pipeline.io.raw_inputs import RawSchema
 from beam_pipeline.stage import Prepared, Stage, StageContext
 from beam_pipeline.stages import modeling
 
@@ -204,6 +205,8 @@ def train_model(
             signatures=signatures,
             save_format="tf",
         )
+        raw_schema = RawSchema.from_feature_spec(_raw_spec(tft_output, job.raw_label_keys))
+        raw_schema.save(model_dir / SAVED_MODEL_DIR)  # what check_rows needs, beside the model
         return {
             "metrics": metrics,
             "label_key": module.label_key,
@@ -271,7 +274,7 @@ def export_signatures(model: Any, tft_output: Any, raw_label_keys: list[str]) ->
         input_signature=[{k: tf.TensorSpec([None], tf.string, name=k) for k in sorted(raw_spec)}]
     )
     def serve_raw(features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        return predict({k: parse_raw(features[k], spec) for k, spec in raw_spec.items()})
+        return predict({k: parse_raw(features[k], spec, k) for k, spec in raw_spec.items()})
 
     return {
         "serving_default": serve_examples.get_concrete_function(),
@@ -279,19 +282,30 @@ def export_signatures(model: Any, tft_output: Any, raw_label_keys: list[str]) ->
     }
 
 
-def parse_raw(text: Any, spec: Any) -> Any:
-    """CSV-like strings ("" = missing) -> the tensor tf.io.parse_example gives for ``spec``."""
+def parse_raw(text: Any, spec: Any, name: str = "") -> Any:
+    """CSV-like strings ("" = missing) -> the tensor tf.io.parse_example gives for ``spec``.
+
+    As parse_example does, a missing value in a fixed-length feature without a default (a column
+    the schema says is always present) is an error, and an int column takes integers only.
+    """
     import tensorflow as tf
 
     def convert(values: tf.Tensor) -> tf.Tensor:
         if spec.dtype == tf.string:
             return values
+        if spec.dtype.is_integer:
+            return tf.cast(tf.strings.to_number(values, tf.int64), spec.dtype)
         return tf.cast(tf.strings.to_number(values, tf.float64), spec.dtype)
 
-    present = tf.strings.length(text) > 0
+    present = tf.strings.length(tf.strings.strip(text)) > 0
     if isinstance(spec, tf.io.FixedLenFeature):
         default = spec.default_value
         if default is None:
+            tf.debugging.assert_equal(
+                tf.reduce_all(present),
+                True,
+                message=f"Feature: {name} is required but could not be found.",
+            )
             default = "" if spec.dtype == tf.string else 0
         default = tf.reshape(tf.constant(default, dtype=spec.dtype), [])
         safe = tf.where(present, text, tf.zeros_like(text) if spec.dtype == tf.string else "0")

@@ -98,8 +98,19 @@ def test_parse_raw_matches_parse_example() -> None:
     import tensorflow as tf
 
     text = tf.constant(["3", "", "7"])
-    dense = train.parse_raw(text, tf.io.FixedLenFeature([1], tf.int64))
+    with_default = tf.io.FixedLenFeature([1], tf.int64, default_value=[0])
+    dense = train.parse_raw(text, with_default)
     assert dense.numpy().tolist() == [[3], [0], [7]]
+    # A required column (no default): a missing value is refused, as parse_example refuses it.
+    required = tf.io.FixedLenFeature([1], tf.int64)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="Feature: hour is required"):
+        train.parse_raw(tf.constant(["3", " "]), required, "hour")
+    empty = tf.train.Example().SerializeToString()
+    with pytest.raises(tf.errors.InvalidArgumentError, match="hour"):
+        tf.io.parse_example(tf.constant([empty]), {"hour": required})
+    # An int column takes integers only ("3.5" is not silently 3).
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        train.parse_raw(tf.constant(["3.5"]), required, "hour")
     sparse = train.parse_raw(tf.constant(["1.5", "", "x"])[:2], tf.io.VarLenFeature(tf.float32))
     assert sparse.indices.numpy().tolist() == [[0, 0]]
     assert sparse.values.numpy().tolist() == [1.5]

@@ -1,0 +1,132 @@
+"""beam_pipeline.io.raw_inputs: one row check for serving_raw and serving_default."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+import beam_pipeline  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is used)
+from beam_pipeline.io.raw_inputs import RawColumn, RawSchema, check_rows
+
+SCHEMA = RawSchema(
+    (
+        RawColumn("fare", "float", required=True),
+        RawColumn("hour", "int", required=True),
+        RawColumn("payment", "string", required=False),
+        RawColumn("tips", "float", required=False),
+    )
+)
+ROWS = [
+    {"fare": 12.5, "hour": 3, "payment": "Cash", "tips": 1.0},  # fine
+    {"fare": "7", "hour": "4.0", "payment": None},  # fine: numeric text, integral "4.0"
+    {"fare": None, "hour": 5, "payment": "Card"},  # missing required
+    {"fare": "  ", "hour": 5},  # whitespace-only: missing
+    {"fare": "abc", "hour": 5},  # wrong type
+    {"fare": 1.0, "hour": 3.5},  # not an int
+    {"fare": 1.0, "hour": 2, "payment": 7, "tips": "", "extra": "x"},  # number as text; extra
+    {"hour": 2},  # absent required column
+    {"fare": 2.0, "hour": 99999999999999999999},  # out of int64
+    {"fare": True, "hour": 1},  # a boolean is not a number
+]
+WANT_REJECTED = [
+    (2, "column 'fare': missing value (the model requires it)"),
+    (3, "column 'fare': missing value (the model requires it)"),
+    (4, "column 'fare': expected float; received 'abc'"),
+    (5, "column 'hour': expected int; received '3.5'"),
+    (7, "column 'fare': missing value (the model requires it)"),
+    (8, "column 'hour': expected int; received '99999999999999999999'"),
+    (9, "column 'fare': expected float; received 'true'"),
+]
+
+
+def test_row_dicts_are_accepted_or_rejected_naming_the_column() -> None:
+    checked = check_rows(ROWS, SCHEMA)
+    assert checked.rejected == WANT_REJECTED
+    assert checked.accepted.tolist() == [True, True, False, False, False, False, True] + [False] * 3
+    assert checked.extra == ["extra"]
+    assert checked.batch.to_pylist() == [
+        {"fare": 12.5, "hour": 3, "payment": "Cash", "tips": 1.0},
+        {"fare": 7.0, "hour": 4, "payment": None, "tips": None},
+        {"fare": 1.0, "hour": 2, "payment": "7", "tips": None},
+    ]
+    assert {k: v.to_pylist() for k, v in checked.raw_strings().items()} == {
+        "fare": ["12.5", "7", "1"],
+        "hour": ["3", "4", "2"],
+        "payment": ["Cash", "", "7"],
+        "tips": ["1", "", ""],
+    }
+
+
+def test_text_columns_give_the_same_verdicts_as_row_dicts() -> None:
+    """A CSV-like batch (every value text, "" = missing) is checked exactly like the dicts."""
+    names = ["fare", "hour", "payment", "tips", "extra"]
+    text = {
+        n: [
+            None if r.get(n) is None else str(r[n]).lower() if isinstance(r[n], bool) else str(r[n])
+            for r in ROWS
+        ]
+        for n in names
+    }
+    text["hour"][5] = "3.5"
+    batch = pa.RecordBatch.from_arrays([pa.array(text[n], pa.string()) for n in names], names=names)
+    checked = check_rows(batch, SCHEMA)
+    assert checked.rejected == WANT_REJECTED
+    assert checked.batch.equals(check_rows(ROWS, SCHEMA).batch)
+
+
+def test_both_signature_inputs_parse_to_the_same_tensors() -> None:
+    """raw_strings through serving_raw's parser and examples through parse_example agree."""
+    import tensorflow as tf
+
+    from beam_pipeline.stages.train import parse_raw
+
+    spec = {
+        "fare": tf.io.FixedLenFeature([1], tf.float32),
+        "hour": tf.io.FixedLenFeature([1], tf.int64),
+        "payment": tf.io.VarLenFeature(tf.string),
+        "tips": tf.io.FixedLenFeature([1], tf.float32, default_value=[0.0]),
+    }
+    schema = RawSchema.from_feature_spec(spec)
+    assert schema == RawSchema(SCHEMA.columns[:3] + (RawColumn("tips", "float", False),))
+    rng = random.Random(0)
+
+    def pick(*options: object) -> object:  # the first option (a good value) half of the time
+        return options[0] if rng.random() < 0.5 else rng.choice(options[1:])
+
+    rows = [
+        {
+            "fare": pick(round(rng.gauss(10, 3), 2), None, "", "x", "12.5"),
+            "hour": pick(rng.randrange(24), None, 2.5, str(rng.randrange(24)), "7.0"),
+            "payment": pick("Cash", None, " ", "Card", 3),
+            "tips": pick(1.5, None, "2", "bad", ""),
+            "other": pick("ignored", None),
+        }
+        for _ in range(300)
+    ]
+    checked = check_rows(rows, schema)
+    assert 30 < checked.accepted.sum() < 270
+    parsed = tf.io.parse_example(tf.constant(checked.examples().to_pylist()), spec)
+    raw = {
+        k: parse_raw(tf.constant(v.to_pylist()), spec[k], k)
+        for k, v in checked.raw_strings().items()
+    }
+    for name in ("fare", "hour", "tips"):
+        np.testing.assert_array_equal(raw[name].numpy(), parsed[name].numpy(), err_msg=name)
+    assert raw["payment"].values.numpy().tolist() == parsed["payment"].values.numpy().tolist()
+    assert raw["payment"].indices.numpy().tolist() == parsed["payment"].indices.numpy().tolist()
+    # Every rejected row is refused by the serving_raw parser too, for the column named.
+    for i, reason in checked.rejected:
+        column = reason.split("'")[1]
+        value = rows[i][column]
+        text = "" if value is None else str(value)
+        with pytest.raises(tf.errors.InvalidArgumentError):
+            parse_raw(tf.constant([text]), spec[column], column)
+
+
+def test_schema_round_trips_beside_a_saved_model(tmp_path) -> None:
+    SCHEMA.save(tmp_path)
+    assert RawSchema.load(tmp_path) == SCHEMA
+    assert RawSchema.load(tmp_path / "nothing") is None
