@@ -11,6 +11,7 @@ traffic). Nothing here imports a stage, Beam or TensorFlow.
     checks = check({"auc": MetricThreshold(lower=0.7)}, [], overall, slices, has_baseline=False)
 """
 
+from beam_pipeline.evaluation.direction import lower_is_better, metric_direction
 from beam_pipeline.evaluation.metrics import (
     ALWAYS,
     DEFAULT_METRICS,
@@ -57,6 +58,8 @@ __all__ = [
     "check",
     "first_values",
     "kind_of",
+    "lower_is_better",
+    "metric_direction",
     "metrics_for",
     "slice_keys",
 ]

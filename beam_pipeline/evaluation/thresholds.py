@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from beam_pipeline.errors import ConfigError
+from beam_pipeline.evaluation.direction import lower_is_better
 from beam_pipeline.evaluation.metrics import ALWAYS, OVERALL
 from beam_pipeline.evaluation.slicing import canonical_slice
 
 CANDIDATE, BASELINE = "candidate", "baseline"
-LOWER_IS_BETTER = {"log_loss", "rmse", "mae"}
+LOWER_IS_BETTER = {"log_loss", "rmse", "mae"}  # kept for callers; `metric_direction` decides
 
 
 @dataclass(frozen=True)
@@ -157,7 +158,7 @@ def _check_one(
         why = "no baseline model" if not has_baseline else "undefined for the baseline"
         result["message"] = f"{metric}{where}: {kind} not checked: {why}"
         return result
-    improvement = (base - value) if metric in LOWER_IS_BETTER else (value - base)
+    improvement = (base - value) if lower_is_better(metric) else (value - base)
     if kind == "min_change_rel":
         improvement = improvement / abs(base) if base else math.copysign(math.inf, improvement)
     result["change"] = improvement

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -58,6 +59,7 @@ from beam_pipeline.evaluation import (
     check,
     first_values,
     kind_of,
+    metrics_for,
     slice_keys,
 )
 from beam_pipeline.io import filesystem
@@ -144,10 +146,27 @@ class EvaluateSection:
                 "evaluate.batch_size must be >= 1 and evaluate.auc_buckets >= 2; received "
                 f"{self.batch_size!r}, {self.auc_buckets!r}"
             )
+        if self.task != "auto":
+            self.check_task(self.task)
         if not 0 < self.decision_threshold < 1:
             raise ConfigError(
                 f"evaluate.decision_threshold must be in (0, 1); received {self.decision_threshold}"
             )
+
+    def check_task(self, task: str) -> None:
+        """Every metric named in this section fits ``task`` (AUC on a regression does not)."""
+        kinds = ["binary", "multiclass"] if task == "classification" else [task]
+        fits = set().union(*(metrics_for(k) for k in kinds))
+        named = [("evaluate.metrics", m) for m in self.metrics]
+        named += [(f"evaluate.thresholds.{m}", m) for m in self.thresholds]
+        for i, st in enumerate(self.slice_thresholds):
+            named += [(f"evaluate.slice_thresholds[{i}].thresholds.{m}", m) for m in st.thresholds]
+        for where, metric in named:
+            if metric not in fits:
+                raise ConfigError(
+                    f"{where}: {metric!r} does not apply to a {task} model; expected one of "
+                    f"{sorted(fits)}"
+                )
 
     def _check_metric(self, metric: str, where: str) -> None:
         allowed = set(self.metrics) | set(ALWAYS) if self.metrics else KNOWN_METRICS
@@ -329,13 +348,14 @@ class EvaluateModels(beam.PTransform):
 def _task(section: EvaluateSection, model: Artifact) -> str:
     if section.task != "auto":
         return section.task
-    trained = set(model.properties.get("metrics") or {})
-    classification = trained & {"auc", "accuracy", "precision", "recall"}
+    trained = " ".join(model.properties.get("metrics") or {})
+    classification = re.search(r"auc|accuracy|precision|recall|crossentropy", trained)
     return "classification" if classification else "regression"
 
 
 def prepare(section: EvaluateSection, inputs: dict[str, Artifact], ctx: StageContext) -> Prepared:
     model, examples = inputs["model"], inputs["examples"]
+    section.check_task(_task(section, model))
     label_key = section.label_key or model.properties.get("label_key")
     if not label_key:
         raise ConfigError(

@@ -45,6 +45,7 @@ from beam_pipeline import progress
 from beam_pipeline.artifacts import Artifact
 from beam_pipeline.config import path
 from beam_pipeline.errors import ConfigError
+from beam_pipeline.evaluation.direction import metric_direction
 from beam_pipeline.io.raw_inputs import RawSchema
 from beam_pipeline.stage import Prepared, Stage, StageContext
 from beam_pipeline.stages import modeling
@@ -67,6 +68,8 @@ class TrainSection:
         eval_steps: eval batches per validation; null: the whole eval split.
         early_stopping_patience: epochs without progress before stopping; 0: off.
         early_stopping_monitor: the metric early stopping watches (``val_`` + a compiled metric).
+        early_stopping_direction: ``min``/``max``; ``auto``: from the name (`metric_direction`:
+            ``val_rmse`` is minimised, ``val_auc`` maximised; an unknown name is a config error).
         shuffle_buffer: records in the shuffle buffer.
         cache: keep the train split's parsed batches in memory after the first epoch (it must
             fit); later epochs reshuffle the batches' order, not their composition.
@@ -82,6 +85,7 @@ class TrainSection:
     eval_steps: int | None = None
     early_stopping_patience: int = 3
     early_stopping_monitor: str = "val_loss"
+    early_stopping_direction: Literal["auto", "min", "max"] = "auto"
     shuffle_buffer: int = 10_000
     cache: bool = False
     seed: int = 42
@@ -95,6 +99,12 @@ class TrainSection:
             value = getattr(self, key)
             if value is not None and value < 1:
                 raise ConfigError(f"train.{key} must be >= 1 or null; received {value!r}")
+        if self.early_stopping_patience:  # an unknown direction is a config error now, not later
+            metric_direction(
+                self.early_stopping_monitor,
+                self.early_stopping_direction,
+                "train.early_stopping_monitor",
+            )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -194,6 +204,12 @@ def train_model(
             verbose=0,
         )
         train_seconds = time.time() - t0
+        monitor = section.early_stopping_monitor
+        if section.early_stopping_patience and monitor not in history.history:
+            raise ConfigError(
+                f"train.early_stopping_monitor: the model does not log {monitor!r}; it logs "
+                f"{sorted(history.history)}"
+            )
         metrics = {
             k: float(v) for k, v in model.evaluate(eval_ds, return_dict=True, verbose=0).items()
         }
@@ -234,7 +250,11 @@ def _callbacks(section: TrainSection, run_dir: Path, tf_keras: Any) -> list[Any]
         progress.keras_callback("train", section.epochs),
     ]
     if section.early_stopping_patience:
-        direction = "min" if "loss" in section.early_stopping_monitor else "max"
+        direction = metric_direction(
+            section.early_stopping_monitor,
+            section.early_stopping_direction,
+            "train.early_stopping_monitor",
+        )
         callbacks.append(
             tf_keras.callbacks.EarlyStopping(
                 monitor=section.early_stopping_monitor,

@@ -35,6 +35,7 @@ from typing import Any, Literal
 from beam_pipeline import progress
 from beam_pipeline.artifacts import Artifact
 from beam_pipeline.errors import ConfigError, StageFailed
+from beam_pipeline.evaluation.direction import metric_direction
 from beam_pipeline.io import filesystem
 from beam_pipeline.stage import Prepared, Stage, StageContext
 from beam_pipeline.stages import modeling
@@ -51,7 +52,8 @@ class TuneSection:
         algorithm: ``random`` (RandomSearch), ``bayesian`` (BayesianOptimization) or ``hyperband``.
         max_trials: trials to run (Hyperband sizes itself from ``epochs`` instead).
         objective: a metric the model logs, e.g. ``val_loss``, ``val_auc``, ``val_accuracy``.
-        direction: ``min``/``max``; ``auto``: ``min`` for losses and errors, ``max`` otherwise.
+        direction: ``min``/``max``; ``auto``: from the name (`metric_direction`: losses and
+            errors such as ``val_rmse`` are minimised; an unknown name is a config error).
         epochs: epochs per trial (Hyperband: the most epochs any trial gets).
         steps_per_epoch: training batches per epoch of a trial.
         eval_steps: validation batches per epoch; null: the whole eval split.
@@ -78,13 +80,11 @@ class TuneSection:
                 raise ConfigError(f"tune.{key} must be >= 1; received {getattr(self, key)!r}")
         if self.eval_steps is not None and self.eval_steps < 1:
             raise ConfigError(f"tune.eval_steps must be >= 1 or null; received {self.eval_steps!r}")
+        _ = self.objective_direction  # an unknown objective name is a config error now
 
     @property
     def objective_direction(self) -> str:
-        if self.direction != "auto":
-            return self.direction
-        lowered = self.objective.lower()
-        return "min" if ("loss" in lowered or "error" in lowered) else "max"
+        return metric_direction(self.objective, self.direction, "tune.objective")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -198,10 +198,9 @@ def _search(
 def _summary(tuner: Any, section: TuneSection) -> dict[str, Any]:
     trials = [t for t in tuner.oracle.trials.values() if t.score is not None]
     if not trials:
-        raise StageFailed(
-            "tune",
-            f"no trial reported objective {section.objective!r}; check tune.objective "
-            "against the metrics the model compiles (val_ + metric name)",
+        raise ConfigError(
+            f"tune.objective: no trial reported {section.objective!r}; expected one of the "
+            "metrics the model compiles (val_ + metric name)"
         )
     best = tuner.oracle.get_best_trials(1)[0]
     reverse = section.objective_direction == "max"
