@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import beam_pipeline  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is used)
-from beam_pipeline.errors import ConfigError, StageFailed
+from beam_pipeline.errors import ConfigError
 from beam_pipeline.stages import modeling, train, tune
 from tests import ml_fixtures
 
@@ -69,8 +69,9 @@ def test_disabled_gives_the_defaults_with_fixed_values(penguins: dict, tmp_path:
 
 
 def test_unknown_objective_fails_the_stage(penguins: dict, tmp_path: Path) -> None:
+    """An objective the model does not log is a config error (exit 2) naming the key."""
     section = tune.TuneSection(max_trials=1, epochs=1, steps_per_epoch=2, objective="val_auc")
-    with pytest.raises(StageFailed, match="val_auc"):
+    with pytest.raises(ConfigError, match="tune.objective: no trial reported 'val_auc'"):
         tune.run(section, _inputs(penguins), _ctx(tmp_path))  # type: ignore[arg-type]
 
 
