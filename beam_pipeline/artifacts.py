@@ -11,7 +11,20 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from beam_pipeline.errors import DataError
+
+if TYPE_CHECKING:
+    from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
+
+# File and folder names inside artifacts: spelled here only; stages use the accessors below.
+EXAMPLES_GLOB = "data-*.tfrecord.gz"  # Examples: Split-{split}/data-SSSSS-of-NNNNN.tfrecord.gz
+EXAMPLES_PREFIX = "data"
+STATS_FILE = "FeatureStats.pb"
+SCHEMA_FILE = "schema.pbtxt"
+SAVED_MODEL_DIR = "saved_model"
+HYPERPARAMETERS_FILE = "best_hyperparameters.json"
 
 # Artifact type name -> the layout of its folder (also the MLMD type's description).
 TYPES: dict[str, str] = {
@@ -71,6 +84,86 @@ class Artifact:
 
     def brief(self) -> dict[str, Any]:
         return {"id": self.id, "type": self.type, "uri": self.uri}
+
+
+# ---------------------------------------------------------------------------------------------
+# Typed accessors: what a stage reads from (or writes into) another stage's artifact
+
+
+def examples_pattern(examples: Artifact | str | Path, split: str) -> str:
+    """The glob of one split's gzip TFRecord files of an ``Examples`` artifact (or folder)."""
+    base = examples.path if isinstance(examples, Artifact) else Path(examples)
+    return str(split_dir(base, split) / EXAMPLES_GLOB)
+
+
+def examples_prefix(base: Path, split: str) -> str:
+    """The shard prefix a stage writes one split of an ``Examples`` output under."""
+    return str(split_dir(base, split) / EXAMPLES_PREFIX)
+
+
+def stats_path(statistics: Artifact, split: str) -> str:
+    """The ``DatasetFeatureStatisticsList`` file of one split of an ``ExampleStatistics``."""
+    return str(statistics.split_dir(split) / STATS_FILE)
+
+
+def load_statistics(
+    statistics: Artifact, split: str
+) -> statistics_pb2.DatasetFeatureStatisticsList:
+    """The statistics of one split; DataError naming the artifact or file when absent or bad."""
+    from tensorflow_metadata.proto.v0 import statistics_pb2
+
+    path = stats_path(statistics, split)
+    if split not in statistics.splits and not statistics.split_dir(split).is_dir():
+        raise DataError(
+            f"{statistics.uri}: no statistics for split {split!r}; "
+            f"expected one of {statistics.splits}"
+        )
+    try:
+        from beam_pipeline.io import filesystem
+
+        return statistics_pb2.DatasetFeatureStatisticsList.FromString(filesystem.read_bytes(path))
+    except Exception as exc:  # OSError or a DecodeError: name the file either way
+        raise DataError(f"{path}: cannot read statistics: {exc}") from exc
+
+
+def schema_path(schema: Artifact) -> Path:
+    return schema.path / SCHEMA_FILE
+
+
+def load_schema(schema: Artifact) -> schema_pb2.Schema:
+    """The Schema proto of a ``Schema`` artifact; DataError naming the file when unreadable."""
+    from google.protobuf import text_format
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    from beam_pipeline.io import filesystem
+
+    file = schema_path(schema)
+    try:
+        return text_format.Parse(filesystem.read_text(str(file)), schema_pb2.Schema())
+    except (OSError, text_format.ParseError) as exc:
+        raise DataError(f"{file}: cannot read the schema: {exc}") from exc
+
+
+def saved_model_dir(model: Artifact | Path) -> Path:
+    """The SavedModel folder of a ``Model`` artifact (or of its folder)."""
+    return (model.path if isinstance(model, Artifact) else Path(model)) / SAVED_MODEL_DIR
+
+
+def hyperparameters_path(hyperparameters: Artifact | Path) -> Path:
+    base = hyperparameters.path if isinstance(hyperparameters, Artifact) else hyperparameters
+    return Path(base) / HYPERPARAMETERS_FILE
+
+
+def exists(uri: str) -> bool:
+    """Whether an artifact's folder (local or remote, through Beam's FileSystems) exists."""
+    from beam_pipeline.io import filesystem
+
+    return filesystem.exists(uri)
+
+
+def usable(art: Artifact) -> bool:
+    """LIVE in ML Metadata and still on disk: safe to hand to a stage."""
+    return art.properties.get("_state") == "LIVE" and exists(art.uri)
 
 
 def stage_dir(root: Path, stage: str, execution_id: int) -> Path:

@@ -4,17 +4,25 @@ Exit codes: 0 the run finished; 1 a stage failed; 2 the command or config is wro
 validation gate stopped the run; 4 ``monitor`` raised an alert. The process leaves through
 `os._exit` after flushing, because TensorFlow/tf.Transform can crash during interpreter shutdown
 after a successful run.
+
+Every command is a ``cmd_*`` function registered in `_parser` and `COMMANDS`. What all of them
+share is applied here, also to commands added later: ``--json`` output goes through `emit_json`
+(ISO-8601 times, JSON booleans), a flag without help text gets a generic one, and `main` is the
+one error edge (one ``error:`` line and the exit code; the traceback with ``-v``; under
+``--json`` also a JSON object with ``error``; a closed pipe on stdout ends quietly).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import shlex
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from beam_pipeline.errors import ConfigError, PipelineError
@@ -22,13 +30,42 @@ from beam_pipeline.errors import ConfigError, PipelineError
 log = logging.getLogger("beam_pipeline")
 
 
+EXIT_CODES = """exit codes:
+  0  done (a run finished: completed, or cached)
+  1  a stage failed, or the store, a file or the disk refused (the message names it)
+  2  the command, the config or a user module is wrong (the message names the file and key)
+  3  the validation gate stopped the run (each blocking anomaly is listed)
+  4  monitor raised an alert"""
+
+# Help for flags that a command registers without any (a command added later included).
+GENERIC_HELP = {
+    "json": 'print the result as JSON on stdout (errors too, as {"error": ...})',
+    "comment": "why (recorded in ML Metadata)",
+    "runner": "Beam runner (overrides beam.runner)",
+    "beam_option": "a Beam pipeline option, e.g. --beam-option=--project=p (repeatable)",
+}
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="beam-pipeline", description=__doc__.split("\n")[0])
+    from beam_pipeline.stage_sections import STAGE_ORDER
+
+    p = argparse.ArgumentParser(
+        prog="beam-pipeline",
+        description=__doc__.split("\n")[0],
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--verbose", "-v", action="store_true", help="debug logs and tracebacks")
     sub = p.add_subparsers(dest="command", required=True)
 
     def add(name: str, help: str) -> argparse.ArgumentParser:
-        sp = sub.add_parser(name, help=help)
+        sp = sub.add_parser(
+            name,
+            help=help,
+            description=help,
+            epilog=EXIT_CODES,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         sp.add_argument("config", help="pipeline config (YAML)")
         sp.add_argument(
             "--set",
@@ -42,9 +79,12 @@ def _parser() -> argparse.ArgumentParser:
         return sp
 
     run = add("run", "run the pipeline (cached stages are reused)")
-    run.add_argument("--from", dest="from_", metavar="STAGE", help="start at this stage")
-    run.add_argument("--to", metavar="STAGE", help="stop after this stage")
-    run.add_argument("--only", metavar="STAGE", help="run this stage alone")
+    stages = ", ".join(STAGE_ORDER)
+    run.add_argument(
+        "--from", dest="from_", metavar="STAGE", help=f"start at this stage (one of {stages})"
+    )
+    run.add_argument("--to", metavar="STAGE", help=f"stop after this stage (one of {stages})")
+    run.add_argument("--only", metavar="STAGE", help=f"run this stage alone (one of {stages})")
     run.add_argument("--no-cache", action="store_true", help="rerun every selected stage")
     run.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
     run.add_argument("--runner", help="Beam runner (overrides beam.runner)")
@@ -61,7 +101,7 @@ def _parser() -> argparse.ArgumentParser:
 
     lineage = add("lineage", "print what produced an artifact (or a model version), recursively")
     which = lineage.add_mutually_exclusive_group(required=True)
-    which.add_argument("--artifact", type=int, metavar="ID")
+    which.add_argument("--artifact", type=int, metavar="ID", help="an artifact id (see run --json)")
     which.add_argument(
         "--model",
         type=int,
@@ -75,28 +115,41 @@ def _parser() -> argparse.ArgumentParser:
 
     for name, verb in (("approve", "approve"), ("reject", "reject")):
         review = add(name, f"{verb} a model version (manual review before push)")
-        review.add_argument("--model", type=int, required=True, metavar="VERSION")
+        review.add_argument(
+            "--model", type=int, required=True, metavar="VERSION", help="the model version"
+        )
         review.add_argument("--comment", default="", help="why (recorded in ML Metadata)")
         review.add_argument("--json", action="store_true")
 
     rollback = add("rollback", "serve an older pushed version again (newer ones are retired)")
-    rollback.add_argument("--to", type=int, required=True, metavar="VERSION")
+    rollback.add_argument(
+        "--to", type=int, required=True, metavar="VERSION", help="the pushed version to serve"
+    )
     rollback.add_argument("--comment", default="")
     rollback.add_argument("--json", action="store_true")
 
     score = add("score", "batch scoring job on Beam: raw files in, predictions out")
     score.add_argument("--input", required=True, metavar="GLOB", help="CSV, Parquet or JSONL files")
-    score.add_argument("--output", required=True, metavar="DIR")
+    score.add_argument(
+        "--output", required=True, metavar="DIR", help="a new or empty folder for predictions"
+    )
     score.add_argument(
         "--model", type=int, metavar="VERSION", help="the model version (default: the served one)"
     )
-    score.add_argument("--format", default="jsonl", choices=["jsonl", "csv", "parquet", "tfrecord"])
+    score.add_argument(
+        "--format",
+        default="jsonl",
+        choices=["jsonl", "csv", "parquet", "tfrecord"],
+        help="the predictions' file format (default: jsonl)",
+    )
     score.add_argument(
         "--input-format",
         choices=["csv", "parquet", "jsonl"],
         help="default: from the file extension",
     )
-    score.add_argument("--batch-size", type=int, default=8192)
+    score.add_argument(
+        "--batch-size", type=int, default=8192, help="rows per model call (default: 8192)"
+    )
     score.add_argument("--runner", help="Beam runner (overrides beam.runner)")
     score.add_argument("--beam-option", action="append", default=[], metavar="FLAG")
     score.add_argument("--json", action="store_true")
@@ -125,6 +178,7 @@ def _parser() -> argparse.ArgumentParser:
     label.add_argument("--version", type=int, metavar="VERSION", help="omit with --remove")
     label.add_argument("--remove", action="store_true", help="remove the label")
     label.add_argument("--model-name", help="default: pipeline.name")
+    label.add_argument("--json", action="store_true")
     monitor = add(
         "monitor", "feedback loop: traffic, live quality, skew and drift of served models"
     )
@@ -143,13 +197,28 @@ def _parser() -> argparse.ArgumentParser:
     monitor.add_argument("--json", action="store_true", help="print the report as JSON")
 
     schema = add("schema", "export the latest schema for curation")
-    schema.add_argument("--export", required=True, metavar="PATH")
+    schema.add_argument(
+        "--export", required=True, metavar="PATH", help="a file, or a folder for schema.pbtxt"
+    )
+    schema.add_argument(
+        "--force", action="store_true", help="overwrite an existing file (a curated schema!)"
+    )
+    schema.add_argument("--json", action="store_true")
+
+    doctor = add(
+        "doctor",
+        "find and repair what a crash left: dead executions and runs, orphan folders, "
+        "dangling metadata references",
+    )
+    doctor.add_argument("--dry-run", action="store_true", help="report only; repair nothing")
+    doctor.add_argument("--json", action="store_true")
 
     report = add("report", "one self-contained, offline HTML page about a run or a model")
     target = report.add_mutually_exclusive_group()
     target.add_argument("--run", metavar="ID", help="a run id (default: the newest run)")
     target.add_argument("--model", type=int, metavar="VERSION", help="the run that trained it")
     report.add_argument("--output", required=True, metavar="FILE.html")
+    report.add_argument("--json", action="store_true")
 
     ui = add("ui", "web UI over the metadata store: runs, models, lineage")
     ui.add_argument("--host", default="127.0.0.1")
@@ -160,6 +229,17 @@ def _parser() -> argparse.ArgumentParser:
     add("tune-worker", "a keras-tuner worker (KERASTUNER_* set) sharing the chief's trials")
     add("train-worker", "a non-chief multi-worker training process (TF_CONFIG set)")
     return p
+
+
+def _complete_help(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Give every flag of every command help text (`GENERIC_HELP` where the command has none)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _complete_help(sub)
+        elif action.help is None and action.option_strings:
+            action.help = GENERIC_HELP.get(action.dest, action.dest.replace("_", " "))
+    return parser
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -204,17 +284,25 @@ def _load(args: argparse.Namespace) -> Any:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from beam_pipeline.orchestrator import select
+    from beam_pipeline.stage_sections import STAGE_ORDER
+
+    config = _load(args)
+    # A wrong stage name is known before any stage module loads or any store is opened.
+    select(STAGE_ORDER, args.from_, args.to, args.only)
     from beam_pipeline import progress
     from beam_pipeline.orchestrator import Orchestrator
     from beam_pipeline.stages import STAGES
 
-    config = _load(args)
     extra = list(args.beam_option)
     if args.runner:
         extra.insert(0, f"--runner={args.runner}")
-    resume = ["beam-pipeline", "run", args.config] + [f"--set={o}" for o in args.overrides]
     orch = Orchestrator(
-        config, STAGES, beam_args=extra, use_cache=not args.no_cache, command=shlex.join(resume)
+        config,
+        STAGES,
+        beam_args=extra,
+        use_cache=not args.no_cache,
+        command=shlex.join(["beam-pipeline", *args.argv]),
     )
     try:
         with progress.session():
@@ -222,7 +310,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         orch.store.close()
     if args.json:
-        print(json.dumps(result.to_json()))
+        emit_json(result.to_json())
     if result.error:
         print(f"error: {result.error}", file=sys.stderr)
     else:
@@ -232,31 +320,45 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_runs(args: argparse.Namespace) -> int:
     from beam_pipeline.metadata import Store
+    from beam_pipeline.stage_sections import STAGE_ORDER
 
-    store = Store(_load(args))
-    runs = store.runs()
+    store = Store(_load(args), create=False)
+    runs = store.settle_runs(write=False)  # a killed run reads "canceled", not "running"
+    rank = {name: i for i, name in enumerate(STAGE_ORDER)}
+    for r in runs:
+        stages = (r.get("summary") or {}).get("stages", {})
+        r["stages"] = {
+            k: stages[k] for k in sorted(stages, key=lambda k: (rank.get(k, len(rank)), k))
+        }
+        for key in ("started", "finished", "heartbeat"):
+            if isinstance(r.get(key), (int, float)):
+                r[key] = iso_time(r[key])
     if args.json:
-        print(json.dumps(runs, default=str))
+        emit_json([{k: v for k, v in r.items() if k != "summary"} for r in runs])
         return 0
+    print(f"{'run':28} {'status':24} {'started':19} {'seconds':>8}  stages")
+    for r in runs:
+        status = r.get("status", "?")
+        if r.get("stage") and status in ("failed", "canceled"):
+            status += f" in {r['stage']}"
+        brief = " ".join(f"{k}:{v.get('status', '?')}" for k, v in r["stages"].items())
+        started = str(r.get("started", ""))[:19].replace("T", " ")
+        print(f"{r['run_id']:28} {status:24} {started:19} {r.get('seconds', 0):8.1f}  {brief}")
+    return 0
+
+
+def iso_time(seconds: float) -> str:
+    """An ISO-8601 UTC time for machine output."""
     import datetime as dt
 
-    print(f"{'run':28} {'status':10} {'started':19} {'seconds':>8}  stages")
-    for r in runs:
-        started = dt.datetime.fromtimestamp(r.get("started", 0)).strftime("%Y-%m-%d %H:%M:%S")
-        stages = (r.get("summary") or {}).get("stages", {})
-        brief = " ".join(f"{k}:{v.get('status', '?')[:4]}" for k, v in stages.items())
-        print(
-            f"{r['run_id']:28} {r.get('status', '?'):10} {started:19} "
-            f"{r.get('seconds', 0):8.1f}  {brief}"
-        )
-    return 0
+    return dt.datetime.fromtimestamp(seconds, dt.UTC).isoformat(timespec="seconds")
 
 
 def cmd_lineage(args: argparse.Namespace) -> int:
     from beam_pipeline.metadata import Store
 
     config = _load(args)
-    store = Store(config)
+    store = Store(config, create=False)
     if args.model is not None:
         return _model_lineage(config, store, args.model, args.json)
     try:
@@ -264,19 +366,30 @@ def cmd_lineage(args: argparse.Namespace) -> int:
     except (ValueError, IndexError) as exc:
         raise ConfigError(f"--artifact: no artifact with id {args.artifact}") from exc
     if args.json:
-        print(json.dumps(tree, default=str, indent=2))
+        emit_json(tree)
     else:
         _print_lineage(tree, 0, set())
     return 0
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
+    from beam_pipeline.artifacts import SCHEMA_FILE
     from beam_pipeline.metadata import Store
     from beam_pipeline.stages.schema import export_latest
 
-    store = Store(_load(args))
-    dest = export_latest(store, args.export)
-    log.info("schema written to %s: edit it, then name it in schema.path", dest)
+    config = _load(args)
+    target = Path(args.export)
+    if target.is_dir():
+        target = target / SCHEMA_FILE
+    if target.exists() and not args.force:
+        raise ConfigError(
+            f"--export: {target} exists (a curated schema?); pass --force to overwrite it"
+        )
+    dest = export_latest(Store(config, create=False), args.export)
+    if args.json:
+        emit_json({"schema": dest})
+    else:
+        log.info("schema written to %s: edit it, then name it in schema.path", dest)
     return 0
 
 
@@ -294,7 +407,7 @@ def _model_lineage(config: Any, store: Any, version: int, as_json: bool) -> int:
         "downstream": registry.downstream(store, model),
     }
     if as_json:
-        print(json.dumps(tree, default=str, indent=2))
+        emit_json(tree)
         return 0
     print(f"model version {version} of {config.pipeline.name}")
     print("what produced it:")
@@ -381,9 +494,9 @@ def cmd_models(args: argparse.Namespace) -> int:
     from beam_pipeline.metadata import Store
 
     config = _load(args)
-    records = registry.describe(config, Store(config))
+    records = registry.describe(config, Store(config, create=False))
     if args.json:
-        print(json.dumps([r.to_json() for r in records], default=str))
+        emit_json([r.to_json() for r in records])
         return 0
     if not records:
         print("no models yet: run the pipeline first")
@@ -416,16 +529,21 @@ def _review(args: argparse.Namespace, decision: str) -> int:
     from beam_pipeline.metadata import Store
 
     config = _load(args)
-    review = registry.record_review(Store(config), args.model, decision, args.comment)
+    review = registry.record_review(Store(config, create=False), args.model, decision, args.comment)
     if args.json:
-        print(json.dumps(review, default=str))
-    else:
+        emit_json(review)
+    elif decision == "approved":
         log.info(
-            "model version %s %s by %s; push with: beam-pipeline run %s --only push",
+            "model version %s approved by %s; push with: beam-pipeline run %s --only push",
             args.model,
-            decision,
             review["user"],
             args.config,
+        )
+    else:
+        log.info(
+            "model version %s rejected by %s; it will not be pushed",
+            args.model,
+            review["user"],
         )
     return 0
 
@@ -443,9 +561,9 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     from beam_pipeline.metadata import Store
 
     config = _load(args)
-    record = registry.rollback(config, Store(config), args.to, args.comment)
+    record = registry.rollback(config, Store(config, create=False), args.to, args.comment)
     if args.json:
-        print(json.dumps(record, default=str))
+        emit_json(record)
     else:
         log.info(
             "serving version %s of %s; retired %s",
@@ -467,8 +585,8 @@ def cmd_score(args: argparse.Namespace) -> int:
         raise ConfigError(f"--batch-size: expected >= 1; received {args.batch_size}")
     summary = score(
         config,
-        args.input,
-        args.output,
+        absolute(args.input),  # lineage records where the data was, not where the shell was
+        absolute(args.output),
         model_version=args.model,
         output_format=args.format,
         input_format=args.input_format,
@@ -476,7 +594,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         beam_args=extra,
     )
     if args.json:
-        print(json.dumps(summary, default=str))
+        emit_json(summary)
     return 0
 
 
@@ -496,7 +614,7 @@ def cmd_feedback(args: argparse.Namespace) -> int:
 
     summary = import_labels(_load(args), args.input, args.model_name)
     if args.json:
-        print(json.dumps(summary))
+        emit_json(summary)
     return 0
 
 
@@ -521,7 +639,10 @@ def cmd_label(args: argparse.Namespace) -> int:
             raise ConfigError(f"--version: {sources[name] / str(args.version)} does not exist")
         labels[args.label] = args.version
     path = write_labels(sources[name], labels)
-    log.info("labels of %s: %s (%s)", name, labels or "none", path)
+    if args.json:
+        emit_json({"model_name": name, "labels": labels, "path": str(path)})
+    else:
+        log.info("labels of %s: %s (%s)", name, labels or "none", path)
     return 0
 
 
@@ -529,7 +650,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     from beam_pipeline.api import write_report
 
     path = write_report(_load(args), args.output, run_id=args.run, model=args.model)
-    log.info("report written to %s", path)
+    if args.json:
+        emit_json({"report": str(path)})
+    else:
+        log.info("report written to %s", path)
     return 0
 
 
@@ -564,6 +688,26 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     return monitor_cli.main(config, args, extra, run_pipeline)
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from beam_pipeline.doctor import examine
+
+    findings = examine(_load(args), dry_run=args.dry_run)
+    if args.json:
+        emit_json(findings)
+    elif not findings:
+        print("nothing to repair")
+    else:
+        verb = "would be" if args.dry_run else "was"
+        for f in findings:
+            print(f"{f['kind']}: {f['what']} ({verb}: {f['repair']})")
+    return 0
+
+
+def absolute(path: str) -> str:
+    """A local path (or glob) made absolute; a URL (gs://, s3://) as it is."""
+    return path if "://" in path else os.path.abspath(path)
+
+
 def cmd_tune_worker(args: argparse.Namespace) -> int:
     from beam_pipeline.stages.tune import run_worker
 
@@ -576,6 +720,24 @@ def cmd_train_worker(args: argparse.Namespace) -> int:
 
     run_worker(args.config, args.overrides)
     return 0
+
+
+TIME_KEYS = frozenset({"started", "finished", "created", "time", "heartbeat"})
+
+
+def machine(value: Any, key: str = "") -> Any:
+    """Plain JSON for ``--json``: times (epoch seconds under `TIME_KEYS`) as ISO-8601 UTC."""
+    if isinstance(value, dict):
+        return {str(k): machine(v, str(k)) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [machine(v) for v in value]
+    if key in TIME_KEYS and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return iso_time(value) if value else None
+    return value
+
+
+def emit_json(value: Any) -> None:
+    print(json.dumps(machine(value), default=str))
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
@@ -594,38 +756,66 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "report": cmd_report,
     "ui": cmd_ui,
     "monitor": cmd_monitor,
+    "doctor": cmd_doctor,
     "tune-worker": cmd_tune_worker,
     "train-worker": cmd_train_worker,
 }
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the exit code (the console script exits through `_exit`)."""
-    if "-v" not in (argv or sys.argv) and "--verbose" not in (argv or sys.argv):
+    """Entry point; returns the exit code (the console script exits through `_exit`).
+
+    The one error edge: any exception becomes one ``error:`` line on stderr and an exit code
+    (`PipelineError`: its own; anything else: 1), with the traceback under ``-v``; under
+    ``--json`` a JSON object with ``error`` is printed on stdout as well.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "-v" not in argv and "--verbose" not in argv:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow loads
     try:
-        args = _parser().parse_args(argv)
+        args = _complete_help(_parser()).parse_args(argv)
     except SystemExit as exc:  # argparse: usage errors are exit 2, --help is 0
         return int(exc.code or 0)
+    args.argv = argv
     _setup_logging(args.verbose)
     try:
-        code = COMMANDS[args.command](args)
-    except PipelineError as exc:
-        if args.verbose:
-            log.exception("error")
-        print(f"error: {exc}", file=sys.stderr)  # the one line a user must see, logs or not
-        code = exc.exit_code
+        return COMMANDS[args.command](args)
+    except BrokenPipeError:  # `runs --json | head`: the reader left; nothing more to say
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
     except KeyboardInterrupt:
         log.error("interrupted")
-        code = 130
-    return code
+        return 130
+    except Exception as exc:
+        if args.verbose:
+            log.exception("error")
+        code = exc.exit_code if isinstance(exc, PipelineError) else 1
+        message = describe(exc)
+        print(f"error: {message}", file=sys.stderr)  # the one line a user must see
+        if getattr(args, "json", False):
+            with contextlib.suppress(BrokenPipeError):
+                print(json.dumps({"error": message, "exit_code": code}))
+        return code
+
+
+def describe(exc: BaseException) -> str:
+    """One line for any exception: ours as they are; a refused file with its path and reason
+    ("cannot write /x/y: No space left on device"); anything else with its type."""
+    if isinstance(exc, PipelineError):
+        return str(exc)
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f" {exc.filename}" if exc.filename else ""
+        return f"cannot use{where}: {exc.strerror}"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def entry() -> None:
     """Console script: flush, then leave without running interpreter teardown (see module doc)."""
     code = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(BrokenPipeError, ValueError, OSError):
+            stream.flush()
     logging.shutdown()
     os._exit(code)
 

@@ -9,10 +9,12 @@ histograms. A threshold per feature (or one for all) is written into a copy of t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-
-from tensorflow_metadata.proto.v0 import schema_pb2
+from typing import TYPE_CHECKING
 
 from beam_pipeline.errors import ConfigError
+
+if TYPE_CHECKING:  # the section is loaded with every config: no proto import for it
+    from tensorflow_metadata.proto.v0 import schema_pb2
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,8 @@ class ComparatorSection:
 
 def is_categorical(feature: schema_pb2.Feature) -> bool:
     """Strings and categorical ints are compared by value frequencies, not histograms."""
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
     if feature.type == schema_pb2.BYTES:
         return True
     kind = feature.WhichOneof("domain_info")
@@ -74,6 +78,8 @@ def with_comparators(
         raise ConfigError(
             f"{key}.features: unknown feature {unknown[0]!r}; the schema has {sorted(names)}"
         )
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
     out = schema_pb2.Schema()
     out.CopyFrom(schema)
     for feature in out.feature:

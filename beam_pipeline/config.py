@@ -2,8 +2,8 @@
 
 Every section is a frozen dataclass. Unknown keys, wrong types and missing required keys raise a
 `ConfigError` naming the file and the key path. Fields marked with ``path()`` are resolved against
-the folder that holds the config file. Secrets never live here: a backend names the environment
-variable that holds its password.
+the folder that holds the config file, defaults (``pipeline.root: runs``) included. Secrets never
+live here: a backend names the environment variable that holds its password.
 """
 
 from __future__ import annotations
@@ -156,6 +156,8 @@ def _build(cls: type, data: Any, where: str, base: Path) -> Any:
         if name not in data:
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise ConfigError(f"missing required key {key!r}")
+            if f.metadata.get("path") and isinstance(f.default, str):
+                values[name] = _resolve(f.default, base)  # one rule: the config file's folder
             continue
         value = _convert(hints[name], data[name], key, base)
         if f.metadata.get("path") and value is not None:

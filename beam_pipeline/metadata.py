@@ -20,6 +20,7 @@ from ml_metadata import errors as mlmd_errors
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as pb
 
+from beam_pipeline import liveness
 from beam_pipeline.artifacts import TYPES, Artifact
 from beam_pipeline.config import Config, MetadataSection
 from beam_pipeline.errors import ConfigError, PipelineError
@@ -36,7 +37,15 @@ class MetadataError(PipelineError):
     """The metadata store cannot be reached or refused a write."""
 
 
-def connection_config(section: MetadataSection, root: Path) -> pb.ConnectionConfig:
+def sqlite_path(section: MetadataSection, root: Path) -> Path:
+    return Path(section.path) if section.path else root / "metadata.sqlite"
+
+
+def connection_config(
+    section: MetadataSection, root: Path, create: bool = True
+) -> pb.ConnectionConfig:
+    """How to reach the store. ``create=False`` (read-only commands): a SQLite file that does not
+    exist yet is not created; an empty in-memory store stands in for it."""
     cfg = pb.ConnectionConfig()
     if section.backend == "memory":
         cfg.fake_database.SetInParent()
@@ -46,7 +55,10 @@ def connection_config(section: MetadataSection, root: Path) -> pb.ConnectionConf
                 f"metadata.path: SQLite needs a local file, and pipeline.root is {root}; set "
                 "metadata.path to a local file (one launcher) or use backend mysql/postgresql"
             )
-        path = Path(section.path) if section.path else root / "metadata.sqlite"
+        path = sqlite_path(section, root)
+        if not create and not path.is_file():
+            cfg.fake_database.SetInParent()
+            return cfg
         path.parent.mkdir(parents=True, exist_ok=True)
         cfg.sqlite.filename_uri = str(path)
         cfg.sqlite.connection_mode = pb.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
@@ -67,6 +79,10 @@ def connection_config(section: MetadataSection, root: Path) -> pb.ConnectionConf
     return cfg
 
 
+def _name(fn: Callable[..., Any]) -> str:
+    return getattr(fn, "__name__", "a call")
+
+
 def _is_transient(exc: Exception) -> bool:
     text = str(exc).lower()
     return isinstance(exc, mlmd_errors.AbortedError) or "locked" in text or "busy" in text
@@ -74,8 +90,8 @@ def _is_transient(exc: Exception) -> bool:
 
 def encode(value: Any) -> pb.Value:
     v = pb.Value()
-    if isinstance(value, bool):
-        v.int_value = int(value)
+    if isinstance(value, bool):  # read back as a boolean, not 1/0 (JSON output, lineage)
+        v.string_value = "json:" + json.dumps(value)
     elif isinstance(value, int):
         v.int_value = value
     elif isinstance(value, float):
@@ -102,11 +118,15 @@ def props(message: Any) -> dict[str, Any]:
 class Store:
     """A thin, retrying wrapper over `MetadataStore` speaking the platform's terms."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, create: bool = True) -> None:
+        """Open the store of a config; ``create=False`` for commands that only read, so that a
+        wrong or early command leaves no store (and no pipeline root) behind."""
         self.pipeline_name = config.pipeline.name
         section = config.metadata
         try:
-            self._store = metadata_store.MetadataStore(connection_config(section, config.root))
+            self._store = metadata_store.MetadataStore(
+                connection_config(section, config.root, create)
+            )
         except ConfigError:
             raise
         except Exception as exc:  # MLMD raises its own status errors; name the backend
@@ -126,13 +146,15 @@ class Store:
         for attempt in range(RETRIES):
             try:
                 return fn(*args, **kwargs)
-            except Exception as exc:
+            except mlmd_errors.StatusError as exc:
                 if not _is_transient(exc) or attempt == RETRIES - 1:
                     if _is_transient(exc):
                         raise MetadataError(
                             f"metadata store still locked after {RETRIES} tries: {exc}"
                         ) from exc
-                    raise
+                    if isinstance(exc, (mlmd_errors.NotFoundError, mlmd_errors.AlreadyExistsError)):
+                        raise  # answers that callers handle
+                    raise MetadataError(f"metadata store refused {_name(fn)}: {exc}") from exc
                 log.debug("metadata store busy (%s); retrying in %.2fs", exc, delay)
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
@@ -187,7 +209,51 @@ class Store:
                 out.append({"id": ctx.id, "run_id": ctx.name.split(".", 1)[1], **props(ctx)})
         return sorted(out, key=lambda r: r.get("started", 0))
 
+    def heartbeat(self, run_id: str) -> None:
+        """Refresh a run's lease (see `beam_pipeline.liveness`)."""
+        ctx = self.call(
+            self._store.get_context_by_type_and_name, RUN_CONTEXT, f"{self.pipeline_name}.{run_id}"
+        )
+        if ctx is not None:
+            ctx.custom_properties["heartbeat"].CopyFrom(encode(time.time()))
+            self.call(self._store.put_contexts, [ctx])
+
+    def settle_runs(self, write: bool = True) -> list[dict[str, Any]]:
+        """Every run, where a ``running`` run whose process is gone reads as what its executions
+        say: ``failed`` (a FAILED execution; ``stage`` names it) or ``canceled`` (killed; ``stage``
+        names the stage it was in). ``write``: record that in the store, so it is said once."""
+        runs = self.runs()
+        for run in runs:
+            if run.get("status") != "running" or "pid" not in run or liveness.alive(run):
+                continue
+            run["status"], run["stage"], run["settled"] = "canceled", "", True
+            for ex in sorted(self.run_executions(run["id"]), key=lambda e: e.id):
+                if ex.last_known_state == pb.Execution.FAILED:
+                    run["status"], run["stage"] = "failed", self.execution_type_name(ex)
+                    break
+                if ex.last_known_state in (pb.Execution.RUNNING, pb.Execution.CANCELED):
+                    run["stage"] = self.execution_type_name(ex)
+            if write:
+                self.run_context(run["run_id"], status=run["status"], stage=run["stage"])
+        return runs
+
     # ---- executions -----------------------------------------------------------------------
+
+    def dead_executions(self, stage: str) -> list[pb.Execution]:
+        """RUNNING executions of ``stage`` whose process is gone (pid, start time, host, boot,
+        and the run's heartbeat as the lease; see `beam_pipeline.liveness`)."""
+        running = [e for e in self.executions(stage) if e.last_known_state == pb.Execution.RUNNING]
+        if not running:
+            return []
+        beats = {r["run_id"]: r.get("heartbeat") for r in self.runs()}
+        dead = []
+        for ex in running:
+            holder = props(ex)
+            beat = [b for b in (holder.get("heartbeat"), beats.get(holder.get("run_id"))) if b]
+            holder["heartbeat"] = max(beat) if beat else None
+            if "pid" in holder and not liveness.alive(holder):
+                dead.append(ex)
+        return dead
 
     def start_execution(self, stage: str, run_ctx: pb.Context, properties: dict[str, Any]) -> int:
         ex = pb.Execution(type_id=self._type_id("execution", stage))
@@ -279,6 +345,23 @@ class Store:
         by_id = {a.id: a for a in arts}
         return {k: by_id[i] for k, i in outs.items() if i in by_id}
 
+    def latest_outputs(self, stage: str, required: bool = False) -> dict[str, Artifact]:
+        """Outputs (key -> artifact) of the newest COMPLETE or CACHED execution of ``stage`` whose
+        outputs are all still usable; {} when there is none (a ConfigError when ``required``).
+        The one rule for ``--from``/``--only`` and for tuning and training workers."""
+        from beam_pipeline.artifacts import usable
+
+        for ex in sorted(self.executions(stage), key=lambda e: -e.id):
+            if ex.last_known_state in (pb.Execution.COMPLETE, pb.Execution.CACHED):
+                outs = self.execution_outputs(ex.id)
+                if outs and all(usable(a) for a in outs.values()):
+                    return outs
+        if required:
+            raise ConfigError(
+                f"no completed {stage!r} execution in the metadata store; run it first"
+            )
+        return {}
+
     def execution_inputs(self, exec_id: int) -> dict[str, Artifact]:
         events = self.call(self._store.get_events_by_execution_ids, [exec_id])
         ins = {_key(e): e.artifact_id for e in events if e.type == pb.Event.INPUT}
@@ -287,6 +370,10 @@ class Store:
 
     def run_executions(self, run_ctx_id: int) -> list[pb.Execution]:
         return list(self.call(self._store.get_executions_by_context, run_ctx_id))
+
+    def execution_types(self) -> list[str]:
+        """Every execution type the store knows (stages, reviews, scoring jobs...)."""
+        return sorted(t.name for t in self.call(self._store.get_execution_types))
 
     def execution_type_name(self, ex: pb.Execution) -> str:
         [t] = self.call(self._store.get_execution_types_by_id, [ex.type_id])

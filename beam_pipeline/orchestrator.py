@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import getpass
 import logging
 import os
+import shlex
 import signal
-import socket
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -17,8 +19,8 @@ from typing import Any
 
 from ml_metadata.proto import metadata_store_pb2 as pb
 
-from beam_pipeline import __version__
-from beam_pipeline.artifacts import Artifact, digest, stage_dir, staging_dir
+from beam_pipeline import __version__, liveness
+from beam_pipeline.artifacts import Artifact, digest, stage_dir, staging_dir, usable
 from beam_pipeline.config import Config, to_dict
 from beam_pipeline.errors import ConfigError, PipelineError, StageFailed, ValidationFailed
 from beam_pipeline.io import filesystem
@@ -54,9 +56,10 @@ class RunResult:
 
 def order(stages: dict[str, Stage]) -> list[str]:
     graph = {
-        name: {ref.split(".")[0] for ref in s.inputs.values() if ref.split(".")[0] in stages}
+        name: {ref.split(".")[0] for ref in s.inputs.values()} | set(s.after)
         for name, s in stages.items()
     }
+    graph = {name: deps & set(stages) for name, deps in graph.items()}
     return list(TopologicalSorter(graph).static_order())
 
 
@@ -69,6 +72,24 @@ def select(names: list[str], from_: str | None, to: str | None, only: str | None
     start = names.index(from_) if from_ else 0
     end = names.index(to) + 1 if to else len(names)
     return names[start:end]
+
+
+def resume_command(command: str, stage: str) -> str:
+    """The user's own command line (runner, Beam options, ``--set``, ``--to``, ``--json``...) with
+    ``--from STAGE`` in place of any ``--from``; unchanged when it names ``--only``."""
+    words = shlex.split(command)
+    if "--only" in words or any(w.startswith("--only=") for w in words):
+        return command
+    kept: list[str] = []
+    skip = False
+    for word in words:
+        if skip:
+            skip = False
+        elif word == "--from":
+            skip = True
+        elif not word.startswith("--from="):
+            kept.append(word)
+    return shlex.join([*kept, "--from", stage])
 
 
 class Orchestrator:
@@ -101,6 +122,7 @@ class Orchestrator:
         run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
         result = RunResult(run_id)
         started = time.time()
+        self._reconcile()
         run_ctx = self.store.run_context(
             run_id,
             started=started,
@@ -108,9 +130,11 @@ class Orchestrator:
             command=self.command,
             user=getpass.getuser(),
             config=self.config.source_file,
+            **liveness.identity(),
         )
         needed = self._needed(selected)
         available: dict[str, Artifact] = {}
+        heartbeat = _Heartbeat(self.config, run_id)
         try:
             for name in names:
                 stage = self.stages[name]
@@ -135,15 +159,33 @@ class Orchestrator:
                 result.status = "failed"
             for name in names:
                 result.stages.setdefault(name, {"status": "skipped"})
+        except BaseException as exc:  # Ctrl-C, a bug: the run does not stay "running"
+            result.status = "canceled" if isinstance(exc, KeyboardInterrupt) else "failed"
+            result.error = f"{type(exc).__name__}: {exc}"
+            raise
         finally:
-            self.store.run_context(
+            heartbeat.stop()
+            failed = [n for n, s in result.stages.items() if s.get("status") == "failed"]
+            self._close_run(
                 run_id,
                 status=result.status,
+                stage=failed[0] if failed else "",
                 finished=time.time(),
                 seconds=round(time.time() - started, 3),
                 summary=result.to_json(),
             )
         return result
+
+    def _close_run(self, run_id: str, **properties: Any) -> None:
+        """The run's final record; a store that refuses it leaves the run to be settled later
+        (its process will be gone), which is said, not raised over the run's own outcome."""
+        try:
+            self.store.run_context(run_id, **properties)
+        except Exception as exc:
+            log.error("metadata: cannot record the end of run %s: %s", run_id, exc)
+
+    def _resume(self, stage: Stage) -> str:
+        return resume_command(self.command, stage.name)
 
     def _needed(self, selected: list[str]) -> set[str]:
         """Stages outside the selection whose outputs the selected stages read."""
@@ -155,12 +197,8 @@ class Orchestrator:
 
     def _latest_outputs(self, stage: Stage) -> dict[str, Artifact]:
         """Outputs of the newest completed execution of a stage (for --from/--only)."""
-        for ex in sorted(self.store.executions(stage.name), key=lambda e: -e.id):
-            if ex.last_known_state in (pb.Execution.COMPLETE, pb.Execution.CACHED):
-                outs = self.store.execution_outputs(ex.id)
-                if outs and all(_usable(a) for a in outs.values()):
-                    return {f"{stage.name}.{k}": a for k, a in outs.items()}
-        return {}
+        outs = self.store.latest_outputs(stage.name)
+        return {f"{stage.name}.{k}": a for k, a in outs.items()}
 
     # ------------------------------------------------------------------------------------------
 
@@ -177,7 +215,7 @@ class Orchestrator:
                     stage.name,
                     f"input {key!r} ({ref}) has no completed result; "
                     f"run {ref.split('.')[0]!r} first",
-                    self.command,
+                    self._resume(stage),
                 )
         section = self.config.section(stage.section_name)
         ctx = StageContext(
@@ -187,10 +225,12 @@ class Orchestrator:
             prepared = stage.prepare(section, inputs, ctx) if stage.prepare else Prepared()
         except PipelineError as exc:
             result.stages[stage.name] = {"status": "failed", "seconds": round(time.time() - t0, 2)}
-            raise StageFailed(stage.name, str(exc), self.command, exc.exit_code) from exc
+            raise StageFailed(stage.name, str(exc), self._resume(stage), exc.exit_code) from exc
         except Exception as exc:
             result.stages[stage.name] = {"status": "failed", "seconds": round(time.time() - t0, 2)}
-            raise StageFailed(stage.name, f"{type(exc).__name__}: {exc}", self.command) from exc
+            raise StageFailed(
+                stage.name, f"{type(exc).__name__}: {exc}", self._resume(stage)
+            ) from exc
         all_inputs = {**inputs, **prepared.inputs}
         keyed_config = {k: v for k, v in to_dict(section).items() if k not in stage.cache_exempt}
         cache_key = digest(
@@ -206,8 +246,7 @@ class Orchestrator:
             "config": to_dict(section),
             "module_hash": prepared.key.get("module_hash", ""),
             "started": t0,
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
+            **liveness.identity(),
         }
         self._abandon_dead(stage.name)
         cached = self._cached(stage, cache_key) if self.use_cache else None
@@ -254,27 +293,54 @@ class Orchestrator:
             )
             result.stages[stage.name] = {"status": "failed", "seconds": round(time.time() - t0, 2)}
             if isinstance(exc, StageFailed):
-                raise StageFailed(stage.name, exc.message, self.command, exc.exit_code) from exc
+                raise StageFailed(
+                    stage.name, exc.message, self._resume(stage), exc.exit_code
+                ) from exc
             if isinstance(exc, PipelineError):
-                raise StageFailed(stage.name, str(exc), self.command, exc.exit_code) from exc
+                raise StageFailed(stage.name, str(exc), self._resume(stage), exc.exit_code) from exc
             if isinstance(exc, Exception):
-                raise StageFailed(stage.name, f"{type(exc).__name__}: {exc}", self.command) from exc
+                raise StageFailed(
+                    stage.name, f"{type(exc).__name__}: {exc}", self._resume(stage)
+                ) from exc
             raise
         # Publish: move the staged folder into place, then register the artifacts LIVE.
         if not remote:
             os.replace(tmp, final)
+        if os.environ.get(KILL_ENV) == f"{stage.name}:published":
+            os.kill(os.getpid(), signal.SIGKILL)  # the window between the rename and the record
         for key, art in outputs.items():
             if not remote:
                 art.uri = str(final / Path(art.uri).relative_to(tmp))
-            art.fingerprint = art.fingerprint or digest(cache_key, key)
-        self.store.finish_execution(
-            exec_id,
-            pb.Execution.COMPLETE,
-            run_ctx,
-            all_inputs,
-            outputs,
-            {"seconds": round(time.time() - t0, 3)},
-        )
+            art.fingerprint = art.fingerprint or output_fingerprint(
+                stage, cache_key, key, result.run_id, exec_id
+            )
+        try:
+            self.store.finish_execution(
+                exec_id,
+                pb.Execution.COMPLETE,
+                run_ctx,
+                all_inputs,
+                outputs,
+                {"seconds": round(time.time() - t0, 3)},
+            )
+        except Exception as exc:
+            # Not registered, so not published: remove the folder, then try to say FAILED. If
+            # the store refuses that too, the execution stays RUNNING under this process, and
+            # the next run (or `doctor`) finds the process gone and cleans up after it.
+            filesystem.rmtree(final)
+            with contextlib.suppress(Exception):
+                self.store.finish_execution(
+                    exec_id,
+                    pb.Execution.FAILED,
+                    run_ctx,
+                    all_inputs,
+                    {},
+                    {"error": f"metadata write failed: {exc}"},
+                )
+            result.stages[stage.name] = {"status": "failed", "seconds": round(time.time() - t0, 2)}
+            raise StageFailed(
+                stage.name, f"metadata: cannot record the outputs: {exc}", self._resume(stage)
+            ) from exc
         log.info("%s: completed in %.1f s → %s", stage.name, time.time() - t0, final)
         self._record(stage, result, "completed", t0, outputs, available)
 
@@ -309,27 +375,34 @@ class Orchestrator:
             if props(ex).get("cache_key") != cache_key:
                 continue
             outs = self.store.execution_outputs(ex.id)
-            if set(outs) >= set(stage.outputs) and all(_usable(a) for a in outs.values()):
+            if set(outs) >= set(stage.outputs) and all(usable(a) for a in outs.values()):
                 return outs
         return None
 
+    def _reconcile(self) -> None:
+        """Before a run: executions and runs whose process is gone are marked as what they are."""
+        for name in self.stages:
+            self._abandon_dead(name)
+        self.store.settle_runs()
+
     def _abandon_dead(self, stage: str) -> None:
-        """Mark RUNNING executions of dead processes on this host CANCELED; drop their staging."""
-        host = socket.gethostname()
-        for ex in self.store.executions(stage):
-            if ex.last_known_state != pb.Execution.RUNNING:
-                continue
-            p = props(ex)
-            if p.get("host") != host or _alive(int(p.get("pid", 0))):
-                continue
+        """Mark RUNNING executions whose process is gone CANCELED and remove what they wrote: the
+        staging folder and a folder published but never registered (killed between the two)."""
+        for ex in self.store.dead_executions(stage):
             filesystem.rmtree(staging_dir(self.config.root, stage, ex.id))
-            if filesystem.is_remote(self.config.root):  # written in place: never made LIVE
-                filesystem.rmtree(stage_dir(self.config.root, stage, ex.id))
+            filesystem.rmtree(stage_dir(self.config.root, stage, ex.id))
             ex.last_known_state = pb.Execution.CANCELED
             self.store.update_execution(ex)
-            log.info(
-                "%s: execution %s was interrupted; its staged output was removed", stage, ex.id
-            )
+            log.info("%s: execution %s was interrupted; its output was removed", stage, ex.id)
+
+
+def output_fingerprint(stage: Stage, cache_key: str, key: str, run_id: str, exec_id: int) -> str:
+    """What identifies an output: its cache key when the stage is deterministic; otherwise also the
+    execution that produced it, so that two trainings from the same inputs (``--no-cache``,
+    concurrent runs) are two models, and a downstream cache hit is for the exact artifact."""
+    if stage.deterministic:
+        return digest(cache_key, key)
+    return digest(cache_key, key, run_id, exec_id)
 
 
 def _summarize(art: Artifact, result: RunResult) -> None:
@@ -347,10 +420,6 @@ def _summarize(art: Artifact, result: RunResult) -> None:
         result.push_reason = str(p["reason"])
 
 
-def _usable(art: Artifact) -> bool:
-    return art.properties.get("_state") == "LIVE" and filesystem.exists(art.uri)
-
-
 def _uris(config: Config) -> list[str]:
     """The configured locations that may need a filesystem registered with TensorFlow."""
     uris = [config.pipeline.root]
@@ -360,13 +429,26 @@ def _uris(config: Config) -> list[str]:
     return uris
 
 
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+class _Heartbeat:
+    """Refreshes the run's heartbeat (its lease) from a thread with its own store connection,
+    so that another machine can tell a live run from a dead one (see `beam_pipeline.liveness`)."""
+
+    def __init__(self, config: Config, run_id: str) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._beat, args=(config, run_id), name="heartbeat", daemon=True
+        )
+        self._thread.start()
+
+    def _beat(self, config: Config, run_id: str) -> None:
+        store: Store | None = None
+        while not self._stop.wait(liveness.HEARTBEAT_S):
+            try:
+                store = store or Store(config)
+                store.heartbeat(run_id)
+            except Exception as exc:  # a missed beat only shortens the lease; say so
+                log.warning("heartbeat of run %s failed: %s", run_id, exc)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from ml_metadata.proto import metadata_store_pb2 as pb
 
-from beam_pipeline.artifacts import Artifact
+from beam_pipeline.artifacts import Artifact, saved_model_dir
 from beam_pipeline.errors import ConfigError
 from beam_pipeline.io import filesystem
 from beam_pipeline.metadata import props
@@ -74,12 +74,12 @@ def version_of(store: Store, model: Artifact) -> int:
     )
 
 
-def model_by_version(store: Store, version: int) -> Artifact:
-    """The Model artifact of a version; ConfigError naming the versions that exist."""
+def model_by_version(store: Store, version: int, flag: str = "--model") -> Artifact:
+    """The Model artifact of a version; ConfigError naming ``flag`` and the versions that exist."""
     arts = models(store)
     if not 1 <= version <= len(arts):
         known = f"1..{len(arts)}" if arts else "none yet (run the pipeline first)"
-        raise ConfigError(f"--model: no model version {version}; versions are {known}")
+        raise ConfigError(f"{flag}: no model version {version}; versions are {known}")
     return arts[version - 1]
 
 
@@ -151,7 +151,7 @@ def baseline(store: Store, exclude_id: int | None = None) -> Artifact | None:
             continue
         if version in retired or model.properties.get("_state") != "LIVE":
             continue
-        if not (model.path / "saved_model").is_dir():
+        if not saved_model_dir(model).is_dir():
             continue
         return model
     return None
@@ -206,7 +206,7 @@ def rollback(config: Config, store: Store, to: int, comment: str = "") -> dict[s
     retired it is moved back. Version numbers keep meaning the registry versions. A later push of
     a newer model serves that one; a rollback to a retired higher version restores it.
     """
-    model = model_by_version(store, to)
+    model = model_by_version(store, to, "--to")
     base, parked = model_dir(config), retired_dir(config)
     served = served_versions(base)
     restored: list[int] = []

@@ -50,7 +50,7 @@ import pyarrow.compute as pc
 from apache_beam.metrics.metric import Metrics, MetricsFilter
 
 from beam_pipeline import registry
-from beam_pipeline.artifacts import Artifact
+from beam_pipeline.artifacts import Artifact, saved_model_dir
 from beam_pipeline.errors import ConfigError, DataError
 from beam_pipeline.io import filesystem, readers
 from beam_pipeline.io.raw_inputs import RawColumn, RawSchema, check_rows
@@ -421,7 +421,7 @@ def resolve_model(config: Any, store: Any, version: int | None) -> tuple[Artifac
             )
         version = served[-1]
     model = registry.model_by_version(store, version)
-    if not (model.path / "saved_model").is_dir():
+    if not saved_model_dir(model).is_dir():
         raise ConfigError(f"--model: version {version} has no saved_model/ at {model.uri}")
     return model, version
 
@@ -473,7 +473,7 @@ def score(
         raise ConfigError(f"--format: expected one of {list(FORMATS)}; received {output_format!r}")
     files = readers.match_files(input_glob)
     if not files:
-        raise DataError(f"--input: no files match {input_glob!r}")
+        raise ConfigError(f"--input: no files match {input_glob!r}")
     fmt = input_format or INPUT_FORMATS.get(filesystem.as_path(files[0]).suffix.lower())
     if fmt not in ("csv", "parquet", "jsonl"):
         raise ConfigError(
@@ -500,7 +500,7 @@ def score(
         columns=columns,
         raw_features=raw_features,
         raw_schema=model_raw_schema(model, raw_features, columns),
-        saved_model=str(model.path / "saved_model"),
+        saved_model=str(saved_model_dir(model)),
         model_name=config.pipeline.name,
         model_version=version,
         output=str(out),

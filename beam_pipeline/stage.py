@@ -73,6 +73,11 @@ class Stage:
         outputs: output key -> artifact type.
         prepare: optional; resolves extra cache-key material and inputs (see `Prepared`).
         gate: optional; called with the outputs (fresh or cached); raises to stop the run.
+        deterministic: the outputs are a function of the cache key (same inputs, config and code
+            give the same content), so an output's fingerprint is derived from the key; otherwise
+            (training, tuning, evaluation) it also names the execution that produced it.
+        after: stages that must finish first although none of their outputs is read (ordering
+            only: not an input, not part of the cache key).
     """
 
     name: str
@@ -83,6 +88,8 @@ class Stage:
     prepare: PrepareFn | None = None
     gate: GateFn | None = None
     optional_inputs: frozenset[str] = frozenset()
+    after: frozenset[str] = frozenset()
+    deterministic: bool = False
     config_key: str = ""  # its YAML section when that differs from the name ("validation")
     # Config fields left out of the cache key because `prepare` keys their content instead
     # (a data path, a module path): moving a file without changing it keeps the cache.

@@ -282,6 +282,7 @@ def bench_memory(workdir: Path, rows: int) -> dict:
 def bench_statistics(orch: Any, workdir: Path, repeat: int = 1) -> dict:
     import tensorflow_data_validation as tfdv
 
+    from beam_pipeline import artifacts
     from beam_pipeline.beam import pipeline_options
     from beam_pipeline.stages import statistics
 
@@ -302,7 +303,7 @@ def bench_statistics(orch: Any, workdir: Path, repeat: int = 1) -> dict:
         t0 = time.perf_counter()
         for split in examples.splits:
             stats = tfdv.generate_statistics_from_tfrecord(
-                data_location=str(examples.split_dir(split) / statistics.EXAMPLES_GLOB),
+                data_location=str(examples.split_dir(split) / artifacts.EXAMPLES_GLOB),
                 output_path=str(out_dir / split / "stats.tfrecord"),
                 stats_options=options,
                 pipeline_options=pipeline_options(orch.config),
@@ -313,7 +314,7 @@ def bench_statistics(orch: Any, workdir: Path, repeat: int = 1) -> dict:
     stats_uri = Path(entry["outputs"]["statistics"]["uri"])
     ours_counts = {
         s: statistics.num_examples(
-            tfdv.load_stats_binary(str(stats_uri / f"Split-{s}" / statistics.STATS_FILE))
+            tfdv.load_stats_binary(str(stats_uri / f"Split-{s}" / artifacts.STATS_FILE))
         )
         for s in examples.splits
     }
@@ -368,10 +369,11 @@ def warm_up(workdir: Path) -> None:
     import bench_baseline
     import tensorflow_data_validation as tfdv
 
+    from beam_pipeline import artifacts
     from beam_pipeline import config as config_mod
     from beam_pipeline.beam import pipeline_options
     from beam_pipeline.orchestrator import Orchestrator
-    from beam_pipeline.stages import ingest, statistics
+    from beam_pipeline.stages import ingest
 
     say("warming up (2,000 rows, untimed) ...")
     csv_path = data_file(workdir, 2000)
@@ -393,7 +395,7 @@ def warm_up(workdir: Path) -> None:
     )
     examples = examples_of(orch)
     tfdv.generate_statistics_from_tfrecord(
-        str(examples.split_dir("train") / statistics.EXAMPLES_GLOB),
+        str(examples.split_dir("train") / artifacts.EXAMPLES_GLOB),
         str(workdir / "runs" / "warmup" / "tfdv" / "stats.tfrecord"),
         pipeline_options=pipeline_options(config),
     )

@@ -141,10 +141,11 @@ def direct_transform(orch: Any, out_dir: Path) -> float:
     shutil.rmtree(out_dir, ignore_errors=True)
     t0 = time.perf_counter()
     # Same user module and schema file, loaded as a user would (no error wrapping).
-    from beam_pipeline.stages.user_modules import load_module
+    from beam_pipeline.artifacts import load_schema
+    from beam_pipeline.user_modules import load_module
 
     preprocessing_fn = load_module(section.module, transform.MODULE_KEY).preprocessing_fn
-    schema = transform.read_schema(schema_art.uri)
+    schema = load_schema(schema_art)
     splits = examples.splits
     tfxios = {
         s: tfxio.TFExampleRecord(f"{split_dir(examples.path, s)}/*", schema=schema) for s in splits
@@ -298,7 +299,7 @@ def input_child(
     import tensorflow_transform as tft
     import tf_keras
 
-    from beam_pipeline.stages import modeling
+    from beam_pipeline import modeling
     from beam_pipeline.stages.train import TrainSection
 
     section = TrainSection(**{k: v for k, v in taxi_train_section().items() if k != "strategy"})

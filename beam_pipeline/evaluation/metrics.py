@@ -26,19 +26,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from beam_pipeline.errors import ConfigError, DataError
+from beam_pipeline.stage_sections import ALWAYS, DEFAULT_METRICS, KNOWN_METRICS  # noqa: F401
 
 OVERALL = "Overall"
 EPSILON = 1e-7  # probabilities are clipped to [eps, 1 - eps] for log loss (as Keras does)
 KINDS = ("binary", "multiclass", "regression")
 FLUSH_ROWS = 1 << 16  # rows buffered before they are folded into the statistics
 
-DEFAULT_METRICS = {
-    "binary": ["auc", "accuracy", "precision", "recall", "log_loss"],
-    "multiclass": ["accuracy", "log_loss", "auc", "precision", "recall"],
-    "regression": ["rmse", "mae"],
-}
-ALWAYS = ["example_count", "label_mean", "prediction_mean"]
-KNOWN_METRICS = {m for ms in DEFAULT_METRICS.values() for m in ms} | set(ALWAYS)
 CLASSIFICATION_METRICS = {"auc", "accuracy", "precision", "recall", "log_loss"}
 REGRESSION_METRICS = {"rmse", "mae"}
 

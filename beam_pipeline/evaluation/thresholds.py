@@ -9,45 +9,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from beam_pipeline.errors import ConfigError
 from beam_pipeline.evaluation.direction import lower_is_better
 from beam_pipeline.evaluation.metrics import ALWAYS, OVERALL
 from beam_pipeline.evaluation.slicing import canonical_slice
 
+# The config types: one definition, with the sections (loading a config imports no evaluation code).
+from beam_pipeline.stage_sections import MetricThreshold, SliceThreshold
+
 CANDIDATE, BASELINE = "candidate", "baseline"
 LOWER_IS_BETTER = {"log_loss", "rmse", "mae"}  # kept for callers; `metric_direction` decides
-
-
-@dataclass(frozen=True)
-class MetricThreshold:
-    """Bounds on one metric. ``lower``/``upper``: absolute. ``min_change_abs``/``min_change_rel``:
-    the least improvement over the baseline, where improvement is ``candidate - baseline`` for
-    metrics where higher is better and ``baseline - candidate`` for losses and errors; a negative
-    value allows that much regression (``auc: {min_change_abs: -0.01}``). Relative changes are
-    divided by ``|baseline|``."""
-
-    lower: float | None = None
-    upper: float | None = None
-    min_change_abs: float | None = None
-    min_change_rel: float | None = None
-
-    def __post_init__(self) -> None:
-        if all(v is None for v in self.__dict__.values()):
-            raise ConfigError(
-                "evaluate thresholds: expected at least one of lower, upper, min_change_abs, "
-                "min_change_rel; received none"
-            )
-
-
-@dataclass(frozen=True)
-class SliceThreshold:
-    """Thresholds for one slice, named by its feature values: ``{payment_type: Cash}``."""
-
-    slice: dict[str, Any]
-    thresholds: dict[str, MetricThreshold]
 
 
 def assemble(

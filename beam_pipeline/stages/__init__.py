@@ -1,41 +1,38 @@
-"""The stage registry: every stage of the training pipeline, in no particular order.
+"""The stage registry: every stage of the training pipeline.
 
 The orchestrator derives the DAG from each stage's declared inputs. A later stage plugs in by
-adding its module here.
+adding its module here (and its config section to `beam_pipeline.sections`).
+
+``STAGES`` is built on first access, not at import: importing a stage module imports Beam,
+TensorFlow or TFDV, which only ``run`` and the workers need.
 """
 
 from __future__ import annotations
 
-import contextlib
 import importlib
-import io
+from typing import TYPE_CHECKING, Any
 
-from beam_pipeline.stage import Stage
+from beam_pipeline.stage_sections import STAGE_ORDER
 
-_MODULES = [
-    "ingest",
-    "statistics",
-    "schema",
-    "validate",
-    "transform",
-    "tune",
-    "train",
-    "evaluate",
-    "push",
-]
+if TYPE_CHECKING:
+    from beam_pipeline.stage import Stage
+
+_MODULES = list(STAGE_ORDER)
+_loaded: dict[str, Stage] = {}
 
 
-def _load() -> dict[str, Stage]:
-    stages: dict[str, Stage] = {}
-    for name in _MODULES:
-        # TFDV writes an "IPython is not installed" notice to stderr when first imported; its
-        # notebook views are not used here, so the notice is only noise for a CLI user.
-        with contextlib.redirect_stderr(io.StringIO()):
-            module = importlib.import_module(f"beam_pipeline.stages.{name}")
-        stage: Stage = module.STAGE
-        stages[stage.name] = stage
-    return stages
+def load_stages() -> dict[str, Stage]:
+    """Stage name -> `Stage`, importing every stage module (heavy: Beam, TensorFlow, TFDV)."""
+    if not _loaded:
+        for name in _MODULES:
+            stage: Stage = importlib.import_module(f"beam_pipeline.stages.{name}").STAGE
+            _loaded[stage.name] = stage
+    return dict(_loaded)
 
 
-STAGES: dict[str, Stage] = _load()
-SECTIONS: dict[str, type] = {s.section_name: s.section for s in STAGES.values()}
+def __getattr__(name: str) -> Any:
+    if name == "STAGES":
+        return load_stages()
+    if name == "SECTIONS":
+        return {s.section_name: s.section for s in load_stages().values()}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

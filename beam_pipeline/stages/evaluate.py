@@ -32,9 +32,9 @@ import logging
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import apache_beam as beam
 import numpy as np
@@ -43,14 +43,13 @@ import pyarrow.compute as pc
 from apache_beam.metrics.metric import Metrics, MetricsFilter
 
 from beam_pipeline import registry
-from beam_pipeline.artifacts import Artifact, split_dir
+from beam_pipeline.artifacts import Artifact, examples_pattern, saved_model_dir
 from beam_pipeline.errors import ConfigError, DataError
 from beam_pipeline.evaluation import (
     ALWAYS,
     BASELINE,
     CANDIDATE,
     DEFAULT_METRICS,
-    KNOWN_METRICS,
     OVERALL,
     MetricsAccumulator,
     MetricThreshold,
@@ -59,11 +58,11 @@ from beam_pipeline.evaluation import (
     check,
     first_values,
     kind_of,
-    metrics_for,
     slice_keys,
 )
 from beam_pipeline.io import filesystem
 from beam_pipeline.stage import Prepared, Stage, StageContext
+from beam_pipeline.stage_sections import EvaluateSection
 
 log = logging.getLogger(__name__)
 
@@ -72,126 +71,6 @@ RAW_RECORD = "__raw_record__"  # the serialized tf.Example column of each record
 READ_BATCH = 16_384  # rows per record batch read and sliced; the model sees batch_size at a time
 
 __all__ = ["STAGE", "EvaluateSection", "MetricThreshold", "SliceThreshold", "gate_text"]
-
-
-# ---------------------------------------------------------------------------------------------
-# Config
-
-
-@dataclass(frozen=True)
-class EvaluateSection:
-    """``evaluate:`` in the config.
-
-    Attributes:
-        task: ``auto`` (classification when the model's training metrics include auc or
-            accuracy, else regression; binary or multi-class from the prediction width),
-            ``binary``, ``multiclass`` or ``regression``.
-        metrics: metrics to report and check; empty: the task's defaults.
-        label_key: the label; null: the Model's ``label_key`` property.
-        slices: feature names or feature crosses (lists): ``[payment_type, [payment_type,
-            trip_start_hour]]``. Rows missing a slice feature are in no slice of that spec.
-        bucket_boundaries: numeric slice features sliced by buckets ``[a, b)``:
-            ``{fare: [5, 10, 20]}``.
-        thresholds: metric -> `MetricThreshold` on the whole eval split.
-        slice_thresholds: per-slice thresholds (the slice's features must be one of ``slices``).
-        require_approval: a blessed model waits for ``beam-pipeline approve`` before push.
-        compare_to_baseline: false: absolute bounds only, even when a blessed model exists.
-        split: the split evaluated.
-        batch_size: examples per model call.
-        decision_threshold: binary predictions >= this are positive (accuracy/precision/recall).
-        auc_buckets: histogram buckets for AUC.
-    """
-
-    task: Literal["auto", "binary", "multiclass", "regression"] = "auto"
-    metrics: list[str] = field(default_factory=list)
-    label_key: str | None = None
-    slices: list[Any] = field(default_factory=list)
-    bucket_boundaries: dict[str, list[float]] = field(default_factory=dict)
-    thresholds: dict[str, MetricThreshold] = field(default_factory=dict)
-    slice_thresholds: list[SliceThreshold] = field(default_factory=list)
-    require_approval: bool = False
-    compare_to_baseline: bool = True
-    split: str = "eval"
-    batch_size: int = 1024
-    decision_threshold: float = 0.5
-    auc_buckets: int = 10_000
-
-    def __post_init__(self) -> None:
-        unknown = [m for m in self.metrics if m not in KNOWN_METRICS]
-        if unknown:
-            raise ConfigError(
-                f"evaluate.metrics: unknown metric {unknown[0]!r}; expected some of "
-                f"{sorted(KNOWN_METRICS)}"
-            )
-        specs = self.slice_specs  # checks the shape of every entry
-        for name, bounds in self.bucket_boundaries.items():
-            if list(bounds) != sorted(bounds) or len(set(bounds)) != len(bounds) or not bounds:
-                raise ConfigError(
-                    f"evaluate.bucket_boundaries.{name}: expected strictly increasing numbers; "
-                    f"received {bounds!r}"
-                )
-        for metric in self.thresholds:
-            self._check_metric(metric, f"evaluate.thresholds.{metric}")
-        for i, st in enumerate(self.slice_thresholds):
-            where = f"evaluate.slice_thresholds[{i}]"
-            if tuple(sorted(st.slice)) not in specs:
-                raise ConfigError(
-                    f"{where}.slice: features {sorted(st.slice)} are not one of evaluate.slices "
-                    f"{[list(s) for s in specs]}"
-                )
-            for metric in st.thresholds:
-                self._check_metric(metric, f"{where}.thresholds.{metric}")
-        if self.batch_size < 1 or self.auc_buckets < 2:
-            raise ConfigError(
-                "evaluate.batch_size must be >= 1 and evaluate.auc_buckets >= 2; received "
-                f"{self.batch_size!r}, {self.auc_buckets!r}"
-            )
-        if self.task != "auto":
-            self.check_task(self.task)
-        if not 0 < self.decision_threshold < 1:
-            raise ConfigError(
-                f"evaluate.decision_threshold must be in (0, 1); received {self.decision_threshold}"
-            )
-
-    def check_task(self, task: str) -> None:
-        """Every metric named in this section fits ``task`` (AUC on a regression does not)."""
-        kinds = ["binary", "multiclass"] if task == "classification" else [task]
-        fits = set().union(*(metrics_for(k) for k in kinds))
-        named = [("evaluate.metrics", m) for m in self.metrics]
-        named += [(f"evaluate.thresholds.{m}", m) for m in self.thresholds]
-        for i, st in enumerate(self.slice_thresholds):
-            named += [(f"evaluate.slice_thresholds[{i}].thresholds.{m}", m) for m in st.thresholds]
-        for where, metric in named:
-            if metric not in fits:
-                raise ConfigError(
-                    f"{where}: {metric!r} does not apply to a {task} model; expected one of "
-                    f"{sorted(fits)}"
-                )
-
-    def _check_metric(self, metric: str, where: str) -> None:
-        allowed = set(self.metrics) | set(ALWAYS) if self.metrics else KNOWN_METRICS
-        if metric not in allowed:
-            raise ConfigError(
-                f"{where}: metric {metric!r} is not computed; expected one of {sorted(allowed)}"
-            )
-
-    @property
-    def slice_specs(self) -> list[tuple[str, ...]]:
-        """Every slice spec as a sorted tuple of feature names."""
-        specs = []
-        for i, s in enumerate(self.slices):
-            names = [s] if isinstance(s, str) else s
-            if (
-                not isinstance(names, list)
-                or not names
-                or not all(isinstance(n, str) and n for n in names)
-            ):
-                raise ConfigError(
-                    f"evaluate.slices[{i}]: expected a feature name or a list of feature names; "
-                    f"received {s!r}"
-                )
-            specs.append(tuple(sorted(names)))
-        return specs
 
 
 # ---------------------------------------------------------------------------------------------
@@ -401,10 +280,10 @@ def run(
     model, examples = inputs["model"], inputs["examples"]
     baseline = inputs.get("baseline_model")  # the Model `prepare` resolved, if any
     graph = inputs.get("transform_graph")
-    pattern = f"{split_dir(examples.path, section.split)}/*.tfrecord*"
-    models = {CANDIDATE: str(model.path / "saved_model")}
+    pattern = examples_pattern(examples, section.split)
+    models = {CANDIDATE: str(saved_model_dir(model))}
     if baseline is not None:
-        models[BASELINE] = str(baseline.path / "saved_model")
+        models[BASELINE] = str(saved_model_dir(baseline))
     job = EvalJob(
         examples=pattern,
         models=models,

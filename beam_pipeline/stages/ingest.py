@@ -17,8 +17,7 @@ import logging
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import apache_beam as beam
 import numpy as np
@@ -28,12 +27,12 @@ import pyarrow.compute as pc
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import Metrics, MetricsFilter
 
-from beam_pipeline.artifacts import Artifact, split_dir
-from beam_pipeline.config import path
+from beam_pipeline.artifacts import Artifact, examples_prefix
 from beam_pipeline.errors import ConfigError, DataError
 from beam_pipeline.io import example_coder, filesystem, readers
 from beam_pipeline.io.tfrecord import WriteTFRecordBatches, frame
 from beam_pipeline.stage import Prepared, Stage, StageContext
+from beam_pipeline.stage_sections import IngestSection
 
 if TYPE_CHECKING:
     from beam_pipeline.metadata import Store
@@ -43,55 +42,6 @@ log = logging.getLogger(__name__)
 SPAN = "{SPAN}"
 BUCKETS = 10_000
 NAMESPACE = "ingest"
-
-
-@dataclass(frozen=True)
-class SplitSection:
-    ratios: dict[str, float] = field(default_factory=lambda: {"train": 0.8, "eval": 0.2})
-    key: str | None = None  # hash this column instead of the whole row: one key, one split
-
-    def __post_init__(self) -> None:
-        if "train" not in self.ratios:
-            raise ConfigError(
-                f"ingest.split.ratios: expected a 'train' split; received {self.ratios}"
-            )
-        bad = {k: v for k, v in self.ratios.items() if not v > 0}
-        if bad:
-            raise ConfigError(f"ingest.split.ratios: expected positive ratios; received {bad}")
-
-
-@dataclass(frozen=True)
-class IngestSection:
-    source: str = path(None)  # a path or glob (local, gs://, s3://, hdfs://); may hold {SPAN}
-    format: Literal["csv", "parquet", "jsonl", "tfrecord"] = "csv"
-    columns: dict[str, Literal["int", "float", "string"]] = field(default_factory=dict)
-    drop: list[str] = field(default_factory=list)  # columns read but not kept
-    split: SplitSection = field(default_factory=SplitSection)
-    span: int | None = None  # with {SPAN} in source: read this span; null: the latest
-    spans: int = 1  # with {SPAN}: read this many spans, the chosen one and those just below it
-    max_rejected_fraction: float = 0.0
-    batch_size: int = 65536
-    shards: int = 0  # files per split; 0: one per bundle, chosen by the runner (streams)
-
-    def __post_init__(self) -> None:
-        if not self.source:
-            raise ConfigError("missing required key 'ingest.source'")
-        if not 0 <= self.max_rejected_fraction <= 1:
-            raise ConfigError(
-                "ingest.max_rejected_fraction: expected a fraction in [0, 1]; "
-                f"received {self.max_rejected_fraction!r}"
-            )
-        if self.batch_size < 1:
-            raise ConfigError(f"ingest.batch_size: expected >= 1; received {self.batch_size}")
-        if self.shards < 0:
-            raise ConfigError(f"ingest.shards: expected >= 0; received {self.shards}")
-        if self.spans < 1:
-            raise ConfigError(f"ingest.spans: expected >= 1; received {self.spans}")
-        if self.split.key is not None and self.split.key in self.drop:
-            raise ConfigError(
-                f"ingest.split.key: column {self.split.key!r} is also in ingest.drop; a dropped "
-                "column cannot decide the split"
-            )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -304,7 +254,7 @@ class WriteExamples(beam.PTransform):
     def expand(self, batches: beam.PCollection) -> dict[str, Any]:
         results = {}
         for split in self._splits:
-            prefix = str(split_dir(filesystem.as_path(self._out), split) / "data")
+            prefix = examples_prefix(filesystem.as_path(self._out), split)
             results[split] = (
                 batches
                 | f"Only{split}" >> beam.Filter(lambda kv, s=split: kv[0] == s)
@@ -433,6 +383,7 @@ def first_rejected(examples: Artifact) -> dict[str, Any]:
 
 STAGE = Stage(
     name="ingest",
+    deterministic=True,
     section=IngestSection,
     run=run,
     inputs={},

@@ -27,29 +27,16 @@ import logging
 import os
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from beam_pipeline import registry
-from beam_pipeline.artifacts import Artifact
-from beam_pipeline.config import path
+from beam_pipeline.artifacts import Artifact, saved_model_dir
 from beam_pipeline.io import filesystem
 from beam_pipeline.stage import Prepared, Stage, StageContext
+from beam_pipeline.stage_sections import PushSection
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class PushSection:
-    """``push:`` in the config.
-
-    Attributes:
-        serving_dir: models land in ``{serving_dir}/{pipeline.name}/{version}/``; relative paths
-            are resolved against the config file's folder.
-    """
-
-    serving_dir: str = path("serving")
 
 
 def copy_atomically(source: Path, target: Path) -> None:
@@ -73,7 +60,11 @@ def copy_atomically(source: Path, target: Path) -> None:
 
 
 def decide(
-    blessing: Artifact, model_id: int | None, review: dict[str, Any] | None, retired: bool
+    blessing: Artifact,
+    model_id: int | None,
+    review: dict[str, Any] | None,
+    retired: bool,
+    config_file: str = "CONFIG",
 ) -> str | None:
     """Why the model must not be pushed, or None when it may be."""
     props = blessing.properties
@@ -91,8 +82,8 @@ def decide(
     if props.get("require_approval") and not (review and review["decision"] == "approved"):
         version = props.get("model_version")
         return (
-            f"awaiting approval: beam-pipeline approve CONFIG --model {version}, then "
-            "beam-pipeline run CONFIG --only push"
+            f"awaiting approval: beam-pipeline approve {config_file} --model {version}, then "
+            f"beam-pipeline run {config_file} --only push"
         )
     if retired:
         return f"version {props.get('model_version')} was rolled back; it is not pushed again"
@@ -136,7 +127,13 @@ def run(
     model, blessing = inputs["model"], inputs["blessing"]
     state = ctx.prepared
     version = state.get("version") or blessing.properties.get("model_version")
-    reason = decide(blessing, model.id, state.get("review"), bool(state.get("retired")))
+    reason = decide(
+        blessing,
+        model.id,
+        state.get("review"),
+        bool(state.get("retired")),
+        ctx.config.source_file or "CONFIG",
+    )
     target = (
         filesystem.as_path(state["target"])
         if state.get("target")
@@ -147,7 +144,7 @@ def run(
         if target.is_dir():
             reason = f"already pushed: {target}"
         else:
-            copy_atomically(model.path / "saved_model", target)
+            copy_atomically(saved_model_dir(model), target)
             reason = f"pushed to {target}"
         pushed_version = int(version)
     out = ctx.output(

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,42 +16,24 @@ import tensorflow_data_validation as tfdv
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
 
-from beam_pipeline.artifacts import Artifact, file_digest
-from beam_pipeline.config import path
+from beam_pipeline.artifacts import (
+    SCHEMA_FILE,
+    Artifact,
+    file_digest,
+    load_statistics,
+    schema_path,
+)
 from beam_pipeline.errors import ConfigError, DataError
 from beam_pipeline.io import filesystem
 from beam_pipeline.stage import Prepared, Stage, StageContext
-from beam_pipeline.stages.statistics import load_statistics
+from beam_pipeline.stage_sections import SchemaSection
 
 if TYPE_CHECKING:
     from beam_pipeline.metadata import Store
 
 log = logging.getLogger(__name__)
 
-SCHEMA_FILE = "schema.pbtxt"
 TRAIN_SPLIT = "train"
-
-
-@dataclass(frozen=True)
-class SchemaSection:
-    """The ``schema:`` config section.
-
-    Attributes:
-        path: a curated ``schema.pbtxt`` (relative to the config file's folder); None: infer one
-            from the train statistics.
-        min_domain_mass: for an inferred schema, the fraction of a string feature's values that
-            must lie in its domain (TFDV's ``distribution_constraints.min_domain_mass``); 1 means
-            every value.
-    """
-
-    path: str | None = path(None)
-    min_domain_mass: float = 1.0
-
-    def __post_init__(self) -> None:
-        if not 0 < self.min_domain_mass <= 1:
-            raise ConfigError(
-                f"schema.min_domain_mass must be in (0, 1]; received {self.min_domain_mass!r}"
-            )
 
 
 def read_schema_file(file: str) -> schema_pb2.Schema:
@@ -82,15 +63,6 @@ def infer(
     return schema
 
 
-def load_schema(artifact: Artifact) -> schema_pb2.Schema:
-    """The Schema proto of a ``Schema`` artifact."""
-    file = artifact.path / SCHEMA_FILE
-    try:
-        return text_format.Parse(file.read_text(), schema_pb2.Schema())
-    except (OSError, text_format.ParseError) as exc:
-        raise DataError(f"{file}: cannot read the schema: {exc}") from exc
-
-
 def export_latest(store: Store, dest: str) -> str:
     """Copy the newest LIVE Schema artifact of the pipeline to ``dest``.
 
@@ -113,7 +85,7 @@ def export_latest(store: Store, dest: str) -> str:
             f"pipeline {store.pipeline_name!r} has no schema yet; "
             "run it (at least --to schema) first"
         )
-    src = arts[0].path / SCHEMA_FILE
+    src = schema_path(arts[0])
     target = Path(dest)
     if target.is_dir():
         target = target / SCHEMA_FILE
@@ -151,7 +123,7 @@ def run(
     out = ctx.output("schema", "Schema", source=source, num_features=len(schema.feature))
     if section.path is not None:
         out.properties["path"] = section.path
-    (out.path / SCHEMA_FILE).write_text(text_format.MessageToString(schema))
+    schema_path(out).write_text(text_format.MessageToString(schema))
     log.info(
         "schema: %s, %d features, %.1f s",
         f"curated from {section.path}" if section.path else "inferred from train statistics",
@@ -163,6 +135,7 @@ def run(
 
 STAGE = Stage(
     name="schema",
+    deterministic=True,
     section=SchemaSection,
     run=run,
     inputs={"statistics": "statistics.statistics"},

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 
 import apache_beam as beam
 import tensorflow_data_validation as tfdv
@@ -20,36 +19,21 @@ from tensorflow_metadata.proto.v0 import statistics_pb2
 from tfx_bsl.public import tfxio
 
 from beam_pipeline import views
-from beam_pipeline.artifacts import Artifact, split_dir
-from beam_pipeline.errors import ConfigError, DataError
-from beam_pipeline.io import filesystem
+from beam_pipeline.artifacts import (
+    EXAMPLES_GLOB,
+    Artifact,
+    load_statistics,
+    split_dir,
+    stats_path,
+)
+from beam_pipeline.errors import DataError
 from beam_pipeline.stage import Stage, StageContext
+from beam_pipeline.stage_sections import StatisticsSection
 
 log = logging.getLogger(__name__)
 
-STATS_FILE = "FeatureStats.pb"
 HTML_FILE = "statistics.html"  # self-contained: opens offline
-EXAMPLES_GLOB = "data-*.tfrecord.gz"
 BATCH_SIZE = 1000
-
-
-@dataclass(frozen=True)
-class StatisticsSection:
-    """The ``statistics:`` config section.
-
-    Attributes:
-        sample_rate: fraction of examples the statistics look at, in (0, 1].
-        html: also write a browsable ``statistics.html`` per split.
-    """
-
-    sample_rate: float = 1.0
-    html: bool = True
-
-    def __post_init__(self) -> None:
-        if not 0 < self.sample_rate <= 1:
-            raise ConfigError(
-                f"statistics.sample_rate must be in (0, 1]; received {self.sample_rate!r}"
-            )
 
 
 def stats_options(section: StatisticsSection) -> tfdv.StatsOptions:
@@ -75,35 +59,6 @@ class ComputeStatistics(beam.PTransform):
             | "Generate" >> tfdv.GenerateStatistics(self._options)
             | "Write" >> tfdv.WriteStatisticsToBinaryFile(self._output_path)
         )
-
-
-def stats_path(artifact: Artifact, split: str) -> str:
-    """Where an ExampleStatistics artifact keeps the statistics of one split."""
-    return str(artifact.split_dir(split) / STATS_FILE)
-
-
-def load_statistics(artifact: Artifact, split: str) -> statistics_pb2.DatasetFeatureStatisticsList:
-    """The statistics of one split of an ExampleStatistics artifact.
-
-    Args:
-        artifact: an ``ExampleStatistics`` artifact.
-        split: the split name, e.g. ``"train"``.
-
-    Returns:
-        The split's ``DatasetFeatureStatisticsList``.
-
-    Raises:
-        DataError: the split has no statistics file.
-    """
-    path = stats_path(artifact, split)
-    if split not in artifact.splits and not artifact.split_dir(split).is_dir():
-        raise DataError(
-            f"{artifact.uri}: no statistics for split {split!r}; expected one of {artifact.splits}"
-        )
-    try:
-        return statistics_pb2.DatasetFeatureStatisticsList.FromString(filesystem.read_bytes(path))
-    except Exception as exc:  # tf.errors.NotFoundError or a DecodeError: name the file either way
-        raise DataError(f"{path}: cannot read statistics: {exc}") from exc
 
 
 def num_examples(stats: statistics_pb2.DatasetFeatureStatisticsList) -> int:
@@ -157,6 +112,7 @@ def run(
 
 STAGE = Stage(
     name="statistics",
+    deterministic=True,
     section=StatisticsSection,
     run=run,
     inputs={"examples": "ingest.examples"},

@@ -37,74 +37,19 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from beam_pipeline import progress
-from beam_pipeline.artifacts import Artifact
-from beam_pipeline.config import path
+from beam_pipeline import modeling, progress
+from beam_pipeline.artifacts import Artifact, saved_model_dir
 from beam_pipeline.errors import ConfigError
 from beam_pipeline.evaluation.direction import metric_direction
 from beam_pipeline.io.raw_inputs import RawSchema
 from beam_pipeline.stage import Prepared, Stage, StageContext
-from beam_pipeline.stages import modeling
+from beam_pipeline.stage_sections import TrainSection
 
 log = logging.getLogger(__name__)
-
-SAVED_MODEL_DIR = "saved_model"
-
-
-@dataclass(frozen=True)
-class TrainSection:
-    """``train:`` in the config.
-
-    Attributes:
-        module: the model module (``LABEL_KEY``, ``build_model``).
-        strategy: ``default`` | ``mirrored`` | ``multi_worker`` (cluster from ``TF_CONFIG``).
-        epochs: the most epochs (early stopping may end sooner).
-        steps_per_epoch: batches per epoch; null: one pass over the train split.
-        batch_size: the global batch size (split among replicas).
-        eval_steps: eval batches per validation; null: the whole eval split.
-        early_stopping_patience: epochs without progress before stopping; 0: off.
-        early_stopping_monitor: the metric early stopping watches (``val_`` + a compiled metric).
-        early_stopping_direction: ``min``/``max``; ``auto``: from the name (`metric_direction`:
-            ``val_rmse`` is minimised, ``val_auc`` maximised; an unknown name is a config error).
-        shuffle_buffer: records in the shuffle buffer.
-        cache: keep the train split's parsed batches in memory after the first epoch (it must
-            fit); later epochs reshuffle the batches' order, not their composition.
-        seed: seeds TensorFlow and the input order.
-        hyperparameters: values that override the tuned ones (and are held fixed while tuning).
-    """
-
-    module: str | None = path(None)
-    strategy: Literal["default", "mirrored", "multi_worker"] = "default"
-    epochs: int = 10
-    steps_per_epoch: int | None = None
-    batch_size: int = 256
-    eval_steps: int | None = None
-    early_stopping_patience: int = 3
-    early_stopping_monitor: str = "val_loss"
-    early_stopping_direction: Literal["auto", "min", "max"] = "auto"
-    shuffle_buffer: int = 10_000
-    cache: bool = False
-    seed: int = 42
-    hyperparameters: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        for key in ("epochs", "batch_size", "shuffle_buffer"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"train.{key} must be >= 1; received {getattr(self, key)!r}")
-        for key in ("steps_per_epoch", "eval_steps"):
-            value = getattr(self, key)
-            if value is not None and value < 1:
-                raise ConfigError(f"train.{key} must be >= 1 or null; received {value!r}")
-        if self.early_stopping_patience:  # an unknown direction is a config error now, not later
-            metric_direction(
-                self.early_stopping_monitor,
-                self.early_stopping_direction,
-                "train.early_stopping_monitor",
-            )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -216,13 +161,13 @@ def train_model(
         (run_dir / "history.json").write_text(json.dumps(history.history, indent=1, default=float))
         signatures = export_signatures(model, tft_output, job.raw_label_keys)
         model.save(
-            str(model_dir / SAVED_MODEL_DIR),
+            str(saved_model_dir(model_dir)),
             include_optimizer=False,
             signatures=signatures,
             save_format="tf",
         )
         raw_schema = RawSchema.from_feature_spec(_raw_spec(tft_output, job.raw_label_keys))
-        raw_schema.save(model_dir / SAVED_MODEL_DIR)  # what check_rows needs, beside the model
+        raw_schema.save(saved_model_dir(model_dir))  # what check_rows needs, beside the model
         return {
             "metrics": metrics,
             "label_key": module.label_key,
@@ -395,7 +340,6 @@ def run_worker(config_file: str, overrides: list[str] | None = None) -> None:
     """
     from beam_pipeline.config import load
     from beam_pipeline.metadata import Store
-    from beam_pipeline.stages.tune import latest_outputs
 
     config = load(config_file, overrides)
     section: TrainSection = config.section("train")
@@ -406,7 +350,10 @@ def run_worker(config_file: str, overrides: list[str] | None = None) -> None:
         )
     store = Store(config)
     try:
-        inputs = {**latest_outputs(store, "transform"), **latest_outputs(store, "tune")}
+        inputs = {
+            **store.latest_outputs("transform", required=True),
+            **store.latest_outputs("tune", required=True),
+        }
     finally:
         store.close()
     scratch = Path(tempfile.mkdtemp(prefix="train-worker-"))

@@ -19,40 +19,28 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import apache_beam as beam
 from apache_beam.metrics.metric import Metrics, MetricsFilter
 
-from beam_pipeline.artifacts import Artifact, split_dir
-from beam_pipeline.config import path
-from beam_pipeline.errors import ConfigError, DataError, StageFailed
+from beam_pipeline.artifacts import (
+    SCHEMA_FILE,
+    Artifact,
+    examples_pattern,
+    load_schema,
+    split_dir,
+)
+from beam_pipeline.errors import DataError, StageFailed
 from beam_pipeline.io import filesystem
 from beam_pipeline.stage import Prepared, Stage, StageContext
-from beam_pipeline.stages.user_modules import load_module, module_hash, require
+from beam_pipeline.stage_sections import TransformSection
+from beam_pipeline.user_modules import load_module, module_hash, require
 
 log = logging.getLogger(__name__)
 
 COUNTER_NAMESPACE = "beam_pipeline.transform"
 MODULE_KEY = "transform.module"
-
-
-@dataclass(frozen=True)
-class TransformSection:
-    """``transform:`` in the config.
-
-    Attributes:
-        module: the user module defining ``preprocessing_fn`` (and optionally ``RAW_LABEL_KEYS``).
-        shards: output files per split; at least the number of multi-worker training workers.
-    """
-
-    module: str | None = path(None)
-    shards: int = 4
-
-    def __post_init__(self) -> None:
-        if self.shards < 1:
-            raise ConfigError(f"transform.shards must be >= 1; received {self.shards!r}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -87,16 +75,6 @@ def _guarded(fn: Callable[..., Any], file: str) -> Callable[..., Any]:
         return outputs
 
     return preprocessing_fn
-
-
-def read_schema(schema_dir: str) -> Any:
-    from google.protobuf import text_format
-    from tensorflow_metadata.proto.v0 import schema_pb2
-
-    file = filesystem.as_path(schema_dir) / "schema.pbtxt"
-    if not file.is_file():
-        raise DataError(f"schema artifact has no schema.pbtxt: {file}")
-    return text_format.Parse(file.read_text(), schema_pb2.Schema())
 
 
 def column_kinds(feature_spec: dict[str, Any]) -> dict[str, str]:
@@ -218,14 +196,14 @@ def run(
     if "train" not in splits:
         raise DataError(f"examples {examples.uri} have no train split; received splits {splits}")
     preprocessing_fn, raw_label_keys = load_preprocessing_fn(section.module)
-    schema = read_schema(inputs["schema"].uri)
+    schema = load_schema(inputs["schema"])
 
     graph = ctx.output("transform_graph", "TransformGraph")
     transformed = ctx.output("transformed_examples", "Examples")
     output_dirs = {s: str(split_dir(transformed.path, s)) for s in splits}
     sources = {
         s: tfxio.TFExampleRecord(
-            f"{split_dir(examples.path, s)}/*",
+            examples_pattern(examples, s),
             schema=schema,
             telemetry_descriptors=["beam_pipeline", "transform"],
         )
@@ -257,7 +235,7 @@ def run(
     output = tft.TFTransformOutput(graph.uri)
     spec = output.transformed_feature_spec()
     metadata_dir = graph.path / tft.TFTransformOutput.TRANSFORMED_METADATA_DIR
-    filesystem.copy_file(metadata_dir / "schema.pbtxt", transformed.path / "schema.pbtxt")
+    filesystem.copy_file(metadata_dir / SCHEMA_FILE, transformed.path / SCHEMA_FILE)
     graph.properties.update(
         module=str(section.module), raw_label_keys=raw_label_keys, features=sorted(spec)
     )
@@ -291,8 +269,8 @@ STAGE = Stage(
     inputs={
         "examples": "ingest.examples",
         "schema": "schema.schema",
-        "anomalies": "validate.anomalies",  # unused: orders transform after the validation gate
     },
+    after=frozenset({"validate"}),  # the validation gate decides first; its output is not read
     outputs={"transform_graph": "TransformGraph", "transformed_examples": "Examples"},
     cache_exempt=frozenset({"module"}),  # keyed by the module's source instead
 )

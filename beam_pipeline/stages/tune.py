@@ -29,62 +29,16 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from beam_pipeline import progress
-from beam_pipeline.artifacts import Artifact
+from beam_pipeline import modeling, progress
+from beam_pipeline.artifacts import Artifact, hyperparameters_path
 from beam_pipeline.errors import ConfigError, StageFailed
-from beam_pipeline.evaluation.direction import metric_direction
 from beam_pipeline.io import filesystem
 from beam_pipeline.stage import Prepared, Stage, StageContext
-from beam_pipeline.stages import modeling
+from beam_pipeline.stage_sections import TuneSection
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class TuneSection:
-    """``tune:`` in the config.
-
-    Attributes:
-        enabled: false: output the search space's defaults (with ``train.hyperparameters``).
-        algorithm: ``random`` (RandomSearch), ``bayesian`` (BayesianOptimization) or ``hyperband``.
-        max_trials: trials to run (Hyperband sizes itself from ``epochs`` instead).
-        objective: a metric the model logs, e.g. ``val_loss``, ``val_auc``, ``val_accuracy``.
-        direction: ``min``/``max``; ``auto``: from the name (`metric_direction`: losses and
-            errors such as ``val_rmse`` are minimised; an unknown name is a config error).
-        epochs: epochs per trial (Hyperband: the most epochs any trial gets).
-        steps_per_epoch: training batches per epoch of a trial.
-        eval_steps: validation batches per epoch; null: the whole eval split.
-        early_stopping_patience: stop a trial after this many epochs without progress; 0: off.
-        executions_per_trial: models trained (and averaged) per trial.
-        seed: the oracle's seed.
-    """
-
-    enabled: bool = True
-    algorithm: Literal["random", "bayesian", "hyperband"] = "random"
-    max_trials: int = 10
-    objective: str = "val_loss"
-    direction: Literal["auto", "min", "max"] = "auto"
-    epochs: int = 3
-    steps_per_epoch: int = 100
-    eval_steps: int | None = None
-    early_stopping_patience: int = 2
-    executions_per_trial: int = 1
-    seed: int = 42
-
-    def __post_init__(self) -> None:
-        for key in ("max_trials", "epochs", "steps_per_epoch", "executions_per_trial"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"tune.{key} must be >= 1; received {getattr(self, key)!r}")
-        if self.eval_steps is not None and self.eval_steps < 1:
-            raise ConfigError(f"tune.eval_steps must be >= 1 or null; received {self.eval_steps!r}")
-        _ = self.objective_direction  # an unknown objective name is a config error now
-
-    @property
-    def objective_direction(self) -> str:
-        return metric_direction(self.objective, self.direction, "tune.objective")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -332,7 +286,7 @@ def run(
         "score": result["score"],
         "algorithm": section.algorithm if section.enabled else None,
     }
-    (out.path / modeling.HYPERPARAMETERS_FILE).write_text(json.dumps(document, indent=2) + "\n")
+    hyperparameters_path(out).write_text(json.dumps(document, indent=2) + "\n")
     (out.path / "trials.txt").write_text(result["summary"])
     out.properties.update(
         values=result["values"], source=source, score=result["score"], trials=result["trials"]
@@ -378,25 +332,12 @@ def run_worker(config_file: str, overrides: list[str] | None = None) -> None:
     config = load(config_file, overrides)
     store = Store(config)
     try:
-        outputs = latest_outputs(store, "transform")
+        outputs = store.latest_outputs("transform", required=True)
     finally:
         store.close()
     job = _job(outputs, config.section("train"))
     with tempfile.TemporaryDirectory(prefix="tuner-worker-") as directory:
         search(config.section("tune"), job, directory)
-
-
-def latest_outputs(store: Any, stage: str) -> dict[str, Artifact]:
-    """Outputs of the newest completed (or cached) execution of ``stage``."""
-    from ml_metadata.proto import metadata_store_pb2 as pb
-
-    done = (pb.Execution.COMPLETE, pb.Execution.CACHED)
-    for ex in sorted(store.executions(stage), key=lambda e: -e.id):
-        if ex.last_known_state in done:
-            outs = store.execution_outputs(ex.id)
-            if outs and all(Path(a.uri).exists() or "://" in a.uri for a in outs.values()):
-                return outs
-    raise ConfigError(f"no completed {stage!r} execution in the metadata store; run it first")
 
 
 STAGE = Stage(

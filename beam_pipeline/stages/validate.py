@@ -19,62 +19,29 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import tensorflow_data_validation as tfdv
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 
-from beam_pipeline.artifacts import Artifact
-from beam_pipeline.comparators import ComparatorSection, with_comparators
-from beam_pipeline.errors import ConfigError, ValidationFailed
+from beam_pipeline.artifacts import Artifact, load_schema, load_statistics, stats_path
+from beam_pipeline.comparators import ComparatorSection, with_comparators  # noqa: F401
+from beam_pipeline.errors import ValidationFailed
 from beam_pipeline.io import filesystem
 from beam_pipeline.stage import Prepared, Stage, StageContext
-from beam_pipeline.stages.schema import load_schema
-from beam_pipeline.stages.statistics import load_statistics, stats_path
+from beam_pipeline.stage_sections import CATEGORIES, ValidationSection
 
 if TYPE_CHECKING:
     from beam_pipeline.metadata import Store
 
 log = logging.getLogger(__name__)
 
-CATEGORIES = ("schema", "skew", "drift")
 ANOMALY_KINDS = frozenset(anomalies_pb2.AnomalyInfo.Type.keys())
 BASELINE = "baseline_statistics"
 TRAIN, EVAL = "train", "eval"
 SCHEMA_DIFF = "SchemaDiff.pb"
 DATASET = "(dataset)"  # the "feature" of a dataset-level anomaly
-
-
-@dataclass(frozen=True)
-class ValidationSection:
-    """The ``validation:`` config section (of the ``validate`` stage).
-
-    Attributes:
-        fail_on: what stops the run: categories (``schema``, ``skew``, ``drift``) or exact TFDV
-            anomaly kinds (``ENUM_TYPE_UNEXPECTED_STRING_VALUES``). Other findings are reported.
-        skew: train/eval skew thresholds.
-        drift: thresholds against the previous passing run's statistics.
-    """
-
-    fail_on: list[str] = field(default_factory=lambda: list(CATEGORIES))
-    skew: ComparatorSection = field(default_factory=ComparatorSection)
-    drift: ComparatorSection = field(default_factory=ComparatorSection)
-
-    def __post_init__(self) -> None:
-        for i, item in enumerate(self.fail_on):
-            if item not in CATEGORIES and item not in ANOMALY_KINDS:
-                raise ConfigError(
-                    f"validation.fail_on[{i}] must be one of {list(CATEGORIES)} or a TFDV "
-                    f"anomaly kind such as 'ENUM_TYPE_UNEXPECTED_STRING_VALUES'; received {item!r}"
-                )
-        self.skew.check("validation.skew")
-        self.drift.check("validation.drift")
-
-    def blocks(self, category: str, kind: str) -> bool:
-        """Whether a finding of this category and kind stops the run."""
-        return category in self.fail_on or kind in self.fail_on
 
 
 # ---------------------------------------------------------------------------------------------
@@ -242,6 +209,7 @@ def _text(rows: list[dict[str, Any]]) -> str:
 
 STAGE = Stage(
     name="validate",
+    deterministic=True,
     section=ValidationSection,
     run=run,
     inputs={"statistics": "statistics.statistics", "schema": "schema.schema"},

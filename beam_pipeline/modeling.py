@@ -14,10 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from beam_pipeline.artifacts import Artifact, split_dir
+from beam_pipeline.artifacts import (
+    HYPERPARAMETERS_FILE,
+    Artifact,
+    examples_pattern,
+    hyperparameters_path,
+)
 from beam_pipeline.errors import ConfigError
-from beam_pipeline.io import filesystem
-from beam_pipeline.stages.user_modules import load_module, module_hash, require
+from beam_pipeline.user_modules import load_module, module_hash, require
 
 if TYPE_CHECKING:
     import keras_tuner
@@ -26,7 +30,6 @@ if TYPE_CHECKING:
     import tf_keras
 
 MODULE_KEY = "train.module"
-HYPERPARAMETERS_FILE = "best_hyperparameters.json"
 
 
 @dataclass(frozen=True)
@@ -118,7 +121,7 @@ def default_values(
 
 
 def read_hyperparameters(artifact: Artifact) -> dict[str, Any]:
-    file = artifact.path / HYPERPARAMETERS_FILE
+    file = hyperparameters_path(artifact)
     if not file.is_file():
         raise ConfigError(f"hyperparameters artifact has no {HYPERPARAMETERS_FILE}: {file}")
     return dict(json.loads(file.read_text())["values"])
@@ -126,11 +129,6 @@ def read_hyperparameters(artifact: Artifact) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------------------------
 # Input
-
-
-def examples_pattern(examples: Artifact | str, split: str) -> str:
-    base = examples.path if isinstance(examples, Artifact) else filesystem.as_path(examples)
-    return f"{split_dir(base, split)}/*.tfrecord.gz"
 
 
 def make_dataset(

@@ -1,0 +1,136 @@
+"""`beam-pipeline doctor CONFIG`: find and repair what a crash or a full disk can leave behind.
+
+1. RUNNING executions whose process is gone (see `beam_pipeline.liveness`): marked CANCELED,
+   their staging folder and any folder they published without registering it removed.
+2. Runs still ``running`` whose process is gone: marked ``canceled``/``failed`` with the stage.
+3. Orphan folders under ``{root}/{stage}/``: a staging folder (``.N.tmp``) of an execution that
+   is not running, or an execution folder (``N``) that holds no LIVE artifact.
+4. Attributions and events that point at an artifact (or execution) the store does not hold
+   (a metadata write cut short by a full disk): deleted. SQLite stores only; for MySQL and
+   PostgreSQL the check reports what it cannot repair.
+
+Every repair is a finding in the returned list; ``dry_run`` finds without repairing.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from ml_metadata.proto import metadata_store_pb2 as pb
+
+from beam_pipeline.artifacts import stage_dir, staging_dir
+from beam_pipeline.config import Config
+from beam_pipeline.metadata import Store, sqlite_path
+
+log = logging.getLogger(__name__)
+
+# (table, column, the table it must point into) for the dangling-reference check.
+REFERENCES = [
+    ("Attribution", "artifact_id", "Artifact"),
+    ("Attribution", "context_id", "Context"),
+    ("Association", "execution_id", "Execution"),
+    ("Association", "context_id", "Context"),
+    ("Event", "artifact_id", "Artifact"),
+    ("Event", "execution_id", "Execution"),
+    ("EventPath", "event_id", "Event"),
+]
+
+
+def examine(config: Config, dry_run: bool = False) -> list[dict[str, Any]]:
+    """Find (and unless ``dry_run``, repair) what a crash left; one dict per finding."""
+    findings = _dangling_references(config, dry_run)  # first: the queries below need them gone
+    store = Store(config, create=False)
+    try:
+        findings += _dead_executions(config, store, dry_run)
+        for run in store.settle_runs(write=not dry_run):
+            if run.get("settled"):
+                findings.append(
+                    {
+                        "kind": "dead run",
+                        "what": f"run {run['run_id']}",
+                        "repair": f"marked {run['status']} (in {run['stage'] or '?'})",
+                    }
+                )
+        findings += _orphan_folders(config, store, dry_run)
+    finally:
+        store.close()
+    return findings
+
+
+def _dead_executions(config: Config, store: Store, dry_run: bool) -> list[dict[str, Any]]:
+    found = []
+    for stage in store.execution_types():
+        for ex in store.dead_executions(stage):
+            found.append(
+                {
+                    "kind": "dead execution",
+                    "what": f"{stage} execution {ex.id} (RUNNING, its process is gone)",
+                    "repair": "marked CANCELED; its folders removed",
+                }
+            )
+            if not dry_run:
+                shutil.rmtree(staging_dir(config.root, stage, ex.id), ignore_errors=True)
+                shutil.rmtree(stage_dir(config.root, stage, ex.id), ignore_errors=True)
+                ex.last_known_state = pb.Execution.CANCELED
+                store.update_execution(ex)
+    return found
+
+
+def _orphan_folders(config: Config, store: Store, dry_run: bool) -> list[dict[str, Any]]:
+    found = []
+    for stage in store.execution_types():
+        folder = config.root / stage
+        if not folder.is_dir():
+            continue
+        executions = {ex.id: ex for ex in store.executions(stage)}
+        for entry in sorted(folder.iterdir()):
+            exec_id = _execution_id(entry.name)
+            if exec_id is None:
+                continue
+            ex = executions.get(exec_id)
+            if entry.name.startswith("."):
+                orphan = ex is None or ex.last_known_state != pb.Execution.RUNNING
+            else:
+                live = ex is not None and any(
+                    a.properties.get("_state") == "LIVE" and Path(a.uri).is_relative_to(entry)
+                    for a in store.execution_outputs(exec_id).values()
+                )
+                orphan = not live and not (ex and ex.last_known_state == pb.Execution.RUNNING)
+            if orphan:
+                found.append({"kind": "orphan folder", "what": str(entry), "repair": "removed"})
+                if not dry_run:
+                    shutil.rmtree(entry, ignore_errors=True)
+    return found
+
+
+def _execution_id(name: str) -> int | None:
+    core = name[1:-4] if name.startswith(".") and name.endswith(".tmp") else name
+    return int(core) if core.isdigit() else None
+
+
+def _dangling_references(config: Config, dry_run: bool) -> list[dict[str, Any]]:
+    if config.metadata.backend != "sqlite":
+        return []
+    path = sqlite_path(config.metadata, config.root)
+    if not path.is_file():
+        return []
+    found = []
+    with sqlite3.connect(path) as db:
+        for table, column, target in REFERENCES:
+            where = f"{column} NOT IN (SELECT id FROM {target})"
+            (count,) = db.execute(f"SELECT COUNT(*) FROM {table} WHERE {where}").fetchone()
+            if count:
+                found.append(
+                    {
+                        "kind": "dangling reference",
+                        "what": f"{count} {table} rows whose {column} is not in {target}",
+                        "repair": "deleted",
+                    }
+                )
+                if not dry_run:
+                    db.execute(f"DELETE FROM {table} WHERE {where}")
+    return found

@@ -1,0 +1,44 @@
+"""The command line on a trained pipeline (the shared session pipeline; issue 10, items 11-12)."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from tests import pipeline_fixtures as pf
+from tests.conftest import run_cli
+
+pytestmark = pytest.mark.slow
+
+
+def test_machine_output_has_booleans_and_iso_times(tmp_path, capsys) -> None:
+    config = str(pf.copy_pipeline(tmp_path))
+    lineage = pf.json_output(["lineage", config, "--model", "1", "--json"], capsys)
+    [blessing] = [
+        d for d in lineage["downstream"] if d["kind"] == "evaluate" and d["role"] == "model"
+    ]
+    assert blessing["outputs"]["blessing"]["blessed"] is True
+    [first, *_] = pf.json_output(["runs", config, "--json"], capsys)
+    assert first["started"].endswith("+00:00") and "T" in first["started"]
+    models = pf.json_output(["models", config, "--json"], capsys)
+    assert models[0]["blessed"] is True and "T" in models[0]["created"]
+
+
+def test_reject_does_not_say_push_and_schema_export_keeps_a_curated_file(
+    tmp_path, capsys, caplog
+) -> None:
+    config = str(pf.copy_pipeline(tmp_path))
+    with caplog.at_level(logging.INFO, logger="beam_pipeline"):
+        code, _, _ = run_cli(["reject", config, "--model", "2", "--comment", "worse"], capsys)
+    assert code == 0
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert "rejected" in said and "push with" not in said
+    curated = tmp_path / "schema.pbtxt"
+    curated.write_text("# curated by hand\n")
+    code, _, err = run_cli(["schema", config, "--export", str(curated)], capsys)
+    assert code == 2 and "--force" in err and curated.read_text() == "# curated by hand\n"
+    code, out, _ = run_cli(
+        ["schema", config, "--export", str(curated), "--force", "--json"], capsys
+    )
+    assert code == 0 and out["schema"] == str(curated) and "feature" in curated.read_text()
