@@ -91,6 +91,7 @@ class EvalJob:
     batch_size: int = 1024
     buckets: int = 10_000
     threshold: float = 0.5
+    raw_label_keys: tuple[str, ...] = ()  # rows missing one are not evaluated (never filled)
 
 
 class PredictAndSlice(beam.DoFn):
@@ -102,6 +103,7 @@ class PredictAndSlice(beam.DoFn):
     def __init__(self, job: EvalJob) -> None:
         self._job = job
         self._rows = Metrics.counter(NAMESPACE, "rows")
+        self._unlabeled = Metrics.counter(NAMESPACE, "unlabeled")
 
     def setup(self) -> None:
         import tensorflow as tf
@@ -130,6 +132,15 @@ class PredictAndSlice(beam.DoFn):
                 self._labels = labels
 
     def process(self, batch: pa.RecordBatch) -> Iterator[tuple[str, Any]]:
+        if self._job.raw_label_keys:
+            from beam_pipeline.labels import labeled
+
+            mask = labeled(batch, self._job.raw_label_keys)
+            if not mask.all():
+                self._unlabeled.inc(int((~mask).sum()))
+                if not mask.any():
+                    return
+                batch = batch.filter(pa.array(mask))
         records = pc.list_flatten(batch.column(RAW_RECORD)).to_numpy(zero_copy_only=False)
         serialized = self._tf.constant(records)
         rows = len(records)
@@ -295,6 +306,7 @@ def run(
         batch_size=section.batch_size,
         buckets=section.auc_buckets,
         threshold=section.decision_threshold,
+        raw_label_keys=tuple(graph.properties.get("raw_label_keys") or []) if graph else (),
     )
     evaluation = ctx.output("evaluation", "ModelEvaluation")
     blessing = ctx.output("blessing", "ModelBlessing")
@@ -339,7 +351,11 @@ def run(
     headline = {k: v for k, v in overall[CANDIDATE].items() if k in selected or k in ALWAYS}
     failed = [c["message"] for c in checks if not c["passed"]]
     evaluation.properties.update(
-        metrics=headline, model_version=version, baseline_version=base_version, task=kind
+        metrics=headline,
+        model_version=version,
+        baseline_version=base_version,
+        task=kind,
+        unlabeled=results.get("unlabeled", 0),  # eval rows without a label: not evaluated
     )
     blessing.properties.update(
         blessed=blessed,
@@ -394,15 +410,23 @@ def evaluate_models(job: EvalJob, scratch: Path, ctx: StageContext | None = None
     count = sum(
         int(c.committed or c.attempted or 0) for c in counters if c.key.metric.name == "rows"
     )
+    unlabeled = sum(
+        int(c.committed or c.attempted or 0) for c in counters if c.key.metric.name == "unlabeled"
+    )
     lines = []
     for f in sorted(scratch.glob("results*.jsonl")):
         lines += [json.loads(line) for line in f.read_text().splitlines() if line]
     filesystem.rmtree(scratch)
     out: dict[str, Any] = {line["model"]: line["slices"] for line in lines}
+    if unlabeled and not count:
+        from beam_pipeline.labels import no_label_message
+
+        raise DataError(no_label_message("evaluate", "eval", job.raw_label_keys, unlabeled))
     if CANDIDATE not in out or not count:
         raise DataError(f"evaluate: no eval examples match {job.examples}")
     out["kind"] = next(line["kind"] for line in lines if line["model"] == CANDIDATE)
     out["count"] = count
+    out["unlabeled"] = unlabeled
     return out
 
 

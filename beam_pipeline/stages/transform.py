@@ -108,6 +108,27 @@ class _EncodeExamples(beam.DoFn):
         yield from self._encoder.encode(record_batch)
 
 
+class _DropUnlabeled(beam.DoFn):
+    """Raw record batches -> the rows whose label columns hold a value; counts both."""
+
+    def __init__(self, split: str, keys: list[str]) -> None:
+        self._keys = keys
+        self._seen = Metrics.counter(COUNTER_NAMESPACE, f"raw[{split}]")
+        self._dropped = Metrics.counter(COUNTER_NAMESPACE, f"unlabeled[{split}]")
+
+    def process(self, batch: Any) -> Iterator[Any]:
+        from beam_pipeline.labels import labeled
+
+        self._seen.inc(batch.num_rows)
+        mask = labeled(batch, self._keys)
+        kept = int(mask.sum())
+        if kept < batch.num_rows:
+            self._dropped.inc(batch.num_rows - kept)
+            batch = batch.filter(mask)
+        if kept:
+            yield batch
+
+
 class WriteTransformedExamples(beam.PTransform):
     """Transformed record batches -> ``{folder}/data-NNNNN-of-NNNNN.tfrecord.gz``."""
 
@@ -139,16 +160,18 @@ class TransformExamples(beam.PTransform):
         graph_dir: str,
         output_dirs: dict[str, str],
         shards: int,
+        label_keys: list[str] | None = None,
     ) -> None:
         super().__init__()
         self._fn, self._sources = preprocessing_fn, sources
+        self._label_keys = list(label_keys or [])
         self._graph_dir, self._output_dirs, self._shards = graph_dir, output_dirs, shards
 
     def expand(self, pipeline: beam.Pipeline) -> beam.pvalue.PDone:
         import tensorflow_transform.beam as tft_beam
 
         train = self._sources["train"]
-        raw = pipeline | "Read[train]" >> train.BeamSource()
+        raw = self._labeled(pipeline | "Read[train]" >> train.BeamSource(), "train")
         (transformed_train, _), transform_fn = (
             raw,
             train.TensorAdapterConfig(),
@@ -160,7 +183,7 @@ class TransformExamples(beam.PTransform):
             if split == "train":
                 transformed = transformed_train
             else:
-                raw = pipeline | f"Read[{split}]" >> source.BeamSource()
+                raw = self._labeled(pipeline | f"Read[{split}]" >> source.BeamSource(), split)
                 transformed, _ = (
                     (raw, source.TensorAdapterConfig()),
                     transform_fn,
@@ -169,6 +192,13 @@ class TransformExamples(beam.PTransform):
                 self._output_dirs[split], split, self._shards
             )
         return beam.pvalue.PDone(pipeline)
+
+    def _labeled(self, raw: beam.PCollection, split: str) -> beam.PCollection:
+        if not self._label_keys:
+            return raw
+        return raw | f"DropUnlabeled[{split}]" >> beam.ParDo(
+            _DropUnlabeled(split, self._label_keys)
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -213,16 +243,18 @@ def run(
     temp_location = options.view_as(GoogleCloudOptions).temp_location
     temp_dir = temp_location or str(ctx.output_dir / "_tft_tmp")
 
+    unlabeled = _unlabeled_everywhere(sources, raw_label_keys, ctx)
     pipeline = beam.Pipeline(options=options)
     try:
         with tft_beam.Context(temp_dir=temp_dir):
             _ = pipeline | "TransformExamples" >> TransformExamples(
-                preprocessing_fn, sources, graph.uri, output_dirs, section.shards
+                preprocessing_fn, sources, graph.uri, output_dirs, section.shards, raw_label_keys
             )
     except PreprocessingFnError as exc:
         raise StageFailed(ctx.stage, str(exc)) from exc.__cause__
     result = pipeline.run()
     result.wait_until_finish()
+    unlabeled = _counts(result, splits, "unlabeled") if raw_label_keys else unlabeled
     if not temp_location:
         filesystem.rmtree(temp_dir)
 
@@ -239,7 +271,15 @@ def run(
     graph.properties.update(
         module=str(section.module), raw_label_keys=raw_label_keys, features=sorted(spec)
     )
-    transformed.properties.update(splits=splits, row_counts=counts, columns=column_kinds(spec))
+    transformed.properties.update(
+        splits=splits, row_counts=counts, columns=column_kinds(spec), unlabeled=unlabeled
+    )
+    if any(unlabeled.values()):
+        log.warning(
+            "transform: rows without a label %s dropped (never filled): %s",
+            raw_label_keys,
+            ", ".join(f"{s} {n:,}" for s, n in unlabeled.items()),
+        )
     log.info(
         "transform: %s → %d features, %.1f s",
         " / ".join(f"{s} {counts.get(s, 0):,}" for s in splits),
@@ -247,6 +287,45 @@ def run(
         time.time() - t0,
     )
     return {"transform_graph": graph, "transformed_examples": transformed}
+
+
+def _unlabeled_everywhere(
+    sources: dict[str, Any], label_keys: list[str], ctx: StageContext
+) -> dict[str, int]:
+    """Before tf.Transform: a split with rows but no labeled row is a stage error (a label is
+    never filled, whatever the gate says). Reads only the label columns. {split: 0} when fine."""
+    from beam_pipeline.labels import labeled, no_label_message
+
+    if not label_keys:
+        return {s: 0 for s in sources}
+    from tfx_bsl.public import tfxio as _tfxio
+
+    for split, source in sources.items():
+        names = set(source.ArrowSchema().names)
+        if not set(label_keys) <= names:  # a column no row ever had is not in the schema
+            raise DataError(no_label_message(ctx.stage, split, label_keys, 0))
+        projected = source.Project(list(label_keys))
+        rows = 0
+        options = _tfxio.RecordBatchesOptions(batch_size=65536, num_epochs=1, shuffle=False)
+        for batch in projected.RecordBatches(options):
+            rows += batch.num_rows
+            if labeled(batch, label_keys).any():
+                break
+        else:
+            if rows:
+                raise DataError(no_label_message(ctx.stage, split, label_keys, rows))
+    return {s: 0 for s in sources}
+
+
+def _counts(result: Any, splits: list[str], kind: str) -> dict[str, int]:
+    counters = result.metrics().query(MetricsFilter().with_namespace(COUNTER_NAMESPACE))["counters"]
+    counts = {s: 0 for s in splits}
+    for c in counters:
+        name = c.key.metric.name
+        if name.startswith(f"{kind}[") and name[len(kind) + 1 : -1] in counts:
+            value = c.committed if c.committed is not None else c.attempted
+            counts[name[len(kind) + 1 : -1]] += int(value or 0)
+    return counts
 
 
 def _row_counts(result: Any, splits: list[str]) -> dict[str, int]:
