@@ -36,6 +36,9 @@ import datetime as dt
 import io
 import json
 import logging
+import os
+import shutil
+import signal
 import time
 import uuid
 from collections.abc import Iterator
@@ -451,6 +454,26 @@ def input_columns(files: list[str], fmt: str, known: dict[str, str]) -> dict[str
     return {name: known.get(name, kind) for name, kind in inferred.items()}
 
 
+KILL_ENV = "BEAM_PIPELINE_KILL_AT"
+
+
+def publish(staging: Path, out: Path) -> list[Path]:
+    """Make a finished job's files visible under ``out`` at once: one rename of the staging
+    folder, or (``out`` exists, empty of predictions) one rename per entry. Returns what moved."""
+    if not out.exists():
+        os.replace(staging, out)
+        return [out]
+    moved = []
+    for entry in sorted(staging.iterdir()):
+        target = out / entry.name
+        if target.is_dir() and not any(target.iterdir()):
+            target.rmdir()
+        os.replace(entry, target)
+        moved.append(target)
+    staging.rmdir()
+    return moved
+
+
 def score(
     config: Any,
     input_glob: str,
@@ -494,6 +517,8 @@ def score(
         raise DataError(
             f"{files[0]}: missing the model's input columns {missing}; columns are {list(columns)}"
         )
+    staging = out.parent / f".{out.name}.scoring.tmp"  # published by one rename on success
+    shutil.rmtree(staging, ignore_errors=True)  # a killed job's leftovers: never visible
     job = ScoreJob(
         files=files,
         input_format=fmt,
@@ -503,18 +528,25 @@ def score(
         saved_model=str(saved_model_dir(model)),
         model_name=config.pipeline.name,
         model_version=version,
-        output=str(out),
+        output=str(staging),
         output_format=output_format,
         batch_size=batch_size,
     )
-    (out / "rejected").mkdir(parents=True, exist_ok=True)
-    schema = _schema(job, model) if output_format in ("csv", "parquet") else None
-    with beam.Pipeline(options=pipeline_options(config, beam_args)) as p:
-        scored, rejected = p | "Score" >> ScoreFiles(job)
-        _ = scored | "Write" >> WritePredictions(job, schema)
-        _ = rejected | "WriteRejected" >> beam.io.WriteToText(
-            str(out / "rejected" / "rejected"), file_name_suffix=".jsonl"
-        )
+    try:
+        (staging / "rejected").mkdir(parents=True)
+        schema = _schema(job, model) if output_format in ("csv", "parquet") else None
+        with beam.Pipeline(options=pipeline_options(config, beam_args)) as p:
+            scored, rejected = p | "Score" >> ScoreFiles(job)
+            _ = scored | "Write" >> WritePredictions(job, schema)
+            _ = rejected | "WriteRejected" >> beam.io.WriteToText(
+                str(staging / "rejected" / "rejected"), file_name_suffix=".jsonl"
+            )
+        if os.environ.get(KILL_ENV) == "score:written":
+            os.kill(os.getpid(), signal.SIGKILL)  # fault injection: before the publish
+        published = publish(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)  # a failed job leaves nothing behind
+        raise
     counters = {
         c.key.metric.name: int(c.committed or c.attempted or 0)
         for c in p.result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]
@@ -539,12 +571,17 @@ def score(
         dict(summary),
         fingerprint=summary["input_fingerprint"][:32] + f"-v{version}",
     )
-    summary["execution"] = store.record_execution(
-        registry.SCORE,
-        {**summary, "time": time.time()},
-        {"model": model},
-        {"result": result},
-    )
+    try:
+        summary["execution"] = store.record_execution(
+            registry.SCORE,
+            {**summary, "time": time.time()},
+            {"model": model},
+            {"result": result},
+        )
+    except BaseException:
+        for path in published:  # not recorded, not kept: the store and the folder agree
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink()
+        raise
     summary["artifact"] = result.id
     log.info(
         "score: %s rows scored, %s rejected, model v%s, %.1f s (%.0f rows/s) → %s",

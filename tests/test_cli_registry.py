@@ -42,3 +42,34 @@ def test_reject_does_not_say_push_and_schema_export_keeps_a_curated_file(
         ["schema", config, "--export", str(curated), "--force", "--json"], capsys
     )
     assert code == 0 and out["schema"] == str(curated) and "feature" in curated.read_text()
+
+
+def test_score_publishes_at_once_and_records_absolute_paths(tmp_path, capsys, monkeypatch) -> None:
+    import os
+    import subprocess
+    import sys
+
+    config = str(pf.copy_pipeline(tmp_path))
+    data = tmp_path / "in" / "taxi.csv"
+    data.parent.mkdir()
+    data.write_text("\n".join(pf.TAXI_CSV.read_text().splitlines()[:301]) + "\n")
+    out = tmp_path / "preds"
+    args = ["score", config, "--input", str(data), "--output", str(out), "--model", "1"]
+    killed = subprocess.run(
+        [sys.executable, "-m", "beam_pipeline.cli", *args],
+        cwd=pf.ROOT,
+        env={**os.environ, "BEAM_PIPELINE_KILL_AT": "score:written"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert not out.exists(), "a job killed before its publish leaves no visible output"
+
+    monkeypatch.chdir(tmp_path)  # relative paths in, absolute paths recorded
+    rel = ["score", config, "--input", "in/taxi.csv", "--output", "preds", "--model", "1"]
+    code, summary, _ = run_cli([*rel, "--json"], capsys)
+    assert code == 0 and summary["rows"] == 300
+    assert summary["input"] == str(data) and summary["output"] == str(out)
+    assert sorted(p.name for p in out.iterdir())[-1] == "rejected"
+    assert not list(tmp_path.glob(".preds.*")), "no staging folder is left"
