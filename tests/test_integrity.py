@@ -328,3 +328,28 @@ def test_doctor_command(tmp_path, tiny_csv, capsys) -> None:
     assert run_cli(["doctor", str(cfg), "--json"], capsys)[:2] == (0, [])
     assert "nothing to repair" in main_text(["doctor", str(cfg)], capsys)
     assert not (tmp_path / "root").exists()
+
+
+def test_concurrent_runs_then_a_plain_rerun_pair_the_exact_artifacts(tmp_path) -> None:
+    cfg = toy_config(tmp_path)
+    script = (
+        "import sys; from pathlib import Path\n"
+        f"sys.path.insert(0, {str(REPO)!r})\n"
+        "from tests.test_integrity import toy_run\n"
+        f"r = toy_run(Path({str(cfg)!r}), use_cache=False)\n"
+        "sys.exit(0 if r.status == 'completed' else 1)\n"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stderr=subprocess.PIPE)
+        for _ in range(3)
+    ]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], errors
+    last = toy_run(cfg)
+    assert last.status == "completed"
+    model = Path(last.stages["make"]["outputs"]["model"]["uri"])
+    evaluation = Path(last.stages["use"]["outputs"]["evaluation"]["uri"])
+    assert (evaluation / "weights").read_bytes() == (model / "weights").read_bytes()
+    store = Store(load(cfg, sections=TOY_SECTIONS))
+    fingerprints = [m.fingerprint for m in store.artifacts_of_type("Model")]
+    assert len(fingerprints) == len(set(fingerprints)) == 3, "three models, three identities"
