@@ -71,7 +71,8 @@ def test_approval_path_pending_rejected_then_approved(tmp_path: Path, capsys) ->
     code, summary, _ = run_cli(["run", config, "--only", "push", "--json"], capsys)
     assert code == 0 and summary["pushed_version"] is None
     pushed = _pushed(summary)
-    assert pushed["reason"].startswith("awaiting approval: beam-pipeline approve CONFIG --model 3")
+    waiting = f"awaiting approval: beam-pipeline approve {config} --model 3"
+    assert pushed["reason"].startswith(waiting)
     code, models, _ = run_cli(["models", config, "--json"], capsys)
     assert models[2]["approval"] == "pending"
 
