@@ -94,8 +94,7 @@ def test_evaluate_skips_and_counts_rows_without_a_label(tmp_path) -> None:
     )
     results = ev.evaluate_models(job, tmp_path / "scratch")
     assert results["unlabeled"] == 50 and results["count"] == len(records) - 50
-    overall = [r for r in results["rows"] if r["slice"] == ev.OVERALL][0]
-    assert overall["metrics"]["example_count"] == len(records) - 50
+    assert results[ev.CANDIDATE][ev.OVERALL]["example_count"] == len(records) - 50
 
     import dataclasses
 
