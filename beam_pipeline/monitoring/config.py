@@ -120,7 +120,7 @@ class MonitorSection:
     watch_interval: float = 3600.0
 
     def __post_init__(self) -> None:
-        from beam_pipeline.monitoring.logs import parse_time
+        from beam_pipeline.monitoring.times import parse_time
 
         try:
             parse_time(self.window)

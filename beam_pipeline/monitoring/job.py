@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from apache_beam.metrics.metric import Metrics, MetricsFilter
 
+from beam_pipeline.artifacts import STATS_FILE
 from beam_pipeline.monitoring import logs
 from beam_pipeline.monitoring.lineage import ModelInfo
 
@@ -515,7 +516,7 @@ class MonitorLogs(beam.PTransform):
             joined
             | "Features" >> beam.Map(features_of, names)
             | "Statistics" >> tfdv.GenerateStatistics(tfdv.StatsOptions())
-            | "WriteStatistics" >> tfdv.WriteStatisticsToBinaryFile(str(out / "FeatureStats.pb"))
+            | "WriteStatistics" >> tfdv.WriteStatisticsToBinaryFile(str(out / STATS_FILE))
         )
         _ = (
             joined

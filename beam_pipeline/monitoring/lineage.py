@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from beam_pipeline import registry
-from beam_pipeline.artifacts import Artifact
-
-STATS_FILE = "FeatureStats.pb"
+from beam_pipeline.artifacts import STATS_FILE, Artifact, saved_model_dir, schema_path
 
 
 @dataclass
@@ -55,7 +52,7 @@ def model_info(store: Any, version: int) -> ModelInfo:
     info = ModelInfo(
         version=version,
         model_id=int(model.id),  # type: ignore[arg-type]
-        saved_model=str(model.path / "saved_model"),
+        saved_model=str(saved_model_dir(model)),
         columns=dict((examples.properties.get("columns") if examples else None) or {}),
         raw_features=list(model.properties.get("raw_features") or []),
         label_key=model.properties.get("label_key"),
@@ -64,7 +61,7 @@ def model_info(store: Any, version: int) -> ModelInfo:
         examples_id=examples.id if examples else None,
     )
     if schema is not None:
-        info.schema = str(schema.path / "schema.pbtxt")
+        info.schema = str(schema_path(schema))
         schema_exec = store.producer(schema.id)
         stats = store.execution_inputs(schema_exec).get("statistics") if schema_exec else None
         if stats is None and examples is not None:
@@ -104,6 +101,6 @@ def _evaluation(store: Any, model: Artifact, info: ModelInfo, examples: Artifact
             info.eval_split = report.get("split") or "eval"
         break
     if examples is not None:
-        split = Path(examples.uri) / f"Split-{info.eval_split}"
+        split = examples.split_dir(info.eval_split)
         if split.is_dir():
             info.eval_examples = str(split / "*.tfrecord*")

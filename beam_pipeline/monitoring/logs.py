@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pajson
 
 from beam_pipeline.io.readers import ARROW_TYPES, Rejected
+from beam_pipeline.monitoring.times import iso, parse_time  # noqa: F401  (light: config uses it)
 
 PREDICTIONS, FEEDBACK = "predictions", "feedback"
 META = ("request_id", "model_name", "model_version", "time")
@@ -46,33 +47,6 @@ class Segment:
 def log_dir(root: str | Path, kind: str, model_name: str) -> Path:
     """``{logs}/{predictions|feedback}/{model_name}``."""
     return Path(root) / kind / model_name
-
-
-def parse_time(value: str | dt.datetime | None, now: dt.datetime | None = None) -> dt.datetime:
-    """An ISO time (``2026-11-26T12:00:00Z``; no zone means UTC) or an age (``90m``, ``24h``,
-    ``7d``: that long before ``now``), as an aware UTC datetime."""
-    now = now or dt.datetime.now(dt.UTC)
-    if value is None:
-        return now
-    if isinstance(value, dt.datetime):
-        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-    text = str(value).strip()
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhd])", text)
-    if m:
-        seconds = float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
-        return now - dt.timedelta(seconds=seconds)
-    try:
-        parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise ValueError(
-            f"expected an ISO time (2026-11-26T12:00:00Z) or an age (30m, 24h, 7d); "
-            f"received {value!r}"
-        ) from exc
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
-
-
-def iso(t: dt.datetime) -> str:
-    return t.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def segment_start(path: str) -> dt.datetime | None:

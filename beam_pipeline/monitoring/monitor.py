@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from beam_pipeline import registry
-from beam_pipeline.artifacts import Artifact
+from beam_pipeline.artifacts import STATS_FILE, Artifact
 from beam_pipeline.errors import ConfigError
 from beam_pipeline.monitoring import logs, report, rules
 from beam_pipeline.monitoring.config import MonitorSection
@@ -38,7 +38,6 @@ log = logging.getLogger(__name__)
 
 EXECUTION = "monitor"
 REPORT_TYPE = "MonitoringReport"
-STATS_FILE = "FeatureStats.pb"
 
 
 def section_of(config: Any) -> MonitorSection:
