@@ -517,8 +517,12 @@ def score(
         raise DataError(
             f"{files[0]}: missing the model's input columns {missing}; columns are {list(columns)}"
         )
-    staging = out.parent / f".{out.name}.scoring.tmp"  # published by one rename on success
-    shutil.rmtree(staging, ignore_errors=True)  # a killed job's leftovers: never visible
+    # Local: a hidden staging folder, published by one rename on success. An object store cannot
+    # rename a folder: there the job writes in place and the metadata record is the commit.
+    remote = filesystem.is_remote(output)
+    staging = out if remote else out.parent / f".{out.name}.scoring.tmp"
+    if not remote:
+        shutil.rmtree(staging, ignore_errors=True)  # a killed job's leftovers: never visible
     job = ScoreJob(
         files=files,
         input_format=fmt,
@@ -533,7 +537,7 @@ def score(
         batch_size=batch_size,
     )
     try:
-        (staging / "rejected").mkdir(parents=True)
+        (staging / "rejected").mkdir(parents=True, exist_ok=True)
         schema = _schema(job, model) if output_format in ("csv", "parquet") else None
         with beam.Pipeline(options=pipeline_options(config, beam_args)) as p:
             scored, rejected = p | "Score" >> ScoreFiles(job)
@@ -543,9 +547,10 @@ def score(
             )
         if os.environ.get(KILL_ENV) == "score:written":
             os.kill(os.getpid(), signal.SIGKILL)  # fault injection: before the publish
-        published = publish(staging, out)
+        published = [] if remote else publish(staging, out)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)  # a failed job leaves nothing behind
+        if not remote:
+            shutil.rmtree(staging, ignore_errors=True)  # a failed job leaves nothing behind
         raise
     counters = {
         c.key.metric.name: int(c.committed or c.attempted or 0)
