@@ -271,7 +271,7 @@ def test_score_refuses_bad_requests(taxi: dict, scored: dict, tmp_path: Path, ca
         ["score", config, "--input", str(tmp_path / "none*.csv"), "--output", str(tmp_path / "q")],
         capsys,
     )
-    assert code == 1 and "no files match" in err
+    assert code == 2 and "no files match" in err  # a user error (issue 10, item 10)
 
 
 @pytest.mark.slow
