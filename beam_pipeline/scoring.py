@@ -441,7 +441,7 @@ def model_raw_schema(
 ) -> RawSchema:
     """The raw schema saved with the model; for a model exported before it was saved, its
     raw features typed as read, none required (the model itself then refuses a missing value)."""
-    saved = RawSchema.load(model.path / "saved_model")
+    saved = RawSchema.load(saved_model_dir(model))
     if saved is not None:
         return saved
     return RawSchema(tuple(RawColumn(n, columns.get(n, "string"), False) for n in raw_features))
