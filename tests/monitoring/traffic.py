@@ -29,8 +29,16 @@ def taxi_rows(n: int | None = None, seed: int = 11) -> pd.DataFrame:
 
 
 def shifted_rows(n: int, seed: int = 5, fare_scale: float = 1.8) -> pd.DataFrame:
-    """Rows resampled to 85 % card payments, with fares (not tips) scaled by ``fare_scale``."""
+    """Rows resampled to 85 % card payments, with fares (not tips) scaled by ``fare_scale``.
+
+    Rows missing a value that is missing in only a handful of the bundled rows (2 to 6 of 15,002:
+    pickup area and coordinates, trip_seconds) are left out: resampled with replacement, one such
+    row lands several times in the retraining span, and the span's own inferred schema (schemas
+    are not yet carried across spans) calls the feature required when its copies all fall in eval.
+    """
     frame = taxi_rows()
+    rare = ["pickup_community_area", "pickup_latitude", "pickup_longitude", "trip_seconds"]
+    frame = frame.dropna(subset=rare)
     rng = np.random.default_rng(seed)
     card = frame[frame.payment_type == "Credit Card"]
     other = frame[frame.payment_type != "Credit Card"]
