@@ -52,7 +52,9 @@ def test_a_failing_stage_raises_what_the_cli_prints(
 
     code, _, err = run_cli(["run", str(config), "--only", "transform", "--set", override], capsys)
     assert code == caught.value.exit_code == 2  # a user module that is wrong
-    assert f"error: {caught.value}" in err  # the same message, resume command included
+    # The same message; the resume line differs: the CLI's repeats the user's own command line.
+    assert f"error: stage 'transform' failed: {caught.value.message}" in err
+    assert caught.value.resume and "resume with: " in err
     # The kernel (this process) goes on: the store still answers.
     assert p.runs()[-1]["status"] == "failed"
 

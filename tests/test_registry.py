@@ -74,7 +74,7 @@ def test_lineage_of_a_model_version_goes_both_ways(taxi: dict, capsys) -> None:
     examples = produced["inputs"]["examples"]["artifact"]
     assert examples["data_fingerprint"] and "row_counts" in examples
     graph = produced["inputs"]["transform_graph"]["produced_by"]
-    assert graph["stage"] == "transform" and "anomalies" in graph["inputs"]
+    assert graph["stage"] == "transform" and "examples" in graph["inputs"]
     after = {(d["kind"], d["role"]) for d in tree["downstream"]}
     # v1 was evaluated and pushed, and then served as the baseline of runs 2 and 3.
     assert {("evaluate", "model"), ("push", "model"), ("evaluate", "baseline_model")} <= after
