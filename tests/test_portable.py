@@ -13,6 +13,10 @@ import pytest
 
 from tests.object_store import S3Server, child_env, cli
 
+# tune fails on an s3:// root since issues 9-11 were merged (TypeError: expected str, not
+# ObjectPath); the end-to-end S3 proof is pending (see the issue 11 closing note).
+BROKEN_ON_S3 = pytest.mark.skip(reason="tune fails on an s3:// root (TypeError: ObjectPath)")
+
 
 def _records(server: S3Server, uri: str, split: str) -> list[dict[str, tuple[float, ...]]]:
     """The tf.Examples of one split of an Examples artifact on S3, as sorted rows of values."""
@@ -67,9 +71,7 @@ def _json_object(server: S3Server, uri: str) -> Any:
 
 
 @pytest.mark.slow
-@pytest.mark.skip(
-    reason="tune fails on an s3:// root since issues 9-11 were merged (TypeError: expected str, not ObjectPath); the end-to-end S3 proof is pending: see the issue 11 closing note"
-)
+@BROKEN_ON_S3
 def test_portable_runner_with_an_external_worker_pool_gives_directrunner_artifacts(
     s3_server: S3Server, s3_runs, tmp_path: Path
 ) -> None:
