@@ -74,6 +74,13 @@ def select(names: list[str], from_: str | None, to: str | None, only: str | None
     return names[start:end]
 
 
+def _after_outputs(stage: Stage, available: dict[str, Artifact]) -> dict[str, Artifact]:
+    """Outputs of the stages ``stage`` runs after, from this run, keyed ``after:{stage}.{key}``."""
+    return {
+        f"after:{ref}": art for ref, art in available.items() if ref.split(".")[0] in stage.after
+    }
+
+
 def resume_command(command: str, stage: str) -> str:
     """The user's own command line (runner, Beam options, ``--set``, ``--to``, ``--json``...) with
     ``--from STAGE`` in place of any ``--from``; unchanged when it names ``--only``."""
@@ -232,6 +239,9 @@ class Orchestrator:
                 stage.name, f"{type(exc).__name__}: {exc}", self._resume(stage)
             ) from exc
         all_inputs = {**inputs, **prepared.inputs}
+        # What the stage ran after (validate's anomalies for transform) is recorded as an input
+        # for lineage only: the stage does not read it and it is not part of the cache key.
+        recorded = {**all_inputs, **_after_outputs(stage, available)}
         keyed_config = {k: v for k, v in to_dict(section).items() if k not in stage.cache_exempt}
         cache_key = digest(
             stage.name,
@@ -256,7 +266,7 @@ class Orchestrator:
                 exec_id,
                 pb.Execution.CACHED,
                 run_ctx,
-                all_inputs,
+                recorded,
                 cached,
                 {"seconds": round(time.time() - t0, 3)},
             )
@@ -287,7 +297,7 @@ class Orchestrator:
                 exec_id,
                 pb.Execution.FAILED,
                 run_ctx,
-                all_inputs,
+                recorded,
                 {},
                 {"error": f"{type(exc).__name__}: {exc}", "seconds": round(time.time() - t0, 3)},
             )
@@ -319,7 +329,7 @@ class Orchestrator:
                 exec_id,
                 pb.Execution.COMPLETE,
                 run_ctx,
-                all_inputs,
+                recorded,
                 outputs,
                 {"seconds": round(time.time() - t0, 3)},
             )

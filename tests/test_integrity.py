@@ -353,3 +353,43 @@ def test_concurrent_runs_then_a_plain_rerun_pair_the_exact_artifacts(tmp_path) -
     store = Store(load(cfg, sections=TOY_SECTIONS))
     fingerprints = [m.fingerprint for m in store.artifacts_of_type("Model")]
     assert len(fingerprints) == len(set(fingerprints)) == 3, "three models, three identities"
+
+
+def _note(section: UseSection, inputs: dict[str, Artifact], ctx: StageContext) -> dict[str, Any]:
+    assert set(inputs) == set(), "an `after` stage's outputs are not handed to the stage"
+    out = ctx.output("note", "Note")
+    (out.path / "note").write_text("written after make")
+    return {"note": out}
+
+
+def test_an_after_stage_shows_in_lineage_but_not_in_the_cache_key(tmp_path) -> None:
+    """transform runs after validate without reading it: lineage still reaches validate's
+    anomalies, and a new upstream artifact does not invalidate the ordered stage's cache."""
+    stages = {
+        "make": TOY["make"],
+        "note": Stage("note", UseSection, _note, {}, {"note": "Note"}, after=frozenset({"make"})),
+    }
+    sections = {"make": MakeSection, "note": UseSection}
+    cfg = toy_config(tmp_path)
+
+    def run(use_cache: bool = True) -> Any:
+        orch = Orchestrator(load(cfg, sections=sections), stages, use_cache=use_cache)
+        try:
+            return orch.run(None, None, None)
+        finally:
+            orch.store.close()
+
+    first = run()
+    assert first.stages["note"]["status"] == "completed", first.error
+    note_id = first.stages["note"]["outputs"]["note"]["id"]
+    model_id = first.stages["make"]["outputs"]["model"]["id"]
+    store = Store(load(cfg, sections=sections))
+    tree = store.lineage(note_id)["produced_by"]
+    assert tree["inputs"]["after:make.model"]["artifact"]["id"] == model_id
+    store.close()
+    # `make` retrains (different content), `note` is still cached: ordering is not an input.
+    second = run(use_cache=False)
+    assert second.stages["note"]["status"] == "completed"
+    third = run()
+    assert third.stages["make"]["status"] == "cached"
+    assert third.stages["note"]["status"] == "cached"

@@ -87,6 +87,7 @@ def test_lineage_of_a_model_version_goes_both_ways(taxi: dict, capsys) -> None:
         "← train",
         "TransformGraph",
         "HyperParameters",
+        "ExampleAnomalies",
         "Schema",
         "data_fingerprint:",
         "module ",
