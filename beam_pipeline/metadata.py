@@ -9,6 +9,7 @@ All values are stored as custom properties; structured ones as JSON strings.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import time
@@ -88,18 +89,29 @@ def _is_transient(exc: Exception) -> bool:
     return isinstance(exc, mlmd_errors.AbortedError) or "locked" in text or "busy" in text
 
 
+# ML Metadata's PostgreSQL backend builds SQL text with an escaping that a backslash breaks
+# (`InternalError: syntax error`), and JSON escapes quotes with backslashes. A string holding one
+# is stored base64-encoded under this prefix on every backend, so all of them read the same.
+_B64 = "b64:"
+
+
 def encode(value: Any) -> pb.Value:
     v = pb.Value()
     if isinstance(value, bool):  # read back as a boolean, not 1/0 (JSON output, lineage)
-        v.string_value = "json:" + json.dumps(value)
+        text = "json:" + json.dumps(value)
     elif isinstance(value, int):
         v.int_value = value
+        return v
     elif isinstance(value, float):
         v.double_value = value
+        return v
     elif isinstance(value, str):
-        v.string_value = value
+        text = value
     else:
-        v.string_value = "json:" + json.dumps(value, sort_keys=True, default=str)
+        text = "json:" + json.dumps(value, sort_keys=True, default=str)
+    if "\\" in text or text.startswith(_B64):
+        text = _B64 + base64.b64encode(text.encode()).decode()
+    v.string_value = text
     return v
 
 
@@ -107,6 +119,8 @@ def decode(v: pb.Value) -> Any:
     kind = v.WhichOneof("value")
     if kind == "string_value":
         s = v.string_value
+        if s.startswith(_B64):
+            s = base64.b64decode(s[len(_B64) :]).decode()
         return json.loads(s[5:]) if s.startswith("json:") else s
     return getattr(v, kind) if kind else None
 

@@ -149,6 +149,9 @@ def make_config(server: Server, database: str, root: Path, password_env: str) ->
     )
 
 
+QUOTED = "it's C:\\data\\\"taxi\"\\n.csv b64:"
+
+
 # ---- the store's round trip -----------------------------------------------------------------
 
 
@@ -170,7 +173,13 @@ def test_round_trip_and_lineage(
     examples = Artifact(
         "Examples",
         str(tmp_path / "ingest" / str(ingest_id) / "examples"),
-        {"splits": ["train", "eval"], "rows": {"train": 8, "eval": 2}, "rejected": 0},
+        {
+            "splits": ["train", "eval"],
+            "rows": {"train": 8, "eval": 2},
+            "rejected": 0,
+            "source": QUOTED,  # a backslash broke PostgreSQL's statement (InternalError)
+            "error": {"message": QUOTED},
+        },
         fingerprint="f" * 64,
     )
     store.finish_execution(
@@ -213,6 +222,8 @@ def test_round_trip_and_lineage(
     back = outputs["examples"]
     assert (back.id, back.uri, back.fingerprint) == (examples.id, examples.uri, "f" * 64)
     assert back.properties["rows"] == {"train": 8, "eval": 2}
+    assert back.properties["source"] == QUOTED
+    assert back.properties["error"] == {"message": QUOTED}
     assert back.splits == ["train", "eval"]
     assert back.properties["_state"] == "LIVE"
 
