@@ -6,8 +6,7 @@
 3. Orphan folders under ``{root}/{stage}/``: a staging folder (``.N.tmp``) of an execution that
    is not running, or an execution folder (``N``) that holds no LIVE artifact.
 4. Attributions and events that point at an artifact (or execution) the store does not hold
-   (a metadata write cut short by a full disk): deleted. SQLite stores only; for MySQL and
-   PostgreSQL the check reports what it cannot repair.
+   (a metadata write cut short by a full disk): deleted, on SQLite, MySQL and PostgreSQL alike.
 
 Every repair is a finding in the returned list; ``dry_run`` finds without repairing.
 """
@@ -113,16 +112,16 @@ def _execution_id(name: str) -> int | None:
 
 
 def _dangling_references(config: Config, dry_run: bool) -> list[dict[str, Any]]:
-    if config.metadata.backend != "sqlite":
-        return []
-    path = sqlite_path(config.metadata, config.root)
-    if not path.is_file():
+    db = _connect(config)
+    if db is None:
         return []
     found = []
-    with sqlite3.connect(path) as db:
+    try:
+        cur = db.cursor()
         for table, column, target in REFERENCES:
             where = f"{column} NOT IN (SELECT id FROM {target})"
-            (count,) = db.execute(f"SELECT COUNT(*) FROM {table} WHERE {where}").fetchone()
+            cur.execute(f"SELECT COUNT(*) FROM {table} WHERE {where}")
+            (count,) = cur.fetchone()
             if count:
                 found.append(
                     {
@@ -132,5 +131,40 @@ def _dangling_references(config: Config, dry_run: bool) -> list[dict[str, Any]]:
                     }
                 )
                 if not dry_run:
-                    db.execute(f"DELETE FROM {table} WHERE {where}")
+                    cur.execute(f"DELETE FROM {table} WHERE {where}")
+        db.commit()
+    finally:
+        db.close()
     return found
+
+
+def _connect(config: Config) -> Any:
+    """A DB-API connection to the store's own database (ML Metadata's tables, the same names on
+    every backend); None where there is nothing to check (an in-memory or absent store)."""
+    section = config.metadata
+    if section.backend == "sqlite":
+        path = sqlite_path(section, config.root)
+        return sqlite3.connect(path) if path.is_file() else None
+    if section.backend == "mysql":
+        import pymysql
+
+        return pymysql.connect(
+            host=section.host,
+            port=section.port or 3306,
+            user=section.user,
+            password=section.password(),
+            database=section.database,
+            connect_timeout=10,
+        )
+    if section.backend == "postgresql":
+        import pg8000.dbapi
+
+        return pg8000.dbapi.connect(
+            host=section.host,
+            port=section.port or 5432,
+            user=section.user,
+            password=section.password(),
+            database=section.database,
+            timeout=30,
+        )
+    return None

@@ -349,3 +349,40 @@ def test_taxi_data_stages_through_cli(server: Server, database: str, tmp_path: P
     assert second["run_id"] != first["run_id"]
     # A cached stage reports the artifacts of the run that made them.
     assert second["stages"]["schema"]["outputs"] == first["stages"]["schema"]["outputs"]
+
+
+def test_doctor_repairs_dangling_references_on_the_server(
+    server: Server, database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A metadata write cut short leaves events and attributions to a missing artifact: every
+    later query fails ("Results missing for ids") until `doctor` deletes them."""
+    from beam_pipeline.doctor import _connect, examine
+
+    monkeypatch.setenv("BP_TEST_DB_PASSWORD", server.password)
+    config = make_config(server, database, tmp_path, "BP_TEST_DB_PASSWORD")
+    store = Store(config)
+    run_ctx = store.run_context("run-1", started=time.time(), status="completed")
+    exec_id = store.start_execution("ingest", run_ctx, {"run_id": "run-1"})
+    kept = Artifact("Examples", str(tmp_path / "kept"), {}, fingerprint="k" * 64)
+    lost = Artifact("Examples", str(tmp_path / "lost"), {}, fingerprint="l" * 64)
+    store.finish_execution(
+        exec_id, pb.Execution.COMPLETE, run_ctx, {}, {"a": kept, "b": lost}, {"seconds": 1.0}
+    )
+    store.close()
+    db = _connect(config)
+    try:
+        db.cursor().execute(f"DELETE FROM Artifact WHERE id = {int(lost.id or 0)}")
+        db.commit()
+    finally:
+        db.close()
+
+    found = examine(config, dry_run=True)
+    assert {"Attribution", "Event"} <= {
+        f["what"].split()[1] for f in found if f["kind"] == "dangling reference"
+    }, found
+    examine(config)
+    store = Store(config)
+    assert [a.id for a in store.artifacts_of_type("Examples")] == [kept.id]
+    assert set(store.execution_outputs(exec_id)) == {"a"}
+    store.close()
+    assert [f for f in examine(config) if f["kind"] == "dangling reference"] == []
