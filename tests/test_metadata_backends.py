@@ -149,7 +149,7 @@ def make_config(server: Server, database: str, root: Path, password_env: str) ->
     )
 
 
-QUOTED = "it's C:\\data\\\"taxi\"\\n.csv b64:"
+QUOTED = 'it\'s C:\\data\\"taxi"\\n.csv b64:'
 
 
 # ---- the store's round trip -----------------------------------------------------------------
