@@ -31,6 +31,7 @@ import pyarrow.compute as pc
 from apache_beam.metrics.metric import Metrics, MetricsFilter
 
 from beam_pipeline.artifacts import STATS_FILE
+from beam_pipeline.evaluation.combine import AccumulateMetrics
 from beam_pipeline.monitoring import logs
 from beam_pipeline.monitoring.lineage import ModelInfo
 
@@ -438,43 +439,6 @@ def csv_header(job: MonitorJob) -> str:
     return ",".join([*job.columns, job.label_column])
 
 
-class LiveMetricsFn(beam.CombineFn):
-    """(labels, predictions, slice keys) batches of one version -> ``{slice: metrics}``, with
-    evaluate's accumulator (`beam_pipeline.evaluation.MetricsAccumulator`): the same metrics,
-    slices and AUC buckets as at evaluation time."""
-
-    def __init__(self, task: str, buckets: int, threshold: float) -> None:
-        self._task = task
-        self._buckets = buckets
-        self._threshold = threshold
-
-    def create_accumulator(self) -> Any:
-        return None  # the kind and width are known from the first batch
-
-    def add_input(self, acc: Any, element: tuple[np.ndarray, np.ndarray, list[pa.Array]]) -> Any:
-        from beam_pipeline.evaluation import MetricsAccumulator, kind_of
-
-        labels, preds, keys = element
-        if acc is None:
-            width = preds.shape[1]
-            acc = MetricsAccumulator(
-                kind_of(self._task, width), width, self._buckets, self._threshold
-            )
-        acc.add(labels, preds, keys)
-        return acc
-
-    def merge_accumulators(self, accumulators: Any) -> Any:
-        merged = None
-        for acc in accumulators:
-            if acc is None:
-                continue
-            merged = acc if merged is None else merged.merge(acc)
-        return merged
-
-    def extract_output(self, acc: Any) -> dict[str, dict[str, float | None]]:
-        return acc.result() if acc is not None else {}
-
-
 # ---------------------------------------------------------------------------------------------
 # The pipeline
 
@@ -530,8 +494,9 @@ class MonitorLogs(beam.PTransform):
             joined
             | "LabelAndSlice" >> beam.ParDo(LabelAndSlice(job))
             | "Metrics"
-            >> beam.CombinePerKey(LiveMetricsFn(job.task, job.auc_buckets, job.threshold))
-            | "MetricsJson" >> beam.FlatMapTuple(_metric_lines)
+            >> beam.CombinePerKey(AccumulateMetrics(job.task, job.auc_buckets, job.threshold))
+            | "MetricsJson"
+            >> beam.FlatMapTuple(lambda v, acc: _metric_lines(v, acc.result() if acc else {}))
             | "WriteMetrics"
             >> beam.io.WriteToText(str(out / "_quality"), file_name_suffix=".jsonl")
         )

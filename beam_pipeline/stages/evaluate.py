@@ -57,9 +57,9 @@ from beam_pipeline.evaluation import (
     assemble,
     check,
     first_values,
-    kind_of,
     slice_keys,
 )
+from beam_pipeline.evaluation.combine import AccumulateMetrics
 from beam_pipeline.io import filesystem
 from beam_pipeline.stage import Prepared, Stage, StageContext
 from beam_pipeline.stage_sections import EvaluateSection
@@ -174,39 +174,10 @@ class PredictAndSlice(beam.DoFn):
         return values.to_numpy(zero_copy_only=False)
 
 
-class AccumulateMetrics(beam.CombineFn):
-    """(labels, predictions, slice keys) batches of one model -> its `MetricsAccumulator`."""
-
-    def __init__(self, task: str, buckets: int, threshold: float) -> None:
-        self._task = task  # classification | regression | binary | multiclass
-        self._buckets = buckets
-        self._threshold = threshold
-
-    def create_accumulator(self) -> MetricsAccumulator | None:
-        return None  # the kind and width are known from the first batch
-
-    def add_input(self, acc: MetricsAccumulator | None, element: Any) -> MetricsAccumulator:
-        labels, predictions, keys = element
-        if acc is None:
-            width = predictions.shape[1]
-            acc = MetricsAccumulator(
-                kind_of(self._task, width), width, self._buckets, self._threshold
-            )
-        acc.add(labels, predictions, keys)
-        return acc
-
-    def merge_accumulators(self, accumulators: Any) -> MetricsAccumulator | None:
-        merged = None
-        for acc in accumulators:
-            if acc is None:
-                continue
-            merged = acc if merged is None else merged.merge(acc)
-        return merged
-
-    def extract_output(self, acc: MetricsAccumulator | None) -> dict[str, Any]:
-        if acc is None:
-            return {"kind": None, "slices": {OVERALL: {"example_count": 0.0}}}
-        return {"kind": acc.kind, "slices": acc.result()}
+def _model_result(acc: MetricsAccumulator | None) -> dict[str, Any]:
+    if acc is None:
+        return {"kind": None, "slices": {OVERALL: {"example_count": 0.0}}}
+    return {"kind": acc.kind, "slices": acc.result()}
 
 
 class EvaluateModels(beam.PTransform):
@@ -227,7 +198,8 @@ class EvaluateModels(beam.PTransform):
             | "PredictAndSlice" >> beam.ParDo(PredictAndSlice(job))
             | "Metrics"
             >> beam.CombinePerKey(AccumulateMetrics(job.task, job.buckets, job.threshold))
-            | "ToJson" >> beam.MapTuple(lambda model, out: json.dumps({"model": model, **out}))
+            | "ToJson"
+            >> beam.MapTuple(lambda model, acc: json.dumps({"model": model, **_model_result(acc)}))
         )
 
 
