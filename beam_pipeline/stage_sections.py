@@ -78,6 +78,7 @@ class IngestSection:
     max_rejected_fraction: float = 0.0
     batch_size: int = 65536
     shards: int = 0  # files per split; 0: one per bundle, chosen by the runner (streams)
+    split_bytes: int = 64 << 20  # an uncompressed CSV/JSONL file larger than this is read in ranges
 
     def __post_init__(self) -> None:
         if not self.source:
@@ -93,6 +94,8 @@ class IngestSection:
             raise ConfigError(f"ingest.shards: expected >= 0; received {self.shards}")
         if self.spans < 1:
             raise ConfigError(f"ingest.spans: expected >= 1; received {self.spans}")
+        if self.split_bytes < 1:
+            raise ConfigError(f"ingest.split_bytes: expected >= 1; received {self.split_bytes}")
         if self.split.key is not None and self.split.key in self.drop:
             raise ConfigError(
                 f"ingest.split.key: column {self.split.key!r} is also in ingest.drop; a dropped "

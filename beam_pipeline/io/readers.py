@@ -128,6 +128,15 @@ def _open(path: str) -> Any:
     return FileSystems.open(path, compression_type="auto")
 
 
+def _open_range(path: str, byte_range: tuple[int, int, int] | None) -> Any:
+    """The whole file, or bytes ``[start, end)`` of it as a file of their own."""
+    if byte_range is None:
+        return _open(path)
+    from beam_pipeline.io.byte_ranges import open_range
+
+    return open_range(path, byte_range[0], byte_range[1])
+
+
 # ---------------------------------------------------------------------------------------------
 # CSV
 
@@ -223,7 +232,11 @@ def _walk_quotes(arr: np.ndarray, quotes: np.ndarray) -> tuple[np.ndarray, int |
 
 
 def read_csv(
-    path: str, columns: list[str], types: dict[str, str], batch_rows: int = 65536
+    path: str,
+    columns: list[str],
+    types: dict[str, str],
+    batch_rows: int = 65536,
+    byte_range: tuple[int, int, int] | None = None,
 ) -> Iterator[Chunk]:
     """Stream a CSV file (header, RFC 4180 quoting, quoted newlines) as typed record batches.
 
@@ -233,11 +246,15 @@ def read_csv(
     field that does not close within MAX_RECORD_BYTES (or by the end of the file) rejects the line
     it starts on, and reading resumes at the next line. A chunk is one block of about
     BLOCK_BYTES (``batch_rows`` caps its rows).
+
+    ``byte_range`` ``(start, end, line)``: only the records in those bytes of an uncompressed
+    file, the first on line ``line`` (a range from `byte_ranges.plan`).
     """
     ncols = len(columns)
-    with _open(path) as f:
-        f.readline()  # the header; the caller read the column names from it
-        line = 2  # the line number of the next record
+    with _open_range(path, byte_range) as f:
+        if byte_range is None:
+            f.readline()  # the header; the caller read the column names from it
+        line = 2 if byte_range is None else byte_range[2]  # the line number of the next record
         data = b""
         eof = False
         while True:
@@ -477,11 +494,18 @@ def _rows_as_text(table: pa.Table) -> list[str]:
 
 
 def read_jsonl(
-    path: str, columns: list[str], types: dict[str, str], batch_rows: int = 65536
+    path: str,
+    columns: list[str],
+    types: dict[str, str],
+    batch_rows: int = 65536,
+    byte_range: tuple[int, int, int] | None = None,
 ) -> Iterator[Chunk]:
-    """Stream JSON Lines: parsed by pyarrow in bulk; a chunk that fails is re-read line by line."""
-    with _open(path) as f:
-        line_no = 1
+    """Stream JSON Lines: parsed by pyarrow in bulk; a chunk that fails is re-read line by line.
+
+    ``byte_range`` ``(start, end, line)``: only those bytes, as in `read_csv`.
+    """
+    with _open_range(path, byte_range) as f:
+        line_no = 1 if byte_range is None else byte_range[2]
         while True:
             lines = f.readlines(BLOCK_BYTES)
             if not lines:
@@ -516,8 +540,27 @@ def read_jsonl(
                             raw.decode("utf-8", "replace").rstrip("\n"),
                         )
                     )
-            table = pa.Table.from_pylist(rows) if rows else pa.table({})
+            table = _table_of(rows) if rows else pa.table({})
             yield _conform(table, columns, types, path, np.array(good_lines), rejected)
+
+
+def _table_of(rows: list[dict[str, Any]]) -> pa.Table:
+    """Rows as a table; a column whose values mix types (``7`` and ``"seven"``) as text, so that
+    the typing step rejects the rows that do not parse instead of failing the chunk."""
+    try:
+        return pa.Table.from_pylist(rows)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        pass
+    names = list(dict.fromkeys(k for r in rows for k in r))
+    arrays = []
+    for name in names:
+        values = [r.get(name) for r in rows]
+        try:
+            arrays.append(pa.array(values))
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            text = [v if v is None or isinstance(v, str) else json.dumps(v) for v in values]
+            arrays.append(pa.array(text, pa.string()))
+    return pa.Table.from_arrays(arrays, names=names)
 
 
 def _conform(

@@ -29,7 +29,7 @@ from apache_beam.metrics.metric import Metrics, MetricsFilter
 
 from beam_pipeline.artifacts import Artifact, examples_prefix
 from beam_pipeline.errors import ConfigError, DataError
-from beam_pipeline.io import example_coder, filesystem, readers
+from beam_pipeline.io import byte_ranges, example_coder, filesystem, readers
 from beam_pipeline.io.tfrecord import WriteTFRecordBatches, frame
 from beam_pipeline.stage import Prepared, Stage, StageContext
 from beam_pipeline.stage_sections import IngestSection
@@ -194,7 +194,7 @@ class ReadAndEncode(beam.DoFn):
         self._rows = {s: Metrics.counter(NAMESPACE, f"rows_{s}") for s in ratios}
         self._rejected = Metrics.counter(NAMESPACE, "rejected")
 
-    def process(self, file: str) -> Iterator[Any]:
+    def process(self, part: str | byte_ranges.ByteRange) -> Iterator[Any]:
         reader = {
             "csv": readers.read_csv,
             "parquet": readers.read_parquet,
@@ -202,7 +202,17 @@ class ReadAndEncode(beam.DoFn):
         }[self._fmt]
         names = list(self._columns)
         splits = list(self._ratios)
-        for chunk in readers.read_ahead(reader(file, names, self._columns, self._batch_size)):
+        if isinstance(part, byte_ranges.ByteRange):  # one range of a large file
+            chunks = reader(
+                part.path,
+                names,
+                self._columns,
+                self._batch_size,
+                byte_range=(part.start, part.end, part.line),
+            )
+        else:
+            chunks = reader(part, names, self._columns, self._batch_size)
+        for chunk in readers.read_ahead(chunks):
             for r in chunk.rejected:
                 self._rejected.inc()
                 yield beam.pvalue.TaggedOutput(self.REJECTED, r.to_json())
@@ -288,9 +298,11 @@ class ReadExamples(beam.PTransform):
             )
             rejected = pbegin | "NoRejected" >> beam.Create([])
             return batches, rejected
+        files = pbegin | "Files" >> beam.Create(self._files)
+        if s.format in ("csv", "jsonl"):
+            files = files | "SplitLargeFiles" >> SplitLargeFiles(s.format, s.split_bytes)
         out = (
-            pbegin
-            | "Files" >> beam.Create(self._files)
+            files
             | "Spread" >> beam.Reshuffle()
             | "ReadAndEncode"
             >> beam.ParDo(
@@ -300,6 +312,46 @@ class ReadExamples(beam.PTransform):
             ).with_outputs(ReadAndEncode.REJECTED, main="batches")
         )
         return out.batches, out[ReadAndEncode.REJECTED]
+
+
+class SplitLargeFiles(beam.PTransform):
+    """File names -> the same names (files up to ``split_bytes``) and `ByteRange`s of the larger
+    ones, each starting at a record with its exact line number (see `io.byte_ranges`): a pass
+    over each nominal range, in parallel, then a plan per file."""
+
+    def __init__(self, fmt: str, split_bytes: int) -> None:
+        super().__init__()
+        self._fmt = fmt
+        self._split_bytes = split_bytes
+
+    def expand(self, files: beam.PCollection) -> beam.PCollection:
+        fmt, split_bytes = self._fmt, self._split_bytes
+        parts = files | "Ranges" >> beam.ParDo(_NominalRanges(split_bytes)).with_outputs(
+            _NominalRanges.WHOLE, main="ranges"
+        )
+        planned = (
+            parts.ranges
+            | "SpreadScans" >> beam.Reshuffle()
+            | "Scan" >> beam.MapTuple(lambda f, i, a, b: byte_ranges.scan_range(f, fmt, i, a, b))
+            | "ByFile" >> beam.GroupBy(lambda scan: scan.path)
+            | "Plan" >> beam.FlatMap(lambda kv: byte_ranges.plan(list(kv[1])))
+        )
+        return (parts[_NominalRanges.WHOLE], planned) | "Parts" >> beam.Flatten()
+
+
+class _NominalRanges(beam.DoFn):
+    WHOLE = "whole"
+
+    def __init__(self, split_bytes: int) -> None:
+        self._split_bytes = split_bytes
+
+    def process(self, file: str) -> Iterator[Any]:
+        ranges = byte_ranges.nominal_ranges(file, self._split_bytes)
+        if len(ranges) == 1:
+            yield beam.pvalue.TaggedOutput(self.WHOLE, file)
+            return
+        for i, (a, b) in enumerate(ranges):
+            yield file, i, a, b
 
 
 def _common_glob(files: list[str]) -> str:

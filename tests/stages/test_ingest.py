@@ -81,22 +81,31 @@ def test_header_only_file(tmp_path: Path, capsys) -> None:
     assert code == 1 and "no data rows" in err
 
 
-def test_wrong_column_count_and_bad_encoding(tmp_path: Path, capsys) -> None:
-    rows = tiny_rows(40)
+@pytest.mark.parametrize("split_bytes", [None, 300])
+def test_wrong_column_count_and_bad_encoding(tmp_path: Path, capsys, split_bytes) -> None:
+    """Also read as byte ranges of 300 bytes (``ingest.split_bytes``): the same rows and lines,
+    with a quoted newline in every row so that ranges start inside quoted fields."""
+    rows = [r.replace('"n, ', '"n,\n') for r in tiny_rows(40)]
     f = tmp_path / "mixed.csv"
     body = "\n".join([HEADER, *rows]).encode()
     body += b"\n99,lima,1.0\n98,caf\xe9,2.0,1,x\n"
     f.write_bytes(body)
-    code, out, _ = _ingest(tmp_path, capsys, {"source": str(f), "max_rejected_fraction": 0.1})
+    ingest = {"source": str(f), "max_rejected_fraction": 0.1}
+    if split_bytes:
+        ingest["split_bytes"] = split_bytes
+    code, out, _ = _ingest(tmp_path, capsys, ingest)
     assert code == 0
     uri = out["stages"]["ingest"]["outputs"]["examples"]["uri"]
+    examples = _examples(uri, "train") + _examples(uri, "eval")
+    notes = sorted(e.features.feature["note"].bytes_list.value[0] for e in examples)
+    assert notes == sorted(f"n,\n{i}".encode() for i in range(40))
     rejected = [
         json.loads(x)
         for p in Path(uri, "rejected").glob("*.jsonl")
         for x in p.read_text().splitlines()
     ]
     by_line = {r["line"]: r["reason"] for r in rejected}
-    assert by_line == {42: "expected 5 fields; received 3", 43: "invalid UTF-8 at byte 6"}
+    assert by_line == {82: "expected 5 fields; received 3", 83: "invalid UTF-8 at byte 6"}
 
 
 def test_key_split_never_puts_one_key_in_two_splits() -> None:
