@@ -108,8 +108,11 @@ class RawSchema:
 
     @classmethod
     def load(cls, saved_model: str | Path) -> RawSchema | None:
-        """The schema saved with a SavedModel; None for a model exported without one."""
-        path = Path(saved_model) / "assets.extra" / SCHEMA_FILE
+        """The schema saved with a SavedModel (a local folder or an object-store URI); None for
+        a model exported without one."""
+        from beam_pipeline.io import filesystem
+
+        path = filesystem.as_path(filesystem.join(str(saved_model), "assets.extra", SCHEMA_FILE))
         return cls.from_json(path.read_text()) if path.is_file() else None
 
 

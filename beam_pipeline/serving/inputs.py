@@ -1,23 +1,28 @@
-"""Request values to ``serving_raw`` inputs: one check for every online path (REST rows, REST
-columns, gRPC tensors).
+"""Request values to ``serving_raw`` inputs: the shared row check of `beam_pipeline.io.raw_inputs`
+(the one `score` uses), so the server accepts and refuses exactly the rows score does.
 
-The feature types come from the model itself: the ``ParseExampleV2`` op of its
-``serving_default`` signature lists every raw feature with its dtype, and a dense feature without
-a default is one the training data always had (``serving_default`` refuses an Example without
-it, so the raw path refuses the row too: both signatures treat a row the same way).
+The model's raw schema is the ``assets.extra/raw_schema.json`` train saves beside the SavedModel.
+A model exported without one (an older model, or one from elsewhere) gets it from the model
+itself: the ``ParseExampleV2`` op of its ``serving_default`` signature lists every raw feature
+with its dtype, and a dense feature without a default is required.
 
-Accepted values: ``int`` features take integers (or integral numbers, or their text), ``float``
-features numbers (or their text), ``string`` features text; ``null``, a missing key and ``""``
-are a missing value. Anything else is a `RequestError` naming the row, the feature and the value.
+On top of the shared check, the server refuses a request naming a feature the model does not
+take (a misspelt feature must not pass as a missing value), and answers the first rejected row's
+reason, prefixed with where it is (``instances[3]: column 'fare': expected float; received
+'twelve'``).
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-_WANT = {"int": "an integer", "float": "a number", "string": "a string"}
+import pyarrow as pa
+
+from beam_pipeline.errors import DataError
+from beam_pipeline.io import raw_inputs
+from beam_pipeline.io.raw_inputs import RawColumn, RawSchema
+
 _DTYPES = {1: "float", 2: "float", 19: "float", 7: "string", 9: "int", 3: "int"}
 
 
@@ -25,134 +30,85 @@ class RequestError(ValueError):
     """A request the model cannot take: the message names the field (answered with 400)."""
 
 
-@dataclass(frozen=True)
-class Feature:
-    name: str
-    kind: str  # int | float | string
-    required: bool
+def model_schema(saved_model: Any, path: str | Path, raw_names: list[str]) -> RawSchema:
+    """The raw schema saved with the model, else the one its serving_default parse op implies."""
+    saved = RawSchema.load(path)
+    if saved is not None and (not raw_names or set(saved.names) == set(raw_names)):
+        return saved
+    return _schema_from_graph(saved_model, raw_names)
 
 
-def feature_spec(saved_model: Any, raw_names: list[str]) -> dict[str, Feature]:
-    """The raw features of a loaded SavedModel with their kinds (see the module doc).
-
-    A model without a parse op in ``serving_default`` gets every raw input as optional text.
-    """
+def _schema_from_graph(saved_model: Any, raw_names: list[str]) -> RawSchema:
     import tensorflow as tf
 
-    found: dict[str, Feature] = {}
+    found: dict[str, RawColumn] = {}
     fn = saved_model.signatures.get("serving_default")
     graph = fn.graph.as_graph_def() if fn is not None else None
-    functions = list(graph.library.function) if graph is not None else []
-    for function in functions:
+    for function in list(graph.library.function) if graph is not None else []:
         nodes = {n.name: n for n in function.node_def}
+
+        def const(ref: str, nodes: dict[str, Any] = nodes) -> Any:
+            source = nodes.get(ref.split(":")[0])
+            if source is None or source.op != "Const":
+                return None
+            return tf.make_ndarray(source.attr["value"].tensor)
+
         for node in function.node_def:
             if node.op != "ParseExampleV2":
                 continue
-
-            def const(ref: str, nodes: dict[str, Any] = nodes) -> Any:
-                source = nodes.get(ref.split(":")[0])
-                if source is None or source.op != "Const":
-                    return None
-                return tf.make_ndarray(source.attr["value"].tensor)
-
-            sparse = const(node.input[2])
-            dense = const(node.input[3])
+            sparse, dense = const(node.input[2]), const(node.input[3])
             if sparse is None or dense is None:
                 continue
             defaults = [const(ref) for ref in node.input[5 : 5 + len(dense)]]
             for key, dtype in zip(sparse, node.attr["sparse_types"].list.type, strict=False):
-                name = key.decode()
-                found[name] = Feature(name, _DTYPES.get(dtype, "string"), False)
+                found[key.decode()] = RawColumn(key.decode(), _DTYPES.get(dtype, "string"), False)
             for key, dtype, default in zip(
                 dense, node.attr["Tdense"].list.type, defaults, strict=False
             ):
-                name = key.decode()
                 required = default is not None and default.size == 0
-                found[name] = Feature(name, _DTYPES.get(dtype, "string"), required)
-    return {name: found.get(name, Feature(name, "string", False)) for name in raw_names}
-
-
-def _text(value: Any, feature: Feature, where: str) -> tuple[str, Any]:
-    """(the CSV-like text serving_raw takes, the value as the log records it)."""
-    kind = feature.kind
-    if value is None or value == "":
-        if feature.required:
-            raise RequestError(
-                f"{where}: feature {feature.name!r} is required by the model (the training data "
-                "always had it); received no value"
-            )
-        return "", None
-    if kind == "string":
-        if isinstance(value, str):
-            return value, value
-        raise RequestError(
-            f"{where}: feature {feature.name!r} expects a string; received {value!r}"
-        )
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise RequestError(
-            f"{where}: feature {feature.name!r} expects {_WANT[kind]}; received {value!r}"
-        )
-    number: float | int
-    if isinstance(value, str):
-        try:
-            number = (
-                int(value)
-                if kind == "int" and value.strip().lstrip("-").isdigit()
-                else float(value)
-            )
-        except ValueError:
-            raise RequestError(
-                f"{where}: feature {feature.name!r} expects {_WANT[kind]}; received {value!r}"
-            ) from None
-    else:
-        number = value
-    if isinstance(number, float) and not math.isfinite(number):
-        raise RequestError(f"{where}: feature {feature.name!r}: {value!r} is not a finite number")
-    if kind == "int":
-        if isinstance(number, float):
-            if number != int(number):
-                raise RequestError(
-                    f"{where}: feature {feature.name!r} expects an integer; received {value!r}"
+                found[key.decode()] = RawColumn(
+                    key.decode(), _DTYPES.get(dtype, "string"), required
                 )
-            number = int(number)
-        return str(number), number
-    number = float(number)
-    return repr(number), number
+    return RawSchema(
+        tuple(found.get(name, RawColumn(name, "string", False)) for name in sorted(raw_names))
+    )
 
 
-def _unknown(keys: Any, spec: dict[str, Feature], where: str) -> None:
-    extra = [k for k in keys if k not in spec]
-    if extra:
-        raise RequestError(f"{where}: unknown feature {extra[0]!r}; the model takes {sorted(spec)}")
+def _checked(
+    data: Any, schema: RawSchema, where: str, row_where: str
+) -> tuple[dict[str, list[str]], list[dict[str, Any]]]:
+    try:
+        checked = raw_inputs.check_rows(data, schema)
+    except DataError as exc:
+        raise RequestError(f"{where}: {exc}") from None
+    if checked.extra:
+        raise RequestError(
+            f"{where}: unknown feature {checked.extra[0]!r}; the model takes {schema.names}"
+        )
+    if checked.rejected:
+        row, reason = checked.rejected[0]
+        raise RequestError(f"{row_where.format(row)}: {reason}")
+    columns = {k: v.to_pylist() for k, v in checked.raw_strings().items()}
+    return columns, checked.batch.to_pylist()
 
 
 def check_rows(
-    rows: list[Any], spec: dict[str, Feature], where: str = "instances"
+    rows: list[Any], schema: RawSchema, where: str = "instances"
 ) -> tuple[dict[str, list[str]], list[dict[str, Any]]]:
     """Row format: one object per row (a missing key is a missing value).
 
     Returns (serving_raw inputs as text per feature, each row's values as the log records them).
     """
-    columns: dict[str, list[str]] = {name: [] for name in spec}
-    logged: list[dict[str, Any]] = []
     for i, row in enumerate(rows):
-        at = f"{where}[{i}]"
         if not isinstance(row, dict):
             raise RequestError(
-                f"{at}: expected an object of feature values; received {_short(row)}"
+                f"{where}[{i}]: expected an object of feature values; received {_short(row)}"
             )
-        _unknown(row, spec, at)
-        values: dict[str, Any] = {}
-        for name, feature in spec.items():
-            text, value = _text(row.get(name), feature, at)
-            columns[name].append(text)
-            values[name] = value
-        logged.append(values)
-    return columns, logged
+    return _checked(rows, schema, where, where + "[{}]")
 
 
 def check_columns(
-    inputs: dict[str, Any], spec: dict[str, Feature], where: str = "inputs"
+    inputs: Any, schema: RawSchema, where: str = "inputs"
 ) -> tuple[dict[str, list[str]], list[dict[str, Any]]]:
     """Columnar format: one list per feature, all of one length (a missing feature is missing
     in every row). Returns what `check_rows` returns."""
@@ -160,7 +116,6 @@ def check_columns(
         raise RequestError(
             f"{where}: expected an object of feature lists; received {_short(inputs)}"
         )
-    _unknown(inputs, spec, where)
     lengths = set()
     for name, values in inputs.items():
         if not isinstance(values, list):
@@ -176,17 +131,8 @@ def check_columns(
     n = lengths.pop() if lengths else 0
     if n == 0:
         raise RequestError(f"{where}: expected at least one row")
-    columns: dict[str, list[str]] = {}
-    logged: list[dict[str, Any]] = [{} for _ in range(n)]
-    for name, feature in spec.items():
-        values = inputs.get(name) or [None] * n
-        texts = []
-        for i, v in enumerate(values):
-            text, value = _text(_flat(v), feature, f"{where}.{name}[{i}]")
-            texts.append(text)
-            logged[i][name] = value
-        columns[name] = texts
-    return columns, logged
+    rows = [{k: _flat(v[i]) for k, v in inputs.items()} for i in range(n)]
+    return _checked(rows, schema, where, where + " row {}")
 
 
 def _flat(value: Any) -> Any:
@@ -199,3 +145,6 @@ def _flat(value: Any) -> Any:
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+__all__ = ["RequestError", "RawSchema", "check_columns", "check_rows", "model_schema", "pa"]

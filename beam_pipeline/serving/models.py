@@ -25,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from beam_pipeline.serving.inputs import Feature, feature_spec
+from beam_pipeline.io.raw_inputs import RawSchema
+from beam_pipeline.serving.inputs import model_schema
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ class Version:
     path: Path
     model: Any
     signatures: dict[str, Any]
-    spec: dict[str, Feature]
+    spec: RawSchema  # the raw columns serving_raw takes (the shared row check's schema)
     outputs: dict[str, int]  # output name -> width
     signature_defs: Any  # SignatureDefMap proto (metadata endpoints)
     inflight: int = 0
@@ -98,7 +99,7 @@ def load_version(name: str, version: int, path: Path) -> Version:
     if RAW not in signatures and EXAMPLES not in signatures:
         raise ValueError(f"{path}: no {RAW} or {EXAMPLES} signature; found {sorted(signatures)}")
     raw_names = sorted(signatures[RAW].structured_input_signature[1]) if RAW in signatures else []
-    spec = feature_spec(model, raw_names)
+    spec = model_schema(model, path, raw_names)
     any_fn = signatures.get(RAW) or signatures[EXAMPLES]
     outputs = {
         k: int(v.shape[-1]) if v.shape.rank and v.shape.rank > 1 and v.shape[-1] else 1
@@ -118,11 +119,12 @@ def load_version(name: str, version: int, path: Path) -> Version:
 def warm_up(v: Version, sample: dict[str, list[Any]] | None) -> None:
     """Run the model once before it takes traffic (TensorFlow builds its kernels on first use)."""
     if RAW in v.signatures:
-        inputs = sample if sample and set(sample) == set(v.spec) else {k: [] for k in v.spec}
+        empty: dict[str, list[Any]] = {k: [] for k in v.spec.names}
+        inputs = sample if sample and set(sample) == set(empty) else empty
         try:
             v.call(RAW)(inputs)
         except Exception:  # a replayed request the new version refuses: an empty batch instead
-            v.call(RAW)({k: [] for k in v.spec})
+            v.call(RAW)(empty)
     if EXAMPLES in v.signatures:
         v.call(EXAMPLES)({"examples": []})
 

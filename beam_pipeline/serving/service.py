@@ -207,7 +207,7 @@ def examples_features(v: Version, examples: list[bytes]) -> list[dict[str, Any]]
     if not examples:
         return []
     kinds = {"int": tf.int64, "float": tf.float32, "string": tf.string}
-    spec = {name: tf.io.VarLenFeature(kinds[f.kind]) for name, f in v.spec.items()}
+    spec = {c.name: tf.io.VarLenFeature(kinds[c.kind]) for c in v.spec.columns}
     parsed = tf.io.parse_example(tf.constant(examples), spec)
     rows: list[dict[str, Any]] = [{} for _ in examples]
     for name, sparse in parsed.items():

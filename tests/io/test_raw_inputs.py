@@ -130,3 +130,13 @@ def test_schema_round_trips_beside_a_saved_model(tmp_path) -> None:
     SCHEMA.save(tmp_path)
     assert RawSchema.load(tmp_path) == SCHEMA
     assert RawSchema.load(tmp_path / "nothing") is None
+
+
+def test_schema_loads_from_a_model_on_an_object_store(s3_server) -> None:
+    from beam_pipeline.io import filesystem
+
+    filesystem.configure(s3_server.beam_options)
+    model = s3_server.bucket("raw-schema") + "/models/7/saved_model"
+    filesystem.write_text(f"{model}/assets.extra/raw_schema.json", SCHEMA.to_json())
+    assert RawSchema.load(model) == SCHEMA
+    assert RawSchema.load(s3_server.bucket("raw-schema-none") + "/saved_model") is None

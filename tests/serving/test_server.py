@@ -198,18 +198,23 @@ BAD_REQUESTS = [
     ("not an object", [1, 2], 400, '"instances" or "inputs"'),
     ("mixed formats", {"instances": [{}], "inputs": {}}, 400, "cannot be mixed"),
     ("misspelt feature", {"instances": [{**BASE, "fair": 1.0}]}, 400, "unknown feature 'fair'"),
-    ("missing required feature", {"instances": [{"fare": 1.0}]}, 400, "'payment_type' is required"),
+    (
+        "missing required feature",
+        {"instances": [{"fare": 1.0}]},
+        400,
+        "column 'payment_type': missing value",
+    ),
     (
         "wrong type",
         {"instances": [BASE, {**BASE, "fare": "twelve"}]},
         400,
-        "'fare' expects a number; received 'twelve'",
+        "instances[1]: column 'fare': expected float; received 'twelve'",
     ),
     (
         "not an integer",
         {"instances": [{**BASE, "trip_start_hour": 1.5}]},
         400,
-        "'trip_start_hour' expects an integer",
+        "column 'trip_start_hour': expected int",
     ),
     ("unknown top-level field", {"instances": [{}], "extra": 1}, 400, "unknown field 'extra'"),
     (
@@ -385,3 +390,63 @@ def test_feedback_cli_imports_a_csv_as_one_segment(tmp_path: Path) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_text("id,label\nabc,1\n")
     assert main(["feedback", str(config), "--input", str(bad)]) == 1
+
+
+def test_score_rest_and_grpc_accept_and_refuse_the_same_rows(
+    server: sf.Server, models: dict[int, Path]
+) -> None:
+    """Generated rows with missing, empty, blank, wrong-typed and multi-valued values: the check
+    score runs (`raw_inputs.check_rows` over all rows at once) and the server (one row per REST
+    and per gRPC request) accept the same rows and refuse the others with the same reason."""
+    import grpc
+    import pyarrow as pa
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    from beam_pipeline.io.raw_inputs import RawSchema, check_rows
+
+    schema = RawSchema.load(models[1])
+    assert schema is not None
+    rng = np.random.default_rng(9)
+    spoils = [None, "", "  ", "abc", 1.5, True, [1, 2], "7", -3]
+    rows = []
+    for row in sf.raw_rows(24, skip=200):
+        for _ in range(int(rng.integers(0, 3))):
+            column = schema.names[int(rng.integers(len(schema.names)))]
+            spoil = spoils[int(rng.integers(len(spoils)))]
+            if spoil is None:
+                row.pop(column, None)
+            else:
+                row[column] = spoil
+        rows.append(row)
+    texts = [{k: v for k, v in r.items() if not isinstance(v, list)} for r in rows]
+
+    def verdicts(checked: Any) -> list[str]:
+        reasons = dict(checked.rejected)
+        return [reasons.get(i, "accepted") for i in range(len(rows))]
+
+    by_json = verdicts(check_rows(rows, schema))
+    columns = sf.csv_strings(texts, schema.names)
+    by_text = verdicts(check_rows(pa.table(columns), schema))
+    assert 4 < by_json.count("accepted") < len(rows) - 4, by_json  # both kinds are exercised
+
+    with grpc.insecure_channel(server.grpc) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        for i, row in enumerate(rows):
+            r = post(server, "/v1/models/taxi:predict", {"instances": [row]})
+            if by_json[i] == "accepted":
+                assert r.status_code == 200, (row, r.text)
+            else:
+                assert r.status_code == 400, (row, by_json[i])
+                assert r.json()["error"] == f"instances[0]: {by_json[i]}"
+            request = predict_pb2.PredictRequest()
+            request.model_spec.name = "taxi"
+            for k in schema.names:
+                request.inputs[k].CopyFrom(tf.make_tensor_proto([columns[k][i]]))
+            if by_text[i] == "accepted":
+                stub.Predict(request, timeout=60)
+            else:
+                with pytest.raises(grpc.RpcError) as err:
+                    stub.Predict(request, timeout=60)
+                assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+                assert err.value.details() == f"inputs row 0: {by_text[i]}"
