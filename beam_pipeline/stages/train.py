@@ -105,6 +105,7 @@ def train_model(
     Non-chief workers write to a temporary folder that is removed afterwards.
     """
     strategy = make_strategy(section.strategy)  # before any other TF work in this process
+    modeling.exempt_libraries_from_autograph()
     import tensorflow_transform as tft
     import tf_keras
 
@@ -165,6 +166,9 @@ def train_model(
             include_optimizer=False,
             signatures=signatures,
             save_format="tf",
+            # The two signatures are the model's interface (TF Serving, score, serve, evaluate);
+            # per-layer call traces would only serve tf_keras.models.load_model and cost ~6 s.
+            save_traces=False,
         )
         raw_schema = RawSchema.from_feature_spec(_raw_spec(tft_output, job.raw_label_keys))
         raw_schema.save(saved_model_dir(model_dir))  # what check_rows needs, beside the model

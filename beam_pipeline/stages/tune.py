@@ -67,6 +67,7 @@ def search(section: TuneSection, job: SearchInputs, directory: str) -> dict[str,
     import tensorflow_transform as tft
     import tf_keras
 
+    modeling.exempt_libraries_from_autograph()
     module = modeling.load_model_module(job.module)
     tft_output = tft.TFTransformOutput(job.transform_graph)
     module.check_label(tft_output)

@@ -200,3 +200,17 @@ def test_section_checks_values() -> None:
         train.TrainSection(batch_size=0)
     with pytest.raises(ConfigError, match="train.steps_per_epoch must be >= 1 or null"):
         train.TrainSection(steps_per_epoch=0)
+
+
+def test_autograph_leaves_graph_mode_libraries_but_converts_user_code() -> None:
+    import tensorflow_transform as tft
+    import tf_keras
+    from tensorflow.python.autograph.impl import conversion
+
+    from models import taxi
+
+    modeling.exempt_libraries_from_autograph()
+    modeling.exempt_libraries_from_autograph()  # idempotent
+    assert conversion.is_allowlisted(tf_keras.Model.train_step)
+    assert conversion.is_allowlisted(tft.TFTransformOutput.transform_features_layer)
+    assert not conversion.is_allowlisted(taxi.build_model)
