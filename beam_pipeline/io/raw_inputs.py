@@ -237,7 +237,7 @@ def _conform(values: pa.Array, col: RawColumn) -> tuple[pa.Array, np.ndarray, An
             values = pc.cast(values, pa.string())
         typed = values
     else:
-        typed, invalid = _numbers(values, kind)
+        typed, invalid = to_numbers(values, kind)
     missing = ~typed.is_valid().to_numpy(zero_copy_only=False) & ~invalid
     failed = invalid | (missing if col.required else False)
     shown = values
@@ -252,8 +252,12 @@ def _conform(values: pa.Array, col: RawColumn) -> tuple[pa.Array, np.ndarray, An
     return typed, failed, why
 
 
-def _numbers(values: pa.Array, kind: str) -> tuple[pa.Array, np.ndarray]:
-    """Numbers of ``kind`` from numbers or text; (typed, rows whose value does not fit)."""
+def to_numbers(values: pa.Array, kind: str) -> tuple[pa.Array, np.ndarray]:
+    """Numbers of ``kind`` (int or float) from numbers or trimmed text (null = missing); returns
+    (typed values, rows whose value does not fit: not a number, not whole, out of int64).
+
+    Integers never pass through float: ``"9007199254740993"`` and ``"5.0"`` (integral) become
+    int64 from their digits. Shared by ingest's readers and `check_rows`."""
     target = ARROW[kind]
     n = len(values)
     if pa.types.is_integer(values.type) or pa.types.is_floating(values.type):

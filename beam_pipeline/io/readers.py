@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
@@ -25,7 +24,8 @@ import pyarrow.json as pajson
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
-from beam_pipeline.errors import DataError
+from beam_pipeline.errors import ConfigError, DataError
+from beam_pipeline.io.raw_inputs import to_numbers
 
 T = TypeVar("T")
 BLOCK_BYTES = 8 << 20
@@ -152,7 +152,16 @@ def csv_header(path: str) -> list[str]:
         text = first.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}:1: header is not UTF-8: {exc}") from exc
-    return next(iter(_csv_rows(text)))
+    names = next(iter(_csv_rows(text)))
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise ConfigError(
+                f"{path}:1: the header names column {name!r} twice; every column needs its own "
+                "name (rename one in the file)"
+            )
+        seen.add(name)
+    return names
 
 
 def _csv_rows(text: str) -> Iterator[list[str]]:
@@ -442,47 +451,20 @@ def _type_columns(table: pa.Table, types: dict[str, str]) -> tuple[pa.RecordBatc
             continue
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             pass
-        # A chunk with a bad value: find the rows with pandas, null them, and cast again.
-        present = col.is_valid().to_numpy(zero_copy_only=False)
-        number = pd.to_numeric(col.to_pandas(), errors="coerce").to_numpy(dtype=np.float64)
-        suspect = present & (np.isnan(number) | (kind == "int") & (number != np.round(number)))
-        for i in np.flatnonzero(suspect):  # few rows; confirm each one ("nan" is a float)
-            value = col[int(i)].as_py()
-            try:
-                _parse_number(value, kind)
-                suspect[i] = False
-            except ValueError:
-                if not bad[i]:
-                    bad[i] = True
-                    reasons[int(i)] = f"column {name!r}: expected {kind}; received {value!r}"
-        cleaned = pc.if_else(pa.array(suspect), pa.scalar(None, col.type), col)
-        try:
-            arrays[name] = pc.cast(cleaned, target)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # e.g. "1.0" in an int column
-            arrays[name] = pa.array(
-                [None if v is None else _parse_number(v, kind) for v in cleaned.to_pylist()],
-                type=target,
-            )
+        # A chunk with a value the plain cast refuses ("5.0" or an out-of-range int in an int
+        # column, "abc" in a number column): type it from its text, never through float, and
+        # reject the rows whose value does not fit.
+        typed, invalid = to_numbers(col, kind)
+        for i in np.flatnonzero(invalid & ~bad):
+            reasons[int(i)] = f"column {name!r}: expected {kind}; received {col[int(i)].as_py()!r}"
+        bad |= invalid
+        arrays[name] = typed
     batch = pa.RecordBatch.from_arrays(
         [arrays[c] for c in table.column_names], names=table.column_names
     )
     if bad.any():
         batch = batch.filter(pa.array(~bad))
     return batch, reasons
-
-
-def _parse_number(v: Any, kind: str) -> float | int:
-    if isinstance(v, int | float) and not isinstance(v, bool):
-        if kind == "int" and float(v) != int(v):
-            raise ValueError(v)
-        return int(v) if kind == "int" else float(v)
-    s = str(v).strip()
-    if kind == "int":
-        f = float(s)
-        if not f.is_integer():
-            raise ValueError(s)
-        return int(f)
-    return float(s)
 
 
 def _rows_as_text(table: pa.Table) -> list[str]:
@@ -637,32 +619,42 @@ def jsonl_columns(path: str, sample_lines: int = 10000) -> dict[str, str]:
 
 
 def infer_types(samples: dict[str, list[Any]]) -> dict[str, str]:
-    """int if every non-empty value is an integer, float if a number, else string."""
+    """Each column's kind from sample values (JSON values or text), by `infer_kind`."""
     out = {}
     for name, values in samples.items():
-        kind = "int"
-        for v in values:
-            if v is None or (isinstance(v, str) and not v.strip()):
-                continue
-            try:
-                number = _parse_number(v, "float")
-            except (ValueError, TypeError):
-                kind = "string"
-                break
-            if isinstance(v, bool) or isinstance(v, str) and not v.strip().lstrip("-+").isdigit():
-                if not (isinstance(v, int | float) and float(number).is_integer()):
-                    kind = "float"
-            elif isinstance(v, float):
-                kind = "float"
-        out[name] = kind
+        text = [
+            v if v is None or isinstance(v, str) else json.dumps(v, default=str) for v in values
+        ]
+        out[name] = infer_kind(pa.array(text, pa.string()))
     return out
 
 
-def csv_sample_types(path: str, columns: list[str], sample_rows: int = 20000) -> dict[str, str]:
-    """Column types inferred (by pyarrow) from the first rows of a CSV file.
+_STRICT_INT = r"^[+-]?[0-9]+$"
+_NUMBER = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$|^[+-]?(inf|infinity|nan)$"
 
-    int if every non-empty value is an integer, float if a number, else string; a column that is
-    empty in the whole sample is a string.
+
+def infer_kind(sample: pa.Array) -> str:
+    """The majority type of a text column's sample (blank = missing): a number column when more
+    than half of its non-empty values are numbers (int when every one of those is a whole
+    number written without a point, else float), otherwise string. Values that do not fit
+    the inferred type are rejected when read, wherever they sit in the file, rather than
+    changing the column's type (one ``"n/a"`` in a fare column no longer makes it text)."""
+    text = pc.utf8_trim_whitespace(sample)
+    present = pc.fill_null(pc.not_equal(text, ""), False)
+    n = pc.sum(present).as_py() or 0
+    if n == 0:
+        return "string"
+    numbers = pc.and_(present, pc.match_substring_regex(text, _NUMBER, ignore_case=True))
+    count = pc.sum(pc.fill_null(numbers, False)).as_py() or 0
+    if 2 * count <= n:
+        return "string"
+    ints = pc.fill_null(pc.and_(numbers, pc.match_substring_regex(text, _STRICT_INT)), False)
+    return "int" if pc.sum(ints).as_py() == count else "float"
+
+
+def csv_sample_types(path: str, columns: list[str], sample_rows: int = 20000) -> dict[str, str]:
+    """Column types inferred from the first rows of a CSV file: each column's majority type
+    (`infer_kind`); a column that is empty in the whole sample is a string.
     """
     with _open(path) as f:
         f.readline()
@@ -676,15 +668,13 @@ def csv_sample_types(path: str, columns: list[str], sample_rows: int = 20000) ->
         io.BytesIO(data),
         read_options=pacsv.ReadOptions(column_names=columns, encoding="latin-1"),
         parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=_skip),
-        convert_options=pacsv.ConvertOptions(null_values=[""], strings_can_be_null=True),
+        convert_options=pacsv.ConvertOptions(
+            column_types=dict.fromkeys(columns, pa.string()),
+            null_values=[""],
+            strings_can_be_null=True,
+        ),
     )
-    out = {}
-    for name in columns:
-        t = table.schema.field(name).type
-        out[name] = (
-            "int" if pa.types.is_integer(t) else "float" if pa.types.is_floating(t) else "string"
-        )
-    return out
+    return {name: infer_kind(table.column(name).combine_chunks()) for name in columns}
 
 
 def _skip(row: Any) -> str:

@@ -73,7 +73,7 @@ def resolve_files(source: str, span: int | None, count: int = 1) -> tuple[list[s
         raise DataError(f"ingest.source: no files match {pattern!r} (span pattern {source!r})")
     chosen = max(spans) if span is None else span
     if chosen not in spans:
-        raise DataError(f"ingest.span: span {chosen} not found; available spans {sorted(spans)}")
+        raise ConfigError(f"ingest.span: span {chosen} not found; available spans {sorted(spans)}")
     read = sorted(n for n in spans if n <= chosen)[-count:]
     return sorted(f for n in read for f in spans[n]), chosen
 

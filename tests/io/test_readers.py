@@ -81,6 +81,47 @@ def test_type_inference(tmp_path: Path) -> None:
     }
 
 
+def test_a_bad_value_is_rejected_wherever_it_sits_not_retyping_the_column(tmp_path: Path) -> None:
+    """Majority-type inference: "n/a" inside the type sample no longer makes fare a string; it
+    is rejected there as it is after the sample."""
+    rows = [f"{i},{i % 7}.25" for i in range(30)]
+    rows[3] = "3,n/a"  # inside the sample
+    rows[25] = "25,n/a"  # after the sample (sample_rows=20 below)
+    p = tmp_path / "m.csv"
+    p.write_text("id,fare\n" + "\n".join(rows) + "\n")
+    types = readers.csv_sample_types(str(p), ["id", "fare"], sample_rows=20)
+    assert types == {"id": "int", "fare": "float"}
+    got, rejected = _read(p, types)
+    assert len(got["fare"]) == 28
+    assert [(r.line, r.reason) for r in rejected] == [
+        (5, "column 'fare': expected float; received 'n/a'"),
+        (27, "column 'fare': expected float; received 'n/a'"),
+    ]
+    # A column that is mostly text stays text; an empty one is text.
+    assert readers.infer_kind(pa.array(["a", "1", "b", None, " "])) == "string"
+    assert readers.infer_kind(pa.array(["1", "2", "x"])) == "int"
+    assert readers.infer_kind(pa.array(["1", "2.5", "x"])) == "float"
+
+
+def test_ints_stay_exact_and_out_of_range_ints_are_rejected(tmp_path: Path) -> None:
+    p = tmp_path / "big.csv"
+    p.write_text("a\n9007199254740993\n5.0\n99999999999999999999\n-9223372036854775808\n7\n")
+    got, rejected = _read(p, {"a": "int"})
+    assert got["a"] == [9007199254740993, 5, -9223372036854775808, 7]
+    assert [(r.line, r.reason) for r in rejected] == [
+        (4, "column 'a': expected int; received '99999999999999999999'")
+    ]
+
+
+def test_duplicate_header_names_are_a_config_error(tmp_path: Path) -> None:
+    from beam_pipeline.errors import ConfigError
+
+    p = tmp_path / "dup.csv"
+    p.write_text("a,b,a\n1,2,3\n")
+    with pytest.raises(ConfigError, match=r"dup.csv:1: the header names column 'a' twice"):
+        readers.csv_header(str(p))
+
+
 # ---------------------------------------------------------------------------------------------
 # Differential: our CSV reader against pyarrow and Python's csv on generated files (issue 9, 2)
 

@@ -200,6 +200,18 @@ def test_span_latest_is_selected(tmp_path: Path, capsys) -> None:
     assert len(_examples(uri, "train")) + len(_examples(uri, "eval")) == 100
 
 
+def test_a_span_that_does_not_exist_is_a_config_error(tmp_path: Path, capsys) -> None:
+    for span in (1, 2):
+        d = tmp_path / f"span-{span}"
+        d.mkdir()
+        (d / "part.csv").write_text("\n".join([HEADER, *tiny_rows(5, seed=span)]) + "\n")
+    source = str(tmp_path / "span-{SPAN}" / "*.csv")
+    code, _, err = _ingest(tmp_path, capsys, {"source": source, "span": 7})
+    assert code == 2
+    assert "ingest.span: span 7 not found; available spans [1, 2]" in err
+    assert "Traceback" not in err
+
+
 def test_several_spans_are_read_together(tmp_path: Path) -> None:
     from beam_pipeline.stages.ingest import resolve_files
 
