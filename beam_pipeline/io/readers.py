@@ -589,6 +589,84 @@ def read_parquet(
             yield _conform(table, columns, types, path, lines, [])
 
 
+def read_tfrecord(
+    path: str, columns: list[str], types: dict[str, str], batch_rows: int = 65536
+) -> Iterator[Chunk]:
+    """Stream a TFRecord file of tf.Examples (``.gz``: gzip) in batches, decoded by tfx_bsl's
+    `ExamplesToRecordBatchDecoder` into the same typed columns as the other formats. "line" in
+    a rejection is the 1-based record number. A record that is not a tf.Example, or a feature
+    with more than one value, is rejected (the raw record is kept base64-encoded); a damaged
+    file (bad framing or checksum) fails with its name."""
+    import base64
+
+    import tensorflow as tf
+    from tfx_bsl.coders.example_coder import ExamplesToRecordBatchDecoder
+
+    from beam_pipeline.io import filesystem
+
+    filesystem.enable_tensorflow(path)
+    decoder = ExamplesToRecordBatchDecoder()
+    compression = "GZIP" if path.endswith(".gz") else ""
+    dataset = tf.data.TFRecordDataset(path, compression_type=compression).batch(batch_rows)
+    first = 1
+    try:
+        for tensor in dataset:
+            records = tensor.numpy().tolist()
+            lines = np.arange(first, first + len(records))
+            first += len(records)
+            rejected: list[Rejected] = []
+            try:
+                decoded = decoder.DecodeBatch(records)
+            except RuntimeError:  # some record is not a tf.Example: find which (rare path)
+                good = []
+                for i, record in enumerate(records):
+                    try:
+                        decoder.DecodeBatch([record])
+                        good.append(i)
+                    except RuntimeError:
+                        raw = base64.b64encode(record[:10000]).decode()
+                        rejected.append(
+                            Rejected(path, int(lines[i]), "not a serialized tf.Example", raw)
+                        )
+                lines = lines[good]
+                decoded = decoder.DecodeBatch([records[i] for i in good])
+            table, bad = _scalar_columns(decoded)
+            if bad:
+                keep = np.ones(table.num_rows, bool)
+                for i, reason in bad.items():
+                    keep[i] = False
+                    raw = base64.b64encode(records[i][:10000]).decode()
+                    rejected.append(Rejected(path, int(lines[i]), reason, raw))
+                table, lines = table.filter(pa.array(keep)), lines[keep]
+            yield _conform(table, columns, types, path, lines, rejected)
+    except tf.errors.DataLossError as exc:
+        raise DataError(f"{path}: damaged TFRecord file: {exc.message}") from None
+
+
+def _scalar_columns(decoded: pa.RecordBatch) -> tuple[pa.Table, dict[int, str]]:
+    """tfx_bsl's list columns as one value per row (an empty or absent list is missing);
+    (table, {row: reason} for rows with a feature holding several values)."""
+    arrays = []
+    bad: dict[int, str] = {}
+    for name, col in zip(decoded.schema.names, decoded.columns, strict=True):
+        lengths = pc.fill_null(pc.list_value_length(col), 0).to_numpy(zero_copy_only=False)
+        for i in np.flatnonzero(lengths > 1):
+            bad.setdefault(int(i), f"column {name!r}: expected one value; received {lengths[i]}")
+        values = pc.list_element(
+            pc.if_else(pa.array(lengths == 1), col, pa.scalar(None, col.type)), 0
+        )
+        if pa.types.is_large_binary(values.type) or pa.types.is_binary(values.type):
+            try:
+                values = pc.cast(values, pa.string())
+            except pa.ArrowInvalid:  # invalid UTF-8 somewhere: replaced, as CSV text is read
+                text = [None if v is None else v.decode("utf-8", "replace") for v in values]
+                values = pa.array(text, pa.string())
+        elif pa.types.is_floating(values.type):
+            values = pc.cast(values, pa.float64())
+        arrays.append(values)
+    return pa.Table.from_arrays(arrays, names=decoded.schema.names), bad
+
+
 def parquet_columns(path: str) -> dict[str, str]:
     with _open(path) as f:
         schema = pq.ParquetFile(f).schema_arrow

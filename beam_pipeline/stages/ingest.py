@@ -104,7 +104,10 @@ def _tfrecord_columns(path: str) -> dict[str, str]:
     for i, raw in enumerate(tf.data.TFRecordDataset(path, compression_type=compression)):
         if i >= 1000:
             break
-        ex = tf.train.Example.FromString(raw.numpy())
+        try:
+            ex = tf.train.Example.FromString(raw.numpy())
+        except Exception:  # noqa: BLE001 - DecodeError: rejected when read
+            continue
         for name, feat in ex.features.feature.items():
             kind = feat.WhichOneof("kind")
             if kind:
@@ -199,6 +202,7 @@ class ReadAndEncode(beam.DoFn):
             "csv": readers.read_csv,
             "parquet": readers.read_parquet,
             "jsonl": readers.read_jsonl,
+            "tfrecord": readers.read_tfrecord,
         }[self._fmt]
         names = list(self._columns)
         splits = list(self._ratios)
@@ -230,26 +234,6 @@ class ReadAndEncode(beam.DoFn):
                 if mask.any():
                     self._rows[split].inc(int(mask.sum()))
                     yield split, frame(serialized.filter(pa.array(mask)))
-
-
-class SplitSerialized(beam.DoFn):
-    """TFRecord input: batches of serialized tf.Example split by a hash of their bytes."""
-
-    def __init__(self, ratios: dict[str, float]) -> None:
-        self._ratios = ratios
-        self._rows = {s: Metrics.counter(NAMESPACE, f"rows_{s}") for s in ratios}
-
-    def process(self, records: list[bytes]) -> Iterator[tuple[str, bytes]]:
-        arr = np.array(records, dtype=object)
-        hashes = pd.util.hash_array(arr)
-        weights = np.array(list(self._ratios.values()), dtype=np.float64)
-        edges = np.cumsum(weights / weights.sum()) * BUCKETS
-        which = np.searchsorted(edges, hashes % np.uint64(BUCKETS), side="right")
-        for i, split in enumerate(self._ratios):
-            part = arr[np.minimum(which, len(edges) - 1) == i]
-            if len(part):
-                self._rows[split].inc(len(part))
-                yield split, frame(list(part))
 
 
 class WriteExamples(beam.PTransform):
@@ -285,19 +269,6 @@ class ReadExamples(beam.PTransform):
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> tuple[beam.PCollection, beam.PCollection]:
         s = self._section
-        if s.format == "tfrecord":
-            batches = (
-                pbegin
-                | "ReadTFRecord"
-                >> beam.io.ReadFromTFRecord(
-                    self._files[0] if len(self._files) == 1 else _common_glob(self._files)
-                )
-                | "Batch"
-                >> beam.BatchElements(min_batch_size=s.batch_size, max_batch_size=s.batch_size)
-                | "Split" >> beam.ParDo(SplitSerialized(s.split.ratios))
-            )
-            rejected = pbegin | "NoRejected" >> beam.Create([])
-            return batches, rejected
         files = pbegin | "Files" >> beam.Create(self._files)
         if s.format in ("csv", "jsonl"):
             files = files | "SplitLargeFiles" >> SplitLargeFiles(s.format, s.split_bytes)
@@ -352,14 +323,6 @@ class _NominalRanges(beam.DoFn):
             return
         for i, (a, b) in enumerate(ranges):
             yield file, i, a, b
-
-
-def _common_glob(files: list[str]) -> str:
-    prefix = files[0]
-    for f in files[1:]:
-        while not f.startswith(prefix):
-            prefix = prefix[:-1]
-    return prefix + "*"
 
 
 # ---------------------------------------------------------------------------------------------

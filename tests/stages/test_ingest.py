@@ -272,3 +272,49 @@ def test_gzip_output_is_valid(tmp_path: Path, tiny_csv: Path, capsys) -> None:
     for f in Path(uri).glob("Split-*/*.tfrecord.gz"):
         with gzip.open(f) as fh:
             assert fh.read(8)
+
+
+def test_tfrecord_honours_key_drop_rejections_and_the_exact_files(tmp_path: Path, capsys) -> None:
+    """TFRecord goes through the same record-batch path as the other formats: split.key decides
+    the split, drop removes the column, a record that is not a tf.Example is a dead letter, and
+    only the fingerprinted files are read (span-3 shares their prefix and is not read)."""
+    for span in (1, 2, 3):
+        d = tmp_path / f"span-{span}"
+        d.mkdir()
+        with tf.io.TFRecordWriter(str(d / "data.tfrecord.gz"), options="GZIP") as w:
+            for i in range(20):
+                if span == 2 and i == 5:
+                    w.write(b"\x0a\xffnot an example")
+                ex = tf.train.Example()
+                ex.features.feature["id"].int64_list.value.append(span * 100 + i)
+                ex.features.feature["k"].int64_list.value.append(i)
+                ex.features.feature["secret"].bytes_list.value.append(b"label leak")
+                w.write(ex.SerializeToString())
+    ingest = {
+        "source": str(tmp_path / "span-{SPAN}" / "data.tfrecord.gz"),
+        "format": "tfrecord",
+        "span": 2,
+        "spans": 2,
+        "drop": ["secret"],
+        "split": {"ratios": RATIOS, "key": "k"},
+        "max_rejected_fraction": 0.1,
+    }
+    code, out, err = _ingest(tmp_path, capsys, ingest)
+    assert code == 0, err
+    uri = out["stages"]["ingest"]["outputs"]["examples"]["uri"]
+    splits = {s: _examples(uri, s) for s in RATIOS}
+    ids = sorted(e.features.feature["id"].int64_list.value[0] for s in splits for e in splits[s])
+    assert ids == [*range(100, 120), *range(200, 220)]
+    keys = {
+        s: {e.features.feature["k"].int64_list.value[0] for e in examples}
+        for s, examples in splits.items()
+    }
+    assert keys["train"] and keys["eval"] and not keys["train"] & keys["eval"]
+    assert not any("secret" in e.features.feature for s in splits for e in splits[s])
+    [rej] = [
+        json.loads(x)
+        for p in Path(uri, "rejected").glob("*.jsonl")
+        for x in p.read_text().splitlines()
+    ]
+    assert rej["file"].endswith("span-2/data.tfrecord.gz") and rej["line"] == 6
+    assert rej["reason"] == "not a serialized tf.Example"
