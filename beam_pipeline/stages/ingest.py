@@ -364,10 +364,12 @@ def run(
         raise DataError(f"ingest.source: {', '.join(files)}: no data rows")
     if n_rejected and n_rejected / total > section.max_rejected_fraction:
         first = first_rejected(examples)
+        kept = keep_dead_letters(examples, ctx)
         raise DataError(
             f"{n_rejected} of {total} rows rejected ({n_rejected / total:.2%}), above "
             f"ingest.max_rejected_fraction={section.max_rejected_fraction}; first: "
-            f"{first['file']}:{first['line']}: {first['reason']}"
+            f"{first['file']}:{first['line']}: {first['reason']}; every rejected row is kept "
+            f"in {kept}"
         )
     if any(counts[s] == 0 for s in splits):
         empty = [s for s in splits if counts[s] == 0]
@@ -385,6 +387,16 @@ def run(
         time.time() - t0,
     )
     return {"examples": examples}
+
+
+def keep_dead_letters(examples: Artifact, ctx: StageContext) -> str:
+    """Copy the rejected rows of a failing ingest out of its staging folder (removed with the
+    failed stage) to ``{pipeline.root}/dead_letters/ingest-{run id}/``; returns that folder."""
+    target = filesystem.join(str(ctx.config.root), "dead_letters", f"ingest-{ctx.run_id}")
+    source = filesystem.join(examples.uri, "rejected")
+    for name in filesystem.files_under(source):
+        filesystem.copy_file(filesystem.join(source, name), filesystem.join(target, name))
+    return target
 
 
 def first_rejected(examples: Artifact) -> dict[str, Any]:

@@ -59,6 +59,11 @@ def test_over_the_limit_fails_naming_first_bad_row(tmp_path: Path, tiny_csv: Pat
     assert "1 of 20 rows rejected" in err
     assert "resume with: beam-pipeline run" in err
     assert not list((tmp_path / "root" / "ingest").glob("[0-9]*")), "nothing published"
+    # The dead letters outlive the failed stage, and the message says where they are.
+    [kept] = (tmp_path / "root" / "dead_letters").glob("ingest-*")
+    assert f"every rejected row is kept in {kept}" in err
+    [row] = [json.loads(x) for f in kept.glob("*.jsonl") for x in f.read_text().splitlines()]
+    assert (row["file"], row["line"]) == (str(tiny_csv), 12)
 
 
 def test_missing_input(tmp_path: Path, capsys) -> None:
