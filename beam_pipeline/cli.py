@@ -311,6 +311,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         orch.store.close()
     if args.json:
         emit_json(result.to_json())
+    for a in result.anomalies:  # blocking ones are in the error below
+        if not a.get("blocking"):
+            print(
+                f"warning (not blocking): validate: {a['split']}: {a['feature']}: {a['kind']}: "
+                f"{a['description']}",
+                file=sys.stderr,
+            )
     if result.error:
         print(f"error: {result.error}", file=sys.stderr)
     else:

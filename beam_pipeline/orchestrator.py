@@ -161,7 +161,9 @@ class Orchestrator:
             result.exit_code = exc.exit_code
             if isinstance(exc, ValidationFailed):
                 result.status = "stopped"
-                result.anomalies = exc.anomalies
+                result.anomalies = result.anomalies or [
+                    {**a, "blocking": True} for a in exc.anomalies
+                ]
             else:
                 result.status = "failed"
             for name in names:
@@ -428,6 +430,11 @@ def _summarize(art: Artifact, result: RunResult) -> None:
         result.pushed_version = int(p["pushed_version"])
     if "pushed" in p and "reason" in p:
         result.push_reason = str(p["reason"])
+    if isinstance(p.get("blocking"), list) and isinstance(p.get("counts"), dict):  # validate's
+        warnings = list(p.get("warnings") or [])
+        result.anomalies = [{**a, "blocking": True} for a in p["blocking"]] + [
+            {**w, "blocking": False} for w in warnings
+        ]
 
 
 def _uris(config: Config) -> list[str]:

@@ -90,6 +90,17 @@ def test_curated_schema_violation_stops_the_run_with_exit_3(tmp_path: Path, caps
     code, again, _ = run_cli(["run", str(cfg), "--to", "validate", "--json"], capsys)
     assert code == 3 and again["stages"]["validate"]["status"] == "stopped"
     assert again["stages"]["ingest"]["status"] == "cached"
+    assert all(a["blocking"] for a in out["anomalies"])
+    # When schema findings only warn, the run goes on; they are printed and listed, not blocking.
+    cfg_data = yaml.safe_load(cfg.read_text())
+    cfg_data["validation"]["fail_on"] = ["skew"]
+    cfg.write_text(yaml.safe_dump(cfg_data))
+    code, warned, err = run_cli(["run", str(cfg), "--to", "validate", "--json"], capsys)
+    assert code == 0 and warned["stages"]["validate"]["status"] == "completed", err
+    species = [a for a in warned["anomalies"] if a["feature"] == "species"]
+    assert {a["split"] for a in species} == {"train", "eval"}
+    assert all(a["blocking"] is False and a["category"] == "schema" for a in species)
+    assert "warning (not blocking): validate: train: species: INT_TYPE_BIG_INT" in err
 
 
 def test_schema_export(tmp_path: Path, capsys) -> None:

@@ -42,6 +42,7 @@ BASELINE = "baseline_statistics"
 TRAIN, EVAL = "train", "eval"
 SCHEMA_DIFF = "SchemaDiff.pb"
 DATASET = "(dataset)"  # the "feature" of a dataset-level anomaly
+MAX_WARNINGS = 200  # non-blocking findings kept in the artifact's properties (run --json)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -157,6 +158,11 @@ def run(
         for r in rows
         if r["blocking"]
     ]
+    warnings = [
+        {k: r[k] for k in ("split", "feature", "kind", "category", "description")}
+        for r in rows
+        if not r["blocking"]
+    ]
     counts = {c: sum(r["category"] == c for r in rows) for c in CATEGORIES}
     counts["blocking"] = len(blocking)
     (out.path / "anomalies.json").write_text(json.dumps(rows, indent=2) + "\n")
@@ -164,6 +170,7 @@ def run(
     out.properties.update(
         passed=not blocking,
         blocking=blocking,
+        warnings=warnings[:MAX_WARNINGS],  # all of them are in anomalies.json
         counts=counts,
         statistics_fingerprint=stats_art.fingerprint,
         statistics_id=stats_art.id,
