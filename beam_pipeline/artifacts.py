@@ -92,7 +92,7 @@ class Artifact:
 
 def examples_pattern(examples: Artifact | str | Path, split: str) -> str:
     """The glob of one split's gzip TFRecord files of an ``Examples`` artifact (or folder)."""
-    base = examples.path if isinstance(examples, Artifact) else Path(examples)
+    base = examples.path if isinstance(examples, Artifact) else _as_path(examples)
     return str(split_dir(base, split) / EXAMPLES_GLOB)
 
 
@@ -146,12 +146,19 @@ def load_schema(schema: Artifact) -> schema_pb2.Schema:
 
 def saved_model_dir(model: Artifact | Path) -> Path:
     """The SavedModel folder of a ``Model`` artifact (or of its folder)."""
-    return (model.path if isinstance(model, Artifact) else Path(model)) / SAVED_MODEL_DIR
+    return (model.path if isinstance(model, Artifact) else _as_path(model)) / SAVED_MODEL_DIR
 
 
 def hyperparameters_path(hyperparameters: Artifact | Path) -> Path:
     base = hyperparameters.path if isinstance(hyperparameters, Artifact) else hyperparameters
-    return Path(base) / HYPERPARAMETERS_FILE
+    return _as_path(base) / HYPERPARAMETERS_FILE
+
+
+def _as_path(where: str | Path) -> Path:
+    """A local `Path`, or an `ObjectPath` for an object-store URI (or an ObjectPath as is)."""
+    from beam_pipeline.io.filesystem import as_path
+
+    return as_path(where)  # type: ignore[return-value]
 
 
 def exists(uri: str) -> bool:

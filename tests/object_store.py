@@ -221,20 +221,30 @@ def cli(server: S3Server, *args: str, timeout: float = 1500) -> tuple[int, Any, 
     return proc.returncode, data, proc.stderr
 
 
-def penguins_on_s3(server: S3Server, base: Path, bucket: str) -> Path:
-    """The penguins config with data, root and serving folder on S3 (store: a local SQLite)."""
-    server.bucket(bucket)
-    server.client().upload_file(str(PENGUINS_CSV), bucket, "data/penguins.csv")
+def penguins_config(base: Path) -> dict[str, Any]:
+    """The penguins config on a small budget (no tuning, 3 epochs), root and serving folder under
+    ``base``, a local SQLite store."""
     cfg = yaml.safe_load((REPO / "configs" / "penguins.yaml").read_text())
-    cfg["pipeline"]["root"] = f"s3://{bucket}/runs/penguins"
+    cfg["pipeline"]["root"] = str(base / "runs" / "penguins")
     cfg["metadata"] = {"backend": "sqlite", "path": str(base / "metadata.sqlite")}
-    cfg["ingest"]["source"] = f"s3://{bucket}/data/penguins.csv"
+    cfg["ingest"]["source"] = str(PENGUINS_CSV)
     cfg["schema"]["path"] = str(REPO / "configs" / "penguins" / "schema.pbtxt")
     cfg["transform"]["module"] = str(REPO / "transforms" / "penguins.py")
     cfg["train"]["module"] = str(REPO / "models" / "penguins.py")
     cfg["tune"]["enabled"] = False
-    cfg["train"].update(epochs=8, early_stopping_patience=0)
+    cfg["train"].update(epochs=3, early_stopping_patience=0)
     cfg["evaluate"]["thresholds"] = {"accuracy": {"lower": 0.6}}
+    cfg["push"]["serving_dir"] = str(base / "serving")
+    return cfg
+
+
+def penguins_on_s3(server: S3Server, base: Path, bucket: str) -> Path:
+    """The penguins config with data, root and serving folder on S3 (store: a local SQLite)."""
+    server.bucket(bucket)
+    server.client().upload_file(str(PENGUINS_CSV), bucket, "data/penguins.csv")
+    cfg = penguins_config(base)
+    cfg["pipeline"]["root"] = f"s3://{bucket}/runs/penguins"
+    cfg["ingest"]["source"] = f"s3://{bucket}/data/penguins.csv"
     cfg["push"]["serving_dir"] = f"s3://{bucket}/serving"
     path = base / "penguins.yaml"
     path.write_text(yaml.safe_dump(cfg))

@@ -1,6 +1,7 @@
 """Artifacts and data on a real S3 API server (moto's, on 127.0.0.1): the penguins pipeline from
 ingest through push with data, root and serving folder on S3, a cached second run, a failed stage's
-prefix removed, scoring from and to S3, lineage with s3:// URIs; the filesystem module itself."""
+prefix removed, lineage with s3:// URIs; the filesystem module itself. Scoring from and to S3 runs
+in tests/test_portable.py (on the portable runner, against this session's DirectRunner run)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,6 @@ from pathlib import Path
 import pytest
 
 from tests.object_store import S3Server, cli
-
-# tune fails on an s3:// root since issues 9-11 were merged (TypeError: expected str, not
-# ObjectPath); the end-to-end S3 proof is pending (see the issue 11 closing note).
-BROKEN_ON_S3 = pytest.mark.skip(reason="tune fails on an s3:// root (TypeError: ObjectPath)")
-
 
 STAGES = [
     "ingest",
@@ -30,7 +26,6 @@ STAGES = [
 
 
 @pytest.mark.slow
-@BROKEN_ON_S3
 def test_penguins_pipeline_on_s3_from_ingest_to_push(s3_server: S3Server, s3_runs) -> None:
     first, second = s3_runs["runs"]
     assert [first["stages"][s]["status"] for s in STAGES] == ["completed"] * len(STAGES)
@@ -52,31 +47,9 @@ def test_penguins_pipeline_on_s3_from_ingest_to_push(s3_server: S3Server, s3_run
 
 
 @pytest.mark.slow
-@BROKEN_ON_S3
-def test_scoring_reads_and_writes_s3_and_lineage_shows_s3_uris(
-    s3_server: S3Server, s3_runs
-) -> None:
+def test_lineage_shows_s3_uris(s3_server: S3Server, s3_runs) -> None:
+    """(Scoring from and to S3 is proven in tests/test_portable.py, on the portable runner.)"""
     config = str(s3_runs["config"])
-    beam = [f"--beam-option={o}" for o in s3_server.beam_options]
-    code, summary, err = cli(
-        s3_server,
-        "score",
-        config,
-        "--input",
-        "s3://penguins/data/*.csv",
-        "--output",
-        "s3://penguins/scored/one",
-        "--json",
-        *beam,
-    )
-    assert code == 0, err[-4000:]
-    assert summary["rows"] == 334 and summary["rejected"] == 0
-    predictions = [k for k in s3_server.keys("penguins", "scored/one/") if "predictions-" in k]
-    assert predictions
-    body = s3_server.client().get_object(Bucket="penguins", Key=predictions[0])["Body"].read()
-    record = json.loads(body.decode().splitlines()[0])
-    assert record["model_version"] == 1 and len(record["prediction"]) == 3
-
     model_id = s3_runs["runs"][0]["stages"]["train"]["outputs"]["model"]["id"]
     code, tree, err = cli(s3_server, "lineage", config, "--artifact", str(model_id), "--json")
     assert code == 0, err[-2000:]
@@ -86,7 +59,6 @@ def test_scoring_reads_and_writes_s3_and_lineage_shows_s3_uris(
 
 
 @pytest.mark.slow
-@BROKEN_ON_S3
 def test_a_failed_stage_on_s3_leaves_no_objects(
     s3_server: S3Server, s3_runs, tmp_path: Path
 ) -> None:

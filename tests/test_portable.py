@@ -1,7 +1,7 @@
 """The whole pipeline on the portable runner as a cluster runs it: a job server and an external
 worker pool, each its own process in its own folder, ``--environment_type=EXTERNAL``, data and
 root on the S3 server. Ingest, statistics, transform, evaluate and score give the artifacts the
-DirectRunner gave on the same input (the session's `s3_runs`)."""
+DirectRunner gave on the same input (the session's `s3_runs`); score reads from and writes to S3."""
 
 from __future__ import annotations
 
@@ -12,10 +12,6 @@ from typing import Any
 import pytest
 
 from tests.object_store import S3Server, child_env, cli
-
-# tune fails on an s3:// root since issues 9-11 were merged (TypeError: expected str, not
-# ObjectPath); the end-to-end S3 proof is pending (see the issue 11 closing note).
-BROKEN_ON_S3 = pytest.mark.skip(reason="tune fails on an s3:// root (TypeError: ObjectPath)")
 
 
 def _records(server: S3Server, uri: str, split: str) -> list[dict[str, tuple[float, ...]]]:
@@ -71,7 +67,6 @@ def _json_object(server: S3Server, uri: str) -> Any:
 
 
 @pytest.mark.slow
-@BROKEN_ON_S3
 def test_portable_runner_with_an_external_worker_pool_gives_directrunner_artifacts(
     s3_server: S3Server, s3_runs, tmp_path: Path
 ) -> None:
@@ -116,6 +111,12 @@ def test_portable_runner_with_an_external_worker_pool_gives_directrunner_artifac
         )
     ours = _json_object(s3_server, uri(portable, "evaluate", "evaluation") + "/metrics.json")
     theirs = _json_object(s3_server, uri(direct, "evaluate", "evaluation") + "/metrics.json")
-    assert ours["overall"]["candidate"]["example_count"] == 66
+    assert ours["overall"]["candidate"]["example_count"] == 72  # the eval split: 72 of 334 rows
     assert ours["overall"]["candidate"] == pytest.approx(theirs["overall"]["candidate"])
+    # score read its input from S3 and wrote its predictions there
     assert scored["rows"] == 334 and scored["rejected"] == 0
+    predictions = [k for k in s3_server.keys("penguins", "scored/portable/") if "predictions-" in k]
+    assert predictions
+    body = s3_server.client().get_object(Bucket="penguins", Key=predictions[0])["Body"].read()
+    record = json.loads(body.decode().splitlines()[0])
+    assert record["model_version"] == 1 and len(record["prediction"]) == 3

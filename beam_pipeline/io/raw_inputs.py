@@ -101,7 +101,9 @@ class RawSchema:
 
     def save(self, saved_model: str | Path) -> Path:
         """Writes ``{saved_model}/assets.extra/raw_schema.json``."""
-        path = Path(saved_model) / "assets.extra" / SCHEMA_FILE
+        from beam_pipeline.io.filesystem import as_path
+
+        path = as_path(saved_model) / "assets.extra" / SCHEMA_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(self.to_json())
         return path
