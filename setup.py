@@ -39,6 +39,7 @@ setup(
         "notebook": ["ipykernel", "nbformat"],
         "dev": [
             "pytest",
+            "pytest-xdist",
             "ruff",
             "httpx",
             "moto[server]",

@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
+pytest_plugins = ["tests.parallel"]
+
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 

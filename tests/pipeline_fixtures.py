@@ -15,6 +15,7 @@ and its SQLite store with its own serving folder.
 from __future__ import annotations
 
 import atexit
+import fcntl
 import functools
 import json
 import os
@@ -31,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TAXI_CSV = ROOT / "data" / "chicago_taxi" / "data.csv"
 
 KEEP_ENV = "BEAM_PIPELINE_TEST_PIPELINE"  # a folder that keeps the pipeline between sessions
+SHARED_ENV = "BEAM_PIPELINE_TEST_SHARED"  # the session's folder under pytest-xdist (parallel.py)
 WORSE = ["--set", "train.epochs=1", "--set", "train.steps_per_epoch=1"]
 RESEEDED = ["--set", "train.seed=7"]
 
@@ -98,7 +100,10 @@ def cli(*args: str, timeout: float = 600) -> tuple[int, dict[str, Any] | list[An
 @functools.cache
 def taxi_runs() -> dict[str, Any]:
     """The three runs (see the module doc); their summaries, the config and folders."""
-    kept = os.environ.get(KEEP_ENV)  # developing: build once into this folder, then reuse it
+    # Developing: build once into KEEP_ENV's folder, then reuse it. Under pytest-xdist the
+    # workers share one build in the session's folder (tests/parallel.py), under a file lock.
+    shared = os.environ.get(SHARED_ENV)
+    kept = os.environ.get(KEEP_ENV) or (shared and str(Path(shared) / "taxi"))
     if kept:
         base = Path(kept)
         base.mkdir(parents=True, exist_ok=True)
@@ -107,16 +112,18 @@ def taxi_runs() -> dict[str, Any]:
         atexit.register(shutil.rmtree, base, True)
     config = base / "taxi.yaml"
     done = base / "runs.json"
-    if kept and done.is_file():
-        runs = json.loads(done.read_text())
-    else:
-        config.write_text(yaml.safe_dump(taxi_config(base)))
-        runs = []
-        for extra in ([], WORSE, RESEEDED):
-            code, summary, err = cli("run", str(config), "--json", *extra)
-            assert code == 0 and summary.get("status") == "completed", err[-4000:]
-            runs.append(summary)
-        done.write_text(json.dumps(runs))
+    with open(base / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if kept and done.is_file():
+            runs = json.loads(done.read_text())
+        else:
+            config.write_text(yaml.safe_dump(taxi_config(base)))
+            runs = []
+            for extra in ([], WORSE, RESEEDED):
+                code, summary, err = cli("run", str(config), "--json", *extra)
+                assert code == 0 and summary.get("status") == "completed", err[-4000:]
+                runs.append(summary)
+            done.write_text(json.dumps(runs))
     return {
         "base": base,
         "config": config,
