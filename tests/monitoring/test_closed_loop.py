@@ -14,8 +14,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -28,6 +26,7 @@ import yaml
 
 from tests import pipeline_fixtures as pf
 from tests.monitoring import traffic
+from tests.serving._fixtures import launch, terminate
 
 pytestmark = pytest.mark.slow
 
@@ -65,53 +64,10 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
 
 def start_server(config: Path, log: Path) -> tuple[subprocess.Popen, str]:
     """``beam-pipeline serve`` on a free 127.0.0.1 port (no gRPC); waits for /readyz."""
-    import httpx
-
     from tests.ml_fixtures import free_port
 
     port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "beam_pipeline.cli",
-            "serve",
-            str(config),
-            "--port",
-            str(port),
-            "--grpc-port",
-            "0",
-        ],
-        cwd=pf.ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=open(log, "w"),  # noqa: SIM115 - lives as long as the process
-        env={**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"},
-    )
-    url = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        assert proc.poll() is None, log.read_text()[-3000:]
-        try:
-            return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    try:
-        wait_for(ready, 240, "the server")
-    except BaseException:
-        stop_server(proc)
-        raise
-    return proc, url
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    return launch(config, log, port, 0), f"http://127.0.0.1:{port}"
 
 
 def instances(frame: Any) -> list[dict[str, Any]]:
@@ -186,7 +142,7 @@ def test_closed_loop(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
         step("traffic replayed")
         loop(config, tmp_path, url, labels, capsys, step)
     finally:
-        stop_server(proc)
+        terminate(proc)
 
 
 def loop(config: Path, tmp_path: Path, url: str, labels: int, capsys: Any, step: Any) -> None:

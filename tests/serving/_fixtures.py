@@ -115,11 +115,11 @@ def write_config(tmp: Path, **serving: Any) -> Path:
     return path
 
 
-def start(tmp: Path, *extra: str, timeout: float = 240, **serving: Any) -> Server:
-    """Start a server on free ports and wait for /readyz."""
-    config = write_config(tmp, **serving)
-    port, grpc_port = free_port(), free_port()
-    log = tmp / "server.log"
+def launch(
+    config: Path, log: Path, port: int, grpc_port: int, *extra: str, timeout: float = 240
+) -> subprocess.Popen:
+    """``beam-pipeline serve CONFIG`` on 127.0.0.1 (``grpc_port`` 0: no gRPC), its stderr in
+    ``log``; returns once /readyz answers 200, or stops it and fails with the log's tail."""
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -138,7 +138,27 @@ def start(tmp: Path, *extra: str, timeout: float = 240, **serving: Any) -> Serve
         stderr=open(log, "w"),  # noqa: SIM115 - the file outlives this call with the process
         env={**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"},
     )
-    server = Server(
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited with {proc.returncode}: {log.read_text()[-4000:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    terminate(proc)
+    raise AssertionError(f"server not ready in {timeout} s: {log.read_text()[-4000:]}")
+
+
+def start(tmp: Path, *extra: str, timeout: float = 240, **serving: Any) -> Server:
+    """Start a server on free ports and wait for /readyz."""
+    config = write_config(tmp, **serving)
+    port, grpc_port = free_port(), free_port()
+    log = tmp / "server.log"
+    proc = launch(config, log, port, grpc_port, *extra, timeout=timeout)
+    return Server(
         proc,
         f"http://127.0.0.1:{port}",
         f"127.0.0.1:{grpc_port}",
@@ -146,30 +166,22 @@ def start(tmp: Path, *extra: str, timeout: float = 240, **serving: Any) -> Serve
         tmp / "serving" / "taxi",
         log,
     )
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited with {proc.returncode}: {server.stderr()}")
+
+
+def terminate(proc: subprocess.Popen, timeout: float = 60) -> int:
+    """SIGTERM, then wait; kill if it does not stop. Returns the exit code."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
         try:
-            if httpx.get(f"{server.url}/readyz", timeout=2).status_code == 200:
-                return server
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    stop(server)
-    raise AssertionError(f"server not ready in {timeout} s: {server.stderr()}")
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
 
 
 def stop(server: Server, timeout: float = 60) -> int:
-    """SIGTERM, then wait; kill if it does not stop. Returns the exit code."""
-    if server.proc.poll() is None:
-        server.proc.send_signal(signal.SIGTERM)
-        try:
-            server.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            server.proc.kill()
-            server.proc.wait()
-    return server.proc.returncode
+    return terminate(server.proc, timeout)
 
 
 @contextmanager
