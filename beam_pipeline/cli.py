@@ -196,9 +196,17 @@ def _parser() -> argparse.ArgumentParser:
     monitor.add_argument("--beam-option", action="append", default=[], metavar="FLAG")
     monitor.add_argument("--json", action="store_true", help="print the report as JSON")
 
-    schema = add("schema", "export the latest schema for curation")
+    schema = add("schema", "export a passing run's schema for curation, or accept an evolved one")
+    what = schema.add_mutually_exclusive_group(required=True)
+    what.add_argument("--export", metavar="PATH", help="a file, or a folder for schema.pbtxt")
+    what.add_argument(
+        "--accept",
+        action="store_true",
+        help="infer the schema of the newest run's (or --run's) data and check later runs "
+        "against it",
+    )
     schema.add_argument(
-        "--export", required=True, metavar="PATH", help="a file, or a folder for schema.pbtxt"
+        "--run", metavar="RUN_ID", help="the run whose schema (or statistics) to use"
     )
     schema.add_argument(
         "--force", action="store_true", help="overwrite an existing file (a curated schema!)"
@@ -385,6 +393,15 @@ def cmd_schema(args: argparse.Namespace) -> int:
     from beam_pipeline.stages.schema import export_latest
 
     config = _load(args)
+    if args.accept:
+        from beam_pipeline.stages.schema import accept
+
+        art = accept(Store(config, create=False), config.root, config.section("schema"), args.run)
+        if args.json:
+            emit_json({"schema": str(art.path / SCHEMA_FILE), "id": art.id})
+        else:
+            log.info("schema accepted (artifact %s): later runs are checked against it", art.id)
+        return 0
     target = Path(args.export)
     if target.is_dir():
         target = target / SCHEMA_FILE
@@ -392,7 +409,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"--export: {target} exists (a curated schema?); pass --force to overwrite it"
         )
-    dest = export_latest(Store(config, create=False), args.export)
+    dest = export_latest(Store(config, create=False), args.export, args.run)
     if args.json:
         emit_json({"schema": dest})
     else:

@@ -140,10 +140,14 @@ class SchemaSection:
         min_domain_mass: for an inferred schema, the fraction of a string feature's values that
             must lie in its domain (TFDV's ``distribution_constraints.min_domain_mass``); 1 means
             every value.
+        reuse: without ``path``, infer once: later runs reuse the pipeline's schema (the newest
+            one accepted with ``schema --accept``, else the one the newest passing run validated
+            against) instead of inferring one from their own data; false: infer on every run.
     """
 
     path: str | None = path(None)
     min_domain_mass: float = 1.0
+    reuse: bool = True
 
     def __post_init__(self) -> None:
         if not 0 < self.min_domain_mass <= 1:

@@ -115,3 +115,46 @@ def test_schema_export(tmp_path: Path, capsys) -> None:
     assert code == 0
     text = dest.read_text()
     assert 'name: "culmen_length_mm"' in text and 'name: "species"' in text
+
+
+def test_later_spans_are_checked_against_the_pipeline_schema(tmp_path: Path, capsys) -> None:
+    """Inferred once: a new column (a leaked label) in later data stops the run against the
+    first passing run's schema; export never takes a stopped run's schema; accepting the evolved
+    schema (recorded in ML Metadata) lets the data through."""
+    cfg = _config(tmp_path, "penguins", PENGUINS_CSV)
+    cfg_data = yaml.safe_load(cfg.read_text())
+    cfg_data["schema"]["path"] = None
+    cfg_data["validation"]["fail_on"] = ["schema", "skew"]  # a new column has no drift baseline
+    cfg.write_text(yaml.safe_dump(cfg_data))
+    run = ["run", str(cfg), "--to", "validate", "--json"]
+    code, first, err = run_cli(run, capsys)
+    assert code == 0, err
+
+    lines = PENGUINS_CSV.read_text().splitlines()
+    leaked = tmp_path / "leaked.csv"
+    leaked.write_text(
+        "\n".join([lines[0] + ",leak"] + [f"{x},{x.split(',')[0]}" for x in lines[1:]]) + "\n"
+    )
+    cfg_data["ingest"]["source"] = str(leaked)
+    cfg.write_text(yaml.safe_dump(cfg_data))
+    code, second, err = run_cli(run, capsys)
+    assert code == 3, err
+    assert any(a["feature"] == "leak" and a["blocking"] for a in second["anomalies"])
+
+    dest = tmp_path / "exported.pbtxt"
+    code, _, err = run_cli(
+        ["schema", str(cfg), "--export", str(dest), "--run", second["run_id"]], capsys
+    )
+    assert code == 2 and "passed validation" in err and not dest.exists()
+    code, _, _ = run_cli(["schema", str(cfg), "--export", str(dest)], capsys)
+    assert code == 0 and 'name: "species"' in dest.read_text() and "leak" not in dest.read_text()
+
+    code, accepted, err = run_cli(["schema", str(cfg), "--accept", "--json"], capsys)
+    assert code == 0, err
+    assert 'name: "leak"' in Path(accepted["schema"]).read_text()
+    store = Store(load(cfg))
+    [art] = store.artifacts([accepted["id"]])
+    assert art.properties["accepted"] is True and store.producer(art.id) is not None
+    code, third, err = run_cli(run, capsys)
+    assert code == 0, err
+    assert third["stages"]["schema"]["status"] == "completed"

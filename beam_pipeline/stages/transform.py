@@ -33,6 +33,7 @@ from beam_pipeline.artifacts import (
 )
 from beam_pipeline.errors import DataError, StageFailed
 from beam_pipeline.io import filesystem
+from beam_pipeline.io.tfrecord import WriteTFRecordBatches
 from beam_pipeline.stage import Prepared, Stage, StageContext
 from beam_pipeline.stage_sections import TransformSection
 from beam_pipeline.user_modules import load_module, module_hash, require
@@ -90,7 +91,8 @@ def column_kinds(feature_spec: dict[str, Any]) -> dict[str, str]:
 
 
 class _EncodeExamples(beam.DoFn):
-    """(RecordBatch, passthrough) -> serialized tf.Examples, one batch at a time."""
+    """(RecordBatch, passthrough) -> the batch's serialized tf.Examples framed as TFRecords, one
+    Beam element per batch (ingest's framing, `beam_pipeline.io.tfrecord.frame`)."""
 
     def __init__(self, split: str) -> None:
         self._split = split
@@ -103,9 +105,12 @@ class _EncodeExamples(beam.DoFn):
         self._encoder = example_coder.RecordBatchToExamplesEncoder()
 
     def process(self, element: tuple[Any, Any]) -> Iterator[bytes]:
+        from beam_pipeline.io.tfrecord import frame
+
         record_batch = element[0]
-        self._rows.inc(record_batch.num_rows)
-        yield from self._encoder.encode(record_batch)
+        if record_batch.num_rows:
+            self._rows.inc(record_batch.num_rows)
+            yield frame(self._encoder.encode(record_batch))
 
 
 class _DropUnlabeled(beam.DoFn):
@@ -130,7 +135,8 @@ class _DropUnlabeled(beam.DoFn):
 
 
 class WriteTransformedExamples(beam.PTransform):
-    """Transformed record batches -> ``{folder}/data-NNNNN-of-NNNNN.tfrecord.gz``."""
+    """Transformed record batches -> ``{folder}/data-NNNNN-of-NNNNN.tfrecord.gz``, a batch of
+    framed records per element, as ingest writes them (no Beam element per record)."""
 
     def __init__(self, folder: str, split: str, shards: int) -> None:
         super().__init__()
@@ -140,13 +146,7 @@ class WriteTransformedExamples(beam.PTransform):
         return (
             batches
             | "Encode" >> beam.ParDo(_EncodeExamples(self._split))
-            | "Write"
-            >> beam.io.WriteToTFRecord(
-                f"{self._folder}/data",
-                file_name_suffix=".tfrecord.gz",
-                num_shards=self._shards,
-                compression_type=beam.io.filesystem.CompressionTypes.GZIP,
-            )
+            | "Write" >> WriteTFRecordBatches(f"{self._folder}/data", self._shards)
         )
 
 

@@ -174,6 +174,7 @@ def run(
         counts=counts,
         statistics_fingerprint=stats_art.fingerprint,
         statistics_id=stats_art.id,
+        schema_id=inputs["schema"].id,  # the pipeline's schema once this passes (schema stage)
     )
     log.info(
         "validate: %d anomalies (%d blocking): schema %d, skew %d, drift %d, %.1f s",

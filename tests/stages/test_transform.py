@@ -117,3 +117,28 @@ def test_module_source_is_part_of_the_cache_key(tmp_path: Path) -> None:
     module.write_text(module.read_text() + "# edited\n")
     after = transform.prepare(section, {}, None).key  # type: ignore[arg-type]
     assert before["module_hash"] != after["module_hash"]
+
+
+def test_transformed_batches_are_written_with_ingest_framing(tmp_path: Path) -> None:
+    """One Beam element per record batch (framed by ingest's `frame`), not one per record; the
+    files read back as ordinary gzip TFRecords with every row."""
+    import apache_beam as beam
+    import pyarrow as pa
+    from apache_beam.testing.util import assert_that, equal_to
+
+    batches = [
+        pa.RecordBatch.from_pydict(
+            {"x": pa.array([[float(i)] for i in range(a, b)], pa.list_(pa.float32()))}
+        )
+        for a, b in ((0, 700), (700, 1000))
+    ]
+    with beam.Pipeline() as p:
+        elements = p | beam.Create([(b, None) for b in batches], reshuffle=False)
+        encoded = elements | "Encode" >> beam.ParDo(transform._EncodeExamples("train"))
+        assert_that(encoded | beam.combiners.Count.Globally(), equal_to([2]))
+        _ = elements | transform.WriteTransformedExamples(str(tmp_path), "train", 1)
+    values = sorted(
+        tf.train.Example.FromString(r).features.feature["x"].float_list.value[0]
+        for r in _records(tmp_path)
+    )
+    assert values == [float(i) for i in range(1000)]
