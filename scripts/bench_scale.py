@@ -2,9 +2,11 @@
 
     ./scripts/bench scale [--rows N] [--workers 1,2] [--workdir DIR]
 
-Runs the taxi config's ingest and statistics on N generated rows (default 1,000,000):
+Runs the taxi config's ingest and statistics on N generated rows (default 1,000,000) in one CSV
+file, read as ``--ranges`` byte ranges (``ingest.split_bytes``) so that several workers share it:
 
 - baseline: DirectRunner in_memory (one process), in the same run;
+- DirectRunner multi_processing with the largest worker count (worker processes on this machine);
 - the portable runner as a cluster runs it: a job server and an external worker pool, each its
   own process (``scripts/beam-worker`` boots each worker with the job's options), with
   ``--direct_num_workers=W`` asking the job server for W workers.
@@ -97,10 +99,13 @@ def stop(procs: list[subprocess.Popen[bytes]]) -> None:
             p.kill()
 
 
-def run_stages(config: Path, beam: list[str], timeout: float) -> dict[str, float]:
+def run_stages(
+    config: Path, beam: list[str], timeout: float, sets: tuple[str, ...] = ()
+) -> dict[str, float]:
     """ingest then statistics through the CLI (a child process); seconds per stage."""
     args = [sys.executable, "-m", "beam_pipeline.cli", "run", str(config), "--to", "statistics"]
     args += ["--json", "--no-cache", *(f"--beam-option={b}" for b in beam)]
+    args += [a for s in sets for a in ("--set", s)]
     env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=timeout, cwd=REPO)
     if proc.returncode != 0:
@@ -118,9 +123,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", default="1,2", help="comma-separated worker counts")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--timeout", type=float, default=3600)
+    parser.add_argument(
+        "--ranges", type=int, default=8, help="byte ranges the one CSV file is read as"
+    )
     args = parser.parse_args(argv)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-scale-"))
     csv = data_file(workdir, args.rows)
+    # One file: without byte ranges a single worker would read all of it (ingest.split_bytes).
+    split_bytes = csv.stat().st_size // args.ranges + 1
     taxi = yaml.safe_load(TAXI_CONFIG.read_text())
     config = workdir / "scale.yaml"
     config.write_text(
@@ -128,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
             {
                 "pipeline": {"name": "scale", "root": str(workdir / "root")},
                 "metadata": {"backend": "sqlite", "path": str(workdir / "metadata.sqlite")},
-                "ingest": {**taxi["ingest"], "source": str(csv)},
+                "ingest": {**taxi["ingest"], "source": str(csv), "split_bytes": split_bytes},
                 "statistics": taxi.get("statistics", {}),
             }
         )
@@ -137,7 +147,13 @@ def main(argv: list[str] | None = None) -> int:
     say(f"baseline: DirectRunner in_memory, {args.rows:,} rows")
     seconds = run_stages(config, [], args.timeout)
     results.append(("DirectRunner in_memory", 1, seconds))
-    for workers in [int(w) for w in args.workers.split(",")]:
+    counts = [int(w) for w in args.workers.split(",")]
+    most = max(counts)
+    say(f"DirectRunner multi_processing, {most} worker processes")
+    modes = ("beam.direct_running_mode=multi_processing", f"beam.direct_num_workers={most}")
+    seconds = run_stages(config, [], args.timeout, modes)
+    results.append((f"DirectRunner multi_processing x{most}", most, seconds))
+    for workers in counts:
         say(f"portable runner, {workers} external worker(s)")
         procs, flags = start_cluster(workdir / f"cluster-{workers}")
         try:
@@ -145,7 +161,10 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             stop(procs)
         results.append((f"portable, {workers} external worker(s)", workers, seconds))
-    print(f"data stages on {args.rows:,} rows ({os.cpu_count()} cores)")
+    print(
+        f"data stages on {args.rows:,} rows, one {csv.stat().st_size / 1e6:.0f} MB CSV file read "
+        f"as {args.ranges} byte ranges ({os.cpu_count()} cores)"
+    )
     print(f"{'runner':34} {'stage':10} {'seconds':>8} {'rows/s':>10} {'rows/s/worker':>14}")
     base = results[0][2]
     for name, workers, seconds in results:
