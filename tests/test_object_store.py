@@ -10,19 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from beam_pipeline.stage_sections import STAGE_ORDER
 from tests.object_store import S3Server, cli
 
-STAGES = [
-    "ingest",
-    "statistics",
-    "schema",
-    "validate",
-    "transform",
-    "tune",
-    "train",
-    "evaluate",
-    "push",
-]
+STAGES = STAGE_ORDER  # every stage of the pipeline, in order
 
 
 @pytest.mark.slow
