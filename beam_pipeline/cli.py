@@ -219,6 +219,7 @@ def _parser() -> argparse.ArgumentParser:
         "dangling metadata references",
     )
     doctor.add_argument("--dry-run", action="store_true", help="report only; repair nothing")
+    doctor.add_argument("--beam-option", action="append", default=[], metavar="FLAG")
     doctor.add_argument("--json", action="store_true")
 
     report = add("report", "one self-contained, offline HTML page about a run or a model")
@@ -715,7 +716,13 @@ def cmd_monitor(args: argparse.Namespace) -> int:
 def cmd_doctor(args: argparse.Namespace) -> int:
     from beam_pipeline.doctor import examine
 
-    findings = examine(_load(args), dry_run=args.dry_run)
+    config = _load(args)
+    if "://" in config.pipeline.root:  # an object-store root: endpoint and credentials from
+        from beam_pipeline.beam import beam_args  # Beam's options, as for `run`
+        from beam_pipeline.io import filesystem
+
+        filesystem.configure(beam_args(config, list(args.beam_option)), [config.pipeline.root])
+    findings = examine(config, dry_run=args.dry_run)
     if args.json:
         emit_json(findings)
     elif not findings:

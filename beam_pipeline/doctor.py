@@ -14,15 +14,14 @@ Every repair is a finding in the returned list; ``dry_run`` finds without repair
 from __future__ import annotations
 
 import logging
-import shutil
 import sqlite3
-from pathlib import Path
 from typing import Any
 
 from ml_metadata.proto import metadata_store_pb2 as pb
 
 from beam_pipeline.artifacts import stage_dir, staging_dir
 from beam_pipeline.config import Config
+from beam_pipeline.io import filesystem
 from beam_pipeline.metadata import Store, sqlite_path
 
 log = logging.getLogger(__name__)
@@ -72,8 +71,8 @@ def _dead_executions(config: Config, store: Store, dry_run: bool) -> list[dict[s
                 }
             )
             if not dry_run:
-                shutil.rmtree(staging_dir(config.root, stage, ex.id), ignore_errors=True)
-                shutil.rmtree(stage_dir(config.root, stage, ex.id), ignore_errors=True)
+                filesystem.rmtree(staging_dir(config.root, stage, ex.id))
+                filesystem.rmtree(stage_dir(config.root, stage, ex.id))
                 ex.last_known_state = pb.Execution.CANCELED
                 store.update_execution(ex)
     return found
@@ -94,15 +93,16 @@ def _orphan_folders(config: Config, store: Store, dry_run: bool) -> list[dict[st
             if entry.name.startswith("."):
                 orphan = ex is None or ex.last_known_state != pb.Execution.RUNNING
             else:
+                inside = str(entry).rstrip("/") + "/"  # local or s3://… alike
                 live = ex is not None and any(
-                    a.properties.get("_state") == "LIVE" and Path(a.uri).is_relative_to(entry)
+                    a.properties.get("_state") == "LIVE" and f"{a.uri}/".startswith(inside)
                     for a in store.execution_outputs(exec_id).values()
                 )
                 orphan = not live and not (ex and ex.last_known_state == pb.Execution.RUNNING)
             if orphan:
                 found.append({"kind": "orphan folder", "what": str(entry), "repair": "removed"})
                 if not dry_run:
-                    shutil.rmtree(entry, ignore_errors=True)
+                    filesystem.rmtree(entry)
     return found
 
 

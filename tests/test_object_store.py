@@ -49,6 +49,15 @@ def test_lineage_shows_s3_uris(s3_server: S3Server, s3_runs) -> None:
     assert "s3://penguins/runs/penguins/ingest/" in text
 
 
+def test_doctor_on_an_s3_root_finds_nothing_to_repair(s3_server: S3Server, s3_runs) -> None:
+    """Every execution prefix of the two runs holds LIVE artifacts: none is an orphan."""
+    config = str(s3_runs["config"])
+    options = [f"--beam-option={o}" for o in s3_server.beam_options]
+    code, findings, err = cli(s3_server, "doctor", config, "--dry-run", "--json", *options)
+    assert code == 0, err[-2000:]
+    assert findings == [], findings
+
+
 @pytest.mark.slow
 def test_a_failed_stage_on_s3_leaves_no_objects(
     s3_server: S3Server, s3_runs, tmp_path: Path
