@@ -7,7 +7,6 @@ in the pipeline's YAML.
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
@@ -208,17 +207,9 @@ def start_portable(folder: Path, env: dict[str, str]) -> PortableCluster:
 
 def cli(server: S3Server, *args: str, timeout: float = 1500) -> tuple[int, Any, str]:
     """``beam-pipeline ARGS`` in a child process with the S3 settings in its environment."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "beam_pipeline.cli", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=child_env(server),
-    )
-    out = proc.stdout.strip()
-    data = json.loads(out) if "--json" in args and out else {}
-    return proc.returncode, data, proc.stderr
+    from tests.pipeline_fixtures import cli as run_cli
+
+    return run_cli(*args, timeout=timeout, env=server.env)
 
 
 def penguins_config(base: Path) -> dict[str, Any]:

@@ -82,15 +82,18 @@ def taxi_config(base: Path, **overrides: Any) -> dict[str, Any]:
     return config
 
 
-def cli(*args: str, timeout: float = 600) -> tuple[int, dict[str, Any] | list[Any], str]:
-    """``beam-pipeline ARGS`` in a child process; (exit code, the --json output or {}, stderr)."""
+def cli(
+    *args: str, timeout: float = 600, env: dict[str, str] | None = None
+) -> tuple[int, Any, str]:
+    """``beam-pipeline ARGS`` in a child process; (exit code, the --json output or {}, stderr).
+    ``env``: extra environment variables (an object store's endpoint, say)."""
     proc = subprocess.run(
         [sys.executable, "-m", "beam_pipeline.cli", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"},
+        env={**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})},
     )
     out = proc.stdout.strip().splitlines()
     data = json.loads(out[-1]) if "--json" in args and out else {}
