@@ -178,7 +178,7 @@ def check_rows(
                     seen.add(key)
                     names.append(key)
         wanted = set(schema.names)
-        columns = {n: _column([r.get(n) for r in data]) for n in names if n in wanted}
+        columns = {n: json_column([r.get(n) for r in data]) for n in names if n in wanted}
     bad = np.zeros(rows, bool)
     reasons: dict[int, str] = {}
     typed = []
@@ -194,7 +194,8 @@ def check_rows(
     batch = pa.RecordBatch.from_arrays(typed, names=schema.names)
     if bad.any():
         batch = batch.filter(pa.array(~bad))
-    extra = [n for n in names if n not in set(schema.names)]
+    known = set(schema.names)
+    extra = [n for n in names if n not in known]
     return CheckedRows(~bad, sorted(reasons.items()), batch, extra)
 
 
@@ -202,7 +203,7 @@ def _combined(column: pa.Array | pa.ChunkedArray) -> pa.Array:
     return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
 
 
-def _column(values: list[Any]) -> pa.Array:
+def json_column(values: list[Any]) -> pa.Array:
     """A column from JSON values: typed when they agree, else text (checked per column later)."""
     try:
         array = pa.array(values)
