@@ -39,6 +39,7 @@ KINDS = ("int", "float", "string")
 ARROW = {"int": pa.int64(), "float": pa.float64(), "string": pa.string()}
 SCHEMA_FILE = "raw_schema.json"
 _INT_TEXT = r"^[+-]?[0-9]+(\.0*)?$"
+_INT64_MAX_DIGITS, _INT64_MIN_DIGITS = str(2**63 - 1), str(2**63)  # magnitudes, without a sign
 _FLOAT_TEXT = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$|^[+-]?(inf|infinity|nan)$"
 
 
@@ -277,19 +278,24 @@ def to_numbers(values: pa.Array, kind: str) -> tuple[pa.Array, np.ndarray]:
     if kind == "int":
         looks = pc.fill_null(pc.match_substring_regex(values, _INT_TEXT), True)
         invalid = ~looks.to_numpy(zero_copy_only=False)
-        digits = pc.replace_substring_regex(values, r"\.0*$", "")
+        digits = pc.replace_substring_regex(values, r"\.0*$|^\+", "")  # Arrow's cast takes neither
         digits = pc.if_else(pa.array(invalid), pa.scalar(None, pa.string()), digits)
         try:
             return pc.cast(digits, target), invalid
-        except (pa.ArrowInvalid, OverflowError):  # out of int64: find those rows
-            out = []
-            for i, v in enumerate(digits.to_pylist()):
-                if v is None or not -(2**63) <= int(v) < 2**63:
-                    invalid[i] |= v is not None
-                    out.append(None)
-                else:
-                    out.append(int(v))
-            return pa.array(out, target), invalid
+        except (pa.ArrowInvalid, OverflowError):
+            pass
+        # Out of int64, decided on the digits (no Python per row): more than 19 significant
+        # digits, or 19 that sort above the limit of their sign.
+        magnitude = pc.replace_substring_regex(digits, r"^-?0*", "")
+        length = pc.utf8_length(magnitude)
+        limit = pc.if_else(pc.starts_with(digits, "-"), _INT64_MIN_DIGITS, _INT64_MAX_DIGITS)
+        over = pc.or_(
+            pc.greater(length, 19), pc.and_(pc.equal(length, 19), pc.greater(magnitude, limit))
+        )
+        over = pc.fill_null(over, False).to_numpy(zero_copy_only=False)
+        invalid |= over
+        digits = pc.if_else(pa.array(over), pa.scalar(None, pa.string()), digits)
+        return pc.cast(digits, target), invalid
     looks = pc.fill_null(pc.match_substring_regex(values, _FLOAT_TEXT, ignore_case=True), True)
     invalid = ~looks.to_numpy(zero_copy_only=False)
     if invalid.any():

@@ -140,3 +140,28 @@ def test_schema_loads_from_a_model_on_an_object_store(s3_server) -> None:
     filesystem.write_text(f"{model}/assets.extra/raw_schema.json", SCHEMA.to_json())
     assert RawSchema.load(model) == SCHEMA
     assert RawSchema.load(s3_server.bucket("raw-schema-none") + "/saved_model") is None
+
+
+def test_int_text_matches_python_int_at_the_int64_edges() -> None:
+    """Differential: `to_numbers` against Python's int on generated digits (signs, leading
+    zeros, `.0`, 1 to 21 digits) and the exact int64 limits."""
+    import re
+
+    from beam_pipeline.io.raw_inputs import to_numbers
+
+    texts = [str(2**63 - 1), str(2**63), str(-(2**63)), str(-(2**63) - 1), "+5", "-0", "007"]
+    texts += ["0009223372036854775807", "12.000", "1.5", "abc", None]
+    rng = random.Random(0)
+    for _ in range(3000):
+        digits = "".join(rng.choice("0123456789") for _ in range(rng.randint(1, 21)))
+        texts.append(rng.choice(["", "-", "+"]) + digits + rng.choice(["", ".0", ".00"]))
+    got, invalid = to_numbers(pa.array(texts, pa.string()), "int")
+    for text, value, bad in zip(texts, got.to_pylist(), invalid, strict=True):
+        if text is None:
+            assert value is None and not bad
+        elif not re.fullmatch(r"[+-]?[0-9]+(\.0*)?", text):
+            assert bad and value is None, text
+        elif -(2**63) <= int(text.split(".")[0]) < 2**63:
+            assert value == int(text.split(".")[0]) and not bad, text
+        else:
+            assert value is None and bad, text
