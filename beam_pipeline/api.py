@@ -24,13 +24,13 @@ import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from beam_pipeline.artifacts import Artifact as _CoreArtifact
-from beam_pipeline.config import Config
-from beam_pipeline.errors import PipelineError, StageFailed, ValidationFailed
+from beam_pipeline.core.artifacts import Artifact as _CoreArtifact
+from beam_pipeline.core.config import Config
+from beam_pipeline.core.errors import PipelineError, StageFailed, ValidationFailed
 
 if TYPE_CHECKING:
-    from beam_pipeline.metadata import Store
-    from beam_pipeline.orchestrator import RunResult
+    from beam_pipeline.core.metadata import Store
+    from beam_pipeline.core.orchestrator import RunResult
 
 __all__ = ["Artifact", "Pipeline", "Run", "load", "show", "write_report"]
 
@@ -122,7 +122,7 @@ class Pipeline:
     def store(self) -> Store:
         """The ML Metadata store (one per Pipeline: an in-memory store lives as long as it)."""
         if self._store is None:
-            from beam_pipeline.metadata import Store
+            from beam_pipeline.core.metadata import Store
 
             self._store = Store(self.config)
         return self._store
@@ -147,7 +147,7 @@ class Pipeline:
             ConfigError: an unknown stage name, or a config the stages reject.
         """
         from beam_pipeline import progress as progress_mod
-        from beam_pipeline.orchestrator import Orchestrator
+        from beam_pipeline.core.orchestrator import Orchestrator
         from beam_pipeline.stages import STAGES
 
         # The command that resumes, as the CLI prints it for the same config and overrides.
@@ -199,12 +199,12 @@ class Pipeline:
 
     def models(self) -> list[dict[str, Any]]:
         """Model versions (``beam-pipeline models --json``)."""
-        from beam_pipeline import registry
+        from beam_pipeline.core import registry
 
         return [r.to_json() for r in registry.describe(self.config, self.store)]
 
     def model(self, version: int) -> Artifact:
-        from beam_pipeline import registry
+        from beam_pipeline.core import registry
 
         return Artifact.of(registry.model_by_version(self.store, version))
 
@@ -215,12 +215,12 @@ class Pipeline:
 
     def approve(self, version: int, comment: str = "") -> dict[str, Any]:
         """Approve a model version, recorded as ``beam-pipeline approve`` records it."""
-        from beam_pipeline import registry
+        from beam_pipeline.core import registry
 
         return registry.record_review(self.store, version, "approved", comment)
 
     def reject(self, version: int, comment: str = "") -> dict[str, Any]:
-        from beam_pipeline import registry
+        from beam_pipeline.core import registry
 
         return registry.record_review(self.store, version, "rejected", comment)
 
@@ -252,7 +252,7 @@ class Pipeline:
 
 def load(config_file: str | os.PathLike[str], overrides: list[str] | None = None) -> Pipeline:
     """A pipeline from a YAML config with ``section.key=value`` overrides (as ``--set``)."""
-    from beam_pipeline.config import load as load_config
+    from beam_pipeline.core.config import load as load_config
 
     p = Pipeline(load_config(config_file, list(overrides or [])))
     p._overrides = list(overrides or [])
@@ -279,7 +279,7 @@ def write_report(
     store: Store | None = None,
 ) -> Path:
     """Write `beam_pipeline.views.report` to ``output`` (complete or not at all)."""
-    from beam_pipeline.metadata import Store
+    from beam_pipeline.core.metadata import Store
     from beam_pipeline.views import report
 
     html = report.build(config, store or Store(config), run_id=run_id, model=model)

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from beam_pipeline.errors import ConfigError, PipelineError
+from beam_pipeline.core.errors import ConfigError, PipelineError
 
 log = logging.getLogger("beam_pipeline")
 
@@ -47,7 +47,7 @@ GENERIC_HELP = {
 
 
 def _parser() -> argparse.ArgumentParser:
-    from beam_pipeline.stage_sections import STAGE_ORDER
+    from beam_pipeline.core.stage_sections import STAGE_ORDER
 
     p = argparse.ArgumentParser(
         prog="beam-pipeline",
@@ -287,20 +287,20 @@ def _drop_import_noise(record: logging.LogRecord) -> bool:
 
 
 def _load(args: argparse.Namespace) -> Any:
-    from beam_pipeline.config import load
+    from beam_pipeline.core.config import load
 
     return load(args.config, args.overrides)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from beam_pipeline.orchestrator import select
-    from beam_pipeline.stage_sections import STAGE_ORDER
+    from beam_pipeline.core.orchestrator import select
+    from beam_pipeline.core.stage_sections import STAGE_ORDER
 
     config = _load(args)
     # A wrong stage name is known before any stage module loads or any store is opened.
     select(STAGE_ORDER, args.from_, args.to, args.only)
     from beam_pipeline import progress
-    from beam_pipeline.orchestrator import Orchestrator
+    from beam_pipeline.core.orchestrator import Orchestrator
     from beam_pipeline.stages import STAGES
 
     extra = list(args.beam_option)
@@ -335,8 +335,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from beam_pipeline.metadata import Store
-    from beam_pipeline.stage_sections import STAGE_ORDER
+    from beam_pipeline.core.metadata import Store
+    from beam_pipeline.core.stage_sections import STAGE_ORDER
 
     store = Store(_load(args), create=False)
     runs = store.settle_runs(write=False)  # a killed run reads "canceled", not "running"
@@ -371,7 +371,7 @@ def iso_time(seconds: float) -> str:
 
 
 def cmd_lineage(args: argparse.Namespace) -> int:
-    from beam_pipeline.metadata import Store
+    from beam_pipeline.core.metadata import Store
 
     config = _load(args)
     store = Store(config, create=False)
@@ -389,8 +389,8 @@ def cmd_lineage(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from beam_pipeline.artifacts import SCHEMA_FILE
-    from beam_pipeline.metadata import Store
+    from beam_pipeline.core.artifacts import SCHEMA_FILE
+    from beam_pipeline.core.metadata import Store
     from beam_pipeline.stages.schema import export_latest
 
     config = _load(args)
@@ -423,7 +423,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def _model_lineage(config: Any, store: Any, version: int, as_json: bool) -> int:
-    from beam_pipeline import registry
+    from beam_pipeline.core import registry
 
     model = registry.model_by_version(store, version)
     tree = {
@@ -498,7 +498,7 @@ def _print_lineage(node: dict[str, Any], depth: int, seen: set[int]) -> None:
             print(f"{pad}  {k}: {_short(a[k])}")
     prod = node.get("produced_by")
     if prod:
-        from beam_pipeline.artifacts import digest
+        from beam_pipeline.core.artifacts import digest
 
         config_hash = digest(prod.get("config"))[:16]
         print(
@@ -515,8 +515,8 @@ def _print_lineage(node: dict[str, Any], depth: int, seen: set[int]) -> None:
 def cmd_models(args: argparse.Namespace) -> int:
     import datetime as dt
 
-    from beam_pipeline import registry
-    from beam_pipeline.metadata import Store
+    from beam_pipeline.core import registry
+    from beam_pipeline.core.metadata import Store
 
     config = _load(args)
     records = registry.describe(config, Store(config, create=False))
@@ -550,8 +550,8 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def _review(args: argparse.Namespace, decision: str) -> int:
-    from beam_pipeline import registry
-    from beam_pipeline.metadata import Store
+    from beam_pipeline.core import registry
+    from beam_pipeline.core.metadata import Store
 
     config = _load(args)
     review = registry.record_review(Store(config, create=False), args.model, decision, args.comment)
@@ -582,8 +582,8 @@ def cmd_reject(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from beam_pipeline import registry
-    from beam_pipeline.metadata import Store
+    from beam_pipeline.core import registry
+    from beam_pipeline.core.metadata import Store
 
     config = _load(args)
     record = registry.rollback(config, Store(config, create=False), args.to, args.comment)
@@ -600,7 +600,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from beam_pipeline.scoring import score
+    from beam_pipeline.jobs.score import score
 
     config = _load(args)
     extra = list(args.beam_option)
@@ -698,8 +698,8 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         extra.insert(0, f"--runner={args.runner}")
 
     def run_pipeline(overrides: list[str]) -> Any:
-        from beam_pipeline.config import load
-        from beam_pipeline.orchestrator import Orchestrator
+        from beam_pipeline.core.config import load
+        from beam_pipeline.core.orchestrator import Orchestrator
         from beam_pipeline.stages import STAGES
 
         sets = [*args.overrides, *overrides]
@@ -714,12 +714,12 @@ def cmd_monitor(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from beam_pipeline.doctor import examine
+    from beam_pipeline.jobs.doctor import examine
 
     config = _load(args)
     if "://" in config.pipeline.root:  # an object-store root: endpoint and credentials from
-        from beam_pipeline.beam import beam_args  # Beam's options, as for `run`
         from beam_pipeline.io import filesystem
+        from beam_pipeline.runners.options import beam_args  # Beam's options, as for `run`
 
         filesystem.configure(beam_args(config, list(args.beam_option)), [config.pipeline.root])
     findings = examine(config, dry_run=args.dry_run)

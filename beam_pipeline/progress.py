@@ -191,7 +191,7 @@ def session(enabled: bool = True) -> Iterator[Display]:
     """Show progress while the block runs (the CLI's ``run`` and `Pipeline.run` open one)."""
     global _current
     display = choose() if enabled else Display()
-    orch_log = logging.getLogger("beam_pipeline.orchestrator")
+    orch_log = logging.getLogger("beam_pipeline.core.orchestrator")
     handler = _StageLines(display)
     level = orch_log.level
     orch_log.addHandler(handler)

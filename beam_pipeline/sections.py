@@ -1,12 +1,12 @@
 """Every config section beyond ``pipeline``, ``metadata`` and ``beam``, by its YAML name.
 
 The stages' sections and the services' (``serving``, ``monitor``) are collected here, so that
-`beam_pipeline.config` (core) never imports the parts above it: callers pass `all_sections()` to
-`config.load`, which falls back to it only when none are given.
+`beam_pipeline.core.config` (core) never imports the parts above it: callers pass
+`all_sections()` to `config.load`, which falls back to it only when none are given.
 
-This is the light seam: it imports section dataclasses only (`beam_pipeline.stage_sections` and the
-like), never a stage implementation, so loading a config costs no Beam, TensorFlow or TFDV import.
-A new section's dataclass must be importable the same way.
+This is the light seam: it imports section dataclasses only (`beam_pipeline.core.stage_sections`
+and the like), never a stage implementation, so loading a config costs no Beam, TensorFlow or
+TFDV import. A new section's dataclass must be importable the same way.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 def all_sections() -> dict[str, type]:
     """Section name -> its frozen dataclass."""
-    from beam_pipeline import stage_sections as s
+    from beam_pipeline.core import stage_sections as s
     from beam_pipeline.monitoring.config import MonitorSection
     from beam_pipeline.serving.section import ServingSection
 

@@ -117,9 +117,9 @@ def bench_ingest(
 ) -> tuple[dict, Any]:
     import bench_baseline
 
-    from beam_pipeline import config as config_mod
-    from beam_pipeline.beam import pipeline_options
-    from beam_pipeline.orchestrator import Orchestrator
+    from beam_pipeline.core import config as config_mod
+    from beam_pipeline.core.orchestrator import Orchestrator
+    from beam_pipeline.runners.options import pipeline_options
     from beam_pipeline.stages import ingest
 
     config = config_mod.load(config_path)
@@ -208,8 +208,8 @@ def ingest_child(config_path: Path) -> None:
     import threading
 
     logging.disable(logging.WARNING)
-    from beam_pipeline import config as config_mod
-    from beam_pipeline.orchestrator import Orchestrator
+    from beam_pipeline.core import config as config_mod
+    from beam_pipeline.core.orchestrator import Orchestrator
     from beam_pipeline.stages import ingest
 
     config = config_mod.load(config_path)
@@ -282,8 +282,8 @@ def bench_memory(workdir: Path, rows: int) -> dict:
 def bench_statistics(orch: Any, workdir: Path, repeat: int = 1) -> dict:
     import tensorflow_data_validation as tfdv
 
-    from beam_pipeline import artifacts
-    from beam_pipeline.beam import pipeline_options
+    from beam_pipeline.core import artifacts
+    from beam_pipeline.runners.options import pipeline_options
     from beam_pipeline.stages import statistics
 
     examples = examples_of(orch)
@@ -342,8 +342,8 @@ def profile_ingest(workdir: Path, rows: int, top: int = 30) -> None:
     import cProfile
     import pstats
 
-    from beam_pipeline import config as config_mod
-    from beam_pipeline.orchestrator import Orchestrator
+    from beam_pipeline.core import config as config_mod
+    from beam_pipeline.core.orchestrator import Orchestrator
 
     csv_path = data_file(workdir, rows)
     warm_up(workdir)
@@ -369,10 +369,10 @@ def warm_up(workdir: Path) -> None:
     import bench_baseline
     import tensorflow_data_validation as tfdv
 
-    from beam_pipeline import artifacts
-    from beam_pipeline import config as config_mod
-    from beam_pipeline.beam import pipeline_options
-    from beam_pipeline.orchestrator import Orchestrator
+    from beam_pipeline.core import artifacts
+    from beam_pipeline.core import config as config_mod
+    from beam_pipeline.core.orchestrator import Orchestrator
+    from beam_pipeline.runners.options import pipeline_options
     from beam_pipeline.stages import ingest
 
     say("warming up (2,000 rows, untimed) ...")
@@ -507,8 +507,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.what in ("all", "ingest"):
         results["ingest"], orch = bench_ingest(config_path, csv_path, rows, workdir, args.repeat)
     else:  # statistics only: our ingest makes the Examples (untimed)
-        from beam_pipeline import config as config_mod
-        from beam_pipeline.orchestrator import Orchestrator
+        from beam_pipeline.core import config as config_mod
+        from beam_pipeline.core.orchestrator import Orchestrator
 
         say(f"ingest (ours, untimed): {rows:,} rows ...")
         orch = Orchestrator(config_mod.load(config_path), stages(), use_cache=False)

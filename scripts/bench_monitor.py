@@ -43,7 +43,7 @@ def make_logs(config: object, csv: Path, version: int, logs_dir: Path, labelled:
     import pyarrow.csv as pacsv
     import pyarrow.json as pajson
 
-    from beam_pipeline import scoring
+    from beam_pipeline.jobs import score as scoring
 
     scratch = Path(tempfile.mkdtemp(prefix="bench-monitor-score-"))
     t0 = time.time()
@@ -172,9 +172,9 @@ def main() -> None:
     logging.getLogger("beam_pipeline").setLevel(logging.INFO)
     from gen_taxi import generate
 
-    from beam_pipeline import registry
-    from beam_pipeline.config import load
-    from beam_pipeline.metadata import Store
+    from beam_pipeline.core import registry
+    from beam_pipeline.core.config import load
+    from beam_pipeline.core.metadata import Store
     from beam_pipeline.monitoring import logs
     from beam_pipeline.monitoring.monitor import monitor
 

@@ -5,7 +5,7 @@
 Needs a trained model in the config's pipeline (run the pipeline first). Generates the rows with
 scripts/gen_taxi.py, then measures, on the same file and the same batches:
 
-- job: ``beam_pipeline.scoring.score`` end to end (Beam DirectRunner, read, model, write JSONL);
+- job: ``beam_pipeline.jobs.score.score`` end to end (Beam DirectRunner, read, model, write JSONL);
 - in-process: ``serving_raw`` called on the same batches, tensors built beforehand (model time
   only), and the same loop including reading and building the tensors (no Beam, no output);
 - evaluation time against training time, from the latest evaluate and train executions in MLMD.
@@ -37,7 +37,7 @@ def in_process(
     import tensorflow as tf
 
     from beam_pipeline.io import readers
-    from beam_pipeline.scoring import raw_inputs
+    from beam_pipeline.jobs.score import raw_inputs
 
     fn = tf.saved_model.load(saved_model).signatures["serving_raw"]
     t0 = time.time()
@@ -65,7 +65,7 @@ def in_process(
 def stage_seconds(store: object, stage: str) -> float | None:
     from ml_metadata.proto import metadata_store_pb2 as pb
 
-    from beam_pipeline.metadata import props
+    from beam_pipeline.core.metadata import props
 
     done = [e for e in store.executions(stage) if e.last_known_state == pb.Execution.COMPLETE]
     return props(max(done, key=lambda e: e.id)).get("seconds") if done else None
@@ -86,9 +86,10 @@ def main() -> None:
     logging.getLogger("beam_pipeline").setLevel(logging.INFO)
     from gen_taxi import generate
 
-    from beam_pipeline import registry, scoring
-    from beam_pipeline.config import load
-    from beam_pipeline.metadata import Store
+    from beam_pipeline.core import registry
+    from beam_pipeline.core.config import load
+    from beam_pipeline.core.metadata import Store
+    from beam_pipeline.jobs import score as scoring
 
     csv = (
         generate(a.rows, a.data)

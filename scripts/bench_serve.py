@@ -255,7 +255,7 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 def find_model(config_file: str) -> Path:
-    from beam_pipeline.config import load
+    from beam_pipeline.core.config import load
     from beam_pipeline.serving.models import versions_on_disk
     from beam_pipeline.serving.server import model_sources
 

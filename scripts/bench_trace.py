@@ -1,5 +1,6 @@
 """Benchmark: a model's fixed costs in train (first epoch, export) with and without autograph
-converting tf_keras and tf.Transform (`beam_pipeline.modeling.exempt_libraries_from_autograph`).
+converting tf_keras and tf.Transform
+(`beam_pipeline.training.modeling.exempt_libraries_from_autograph`).
 
     .venv/bin/python scripts/bench_trace.py configs/taxi.yaml [--steps 40] [--batch-size 256]
     ./scripts/bench trace CONFIG [...]
@@ -32,10 +33,10 @@ def child(config_file: str, exempt: bool, steps: int, batch_size: int, out: str)
 
     import tensorflow_transform as tft
 
-    from beam_pipeline import modeling
-    from beam_pipeline.config import load
-    from beam_pipeline.metadata import Store
+    from beam_pipeline.core.config import load
+    from beam_pipeline.core.metadata import Store
     from beam_pipeline.stages.train import export_signatures
+    from beam_pipeline.training import modeling
 
     config = load(config_file)
     outputs = Store(config, create=False).latest_outputs("transform", required=True)

@@ -95,8 +95,8 @@ def stages() -> dict[str, Any]:
 
 
 def orchestrator(config_path: Path) -> Any:
-    from beam_pipeline import config as config_mod
-    from beam_pipeline.orchestrator import Orchestrator
+    from beam_pipeline.core import config as config_mod
+    from beam_pipeline.core.orchestrator import Orchestrator
 
     all_stages = stages()
     sections = {s.section_name: s.section for s in all_stages.values()}
@@ -122,8 +122,8 @@ def direct_transform(orch: Any, out_dir: Path) -> float:
     from tfx_bsl.coders import example_coder
     from tfx_bsl.public import tfxio
 
-    from beam_pipeline.artifacts import split_dir
-    from beam_pipeline.beam import pipeline_options
+    from beam_pipeline.core.artifacts import split_dir
+    from beam_pipeline.runners.options import pipeline_options
     from beam_pipeline.stages import transform
 
     section = orch.config.section("transform")
@@ -141,8 +141,8 @@ def direct_transform(orch: Any, out_dir: Path) -> float:
     shutil.rmtree(out_dir, ignore_errors=True)
     t0 = time.perf_counter()
     # Same user module and schema file, loaded as a user would (no error wrapping).
-    from beam_pipeline.artifacts import load_schema
-    from beam_pipeline.user_modules import load_module
+    from beam_pipeline.core.artifacts import load_schema
+    from beam_pipeline.core.user_modules import load_module
 
     preprocessing_fn = load_module(section.module, transform.MODULE_KEY).preprocessing_fn
     schema = load_schema(schema_art)
@@ -299,8 +299,8 @@ def input_child(
     import tensorflow_transform as tft
     import tf_keras
 
-    from beam_pipeline import modeling
     from beam_pipeline.stages.train import TrainSection
+    from beam_pipeline.training import modeling
 
     section = TrainSection(**{k: v for k, v in taxi_train_section().items() if k != "strategy"})
     batch = section.batch_size

@@ -23,7 +23,7 @@ import tensorflow as tf
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-from beam_pipeline.artifacts import Artifact
+from beam_pipeline.core.artifacts import Artifact
 
 ROOT = Path(__file__).resolve().parent.parent
 TAXI_CSV = ROOT / "data" / "chicago_taxi" / "data.csv"
@@ -114,8 +114,8 @@ def make_examples(
 
 def context(stage: str, out: Path, root: Path | None = None) -> object:
     """A StageContext with an in-memory store whose outputs land under ``out``."""
-    from beam_pipeline.config import Config, MetadataSection, PipelineSection
-    from beam_pipeline.stage import StageContext
+    from beam_pipeline.core.config import Config, MetadataSection, PipelineSection
+    from beam_pipeline.core.stage import StageContext
 
     config = Config(
         pipeline=PipelineSection(name="test", root=str(root or out)),
@@ -159,7 +159,7 @@ def run_transform_subprocess(
 def _transform_main(job_text: str) -> None:
     import json
 
-    from beam_pipeline.errors import PipelineError
+    from beam_pipeline.core.errors import PipelineError
     from beam_pipeline.stages import transform
 
     job = json.loads(job_text)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import beam_pipeline as bp
-from beam_pipeline.errors import StageFailed
+from beam_pipeline.core.errors import StageFailed
 from tests.conftest import run_cli
 from tests.pipeline_fixtures import copy_pipeline, json_output, taxi_runs
 

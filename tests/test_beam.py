@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from beam_pipeline.beam import beam_args
-from beam_pipeline.config import load
-from beam_pipeline.metadata import Store
+from beam_pipeline.core.config import load
+from beam_pipeline.core.metadata import Store
+from beam_pipeline.runners.options import beam_args
 from tests.conftest import run_cli, write_config
 
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from beam_pipeline.orchestrator import resume_command
+from beam_pipeline.core.orchestrator import resume_command
 from tests.conftest import REPO, run_cli, write_config
 
 HEAVY = ("tensorflow", "tensorflow_data_validation", "tensorflow_transform", "apache_beam")
@@ -140,7 +140,7 @@ def test_every_flag_has_help_and_help_lists_stages_and_exit_codes() -> None:
 
 
 def test_relative_defaults_resolve_against_the_config_folder(tmp_path, monkeypatch) -> None:
-    from beam_pipeline.config import load
+    from beam_pipeline.core.config import load
 
     folder = tmp_path / "project"
     folder.mkdir()
@@ -152,7 +152,7 @@ def test_relative_defaults_resolve_against_the_config_folder(tmp_path, monkeypat
 
 
 def test_awaiting_approval_names_the_config_file() -> None:
-    from beam_pipeline.artifacts import Artifact
+    from beam_pipeline.core.artifacts import Artifact
     from beam_pipeline.stages import push
 
     blessing = Artifact("ModelBlessing", "/b", {"blessed": True, "require_approval": True})

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from beam_pipeline.config import load
-from beam_pipeline.errors import ConfigError
+from beam_pipeline.core.config import load
+from beam_pipeline.core.errors import ConfigError
 from tests.conftest import run_cli, write_config
 
 

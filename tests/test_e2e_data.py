@@ -9,8 +9,8 @@ from pathlib import Path
 
 import yaml
 
-from beam_pipeline.config import load
-from beam_pipeline.metadata import Store
+from beam_pipeline.core.config import load
+from beam_pipeline.core.metadata import Store
 from tests.conftest import PENGUINS_CSV, REPO, TAXI_CSV, run_cli
 
 DATA_STAGES = ["ingest", "statistics", "schema", "validate"]

@@ -24,9 +24,9 @@ from tests.object_store import free_port
 SCRIPT = textwrap.dedent(
     """
     import json, sys
-    from beam_pipeline.config import load
+    from beam_pipeline.core.config import load
     from beam_pipeline.io import filesystem
-    from beam_pipeline.orchestrator import Orchestrator
+    from beam_pipeline.core.orchestrator import Orchestrator
     from beam_pipeline.stages import STAGES
 
     config_file, local_csv, remote_csv = sys.argv[1:4]

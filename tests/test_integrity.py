@@ -21,13 +21,13 @@ from typing import Any
 import yaml
 from ml_metadata.proto import metadata_store_pb2 as pb
 
-from beam_pipeline import liveness
-from beam_pipeline.artifacts import Artifact
 from beam_pipeline.cli import main
-from beam_pipeline.config import load
-from beam_pipeline.metadata import Store
-from beam_pipeline.orchestrator import Orchestrator
-from beam_pipeline.stage import Stage, StageContext
+from beam_pipeline.core import liveness
+from beam_pipeline.core.artifacts import Artifact
+from beam_pipeline.core.config import load
+from beam_pipeline.core.metadata import Store
+from beam_pipeline.core.orchestrator import Orchestrator
+from beam_pipeline.core.stage import Stage, StageContext
 from tests.conftest import REPO, run_cli, write_config
 
 
@@ -118,7 +118,7 @@ def test_a_downstream_cache_hit_is_for_the_exact_upstream_artifact(tmp_path) -> 
 
 
 def test_deterministic_stages_keep_a_key_fingerprint() -> None:
-    from beam_pipeline.orchestrator import output_fingerprint
+    from beam_pipeline.core.orchestrator import output_fingerprint
 
     det = Stage("d", MakeSection, _make, inputs={}, outputs={}, deterministic=True)
     assert output_fingerprint(det, "k", "o", "r1", 1) == output_fingerprint(det, "k", "o", "r2", 2)
@@ -275,7 +275,7 @@ def test_a_full_disk_during_the_metadata_write_leaves_a_consistent_store(tmp_pat
         [failed, done] = store.settle_runs(write=False)
         assert failed["status"] in ("failed", "canceled") and done["status"] == "completed"
         store.close()
-        from beam_pipeline.doctor import examine
+        from beam_pipeline.jobs.doctor import examine
 
         assert examine(load(cfg, sections=TOY_SECTIONS)) == []
     finally:
@@ -302,7 +302,7 @@ def test_doctor_repairs_dangling_references_dead_executions_and_orphans(tmp_path
     with sqlite3.connect(tmp_path / "root" / "metadata.sqlite") as db:  # a write cut short
         db.execute("DELETE FROM Artifact WHERE id = ?", (evaluation.id,))
 
-    from beam_pipeline.doctor import examine
+    from beam_pipeline.jobs.doctor import examine
 
     findings = examine(config, dry_run=True)
     assert {f["kind"] for f in findings} == {

@@ -28,9 +28,9 @@ from pathlib import Path
 import pytest
 from ml_metadata.proto import metadata_store_pb2 as pb
 
-from beam_pipeline.artifacts import Artifact
-from beam_pipeline.config import Config, MetadataSection, PipelineSection
-from beam_pipeline.metadata import MetadataError, Store
+from beam_pipeline.core.artifacts import Artifact
+from beam_pipeline.core.config import Config, MetadataSection, PipelineSection
+from beam_pipeline.core.metadata import MetadataError, Store
 
 REPO = Path(__file__).resolve().parents[1]
 IN_CI = os.environ.get("BEAM_PIPELINE_CI") == "1"
@@ -356,7 +356,7 @@ def test_doctor_repairs_dangling_references_on_the_server(
 ) -> None:
     """A metadata write cut short leaves events and attributions to a missing artifact: every
     later query fails ("Results missing for ids") until `doctor` deletes them."""
-    from beam_pipeline.doctor import _connect, examine
+    from beam_pipeline.jobs.doctor import _connect, examine
 
     monkeypatch.setenv("BP_TEST_DB_PASSWORD", server.password)
     config = make_config(server, database, tmp_path, "BP_TEST_DB_PASSWORD")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from beam_pipeline.stage_sections import STAGE_ORDER
+from beam_pipeline.core.stage_sections import STAGE_ORDER
 from tests.object_store import S3Server, cli
 
 STAGES = STAGE_ORDER  # every stage of the pipeline, in order

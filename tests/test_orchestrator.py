@@ -7,8 +7,8 @@ from pathlib import Path
 
 from ml_metadata.proto import metadata_store_pb2 as pb
 
-from beam_pipeline.config import load
-from beam_pipeline.metadata import Store
+from beam_pipeline.core.config import load
+from beam_pipeline.core.metadata import Store
 from tests.conftest import REPO, run_cli, write_config
 
 

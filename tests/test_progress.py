@@ -54,10 +54,12 @@ def test_stage_lines_reach_the_display() -> None:
     progress.choose = lambda: Recording()  # type: ignore[assignment]
     try:
         with progress.session():
-            logging.getLogger("beam_pipeline.orchestrator").info("ingest: started (execution 1)")
+            logging.getLogger("beam_pipeline.core.orchestrator").info(
+                "ingest: started (execution 1)"
+            )
     finally:
         progress.choose = orig  # type: ignore[assignment]
-    logging.getLogger("beam_pipeline.orchestrator").info("after the session")
+    logging.getLogger("beam_pipeline.core.orchestrator").info("after the session")
     assert seen == ["ingest: started (execution 1)"]
 
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from beam_pipeline import registry
-from beam_pipeline.config import load
-from beam_pipeline.errors import ConfigError
-from beam_pipeline.metadata import Store
+from beam_pipeline.core import registry
+from beam_pipeline.core.config import load
+from beam_pipeline.core.errors import ConfigError
+from beam_pipeline.core.metadata import Store
 from tests import pipeline_fixtures as pf
 from tests.conftest import run_cli
 

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 
 import beam_pipeline  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is used)
-from beam_pipeline import scoring
+from beam_pipeline.jobs import score as scoring
 from tests import pipeline_fixtures as pf
 from tests.conftest import run_cli
 
@@ -158,10 +158,10 @@ def test_score_writes_one_record_per_readable_row_with_in_process_predictions(
 
 @pytest.mark.slow
 def test_score_job_is_recorded_in_metadata(taxi: dict, scored: dict) -> None:
-    from beam_pipeline import registry
-    from beam_pipeline.artifacts import file_digest
-    from beam_pipeline.config import load
-    from beam_pipeline.metadata import Store
+    from beam_pipeline.core import registry
+    from beam_pipeline.core.artifacts import file_digest
+    from beam_pipeline.core.config import load
+    from beam_pipeline.core.metadata import Store
 
     store = Store(load(taxi["config"]))
     model = registry.model_by_version(store, 1)

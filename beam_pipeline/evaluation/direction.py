@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from beam_pipeline.errors import ConfigError
+from beam_pipeline.core.errors import ConfigError
 
 LOWER = {
     "loss",

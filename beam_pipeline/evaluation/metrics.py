@@ -25,8 +25,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from beam_pipeline.errors import ConfigError, DataError
-from beam_pipeline.stage_sections import ALWAYS, DEFAULT_METRICS, KNOWN_METRICS  # noqa: F401
+from beam_pipeline.core.errors import ConfigError, DataError
+from beam_pipeline.core.stage_sections import ALWAYS, DEFAULT_METRICS, KNOWN_METRICS  # noqa: F401
 
 OVERALL = "Overall"
 EPSILON = 1e-7  # probabilities are clipped to [eps, 1 - eps] for log loss (as Keras does)

@@ -11,12 +11,11 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+# The config types: one definition, with the sections (loading a config imports no evaluation code).
+from beam_pipeline.core.stage_sections import MetricThreshold, SliceThreshold
 from beam_pipeline.evaluation.direction import lower_is_better
 from beam_pipeline.evaluation.metrics import ALWAYS, OVERALL
 from beam_pipeline.evaluation.slicing import canonical_slice
-
-# The config types: one definition, with the sections (loading a config imports no evaluation code).
-from beam_pipeline.stage_sections import MetricThreshold, SliceThreshold
 
 CANDIDATE, BASELINE = "candidate", "baseline"
 LOWER_IS_BETTER = {"log_loss", "rmse", "mae"}  # kept for callers; `metric_direction` decides

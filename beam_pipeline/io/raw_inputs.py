@@ -33,7 +33,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from beam_pipeline.errors import DataError
+from beam_pipeline.core.errors import DataError
 
 KINDS = ("int", "float", "string")
 ARROW = {"int": pa.int64(), "float": pa.float64(), "string": pa.string()}

@@ -24,7 +24,7 @@ import pyarrow.json as pajson
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
-from beam_pipeline.errors import ConfigError, DataError
+from beam_pipeline.core.errors import ConfigError, DataError
 from beam_pipeline.io.raw_inputs import to_numbers
 
 T = TypeVar("T")

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from beam_pipeline.errors import ConfigError
+from beam_pipeline.core.errors import ConfigError
 from beam_pipeline.monitoring.monitor import monitor, section_of
 
 log = logging.getLogger("beam_pipeline.monitoring")
@@ -99,7 +99,7 @@ def watch(
     A round that fails is logged and the watch goes on; the retraining lock keeps two monitors
     (two watches, or a watch and a manual ``--retrain``) from retraining at once.
     """
-    from beam_pipeline.errors import PipelineError
+    from beam_pipeline.core.errors import PipelineError
     from beam_pipeline.monitoring.logs import iso, parse_time
 
     interval = section_of(config).watch_interval

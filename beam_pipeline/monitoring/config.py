@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from beam_pipeline.comparators import ComparatorSection
-from beam_pipeline.config import path
-from beam_pipeline.errors import ConfigError
+from beam_pipeline.core.comparators import ComparatorSection
+from beam_pipeline.core.config import path
+from beam_pipeline.core.errors import ConfigError
 
 ALERT_KINDS = ("skew", "drift", "quality", "prediction_shift")
 LOWER_IS_BETTER = {"log_loss", "rmse", "mae"}

@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from apache_beam.metrics.metric import Metrics, MetricsFilter
 
-from beam_pipeline.artifacts import STATS_FILE
+from beam_pipeline.core.artifacts import STATS_FILE
 from beam_pipeline.evaluation.combine import AccumulateMetrics
 from beam_pipeline.monitoring import logs
 from beam_pipeline.monitoring.lineage import ModelInfo

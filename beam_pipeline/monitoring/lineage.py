@@ -12,8 +12,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from beam_pipeline import registry
-from beam_pipeline.artifacts import STATS_FILE, Artifact, saved_model_dir, schema_path
+from beam_pipeline.core import registry
+from beam_pipeline.core.artifacts import STATS_FILE, Artifact, saved_model_dir, schema_path
 
 
 @dataclass

@@ -26,9 +26,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from beam_pipeline import registry
-from beam_pipeline.artifacts import STATS_FILE, Artifact
-from beam_pipeline.errors import ConfigError
+from beam_pipeline.core import registry
+from beam_pipeline.core.artifacts import STATS_FILE, Artifact
+from beam_pipeline.core.errors import ConfigError
 from beam_pipeline.monitoring import logs, report, rules
 from beam_pipeline.monitoring.config import MonitorSection
 from beam_pipeline.monitoring.job import OVERALL, MonitorJob, run_job
@@ -125,8 +125,8 @@ def monitor(
 ) -> dict[str, Any]:
     """One monitoring round; returns the report (``alerts`` empty when healthy, ``empty`` True
     when the window holds no prediction: then nothing is written)."""
-    from beam_pipeline.beam import pipeline_options
-    from beam_pipeline.metadata import Store
+    from beam_pipeline.core.metadata import Store
+    from beam_pipeline.runners.options import pipeline_options
 
     t0 = time.time()
     section = section_of(config)

@@ -31,8 +31,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from beam_pipeline.artifacts import Artifact, file_digest
-from beam_pipeline.errors import PipelineError
+from beam_pipeline.core.artifacts import Artifact, file_digest
+from beam_pipeline.core.errors import PipelineError
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ def retrain(
     orchestrator and returns its `RunResult` (the CLI passes one; the monitoring package never
     imports the stages).
     """
-    from beam_pipeline.metadata import Store
+    from beam_pipeline.core.metadata import Store
 
     section = config.stages["monitor"]
     labelled = int(body["traffic"]["labelled"])

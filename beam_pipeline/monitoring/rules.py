@@ -1,6 +1,6 @@
 """Alert rules: skew, drift, live quality and prediction shift (plain functions on results).
 
-Skew and drift use the validate stage's comparators (`beam_pipeline.comparators`): a threshold
+Skew and drift use the validate stage's comparators (`beam_pipeline.core.comparators`): a threshold
 per feature written into a copy of the model's schema, compared by ``tfdv.validate_statistics``
 (L-infinity distance for categorical features, Jensen-Shannon divergence for numeric ones).
 Skew compares the window's logged features with the model's training data; drift compares them
@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
 
-from beam_pipeline.comparators import ComparatorSection, with_comparators
+from beam_pipeline.core.comparators import ComparatorSection, with_comparators
 from beam_pipeline.monitoring.config import LOWER_IS_BETTER, MonitorSection, QualityRule
 
 OVERALL = "Overall"

@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from beam_pipeline.errors import ConfigError, DataError
+from beam_pipeline.core.errors import ConfigError, DataError
 from beam_pipeline.serving import log as plog
 
 log = logging.getLogger(__name__)

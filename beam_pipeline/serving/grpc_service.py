@@ -183,7 +183,7 @@ async def start_grpc(service: Service, host: str, port: int) -> Any:
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(service), server)
     bound = server.add_insecure_port(f"{host}:{port}")
     if not bound:
-        from beam_pipeline.errors import ConfigError
+        from beam_pipeline.core.errors import ConfigError
 
         raise ConfigError(f"--grpc-port: cannot listen on {host}:{port}")
     await server.start()

@@ -19,7 +19,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from beam_pipeline.errors import DataError
+from beam_pipeline.core.errors import DataError
 from beam_pipeline.io import raw_inputs
 from beam_pipeline.io.raw_inputs import RawColumn, RawSchema
 

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from beam_pipeline.errors import ConfigError
+from beam_pipeline.core.errors import ConfigError
 from beam_pipeline.serving.section import ServingSection, check_model_name
 
 log = logging.getLogger(__name__)

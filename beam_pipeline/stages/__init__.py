@@ -12,10 +12,10 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from beam_pipeline.stage_sections import STAGE_ORDER
+from beam_pipeline.core.stage_sections import STAGE_ORDER
 
 if TYPE_CHECKING:
-    from beam_pipeline.stage import Stage
+    from beam_pipeline.core.stage import Stage
 
 _MODULES = list(STAGE_ORDER)
 _loaded: dict[str, Stage] = {}

@@ -42,9 +42,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from apache_beam.metrics.metric import Metrics, MetricsFilter
 
-from beam_pipeline import registry
-from beam_pipeline.artifacts import Artifact, examples_pattern, saved_model_dir
-from beam_pipeline.errors import ConfigError, DataError
+from beam_pipeline.core import registry
+from beam_pipeline.core.artifacts import Artifact, examples_pattern, saved_model_dir
+from beam_pipeline.core.errors import ConfigError, DataError
+from beam_pipeline.core.stage import Prepared, Stage, StageContext
+from beam_pipeline.core.stage_sections import EvaluateSection
 from beam_pipeline.evaluation import (
     ALWAYS,
     BASELINE,
@@ -61,8 +63,6 @@ from beam_pipeline.evaluation import (
 )
 from beam_pipeline.evaluation.combine import AccumulateMetrics
 from beam_pipeline.io import filesystem
-from beam_pipeline.stage import Prepared, Stage, StageContext
-from beam_pipeline.stage_sections import EvaluateSection
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ class PredictAndSlice(beam.DoFn):
 
     def process(self, batch: pa.RecordBatch) -> Iterator[tuple[str, Any]]:
         if self._job.raw_label_keys:
-            from beam_pipeline.labels import labeled
+            from beam_pipeline.core.labels import labeled
 
             mask = labeled(batch, self._job.raw_label_keys)
             if not mask.all():
@@ -391,7 +391,7 @@ def evaluate_models(job: EvalJob, scratch: Path, ctx: StageContext | None = None
     filesystem.rmtree(scratch)
     out: dict[str, Any] = {line["model"]: line["slices"] for line in lines}
     if unlabeled and not count:
-        from beam_pipeline.labels import no_label_message
+        from beam_pipeline.core.labels import no_label_message
 
         raise DataError(no_label_message("evaluate", "eval", job.raw_label_keys, unlabeled))
     if CANDIDATE not in out or not count:

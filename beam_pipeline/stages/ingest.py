@@ -27,15 +27,15 @@ import pyarrow.compute as pc
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import Metrics, MetricsFilter
 
-from beam_pipeline.artifacts import Artifact, examples_prefix
-from beam_pipeline.errors import ConfigError, DataError
+from beam_pipeline.core.artifacts import Artifact, examples_prefix
+from beam_pipeline.core.errors import ConfigError, DataError
+from beam_pipeline.core.stage import Prepared, Stage, StageContext
+from beam_pipeline.core.stage_sections import IngestSection
 from beam_pipeline.io import byte_ranges, example_coder, filesystem, readers
 from beam_pipeline.io.tfrecord import WriteTFRecordBatches, frame
-from beam_pipeline.stage import Prepared, Stage, StageContext
-from beam_pipeline.stage_sections import IngestSection
 
 if TYPE_CHECKING:
-    from beam_pipeline.metadata import Store
+    from beam_pipeline.core.metadata import Store
 
 log = logging.getLogger(__name__)
 

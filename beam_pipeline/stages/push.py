@@ -30,11 +30,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from beam_pipeline import registry
-from beam_pipeline.artifacts import Artifact, saved_model_dir
+from beam_pipeline.core import registry
+from beam_pipeline.core.artifacts import Artifact, saved_model_dir
+from beam_pipeline.core.stage import Prepared, Stage, StageContext
+from beam_pipeline.core.stage_sections import PushSection
 from beam_pipeline.io import filesystem
-from beam_pipeline.stage import Prepared, Stage, StageContext
-from beam_pipeline.stage_sections import PushSection
 
 log = logging.getLogger(__name__)
 

@@ -15,20 +15,20 @@ import tensorflow_data_validation as tfdv
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
 
-from beam_pipeline.artifacts import (
+from beam_pipeline.core.artifacts import (
     SCHEMA_FILE,
     Artifact,
     file_digest,
     load_statistics,
     schema_path,
 )
-from beam_pipeline.errors import ConfigError, DataError
+from beam_pipeline.core.errors import ConfigError, DataError
+from beam_pipeline.core.stage import Prepared, Stage, StageContext
+from beam_pipeline.core.stage_sections import SchemaSection
 from beam_pipeline.io import filesystem
-from beam_pipeline.stage import Prepared, Stage, StageContext
-from beam_pipeline.stage_sections import SchemaSection
 
 if TYPE_CHECKING:
-    from beam_pipeline.metadata import Store
+    from beam_pipeline.core.metadata import Store
 
 log = logging.getLogger(__name__)
 

@@ -19,16 +19,16 @@ from tensorflow_metadata.proto.v0 import statistics_pb2
 from tfx_bsl.public import tfxio
 
 from beam_pipeline import views
-from beam_pipeline.artifacts import (
+from beam_pipeline.core.artifacts import (
     EXAMPLES_GLOB,
     Artifact,
     load_statistics,
     split_dir,
     stats_path,
 )
-from beam_pipeline.errors import DataError
-from beam_pipeline.stage import Stage, StageContext
-from beam_pipeline.stage_sections import StatisticsSection
+from beam_pipeline.core.errors import DataError
+from beam_pipeline.core.stage import Stage, StageContext
+from beam_pipeline.core.stage_sections import StatisticsSection
 
 log = logging.getLogger(__name__)
 

@@ -41,13 +41,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from beam_pipeline import modeling, progress
-from beam_pipeline.artifacts import Artifact, saved_model_dir
-from beam_pipeline.errors import ConfigError
+from beam_pipeline import progress
+from beam_pipeline.core.artifacts import Artifact, saved_model_dir
+from beam_pipeline.core.errors import ConfigError
+from beam_pipeline.core.stage import Prepared, Stage, StageContext
+from beam_pipeline.core.stage_sections import TrainSection
 from beam_pipeline.evaluation.direction import metric_direction
 from beam_pipeline.io.raw_inputs import RawSchema
-from beam_pipeline.stage import Prepared, Stage, StageContext
-from beam_pipeline.stage_sections import TrainSection
+from beam_pipeline.training import modeling
 
 log = logging.getLogger(__name__)
 
@@ -342,8 +343,8 @@ def run_worker(config_file: str, overrides: list[str] | None = None) -> None:
     Trains on the outputs of the latest completed transform and tune executions in the config's
     metadata store, in step with the chief; writes nothing that lasts.
     """
-    from beam_pipeline.config import load
-    from beam_pipeline.metadata import Store
+    from beam_pipeline.core.config import load
+    from beam_pipeline.core.metadata import Store
 
     config = load(config_file, overrides)
     section: TrainSection = config.section("train")

@@ -24,19 +24,19 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.metrics.metric import Metrics, MetricsFilter
 
-from beam_pipeline.artifacts import (
+from beam_pipeline.core.artifacts import (
     SCHEMA_FILE,
     Artifact,
     examples_pattern,
     load_schema,
     split_dir,
 )
-from beam_pipeline.errors import DataError, StageFailed
+from beam_pipeline.core.errors import DataError, StageFailed
+from beam_pipeline.core.stage import Prepared, Stage, StageContext
+from beam_pipeline.core.stage_sections import TransformSection
+from beam_pipeline.core.user_modules import load_module, module_hash, require
 from beam_pipeline.io import filesystem
 from beam_pipeline.io.tfrecord import WriteTFRecordBatches
-from beam_pipeline.stage import Prepared, Stage, StageContext
-from beam_pipeline.stage_sections import TransformSection
-from beam_pipeline.user_modules import load_module, module_hash, require
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ class _DropUnlabeled(beam.DoFn):
         self._dropped = Metrics.counter(COUNTER_NAMESPACE, f"unlabeled[{split}]")
 
     def process(self, batch: Any) -> Iterator[Any]:
-        from beam_pipeline.labels import labeled
+        from beam_pipeline.core.labels import labeled
 
         self._seen.inc(batch.num_rows)
         mask = labeled(batch, self._keys)
@@ -294,7 +294,7 @@ def _unlabeled_everywhere(
 ) -> dict[str, int]:
     """Before tf.Transform: a split with rows but no labeled row is a stage error (a label is
     never filled, whatever the gate says). Reads only the label columns. {split: 0} when fine."""
-    from beam_pipeline.labels import labeled, no_label_message
+    from beam_pipeline.core.labels import labeled, no_label_message
 
     if not label_keys:
         return {s: 0 for s in sources}

@@ -31,12 +31,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from beam_pipeline import modeling, progress
-from beam_pipeline.artifacts import Artifact, hyperparameters_path
-from beam_pipeline.errors import ConfigError, StageFailed
+from beam_pipeline import progress
+from beam_pipeline.core.artifacts import Artifact, hyperparameters_path
+from beam_pipeline.core.errors import ConfigError, StageFailed
+from beam_pipeline.core.stage import Prepared, Stage, StageContext
+from beam_pipeline.core.stage_sections import TuneSection
 from beam_pipeline.io import filesystem
-from beam_pipeline.stage import Prepared, Stage, StageContext
-from beam_pipeline.stage_sections import TuneSection
+from beam_pipeline.training import modeling
 
 log = logging.getLogger(__name__)
 
@@ -322,8 +323,8 @@ def run_worker(config_file: str, overrides: list[str] | None = None) -> None:
     Reads the latest completed transform outputs from the config's metadata store and runs its
     share of the chief's trials. Exits when the chief's oracle says the search is over.
     """
-    from beam_pipeline.config import load
-    from beam_pipeline.metadata import Store
+    from beam_pipeline.core.config import load
+    from beam_pipeline.core.metadata import Store
 
     if not _is_worker():
         raise ConfigError(

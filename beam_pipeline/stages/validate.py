@@ -25,15 +25,15 @@ from typing import TYPE_CHECKING, Any
 import tensorflow_data_validation as tfdv
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 
-from beam_pipeline.artifacts import Artifact, load_schema, load_statistics, stats_path
-from beam_pipeline.comparators import ComparatorSection, with_comparators  # noqa: F401
-from beam_pipeline.errors import ValidationFailed
+from beam_pipeline.core.artifacts import Artifact, load_schema, load_statistics, stats_path
+from beam_pipeline.core.comparators import ComparatorSection, with_comparators  # noqa: F401
+from beam_pipeline.core.errors import ValidationFailed
+from beam_pipeline.core.stage import Prepared, Stage, StageContext
+from beam_pipeline.core.stage_sections import CATEGORIES, ValidationSection
 from beam_pipeline.io import filesystem
-from beam_pipeline.stage import Prepared, Stage, StageContext
-from beam_pipeline.stage_sections import CATEGORIES, ValidationSection
 
 if TYPE_CHECKING:
-    from beam_pipeline.metadata import Store
+    from beam_pipeline.core.metadata import Store
 
 log = logging.getLogger(__name__)
 

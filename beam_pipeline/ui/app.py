@@ -16,10 +16,10 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from beam_pipeline import registry
-from beam_pipeline.artifacts import Artifact
-from beam_pipeline.errors import ConfigError, PipelineError
-from beam_pipeline.metadata import Store
+from beam_pipeline.core import registry
+from beam_pipeline.core.artifacts import Artifact
+from beam_pipeline.core.errors import ConfigError, PipelineError
+from beam_pipeline.core.metadata import Store
 from beam_pipeline.ui.assets import CSS as UI_CSS
 from beam_pipeline.ui.assets import JS as UI_JS
 from beam_pipeline.views import artifacts as av
@@ -27,7 +27,7 @@ from beam_pipeline.views import graph as g
 from beam_pipeline.views import runs as rv
 
 if TYPE_CHECKING:
-    from beam_pipeline.config import Config
+    from beam_pipeline.core.config import Config
 
 esc = av.esc
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from beam_pipeline.artifacts import Artifact
+from beam_pipeline.core.artifacts import Artifact
 from beam_pipeline.views import svg
 from beam_pipeline.views.svg import fmt
 

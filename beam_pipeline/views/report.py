@@ -8,16 +8,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from beam_pipeline import registry
-from beam_pipeline.artifacts import Artifact
-from beam_pipeline.metadata import props
+from beam_pipeline.core import registry
+from beam_pipeline.core.artifacts import Artifact
+from beam_pipeline.core.metadata import props
 from beam_pipeline.views import artifacts as av
 from beam_pipeline.views import graph as g
 from beam_pipeline.views import runs as rv
 
 if TYPE_CHECKING:
-    from beam_pipeline.config import Config
-    from beam_pipeline.metadata import Store
+    from beam_pipeline.core.config import Config
+    from beam_pipeline.core.metadata import Store
 
 REPORT_CSS = """
 body { margin: 0; background: #fafafa; }

@@ -12,15 +12,15 @@ from typing import TYPE_CHECKING, Any
 
 from ml_metadata.proto import metadata_store_pb2 as pb
 
-from beam_pipeline.artifacts import Artifact
-from beam_pipeline.errors import ConfigError
-from beam_pipeline.metadata import props
+from beam_pipeline.core.artifacts import Artifact
+from beam_pipeline.core.errors import ConfigError
+from beam_pipeline.core.metadata import props
 from beam_pipeline.views import graph as g
 from beam_pipeline.views.artifacts import Raw, esc, table
 from beam_pipeline.views.svg import bar_chart, fmt
 
 if TYPE_CHECKING:
-    from beam_pipeline.metadata import Store
+    from beam_pipeline.core.metadata import Store
 
 STATE = {
     pb.Execution.RUNNING: "running",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from beam_pipeline.errors import ConfigError
+from beam_pipeline.core.errors import ConfigError
 from beam_pipeline.evaluation import MetricThreshold, metric_direction
 
 

@@ -9,7 +9,7 @@ import pytest
 
 import beam_pipeline  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is used)
 from beam_pipeline import evaluation as E
-from beam_pipeline.errors import DataError
+from beam_pipeline.core.errors import DataError
 from tests.evaluation.references import binary_reference, exact_auc
 
 

@@ -114,7 +114,7 @@ def test_ints_stay_exact_and_out_of_range_ints_are_rejected(tmp_path: Path) -> N
 
 
 def test_duplicate_header_names_are_a_config_error(tmp_path: Path) -> None:
-    from beam_pipeline.errors import ConfigError
+    from beam_pipeline.core.errors import ConfigError
 
     p = tmp_path / "dup.csv"
     p.write_text("a,b,a\n1,2,3\n")

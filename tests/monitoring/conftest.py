@@ -31,8 +31,8 @@ def healthy(tmp_path_factory: pytest.TempPathFactory) -> dict:
     base = tmp_path_factory.mktemp("monitor")
     config = pf.copy_pipeline(base, monitor=MONITOR)
     root = base / "root"
-    from beam_pipeline.config import load
-    from beam_pipeline.metadata import Store
+    from beam_pipeline.core.config import load
+    from beam_pipeline.core.metadata import Store
     from beam_pipeline.monitoring.lineage import model_info
 
     info = model_info(Store(load(config)), 3)

@@ -128,8 +128,8 @@ def test_closed_loop(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     step("v1 trained and pushed")
     assert code == 0 and run["pushed_version"] == 1, err[-3000:]
 
-    from beam_pipeline.config import load
-    from beam_pipeline.metadata import Store
+    from beam_pipeline.core.config import load
+    from beam_pipeline.core.metadata import Store
     from beam_pipeline.monitoring.lineage import model_info
 
     info = model_info(Store(load(config)), 1)

@@ -61,8 +61,8 @@ def test_retrain_records_the_span_and_runs_the_pipeline_on_it(
     healthy: dict,
     report: dict,
 ) -> None:
-    from beam_pipeline.config import load
-    from beam_pipeline.metadata import Store
+    from beam_pipeline.core.config import load
+    from beam_pipeline.core.metadata import Store
 
     config = load(healthy["config"], ["monitor.retrain.min_rows=10", "monitor.retrain.spans=3"])
     body = report["body"]

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from beam_pipeline.config import load
-from beam_pipeline.errors import ConfigError
+from beam_pipeline.core.config import load
+from beam_pipeline.core.errors import ConfigError
 from beam_pipeline.evaluation import canonical_slice
 from beam_pipeline.monitoring import rules
 from beam_pipeline.monitoring.config import MonitorSection, QualityRule, SliceQualityRule

@@ -7,10 +7,10 @@ from typing import Any
 
 import tensorflow as tf
 
-from beam_pipeline.artifacts import Artifact
-from beam_pipeline.config import Config, MetadataSection, PipelineSection
-from beam_pipeline.metadata import Store
-from beam_pipeline.stage import Stage, StageContext
+from beam_pipeline.core.artifacts import Artifact
+from beam_pipeline.core.config import Config, MetadataSection, PipelineSection
+from beam_pipeline.core.metadata import Store
+from beam_pipeline.core.stage import Stage, StageContext
 
 
 def example(row: dict[str, Any]) -> bytes:

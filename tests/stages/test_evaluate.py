@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import beam_pipeline  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is used)
-from beam_pipeline.errors import ConfigError
+from beam_pipeline.core.errors import ConfigError
 from beam_pipeline.stages import evaluate as ev
 from tests import pipeline_fixtures as pf
 from tests.evaluation.references import binary_reference
@@ -45,7 +45,7 @@ def test_bad_config_names_the_key(kwargs: dict, match: str) -> None:
 
 
 def test_empty_threshold_is_a_config_error(tmp_path: Path) -> None:
-    from beam_pipeline.config import load
+    from beam_pipeline.core.config import load
 
     config = tmp_path / "c.yaml"
     config.write_text(

@@ -147,8 +147,8 @@ def test_a_nullable_int_key_over_many_blocks_never_lands_in_two_splits() -> None
 
 
 def test_split_key_in_drop_is_a_config_error() -> None:
-    from beam_pipeline.errors import ConfigError
-    from beam_pipeline.stage_sections import IngestSection, SplitSection
+    from beam_pipeline.core.errors import ConfigError
+    from beam_pipeline.core.stage_sections import IngestSection, SplitSection
 
     with pytest.raises(ConfigError, match="ingest.split.key: column 'k' is also in ingest.drop"):
         IngestSection(source="x.csv", drop=["k"], split=SplitSection(key="k"))

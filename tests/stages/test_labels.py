@@ -10,7 +10,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from beam_pipeline.labels import labeled
+from beam_pipeline.core.labels import labeled
 from tests import ml_fixtures
 
 pytestmark = pytest.mark.slow
@@ -63,7 +63,7 @@ def test_a_label_missing_everywhere_is_a_stage_error(tmp_path) -> None:
 def test_evaluate_skips_and_counts_rows_without_a_label(tmp_path) -> None:
     import tensorflow as tf
 
-    from beam_pipeline.errors import DataError
+    from beam_pipeline.core.errors import DataError
     from beam_pipeline.stages import evaluate as ev
     from tests import pipeline_fixtures as pf
 

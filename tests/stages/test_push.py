@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from beam_pipeline.artifacts import Artifact
+from beam_pipeline.core.artifacts import Artifact
 from beam_pipeline.stages import push
 from tests import pipeline_fixtures as pf
 from tests.conftest import run_cli
@@ -142,9 +142,9 @@ def test_rollback_serves_an_older_version_and_is_recorded(tmp_path: Path, capsys
     assert sorted(p.name for p in serving.iterdir()) == ["1"]
 
     # The baseline of the next evaluation is the served model again, not the rolled-back one.
-    from beam_pipeline import registry
-    from beam_pipeline.config import load
-    from beam_pipeline.metadata import Store
+    from beam_pipeline.core import registry
+    from beam_pipeline.core.config import load
+    from beam_pipeline.core.metadata import Store
 
     store = Store(load(config))
     assert registry.version_of(store, registry.baseline(store)) == 1

@@ -8,10 +8,10 @@ from google.protobuf import text_format
 from ml_metadata.proto import metadata_store_pb2 as pb
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-from beam_pipeline.artifacts import file_digest, load_schema
-from beam_pipeline.config import load
-from beam_pipeline.errors import ConfigError, DataError
-from beam_pipeline.metadata import Store
+from beam_pipeline.core.artifacts import file_digest, load_schema
+from beam_pipeline.core.config import load
+from beam_pipeline.core.errors import ConfigError, DataError
+from beam_pipeline.core.metadata import Store
 from beam_pipeline.stages import schema as schema_stage
 from beam_pipeline.stages import statistics
 from beam_pipeline.stages.schema import SchemaSection, export_latest, read_schema_file

@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from beam_pipeline.errors import ConfigError, DataError
+from beam_pipeline.core.errors import ConfigError, DataError
 from beam_pipeline.stages import statistics
 from beam_pipeline.stages.statistics import StatisticsSection, load_statistics
 from tests.stages._fixtures import make_config, make_ctx, penguin_rows, write_examples

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 import beam_pipeline  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is used)
-from beam_pipeline import modeling
-from beam_pipeline.artifacts import Artifact
-from beam_pipeline.errors import ConfigError
+from beam_pipeline.core.artifacts import Artifact
+from beam_pipeline.core.errors import ConfigError
 from beam_pipeline.stages import train
+from beam_pipeline.training import modeling
 from tests import ml_fixtures
 
 ROWS = 1500

@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 import beam_pipeline  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is used)
-from beam_pipeline.errors import ConfigError
+from beam_pipeline.core.errors import ConfigError
 from beam_pipeline.stages import transform
 from tests import ml_fixtures
 

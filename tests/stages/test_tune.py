@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 import beam_pipeline  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is used)
-from beam_pipeline import modeling
-from beam_pipeline.errors import ConfigError
+from beam_pipeline.core.errors import ConfigError
 from beam_pipeline.stages import train, tune
+from beam_pipeline.training import modeling
 from tests import ml_fixtures
 
 

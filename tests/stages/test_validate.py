@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 
-from beam_pipeline.artifacts import Artifact
-from beam_pipeline.config import Config, MetadataSection, PipelineSection, load
-from beam_pipeline.errors import ConfigError, ValidationFailed
-from beam_pipeline.orchestrator import Orchestrator
-from beam_pipeline.stage import Stage, StageContext
+from beam_pipeline.core.artifacts import Artifact
+from beam_pipeline.core.config import Config, MetadataSection, PipelineSection, load
+from beam_pipeline.core.errors import ConfigError, ValidationFailed
+from beam_pipeline.core.orchestrator import Orchestrator
+from beam_pipeline.core.stage import Stage, StageContext
 from beam_pipeline.stages import schema as schema_stage
 from beam_pipeline.stages import statistics, validate
 from beam_pipeline.stages.schema import SchemaSection

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from beam_pipeline import registry
-from beam_pipeline.config import load
-from beam_pipeline.metadata import Store
+from beam_pipeline.core import registry
+from beam_pipeline.core.config import load
+from beam_pipeline.core.metadata import Store
 from beam_pipeline.ui import create_app
 from tests.pipeline_fixtures import copy_pipeline, taxi_runs
 

@@ -15,7 +15,7 @@ import pytest
 from starlette.testclient import TestClient
 
 import beam_pipeline as bp
-from beam_pipeline.errors import StageFailed
+from beam_pipeline.core.errors import StageFailed
 from beam_pipeline.ui import create_app
 from tests import test_metadata_backends as backends
 from tests.conftest import write_config

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from beam_pipeline import registry
-from beam_pipeline.config import load
-from beam_pipeline.metadata import Store
+from beam_pipeline.core import registry
+from beam_pipeline.core.config import load
+from beam_pipeline.core.metadata import Store
 from tests.conftest import run_cli
 from tests.pipeline_fixtures import copy_pipeline, taxi_runs
 from tests.ui.browser import ConsoleErrors, browser, require_chromium, ui_server

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from beam_pipeline.artifacts import Artifact
-from beam_pipeline.config import load
-from beam_pipeline.metadata import Store
+from beam_pipeline.core.artifacts import Artifact
+from beam_pipeline.core.config import load
+from beam_pipeline.core.metadata import Store
 from beam_pipeline.views import graph as g
 from beam_pipeline.views import render, svg
 from beam_pipeline.views import runs as rv

@@ -52,9 +52,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from apache_beam.metrics.metric import Metrics, MetricsFilter
 
-from beam_pipeline import registry
-from beam_pipeline.artifacts import Artifact, saved_model_dir
-from beam_pipeline.errors import ConfigError, DataError
+from beam_pipeline.core import registry
+from beam_pipeline.core.artifacts import Artifact, saved_model_dir
+from beam_pipeline.core.errors import ConfigError, DataError
 from beam_pipeline.io import filesystem, readers
 from beam_pipeline.io.raw_inputs import RawColumn, RawSchema, check_rows
 from beam_pipeline.io.readers import Rejected
@@ -486,9 +486,9 @@ def score(
     beam_args: list[str] | None = None,
 ) -> dict[str, Any]:
     """Run the scoring job and record it in ML Metadata; returns the summary."""
-    from beam_pipeline.beam import beam_args as all_beam_args
-    from beam_pipeline.beam import pipeline_options
-    from beam_pipeline.metadata import Store
+    from beam_pipeline.core.metadata import Store
+    from beam_pipeline.runners.options import beam_args as all_beam_args
+    from beam_pipeline.runners.options import pipeline_options
 
     t0 = time.time()
     filesystem.configure(all_beam_args(config, beam_args), [input_glob, output])

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from beam_pipeline.config import Config
-from beam_pipeline.errors import ConfigError
+from beam_pipeline.core.config import Config
+from beam_pipeline.core.errors import ConfigError
 
 LOCAL_RUNNERS = {"DirectRunner", "direct", "PortableRunner", "PrismRunner"}
 
@@ -24,7 +24,7 @@ def beam_args(config: Config, extra: list[str] | None = None) -> list[str]:
         ]
     elif runner not in LOCAL_RUNNERS and not any(a.startswith("--setup_file") for a in args):
         # Remote workers install the same package (and so the same DoFns) from our setup.py.
-        setup = Path(__file__).resolve().parent.parent / "setup.py"
+        setup = Path(__file__).resolve().parents[2] / "setup.py"
         args.append(f"--setup_file={setup}")
     if runner == "DataflowRunner":
         _check_remote_locations(config, args)

@@ -21,10 +21,10 @@ from ml_metadata import errors as mlmd_errors
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as pb
 
-from beam_pipeline import liveness
-from beam_pipeline.artifacts import TYPES, Artifact
-from beam_pipeline.config import Config, MetadataSection
-from beam_pipeline.errors import ConfigError, PipelineError
+from beam_pipeline.core import liveness
+from beam_pipeline.core.artifacts import TYPES, Artifact
+from beam_pipeline.core.config import Config, MetadataSection
+from beam_pipeline.core.errors import ConfigError, PipelineError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -224,7 +224,7 @@ class Store:
         return sorted(out, key=lambda r: r.get("started", 0))
 
     def heartbeat(self, run_id: str) -> None:
-        """Refresh a run's lease (see `beam_pipeline.liveness`)."""
+        """Refresh a run's lease (see `beam_pipeline.core.liveness`)."""
         ctx = self.call(
             self._store.get_context_by_type_and_name, RUN_CONTEXT, f"{self.pipeline_name}.{run_id}"
         )
@@ -255,7 +255,7 @@ class Store:
 
     def dead_executions(self, stage: str) -> list[pb.Execution]:
         """RUNNING executions of ``stage`` whose process is gone (pid, start time, host, boot,
-        and the run's heartbeat as the lease; see `beam_pipeline.liveness`)."""
+        and the run's heartbeat as the lease; see `beam_pipeline.core.liveness`)."""
         running = [e for e in self.executions(stage) if e.last_known_state == pb.Execution.RUNNING]
         if not running:
             return []
@@ -363,7 +363,7 @@ class Store:
         """Outputs (key -> artifact) of the newest COMPLETE or CACHED execution of ``stage`` whose
         outputs are all still usable; {} when there is none (a ConfigError when ``required``).
         The one rule for ``--from``/``--only`` and for tuning and training workers."""
-        from beam_pipeline.artifacts import usable
+        from beam_pipeline.core.artifacts import usable
 
         for ex in sorted(self.executions(stage), key=lambda e: -e.id):
             if ex.last_known_state in (pb.Execution.COMPLETE, pb.Execution.CACHED):

@@ -19,13 +19,14 @@ from typing import Any
 
 from ml_metadata.proto import metadata_store_pb2 as pb
 
-from beam_pipeline import __version__, liveness
-from beam_pipeline.artifacts import Artifact, digest, stage_dir, staging_dir, usable
-from beam_pipeline.config import Config, to_dict
-from beam_pipeline.errors import ConfigError, PipelineError, StageFailed, ValidationFailed
+from beam_pipeline import __version__
+from beam_pipeline.core import liveness
+from beam_pipeline.core.artifacts import Artifact, digest, stage_dir, staging_dir, usable
+from beam_pipeline.core.config import Config, to_dict
+from beam_pipeline.core.errors import ConfigError, PipelineError, StageFailed, ValidationFailed
+from beam_pipeline.core.metadata import Store, props
+from beam_pipeline.core.stage import Prepared, Stage, StageContext
 from beam_pipeline.io import filesystem
-from beam_pipeline.metadata import Store, props
-from beam_pipeline.stage import Prepared, Stage, StageContext
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +116,7 @@ class Orchestrator:
         self.use_cache = use_cache
         self.command = command or f"beam-pipeline run {config.source_file}"
         self.store = Store(config)
-        from beam_pipeline.beam import beam_args as all_beam_args
+        from beam_pipeline.runners.options import beam_args as all_beam_args
 
         filesystem.configure(all_beam_args(config, self.beam_args), _uris(config))
 
@@ -448,7 +449,8 @@ def _uris(config: Config) -> list[str]:
 
 class _Heartbeat:
     """Refreshes the run's heartbeat (its lease) from a thread with its own store connection,
-    so that another machine can tell a live run from a dead one (see `beam_pipeline.liveness`)."""
+    so that another machine can tell a live run from a dead one
+    (see `beam_pipeline.core.liveness`)."""
 
     def __init__(self, config: Config, run_id: str) -> None:
         self._stop = threading.Event()

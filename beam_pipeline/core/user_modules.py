@@ -13,7 +13,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from beam_pipeline.errors import ConfigError
+from beam_pipeline.core.errors import ConfigError
 
 
 def module_path(path: str | None, key: str) -> Path:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from beam_pipeline.errors import ConfigError
+from beam_pipeline.core.errors import ConfigError
 
 if TYPE_CHECKING:  # the section is loaded with every config: no proto import for it
     from tensorflow_metadata.proto.v0 import schema_pb2

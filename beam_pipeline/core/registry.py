@@ -23,14 +23,14 @@ from typing import TYPE_CHECKING, Any
 
 from ml_metadata.proto import metadata_store_pb2 as pb
 
-from beam_pipeline.artifacts import Artifact, saved_model_dir
-from beam_pipeline.errors import ConfigError
+from beam_pipeline.core.artifacts import Artifact, saved_model_dir
+from beam_pipeline.core.errors import ConfigError
+from beam_pipeline.core.metadata import props
 from beam_pipeline.io import filesystem
-from beam_pipeline.metadata import props
 
 if TYPE_CHECKING:
-    from beam_pipeline.config import Config
-    from beam_pipeline.metadata import Store
+    from beam_pipeline.core.config import Config
+    from beam_pipeline.core.metadata import Store
 
 REVIEW = "review"
 ROLLBACK = "rollback"

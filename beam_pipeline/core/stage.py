@@ -7,13 +7,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from beam_pipeline.artifacts import Artifact
+from beam_pipeline.core.artifacts import Artifact
 
 if TYPE_CHECKING:
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from beam_pipeline.config import Config
-    from beam_pipeline.metadata import Store
+    from beam_pipeline.core.config import Config
+    from beam_pipeline.core.metadata import Store
 
 
 @dataclass
@@ -35,7 +35,7 @@ class StageContext:
         return Artifact(type_name, str(uri), dict(properties))
 
     def beam_options(self) -> PipelineOptions:
-        from beam_pipeline.beam import pipeline_options
+        from beam_pipeline.runners.options import pipeline_options
 
         return pipeline_options(self.config, self.beam_args)
 

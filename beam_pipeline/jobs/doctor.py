@@ -1,6 +1,6 @@
 """`beam-pipeline doctor CONFIG`: find and repair what a crash or a full disk can leave behind.
 
-1. RUNNING executions whose process is gone (see `beam_pipeline.liveness`): marked CANCELED,
+1. RUNNING executions whose process is gone (see `beam_pipeline.core.liveness`): marked CANCELED,
    their staging folder and any folder they published without registering it removed.
 2. Runs still ``running`` whose process is gone: marked ``canceled``/``failed`` with the stage.
 3. Orphan folders under ``{root}/{stage}/``: a staging folder (``.N.tmp``) of an execution that
@@ -19,10 +19,10 @@ from typing import Any
 
 from ml_metadata.proto import metadata_store_pb2 as pb
 
-from beam_pipeline.artifacts import stage_dir, staging_dir
-from beam_pipeline.config import Config
+from beam_pipeline.core.artifacts import stage_dir, staging_dir
+from beam_pipeline.core.config import Config
+from beam_pipeline.core.metadata import Store, sqlite_path
 from beam_pipeline.io import filesystem
-from beam_pipeline.metadata import Store, sqlite_path
 
 log = logging.getLogger(__name__)
 

@@ -14,14 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from beam_pipeline.artifacts import (
+from beam_pipeline.core.artifacts import (
     HYPERPARAMETERS_FILE,
     Artifact,
     examples_pattern,
     hyperparameters_path,
 )
-from beam_pipeline.errors import ConfigError
-from beam_pipeline.user_modules import load_module, module_hash, require
+from beam_pipeline.core.errors import ConfigError
+from beam_pipeline.core.user_modules import load_module, module_hash, require
 
 if TYPE_CHECKING:
     import keras_tuner

@@ -10,7 +10,8 @@ This module is that boot step in Python, so the same pool works from a plain vir
     python -m apache_beam.runners.worker.worker_pool_main --service_port=50000 \\
         --container_executable=scripts/beam-worker
 
-``scripts/beam-worker`` runs ``python -m beam_pipeline.worker_boot`` with the pool's arguments.
+``scripts/beam-worker`` runs ``python -m beam_pipeline.runners.worker_boot`` with the pool's
+arguments.
 """
 
 from __future__ import annotations

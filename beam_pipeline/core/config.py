@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import yaml
 
-from beam_pipeline.errors import ConfigError
+from beam_pipeline.core.errors import ConfigError
 
 
 def path(default: str | None = None) -> Any:

@@ -2,7 +2,7 @@
 
 They live apart from the stages so that loading a config (and every read-only command: ``runs``,
 ``models``, ``lineage``) needs neither Beam nor TensorFlow: this module imports only the standard
-library and `beam_pipeline.config`. A stage module imports its section from here.
+library and `beam_pipeline.core.config`. A stage module imports its section from here.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from beam_pipeline.comparators import ComparatorSection
-from beam_pipeline.config import path
-from beam_pipeline.errors import ConfigError
+from beam_pipeline.core.comparators import ComparatorSection
+from beam_pipeline.core.config import path
+from beam_pipeline.core.errors import ConfigError
 
 # The stages in pipeline order (the orchestrator derives the same order from the DAG).
 STAGE_ORDER = [

@@ -1,0 +1,1 @@
+"""Batch jobs outside the training DAG: score and doctor."""

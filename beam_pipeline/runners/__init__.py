@@ -1,0 +1,1 @@
+"""Beam pipeline options per runner and the SDK worker boot for external worker pools."""

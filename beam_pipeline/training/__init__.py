@@ -1,0 +1,1 @@
+"""Helpers shared by the tune and train stages (the model contract, autograph, export)."""
