@@ -21,6 +21,7 @@ import dataclasses
 import os
 import re
 import shlex
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +34,9 @@ if TYPE_CHECKING:
     from beam_pipeline.core.orchestrator import RunResult
 
 __all__ = ["Artifact", "Pipeline", "Run", "load", "show", "write_report"]
+
+# This process's runs (a notebook kernel's): recorded on each run as its ``session``.
+SESSION = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
 class Artifact(_CoreArtifact):
@@ -159,6 +163,8 @@ class Pipeline:
         orch.store = self.store  # one store: an in-memory one must be shared between runs
         with progress_mod.session(enabled=progress):
             result = orch.run(from_, to, only)
+        # The UI folds the stage-runs of one notebook (this process) into one line.
+        self.store.run_context(result.run_id, session=SESSION)
         run = Run(result, self._outputs(result))
         if result.error is not None:
             raise _exception(result)

@@ -24,6 +24,7 @@ from beam_pipeline.ui.assets import CSS as UI_CSS
 from beam_pipeline.ui.assets import JS as UI_JS
 from beam_pipeline.views import artifacts as av
 from beam_pipeline.views import graph as g
+from beam_pipeline.views import runlist
 from beam_pipeline.views import runs as rv
 
 if TYPE_CHECKING:
@@ -72,30 +73,27 @@ class UI:
     # ---- pages ---------------------------------------------------------------------------------
 
     def runs(self, request: Request) -> Response:
-        body = rv.runs_table(self.store, run_href="/runs/{run}")
+        query = runlist.RunsQuery.parse(request.query_params)
+        body = runlist.runs_page(
+            self.store, query, run_href="/runs/{run}", model_href="/models/{version}"
+        )
         return self.page("Runs", body, state=self.state())
 
     def run(self, request: Request) -> Response:
         run_id = request.path_params["run_id"]
         run = rv.load_run(self.store, rv.find_run(self.store, run_id))
-        p = run.properties
-        status = av.Raw(f"<span class='status {esc(run.status)}'>{esc(run.status)}</span>")
-        head = av.table(
-            ["", ""],
-            [
-                ["status", status],
-                ["started", rv.when(p.get("started"))],
-                ["seconds", p.get("seconds")],
-                ["command", p.get("command")],
-                ["user", p.get("user")],
-            ],
-        )
         err = f"<pre class='bad error'>{esc(run.error)}</pre>" if run.error else ""
-        dag = g.render(rv.run_graph(run), title="stages")
+        dag = g.render(rv.run_graph(run, store=self.store), title="stages")
         body = (
-            head
+            rv.run_overview(
+                self.store,
+                run,
+                model_href="/models/{version}",
+                run_href="/runs/{run}",
+                labels=rv.version_labels(self.config),
+            )
             + err
-            + f"<div class='scroll dag'>{dag}</div>"
+            + f"<h2>Stages</h2><div class='scroll dag'>{dag}</div>"
             + rv.stage_table(run, artifact_href="/artifacts/{id}")
             + rv.timing_chart(run)
         )
@@ -120,7 +118,12 @@ class UI:
         records = registry.describe(self.config, self.store)
         body = (
             "<form method='get' action='/compare' id='compare-form'>"
-            + rv.models_table(records, model_href="/models/{version}", compare=True)
+            + rv.models_table(
+                records,
+                model_href="/models/{version}",
+                compare=True,
+                labels=rv.version_labels(self.config),
+            )
             + "<button type='submit'>Compare selected</button></form>"
             if records
             else "<p class='muted'>no models yet: run the pipeline first</p>"
@@ -147,7 +150,7 @@ class UI:
         record = next(r for r in registry.describe(self.config, self.store) if r.version == version)
         evaluation, blessing = self._evaluation(model)
         review = registry.latest_review(self.store, model.id)  # type: ignore[arg-type]
-        parts = [rv.models_table([record])]
+        parts = [rv.models_table([record], labels=rv.version_labels(self.config))]
         if review:
             parts.append(
                 f"<p class='review'>latest review: <b>{esc(review['decision'])}</b> by "

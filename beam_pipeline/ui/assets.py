@@ -9,8 +9,12 @@ main { max-width: 1250px; margin: 16px auto; background: #fff; padding: 12px 24p
   border: 1px solid #e3e3e3; }
 h1 { font-size: 20px; } h2 { font-size: 16px; margin-top: 1.4em; }
 .scroll { overflow-x: auto; }
-.status.failed { color: #b00020; font-weight: 600; }
-.status.cached { color: #1a5fb4; } .status.running { color: #a67c00; font-weight: 600; }
+form.filter { margin: 8px 0; } .pager { color: #555; } .pager a { margin-left: 10px; }
+table.runs a.sort { color: inherit; text-decoration: none; white-space: nowrap; }
+table.runs th a.metric { color: #1a5fb4; } table.runs th a.param { color: #6a3d9a; }
+details.session summary { cursor: pointer; color: #1a5fb4; }
+details.session a.member { display: block; margin-left: 1em; }
+.side-by-side { display: flex; gap: 32px; flex-wrap: wrap; align-items: flex-start; }
 .review-form { margin: 10px 0; padding: 8px; background: #f4f8ff; border: 1px solid #d0def5; }
 section { border-top: 1px solid #eee; margin-top: 1em; }
 """

@@ -42,6 +42,20 @@ CSS = """
 .bp-view .badge.good { background: #d8f0d8; } .bp-view .badge.bad { background: #f8d0d0; }
 .bp-view pre { background: #f7f7f7; padding: 6px; overflow-x: auto; max-height: 20em; }
 .bp-view .charts { display: flex; flex-wrap: wrap; gap: 12px; }
+.bp-view .status { display: inline-block; padding: 0 7px; border-radius: 9px; font-size: 12px;
+  background: #eee; color: #333; }
+.bp-view .status.completed, .bp-view .chip.completed { background: #d8f0d8; color: #1b5e20; }
+.bp-view .status.cached, .bp-view .chip.cached { background: #dde8f8; color: #1a5fb4; }
+.bp-view .status.failed, .bp-view .chip.failed { background: #f8d0d0; color: #b00020;
+  font-weight: 600; }
+.bp-view .status.stopped, .bp-view .chip.stopped { background: #fbe3c0; color: #8a4b00; }
+.bp-view .status.running, .bp-view .chip.running { background: #fff5b8; color: #6b5200; }
+.bp-view .status.canceled, .bp-view .chip.canceled { background: #e0e0e0; color: #555; }
+.bp-view .chips { display: inline-flex; gap: 2px; flex-wrap: nowrap; }
+.bp-view .chip { font-size: 10px; padding: 0 4px; border-radius: 3px; background: #f0f0f0;
+  color: #999; white-space: nowrap; }
+.bp-view .version-label { display: inline-block; padding: 0 6px; border-radius: 9px;
+  font-size: 11px; background: #ede7f6; color: #4527a0; border: 1px solid #b39ddb; }
 """
 
 
@@ -56,8 +70,8 @@ def table(
     row_class: Callable[[Sequence[Any]], str] | None = None,
     cls: str = "",
 ) -> str:
-    """A table; cells are escaped unless they are `Raw`."""
-    out = [f'<table class="bp {cls}"><tr>' + "".join(f"<th>{esc(h)}</th>" for h in header)]
+    """A table; cells (and headers) are escaped unless they are `Raw`."""
+    out = [f'<table class="bp {cls}"><tr>' + "".join(f"<th>{_cell(h)}</th>" for h in header)]
     out.append("</tr>")
     for row in rows:
         rc = row_class(row) if row_class else ""

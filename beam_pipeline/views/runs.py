@@ -15,6 +15,7 @@ from ml_metadata.proto import metadata_store_pb2 as pb
 from beam_pipeline.core.artifacts import Artifact
 from beam_pipeline.core.errors import ConfigError
 from beam_pipeline.core.metadata import props
+from beam_pipeline.core.stage_sections import STAGE_ORDER
 from beam_pipeline.views import graph as g
 from beam_pipeline.views.artifacts import Raw, esc, table
 from beam_pipeline.views.svg import bar_chart, fmt
@@ -110,10 +111,34 @@ def load_run(store: Store, record: dict[str, Any]) -> RunView:
             for r in rows:  # the summary knows "stopped" (the validation gate)
                 if r.name == name and info.get("status") == "stopped":
                     r.status = "stopped"
+    rank = {name: i for i, name in enumerate(STAGE_ORDER)}
+    rows.sort(key=lambda r: rank.get(r.name, len(rank)))  # pipeline order; stable otherwise
     return RunView(record["run_id"], record["id"], record, rows)
 
 
-def run_graph(run: RunView, href: str = "") -> g.Graph:
+def stage_dependencies(store: Store, stages: list[str]) -> set[tuple[str, str]]:
+    """(upstream, downstream) stage pairs as the store last saw them: for each stage, the
+    stages that produced the inputs of its newest execution. Draws a stage that did not run in
+    this run (skipped after a gate stop) where it belongs; a stage never run anywhere is chained
+    to the one before it in pipeline order."""
+    pairs: set[tuple[str, str]] = set()
+    for i, name in enumerate(stages):
+        executions = store.executions(name)
+        if not executions:
+            if i:
+                pairs.add((stages[i - 1], name))
+            continue
+        newest = max(executions, key=lambda e: e.id)
+        for art in store.execution_inputs(newest.id).values():
+            producer = store.producer(art.id) if art.id is not None else None
+            if producer is not None:
+                upstream = store.execution_type_name(store.execution(producer))
+                if upstream != name and upstream in stages:
+                    pairs.add((upstream, name))
+    return pairs
+
+
+def run_graph(run: RunView, href: str = "", store: Store | None = None) -> g.Graph:
     """Stages as nodes (status-coloured), an edge where one stage's output is another's input."""
     graph = g.Graph()
     produced: dict[int, str] = {}
@@ -135,6 +160,12 @@ def run_graph(run: RunView, href: str = "") -> g.Graph:
             src = produced.get(a.id)  # type: ignore[arg-type]
             if src and src != s.name:
                 graph.link(src, s.name)
+    if store is not None:  # stages fed by no stage of this run: linked as the store knows them
+        fed = {dst for _, dst in graph.edges}
+        names = [s.name for s in run.stages]
+        for src, dst in sorted(stage_dependencies(store, names)):
+            if dst not in fed:
+                graph.link(src, dst)
     return graph
 
 
@@ -262,7 +293,12 @@ def lineage_graph(
 # Model versions
 
 
-def models_table(records: list[Any], model_href: str = "", compare: bool = False) -> str:
+def models_table(
+    records: list[Any],
+    model_href: str = "",
+    compare: bool = False,
+    labels: dict[int, list[str]] | None = None,
+) -> str:
     rows = []
     for r in records:
         metrics = r.eval_metrics or r.train_metrics
@@ -272,9 +308,12 @@ def models_table(records: list[Any], model_href: str = "", compare: bool = False
             if isinstance(v, float) and k not in ("example_count", "label_mean", "prediction_mean")
         )
         pushed = "served" if r.served else "retired" if r.retired else ("yes" if r.pushed else "no")
-        version: Any = r.version
+        tags = label_tags(labels or {}, r.version)
+        version: Any = Raw(f"v{r.version}{tags}")
         if model_href:
-            version = Raw(f'<a href="{model_href.format(version=r.version)}">v{r.version}</a>')
+            version = Raw(
+                f'<a href="{model_href.format(version=r.version)}">v{r.version}</a>{tags}'
+            )
         row = [
             version,
             when(r.created),
@@ -352,3 +391,116 @@ def compare_models(
             )
         parts.append(f"<h4>{esc(main)} by slice</h4>" + table(header, srows, cls="compare-slices"))
     return "".join(parts)
+
+
+# ---------------------------------------------------------------------------------------------
+# A run's overview: what it was asked to do (params), what it measured, what it produced
+
+
+def run_params(store: Store, run: RunView) -> dict[str, Any]:
+    """The run's ``--set`` overrides, then the hyperparameters of the model it trained."""
+    from beam_pipeline.views.runlist import overrides
+
+    params: dict[str, Any] = dict(overrides(str(run.properties.get("command") or "")))
+    model = run.outputs().get("train.model")
+    for k, v in sorted(((model.properties if model else {}).get("hyperparameters") or {}).items()):
+        params.setdefault(k, v)
+    return params
+
+
+def produced_version(store: Store, run: RunView) -> int | None:
+    """The registry version of the model the run trained (or reused from the cache)."""
+    summary = run.properties.get("summary") or {}
+    if summary.get("model_version") is not None:
+        return int(summary["model_version"])
+    model = run.outputs().get("train.model")
+    if model is None:
+        return None
+    from beam_pipeline.core import registry
+
+    ids = [a.id for a in registry.models(store)]
+    return ids.index(model.id) + 1 if model.id in ids else None
+
+
+def run_overview(
+    store: Store,
+    run: RunView,
+    *,
+    model_href: str = "",
+    run_href: str = "",
+    labels: dict[int, list[str]] | None = None,
+) -> str:
+    """Status, times and command; the model version it produced; its metrics and params; for a
+    notebook stage-run, the other stage-runs of its session."""
+    p = run.properties
+    summary = p.get("summary") or {}
+    version = produced_version(store, run)
+    model: Any = "-"
+    if version is not None:
+        tags = label_tags(labels or {}, version)
+        link = (
+            f'<a class="model-link" href="{esc(model_href.format(version=version))}">v{version}</a>'
+            if model_href
+            else f"v{version}"
+        )
+        model = Raw(link + tags)
+    blessed = summary.get("blessed")
+    rows: list[list[Any]] = [
+        ["status", Raw(f"<span class='status {esc(run.status)}'>{esc(run.status)}</span>")],
+        ["started", when(p.get("started"))],
+        ["seconds", p.get("seconds")],
+        ["command", p.get("command")],
+        ["user", p.get("user")],
+        ["model version", model],
+        ["blessed", {True: "yes", False: "no"}.get(blessed, "-")],
+        ["pushed as", summary.get("pushed_version")],
+    ]
+    session = p.get("session")
+    if session and run_href:
+        members = [r["run_id"] for r in store.runs() if r.get("session") == session]
+        if len(members) > 1:
+            links = " ".join(
+                f'<a href="{esc(run_href.format(run=m))}">{esc(m)}</a>'
+                if m != run.run_id
+                else f"<b>{esc(m)}</b>"
+                for m in members
+            )
+            rows.append(["notebook session", Raw(links)])
+    parts = [table(["", ""], rows, cls="run-overview")]
+    metrics = {
+        k: v
+        for k, v in (summary.get("metrics") or {}).items()
+        if isinstance(v, int | float) and not isinstance(v, bool)
+    }
+    params = run_params(store, run)
+    parts.append("<div class='side-by-side'>")
+    if metrics:
+        parts.append(
+            "<div><h3>Metrics</h3>"
+            + table(["metric", "value"], sorted(metrics.items()), cls="run-metrics")
+            + "</div>"
+        )
+    if params:
+        parts.append(
+            "<div><h3>Params</h3>"
+            + table(["param", "value"], list(params.items()), cls="run-params")
+            + "</div>"
+        )
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def version_labels(config: Any) -> dict[int, list[str]]:
+    """Version -> its serving labels (``beam-pipeline label --label stable``), as the server
+    reads them from the model's base folder; {} when there are none."""
+    from beam_pipeline.core import registry
+    from beam_pipeline.serving.models import read_labels
+
+    out: dict[int, list[str]] = {}
+    for label, version in sorted(read_labels(registry.model_dir(config)).items()):
+        out.setdefault(version, []).append(label)
+    return out
+
+
+def label_tags(labels: dict[int, list[str]], version: int) -> str:
+    return "".join(f' <span class="version-label">{esc(t)}</span>' for t in labels.get(version, []))

@@ -30,9 +30,17 @@ def test_pages(tmp_path: Path) -> None:
         assert f'href="/runs/{r["run_id"]}"' in runs.text
     assert "/static/ui.js" in runs.text and "http" not in runs.text.replace("xmlns", "")
 
+    assert 'data-key="metric:auc"' in runs.text and 'data-key="param:train.seed"' in runs.text
+    assert 'class="status completed"' in runs.text
+    worst = c.get("/?sort=metric:auc&desc=0").text
+    assert worst.index(shared["runs"][1]["run_id"]) < worst.index(shared["runs"][0]["run_id"])
+
     run = c.get(f"/runs/{shared['runs'][1]['run_id']}")
     assert run.status_code == 200 and 'data-status="cached"' in run.text
     assert 'href="/artifacts/' in run.text
+    assert 'class="model-link" href="/models/2"' in run.text  # the version it produced
+    assert "train.steps_per_epoch" in run.text and "learning_rate" in run.text  # params
+    assert 'class="bp run-metrics"' in run.text
 
     stats_id = shared["runs"][0]["stages"]["statistics"]["outputs"]["statistics"]["id"]
     art = c.get(f"/artifacts/{stats_id}")
