@@ -109,7 +109,7 @@ class UI:
         body = (
             av.render(art, css=False)
             + "<h2>Lineage</h2><div class='scroll lineage'>"
-            + g.render(lineage)
+            + g.render(lineage, rankdir="TB", selected=f"a{art_id}")
             + "</div>"
         )
         return self.page(f"{art.type} #{art_id}", body, state=self.state())
@@ -177,7 +177,9 @@ class UI:
         )
         parts.append(
             "<section id='lineage'><h2>Lineage</h2><div class='scroll lineage'>"
-            + g.render(lineage, title=f"model version {version}")
+            + g.render(
+                lineage, title=f"model version {version}", rankdir="TB", selected=f"a{model.id}"
+            )
             + "</div></section>"
         )
         return self.page(f"Model version {version}", "".join(parts), state=self.state())

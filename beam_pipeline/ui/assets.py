@@ -9,7 +9,9 @@ main { max-width: 1250px; margin: 16px auto; background: #fff; padding: 12px 24p
   border: 1px solid #e3e3e3; }
 h1 { font-size: 20px; } h2 { font-size: 16px; margin-top: 1.4em; }
 .scroll { overflow-x: auto; }
+.scroll.lineage { max-height: 640px; overflow: auto; border: 1px solid #eee; }
 form.filter { margin: 8px 0; } .pager { color: #555; } .pager a { margin-left: 10px; }
+table.runs td { white-space: nowrap; }
 table.runs a.sort { color: inherit; text-decoration: none; white-space: nowrap; }
 table.runs th a.metric { color: #1a5fb4; } table.runs th a.param { color: #6a3d9a; }
 details.session summary { cursor: pointer; color: #1a5fb4; }
@@ -20,6 +22,15 @@ section { border-top: 1px solid #eee; margin-top: 1em; }
 """
 
 JS = """
+(function () {
+  // A graph's selected node (the artifact or model the page is about) in the middle of its view.
+  document.querySelectorAll(".scroll .graph [data-selected]").forEach(function (node) {
+    const box = node.closest(".scroll");
+    const r = node.getBoundingClientRect(), b = box.getBoundingClientRect();
+    box.scrollLeft += r.left + r.width / 2 - (b.left + b.width / 2);
+    box.scrollTop += r.top + r.height / 2 - (b.top + b.height / 2);
+  });
+})();
 (function () {
   const body = document.body;
   const period = parseFloat(body.dataset.poll || "2") * 1000;

@@ -81,7 +81,7 @@ def build(
             "stages",
             "Stages and timings",
             "<div class='scroll'>"
-            + g.render(rv.run_graph(run), title="pipeline")
+            + g.render(rv.run_graph(run, store=store), title="pipeline")
             + "</div>"
             + rv.stage_table(run)
             + rv.timing_chart(run),
@@ -100,7 +100,14 @@ def build(
             (
                 "lineage",
                 "Lineage of the model",
-                f"<div class='scroll'>{g.render(lineage, title=f'Model #{model_art.id}')}</div>",
+                "<div class='scroll'>"
+                + g.render(
+                    lineage,
+                    title=f"Model #{model_art.id}",
+                    rankdir="TB",
+                    selected=f"a{model_art.id}",
+                )
+                + "</div>",
             )
         )
     nav = "<nav>" + "".join(f"<a href='#{a}'>{av.esc(h)}</a>" for a, h, _ in sections) + "</nav>"
