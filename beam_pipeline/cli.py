@@ -234,6 +234,13 @@ def _parser() -> argparse.ArgumentParser:
     ui.add_argument("--port", type=int, default=8080)
     ui.add_argument("--allow-review", action="store_true", help="allow approve/reject from the UI")
     ui.add_argument("--poll", type=float, default=2.0, metavar="SECONDS", help="refresh period")
+    ui.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a host name browsers use to reach the UI (besides localhost and IPs); repeatable",
+    )
 
     add("tune-worker", "a keras-tuner worker (KERASTUNER_* set) sharing the chief's trials")
     add("train-worker", "a non-chief multi-worker training process (TF_CONFIG set)")
@@ -685,7 +692,14 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_ui(args: argparse.Namespace) -> int:
     from beam_pipeline.ui import serve
 
-    serve(_load(args), args.host, args.port, allow_review=args.allow_review, poll=args.poll)
+    serve(
+        _load(args),
+        args.host,
+        args.port,
+        allow_review=args.allow_review,
+        poll=args.poll,
+        allowed_hosts=tuple(args.allowed_host),
+    )
     return 0
 
 

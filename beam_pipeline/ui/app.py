@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -22,6 +23,7 @@ from beam_pipeline.core.errors import ConfigError, PipelineError
 from beam_pipeline.core.metadata import Store
 from beam_pipeline.ui.assets import CSS as UI_CSS
 from beam_pipeline.ui.assets import JS as UI_JS
+from beam_pipeline.ui.guard import FRAME_HEADERS, HostGuard, Token, allowed_names, cross_site_reason
 from beam_pipeline.views import artifacts as av
 from beam_pipeline.views import graph as g
 from beam_pipeline.views import runlist
@@ -43,6 +45,7 @@ class UI:
         self.lock = threading.Lock()
         self.allow_review = allow_review
         self.poll = poll
+        self.token = Token()  # in every review form; a page on another site cannot read it
 
     # ---- page frame ----------------------------------------------------------------------------
 
@@ -58,7 +61,7 @@ class UI:
             f"<span class='live' id='live'></span></header>"
             f"<main class='bp-view'><h1>{esc(title)}</h1>{body}</main></body></html>"
         )
-        return HTMLResponse(doc)
+        return HTMLResponse(doc, headers=FRAME_HEADERS)
 
     def state(self) -> str:
         """A token that changes whenever the store does in a way a page shows."""
@@ -160,6 +163,7 @@ class UI:
         if self.allow_review:
             parts.append(
                 f"<form method='post' action='/models/{version}/review' class='review-form'>"
+                f"<input type='hidden' name='token' value='{esc(self.token.value)}'>"
                 "<input name='comment' id='comment' placeholder='comment' size='50'> "
                 "<button name='decision' value='approved' id='approve'>Approve</button> "
                 "<button name='decision' value='rejected' id='reject'>Reject</button></form>"
@@ -187,12 +191,17 @@ class UI:
     async def review(self, request: Request) -> Response:
         if not self.allow_review:
             return self.page_error(403, "reviews are off: start the UI with --allow-review")
+        cross = cross_site_reason(request.scope)
+        if cross:
+            return self.page_error(403, f"review refused: {cross}")
         version = int(request.path_params["version"])
         # An HTML form posts application/x-www-form-urlencoded: parsed here, so that the UI needs
         # no multipart parser.
         form = parse_qs((await request.body()).decode("utf-8", "replace"))
         decision = form.get("decision", [""])[0]
         comment = form.get("comment", [""])[0]
+        if not self.token.matches(form.get("token", [""])[0]):
+            return self.page_error(403, "review refused: the form's token is missing or stale")
         with self.lock:
             try:  # the CLI's own call: same properties, same events, same user
                 registry.record_review(self.store, version, decision, comment, getpass.getuser())
@@ -227,8 +236,16 @@ class UI:
         return resp
 
 
-def create_app(config: Config, *, allow_review: bool = False, poll: float = 2.0) -> Starlette:
-    """The ASGI app for one pipeline's store."""
+def create_app(
+    config: Config,
+    *,
+    allow_review: bool = False,
+    poll: float = 2.0,
+    host: str = "127.0.0.1",
+    allowed_hosts: tuple[str, ...] = (),
+) -> Starlette:
+    """The ASGI app for one pipeline's store. It answers to IP literals, `localhost`, `host`
+    (the address it binds to) and `allowed_hosts`, and to no other `Host` (DNS rebinding)."""
     ui = UI(config, allow_review=allow_review, poll=poll)
 
     def locked(fn: Callable[[Request], Response]) -> Callable[[Request], Response]:
@@ -260,7 +277,8 @@ def create_app(config: Config, *, allow_review: bool = False, poll: float = 2.0)
         Route("/static/ui.js", static(UI_JS, "application/javascript")),
         Route("/favicon.ico", lambda request: Response(status_code=204)),
     ]
-    app = Starlette(routes=routes)
+    guard = Middleware(HostGuard, names=allowed_names(host, allowed_hosts))
+    app = Starlette(routes=routes, middleware=[guard])
     app.state.ui = ui
     return app
 
@@ -272,13 +290,16 @@ def serve(
     *,
     allow_review: bool = False,
     poll: float = 2.0,
+    allowed_hosts: tuple[str, ...] = (),
 ) -> None:
     """Run the UI until interrupted."""
     import logging
 
     import uvicorn
 
-    app = create_app(config, allow_review=allow_review, poll=poll)
+    app = create_app(
+        config, allow_review=allow_review, poll=poll, host=host, allowed_hosts=allowed_hosts
+    )
     logging.getLogger("beam_pipeline").info(
         "UI of %s on http://%s:%d/ (reviews %s)",
         config.pipeline.name,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import re
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,19 @@ pytestmark = pytest.mark.slow  # the shared pipeline (built once per session)
 
 
 def client(config: Path, **options: object) -> TestClient:
-    return TestClient(create_app(load(config), **options))  # type: ignore[arg-type]
+    # The UI answers to IP literals and localhost only (DNS rebinding): not to "testserver".
+    app = create_app(load(config), **options)  # type: ignore[arg-type]
+    return TestClient(app, base_url="http://127.0.0.1:8080")
+
+
+def token(page: str) -> str:
+    found = re.search(r"name='token' value='([^']+)'", page)
+    assert found, "the review form carries no token"
+    return found.group(1)
+
+
+def reviews(config: Path) -> int:
+    return len(Store(load(config)).executions(registry.REVIEW))
 
 
 def test_pages(tmp_path: Path) -> None:
@@ -71,7 +84,12 @@ def test_review_is_off_unless_allowed_and_recorded_like_the_cli(tmp_path: Path) 
     assert "review-form" in c.get("/models/3").text
     resp = c.post(
         "/models/3/review",
-        data={"decision": "rejected", "comment": "slice drop"},
+        data={
+            "decision": "rejected",
+            "comment": "slice drop",
+            "token": token(c.get("/models/3").text),
+        },
+        headers={"Origin": "http://127.0.0.1:8080", "Sec-Fetch-Site": "same-origin"},
         follow_redirects=False,
     )
     assert resp.status_code == 303 and resp.headers["location"] == "/models/3"
@@ -86,5 +104,47 @@ def test_review_is_off_unless_allowed_and_recorded_like_the_cli(tmp_path: Path) 
     assert review["model_version"] == 3 and review["execution"]
     assert c.get("/api/state").json()["state"] != before  # pages reload on it
     assert "latest review: <b>rejected</b>" in c.get("/models/3").text
-    bad = c.post("/models/3/review", data={"decision": "maybe"})
+    bad = c.post(
+        "/models/3/review", data={"decision": "maybe", "token": token(c.get("/models/3").text)}
+    )
     assert bad.status_code == 400 and "expected approved or rejected" in bad.text
+
+
+def test_review_from_another_site_is_refused_and_changes_nothing(tmp_path: Path) -> None:
+    config = copy_pipeline(tmp_path)
+    c = client(config, allow_review=True)
+    page = c.get("/models/3")
+    assert page.headers["x-frame-options"] == "DENY"  # the Approve button cannot be framed
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    good = token(page.text)
+    form = {"decision": "approved", "comment": "csrf"}
+    before = reviews(config)
+    attempts = {
+        "no token": ({}, form),
+        "a wrong token": ({}, {**form, "token": "x" * len(good)}),
+        "another site's Origin": ({"Origin": "https://evil.example"}, {**form, "token": good}),
+        "another port's Origin": ({"Origin": "http://127.0.0.1:9999"}, {**form, "token": good}),
+        "Origin null": ({"Origin": "null"}, {**form, "token": good}),
+        "another site's Referer": ({"Referer": "https://evil.example/x"}, {**form, "token": good}),
+        "Sec-Fetch-Site cross-site": ({"Sec-Fetch-Site": "cross-site"}, {**form, "token": good}),
+        "a rebound Host": ({"Host": "evil.example"}, {**form, "token": good}),
+        "a rebound Host and Origin": (
+            {"Host": "evil.example:8080", "Origin": "http://evil.example:8080"},
+            {**form, "token": good},
+        ),
+    }
+    for what, (headers, data) in attempts.items():
+        resp = c.post("/models/3/review", data=data, headers=headers, follow_redirects=False)
+        assert resp.status_code == 403, (what, resp.status_code, resp.text[:300])
+    assert reviews(config) == before  # nothing was recorded
+    assert "latest review: <b>approved" not in c.get("/models/3").text
+    # A rebound name cannot read pages either (a token would leak); localhost and IPs can.
+    assert c.get("/models/3", headers={"Host": "evil.example"}).status_code == 403
+    assert c.get("/", headers={"Host": "localhost:8080"}).status_code == 200
+    assert c.get("/", headers={"Host": "[::1]:8080"}).status_code == 200
+    named = client(config, allow_review=True, allowed_hosts=("ml.internal",))
+    assert named.get("/", headers={"Host": "ml.internal:8080"}).status_code == 200
+
+    # The same site, without Origin/Referer (curl, say) but with the token, still reviews.
+    resp = c.post("/models/3/review", data={**form, "token": good}, follow_redirects=False)
+    assert resp.status_code == 303 and reviews(config) == before + 1
