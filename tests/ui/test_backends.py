@@ -64,7 +64,7 @@ def test_ui_pages_on_a_server_store(
             p.run_stage("transform", progress=False)  # schema never ran: the stage fails
         failed = p.runs()[-1]
 
-    c = TestClient(create_app(p.config))
+    c = TestClient(create_app(p.config), base_url="http://127.0.0.1:8080")  # not "testserver"
     runs = c.get("/")
     assert runs.status_code == 200
     assert good.run_id in runs.text
