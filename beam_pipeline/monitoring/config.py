@@ -5,12 +5,59 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from beam_pipeline.core.comparators import ComparatorSection
 from beam_pipeline.core.config import path
 from beam_pipeline.core.errors import ConfigError
 
-ALERT_KINDS = ("skew", "drift", "quality", "prediction_shift")
+ALERT_KINDS = ("skew", "drift", "quality", "prediction_shift", "bad_input")
 LOWER_IS_BETTER = {"log_loss", "rmse", "mae"}
+
+
+@dataclass(frozen=True)
+class DistanceRule:
+    """``monitor.skew`` (the window against the training data) or ``monitor.drift`` (against the
+    previous window): a threshold per feature, on by default for every logged feature.
+
+    Numeric features are counted on the reference's own deciles (the training statistics'
+    quantile boundaries) on both sides and compared by the Jensen-Shannon divergence of those
+    counts; categorical features by the L-infinity distance of their value frequencies (TFDV's
+    comparator, whose anomaly messages the report keeps). Calibrated on the bundled taxi data:
+    see docs/monitoring.md for the distances of a drifted and of an undrifted window.
+
+    Attributes:
+        numeric: threshold for every numeric feature; null: numeric features are not compared.
+        categorical: threshold for every categorical feature; null: not compared.
+        threshold: one threshold for every feature of either kind (overrides the two above).
+        features: feature -> its own threshold (overrides all of the above).
+        min_count: a feature with fewer values than this in the window (or the reference) is not
+            compared. Above it, a numeric threshold is raised where needed to the divergence
+            that sampling noise alone exceeds once in a thousand (`js_noise_floor`).
+    """
+
+    numeric: float | None = 0.01
+    categorical: float | None = 0.1
+    threshold: float | None = None
+    features: dict[str, float] = field(default_factory=dict)
+    min_count: int = 500
+
+    def threshold_of(self, feature: str, categorical: bool) -> float | None:
+        if feature in self.features:
+            return self.features[feature]
+        if self.threshold is not None:
+            return self.threshold
+        return self.categorical if categorical else self.numeric
+
+    def check(self, key: str) -> None:
+        values = {
+            f"{key}.numeric": self.numeric,
+            f"{key}.categorical": self.categorical,
+            f"{key}.threshold": self.threshold,
+        }
+        values.update({f"{key}.features.{name}": t for name, t in self.features.items()})
+        for where, value in values.items():
+            if value is not None and not 0 < value <= 1:
+                raise ConfigError(f"{where} must be in (0, 1]; received {value!r}")
+        if self.min_count < 1:
+            raise ConfigError(f"{key}.min_count must be >= 1; received {self.min_count!r}")
 
 
 @dataclass(frozen=True)
@@ -72,9 +119,24 @@ class RetrainSection:
                 )
 
 
+def default_quality() -> dict[str, QualityRule]:
+    """Live quality rules on by default: relative drops against evaluation time (a metric the
+    task does not have is skipped: ``auc``/``accuracy`` for classification, ``rmse`` for
+    regression)."""
+    return {
+        "auc": QualityRule(max_drop_rel=0.1),
+        "accuracy": QualityRule(max_drop_rel=0.15),
+        "rmse": QualityRule(max_drop_rel=0.25),
+    }
+
+
+def default_every_slice() -> dict[str, QualityRule]:
+    return {"accuracy": QualityRule(max_drop_rel=0.2), "rmse": QualityRule(max_drop_rel=0.3)}
+
+
 @dataclass(frozen=True)
 class MonitorSection:
-    """The ``monitor:`` config section (see the README's "Feedback loop").
+    """The ``monitor:`` config section (see docs/monitoring.md). Every alert is on by default.
 
     Attributes:
         window: the window's length, ending at ``--until`` (default now): ``24h``, ``90m``, ``7d``;
@@ -87,17 +149,25 @@ class MonitorSection:
         label_type: ``int | float | string``; default: the column's type in the training data.
         label_values: feedback label -> column value, for labels that need a mapping
             (``{"yes": 1, "no": 0}``); labels not listed are kept as they are.
-        min_labelled: quality rules fire only with at least this many labelled rows (per slice).
-        quality: metric -> `QualityRule` on all labelled traffic of a version.
-        slice_quality: per-slice rules; the slice's features must be one of ``evaluate.slices``.
-        skew: logged features against the model's training data (validate's comparators:
-            L-infinity for categorical features, Jensen-Shannon for numeric ones).
-        drift: logged features against the previous monitoring window.
+        min_labelled: quality rules on all traffic of a version need this many labelled rows.
+        min_slice_labelled: quality rules on a slice need this many labelled rows of the slice.
+        quality: metric -> `QualityRule` on all labelled traffic of a version; default: relative
+            drops of ``auc``, ``accuracy`` (classification) and ``rmse`` (regression).
+        every_slice: metric -> `QualityRule` on every slice of ``evaluate.slices`` that has
+            ``min_slice_labelled`` rows; default: relative drops of ``accuracy`` / ``rmse``.
+        slice_quality: rules for named slices (their features must be one of
+            ``evaluate.slices``).
+        skew: logged features against the model's training data (`DistanceRule`).
+        drift: logged features against the previous monitoring window (`DistanceRule`).
         prediction_shift: alert when the Jensen-Shannon divergence between the window's prediction
             histogram and the eval split's (at evaluation time) exceeds this; null: off.
+        min_predictions: the prediction shift needs this many predictions of a version.
+        bad_input_rate: alert when more than this fraction of the window's logged records had a
+            corrupt line or a feature value of the wrong type; null: off.
         bins: histogram bins of predicted probabilities (prediction distribution and shift).
         retrain_on: alert kinds that trigger retraining by themselves (``skew``, ``drift``,
-            ``quality``, ``prediction_shift``); ``monitor --retrain`` retrains regardless.
+            ``quality``, ``prediction_shift``, ``bad_input``); ``monitor --retrain`` retrains
+            regardless.
         retrain: see `RetrainSection`.
         watch_interval: seconds between two ``monitor --watch`` rounds.
     """
@@ -108,12 +178,16 @@ class MonitorSection:
     label_column: str | None = None
     label_type: Literal["int", "float", "string"] | None = None
     label_values: dict[str, Any] = field(default_factory=dict)
-    min_labelled: int = 100
-    quality: dict[str, QualityRule] = field(default_factory=dict)
+    min_labelled: int = 200
+    min_slice_labelled: int = 200
+    quality: dict[str, QualityRule] = field(default_factory=default_quality)
+    every_slice: dict[str, QualityRule] = field(default_factory=default_every_slice)
     slice_quality: list[SliceQualityRule] = field(default_factory=list)
-    skew: ComparatorSection = field(default_factory=ComparatorSection)
-    drift: ComparatorSection = field(default_factory=ComparatorSection)
-    prediction_shift: float | None = None
+    skew: DistanceRule = field(default_factory=DistanceRule)
+    drift: DistanceRule = field(default_factory=DistanceRule)
+    prediction_shift: float | None = 0.1
+    min_predictions: int = 500
+    bad_input_rate: float | None = 0.02
     bins: int = 10
     retrain_on: list[str] = field(default_factory=list)
     retrain: RetrainSection = field(default_factory=RetrainSection)
@@ -142,8 +216,20 @@ class MonitorSection:
             raise ConfigError(
                 f"monitor.prediction_shift must be in (0, 1]; received {self.prediction_shift!r}"
             )
-        if self.min_labelled < 1 or self.bins < 2 or self.watch_interval <= 0:
+        if self.bad_input_rate is not None and not 0 <= self.bad_input_rate < 1:
             raise ConfigError(
-                "monitor.min_labelled must be >= 1, monitor.bins >= 2 and monitor.watch_interval "
-                f"> 0; received {self.min_labelled!r}, {self.bins!r}, {self.watch_interval!r}"
+                f"monitor.bad_input_rate must be in [0, 1); received {self.bad_input_rate!r}"
+            )
+        counts = {
+            "min_labelled": self.min_labelled,
+            "min_slice_labelled": self.min_slice_labelled,
+            "min_predictions": self.min_predictions,
+        }
+        for key, value in counts.items():
+            if value < 1:
+                raise ConfigError(f"monitor.{key} must be >= 1; received {value!r}")
+        if self.bins < 2 or self.watch_interval <= 0:
+            raise ConfigError(
+                "monitor.bins must be >= 2 and monitor.watch_interval > 0; received "
+                f"{self.bins!r}, {self.watch_interval!r}"
             )

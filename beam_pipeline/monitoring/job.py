@@ -2,16 +2,19 @@
 
 ::
 
-    prediction segments ─ ReadPredictions ─┐
-    (online and batch)                     ├─ JoinLabels ─┬─ tfdv.GenerateStatistics (features)
-    feedback ─ ReadFeedback ─ LatestLabels ┘              ├─ Summarize (traffic, histograms)
-                              (side input)                ├─ LabelAndSlice ─ metrics per slice
-                                                          └─ LabelledRows (CSV for retraining)
+    prediction segments ─ ReadPredictions ─ JoinLabels ─┬─ tfdv.GenerateStatistics (features)
+    (online and batch)                      (labels     ├─ CountBuckets (numeric features on
+                                             read up    │  the training data's deciles)
+                                             front)     ├─ Summarize (traffic, histograms)
+                                                        ├─ LabelAndSlice ─ metrics per slice
+                                                        └─ LabelledRows (CSV for retraining)
 
 Every element is an Arrow record batch (one per segment part): no per-row Python on the hot path.
-The feedback log is small next to the prediction log (a label per labelled request), so the
-join is map-side: the deduplicated labels are one side input, indexed once per worker.
-Bad input is counted (Beam counters) and written to ``rejected/`` with its file and line.
+The feedback log is small next to the prediction log (a label per labelled request), so it is
+read and deduplicated before the pipeline starts (`read_feedback`) and travels inside the join's
+DoFn: the read, the join and every branch after it fuse into one stage, and no joined batch is
+pickled between stages. Bad input is counted (Beam counters) and written to ``rejected/`` with
+its file and line.
 """
 
 from __future__ import annotations
@@ -76,6 +79,8 @@ class MonitorJob:
     threshold: float = 0.5
     bins: int = 10
     only_version: int | None = None  # --model: the rows of this version alone
+    buckets: dict[str, list[float]] = field(default_factory=dict)  # numeric feature -> deciles
+    float_columns: list[str] = field(default_factory=list)  # stored as float32 in tf.Examples
 
 
 def _counter(name: str) -> Any:
@@ -119,59 +124,39 @@ class ReadPredictions(beam.DoFn):
             yield batch.slice(start, ROW_BATCH)
 
 
-class ReadFeedback(beam.DoFn):
-    """A feedback segment in; (request_id, label, time) tables out; bad lines tagged."""
+@dataclass
+class Feedback:
+    """The feedback log, read up front: one label per request id, and what was wrong with it."""
 
-    REJECTED = "rejected"
+    labels: pa.Table  # request_id, label, time
+    counters: dict[str, int]
+    summary: dict[str, int]
+    rejected: list[str]  # JSON lines (file, line, reason, raw)
 
-    def __init__(self, job: MonitorJob) -> None:
-        self._job = job
-        self._corrupt = _counter("corrupt_lines")
-        self._corrupt_segments = _counter("corrupt_segments")
-        self._segments = _counter("feedback_segments")
-        self._wrong = _counter("feedback_wrong_type")
-        self._records = _counter("feedback_records")
 
-    def process(self, path: str) -> Iterator[Any]:
+def read_feedback(job: MonitorJob) -> Feedback:
+    """Every feedback segment parsed, typed and deduplicated (the last label written wins)."""
+    tables, rejected = [], []
+    counters = dict.fromkeys(
+        ("feedback_segments", "feedback_records", "feedback_wrong_type", "corrupt_lines"), 0
+    )
+    counters["corrupt_segments"] = 0
+    for path in job.feedback:
         segment = logs.read_segment(path)
-        self._segments.inc()
-        table, wrong = logs.feedback_table(segment, self._job.label_kind, self._job.label_values)
+        table, wrong = logs.feedback_table(segment, job.label_kind, job.label_values)
+        counters["feedback_segments"] += 1
+        counters["feedback_records"] += segment.table.num_rows
+        counters["feedback_wrong_type"] += wrong
         if segment.rejected:
-            self._corrupt_segments.inc()
-            self._corrupt.inc(len(segment.rejected))
-            for r in segment.rejected:
-                yield beam.pvalue.TaggedOutput(self.REJECTED, r.to_json())
-        self._wrong.inc(wrong)
-        self._records.inc(segment.table.num_rows)
-        yield table
-
-
-class LatestLabelsFn(beam.CombineFn):
-    """Feedback tables -> (one label per request id, the last written wins; duplicates dropped)."""
-
-    def __init__(self, label_kind: str) -> None:
-        self._kind = label_kind
-
-    def create_accumulator(self) -> list[pa.Table]:
-        return []
-
-    def add_input(self, acc: list[pa.Table], table: pa.Table) -> list[pa.Table]:
-        acc.append(table)
-        return acc
-
-    def merge_accumulators(self, accs: Any) -> list[pa.Table]:
-        return [t for acc in accs for t in acc]
-
-    def extract_output(self, acc: list[pa.Table]) -> tuple[pa.Table, int]:
-        return logs.latest_labels(acc, self._kind)
-
-
-def labels_summary(labels: tuple[pa.Table, int], since: dt.datetime, until: dt.datetime) -> str:
-    """JSON: deduplicated labels, duplicates dropped, labels written inside the window."""
-    table, duplicates = labels
-    inside = logs.in_window(table.column("time").combine_chunks(), since, until)
+            counters["corrupt_segments"] += 1
+            counters["corrupt_lines"] += len(segment.rejected)
+            rejected += [r.to_json() for r in segment.rejected]
+        tables.append(table)
+    table, duplicates = logs.latest_labels(tables, job.label_kind)
+    inside = logs.in_window(table.column("time").combine_chunks(), job.since, job.until)
     count = int(pc.sum(inside).as_py() or 0) if table.num_rows else 0
-    return json.dumps({"labels": table.num_rows, "duplicates": duplicates, "in_window": count})
+    summary = {"labels": table.num_rows, "duplicates": duplicates, "in_window": count}
+    return Feedback(table, counters, summary, rejected)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -179,26 +164,23 @@ def labels_summary(labels: tuple[pa.Table, int], since: dt.datetime, until: dt.d
 
 
 class JoinLabels(beam.DoFn):
-    """A prediction batch and the labels (side input) -> the batch with a ``__label__`` column.
+    """A prediction batch -> the batch with a ``__label__`` column (the labels travel with the
+    DoFn; their request ids are indexed once per worker, then every batch is looked up in one
+    vectorised call)."""
 
-    The labels' request ids are indexed once per worker (a pandas hash index), then every batch
-    is looked up in one vectorised call.
-    """
-
-    def __init__(self, job: MonitorJob) -> None:
+    def __init__(self, job: MonitorJob, labels: pa.Table) -> None:
         self._job = job
+        self._labels = labels
         self._labelled = _counter("labelled")
         self._in_window = _counter("labelled_in_window")
-        self._index: Any = None
-        self._key: Any = None
 
-    def process(self, batch: pa.RecordBatch, labels: tuple[pa.Table, int]) -> Iterator[Any]:
-        table = labels[0]
-        if self._key is not table:
-            self._key = table
-            self._index = pd.Index(table.column("request_id").to_pandas())
-            self._values = table.column("label").combine_chunks()
-            self._times = table.column("time").combine_chunks()
+    def setup(self) -> None:
+        table = self._labels
+        self._index = pd.Index(table.column("request_id").to_pandas())
+        self._values = table.column("label").combine_chunks()
+        self._times = table.column("time").combine_chunks()
+
+    def process(self, batch: pa.RecordBatch) -> Iterator[Any]:
         yield join(batch, self._index, self._values, self._times, self._job, self._count)
 
     def _count(self, labelled: int, in_window: int) -> None:
@@ -248,6 +230,28 @@ def features_of(batch: pa.RecordBatch, columns: list[str]) -> pa.RecordBatch:
         lists = pa.ListArray.from_arrays(offsets, col)
         arrays.append(pc.if_else(col.is_valid(), lists, pa.scalar(None, lists.type)))
     return pa.RecordBatch.from_arrays(arrays, names=columns)
+
+
+def count_buckets(batch: pa.RecordBatch, job: MonitorJob) -> dict[str, list[int]]:
+    """Numeric features counted on the reference's deciles (`comparators.bucket_counts`)."""
+    from beam_pipeline.core.comparators import bucket_counts
+
+    floats = set(job.float_columns)
+    out = {}
+    for name, edges in job.buckets.items():
+        col = batch.column(name)
+        values = pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False)  # null -> NaN
+        out[name] = bucket_counts(values, edges, float32=name in floats).tolist()
+    return out
+
+
+def sum_buckets(items: Any) -> dict[str, list[int]]:
+    total: dict[str, list[int]] = {}
+    for counts in items:
+        for name, c in counts.items():
+            old = total.get(name)
+            total[name] = c if old is None else [a + b for a, b in zip(old, c, strict=True)]
+    return total
 
 
 class Summarize(beam.DoFn):
@@ -327,7 +331,9 @@ class LabelAndSlice(beam.DoFn):
                 spec = output.raw_feature_spec()
                 key = info.label_key
 
-                @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+                # One trace per version and worker: a fixed signature, no autograph (the
+                # function is straight-line TensorFlow; autograph only adds conversion time).
+                @tf.function(input_signature=[tf.TensorSpec([None], tf.string)], autograph=False)
                 def labels(serialized: Any) -> Any:
                     return layer(tf.io.parse_example(serialized, spec))[key]
 
@@ -446,9 +452,10 @@ def csv_header(job: MonitorJob) -> str:
 class MonitorLogs(beam.PTransform):
     """Segments -> writes statistics, summaries, metric rows and rejected lines under output."""
 
-    def __init__(self, job: MonitorJob) -> None:
+    def __init__(self, job: MonitorJob, labels: pa.Table) -> None:
         super().__init__()
         self._job = job
+        self._labels = labels
 
     def expand(self, pbegin: beam.pvalue.PBegin) -> Any:
         import tensorflow_data_validation as tfdv
@@ -462,25 +469,20 @@ class MonitorLogs(beam.PTransform):
             | "Read"
             >> beam.ParDo(ReadPredictions(job)).with_outputs(ReadPredictions.REJECTED, main="rows")
         )
-        feedback = (
-            pbegin
-            | "FeedbackSegments" >> beam.Create(job.feedback)
-            | "ReadFeedback"
-            >> beam.ParDo(ReadFeedback(job)).with_outputs(ReadFeedback.REJECTED, main="labels")
-        )
-        labels = feedback.labels | "Latest" >> beam.CombineGlobally(LatestLabelsFn(job.label_kind))
-        _ = (
-            labels
-            | "LabelsSummary" >> beam.Map(labels_summary, job.since, job.until)
-            | "WriteLabels" >> beam.io.WriteToText(str(out / "_labels"), shard_name_template="")
-        )
-        joined = read.rows | "Join" >> beam.ParDo(JoinLabels(job), beam.pvalue.AsSingleton(labels))
+        joined = read.rows | "Join" >> beam.ParDo(JoinLabels(job, self._labels))
         names = list(job.columns)
         _ = (
             joined
             | "Features" >> beam.Map(features_of, names)
             | "Statistics" >> tfdv.GenerateStatistics(tfdv.StatsOptions())
             | "WriteStatistics" >> tfdv.WriteStatisticsToBinaryFile(str(out / STATS_FILE))
+        )
+        _ = (
+            joined
+            | "CountBuckets" >> beam.Map(count_buckets, job)
+            | "SumBuckets" >> beam.CombineGlobally(sum_buckets)
+            | "BucketsJson" >> beam.Map(json.dumps)
+            | "WriteBuckets" >> beam.io.WriteToText(str(out / "_buckets"), shard_name_template="")
         )
         _ = (
             joined
@@ -509,11 +511,7 @@ class MonitorLogs(beam.PTransform):
         _ = labelled[LabelledRows.IDS] | "WriteIds" >> beam.io.WriteToText(
             str(out / "labelled" / "request_ids"), file_name_suffix=".txt"
         )
-        rejected = (
-            read[ReadPredictions.REJECTED],
-            feedback[ReadFeedback.REJECTED],
-        ) | beam.Flatten()
-        return rejected | "WriteRejected" >> beam.io.WriteToText(
+        return read[ReadPredictions.REJECTED] | "WriteRejected" >> beam.io.WriteToText(
             str(out / "rejected" / "rejected"), file_name_suffix=".jsonl"
         )
 
@@ -524,24 +522,36 @@ def _metric_lines(version: int, results: dict[str, dict[str, Any]]) -> Iterator[
 
 
 def run_job(job: MonitorJob, options: Any) -> dict[str, Any]:
-    """Run the Beam job; returns counters, per-version traffic, metric rows and label counts."""
+    """Run the Beam job; returns counters, per-version traffic, metric rows, label counts and the
+    numeric features' decile counts."""
     out = Path(job.output)
     (out / "rejected").mkdir(parents=True, exist_ok=True)
+    feedback = read_feedback(job)
+    if feedback.rejected:
+        (out / "rejected" / "feedback.jsonl").write_text("\n".join(feedback.rejected) + "\n")
     with beam.Pipeline(options=options) as p:
-        _ = p | "Monitor" >> MonitorLogs(job)
+        _ = p | "Monitor" >> MonitorLogs(job, feedback.labels)
     counters = {
         c.key.metric.name: int(c.committed or c.attempted or 0)
         for c in p.result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]
     }
+    for name, value in feedback.counters.items():
+        counters[name] = counters.get(name, 0) + value
     traffic = [json.loads(x) for f in sorted(out.glob("_traffic*")) for x in _lines(f)]
     quality = [json.loads(x) for f in sorted(out.glob("_quality*")) for x in _lines(f)]
-    labels = json.loads((out / "_labels").read_text())
-    for f in [*out.glob("_traffic*"), *out.glob("_quality*"), out / "_labels"]:
-        f.unlink()
+    buckets = json.loads((out / "_buckets").read_text() or "{}") if job.buckets else {}
+    for f in [*out.glob("_traffic*"), *out.glob("_quality*"), out / "_buckets"]:
+        f.unlink(missing_ok=True)
     for f in (out / "rejected").glob("*.jsonl"):
         if not f.stat().st_size:
             f.unlink()
-    return {"counters": counters, "traffic": traffic, "quality": quality, "labels": labels}
+    return {
+        "counters": counters,
+        "traffic": traffic,
+        "quality": quality,
+        "labels": feedback.summary,
+        "buckets": buckets,
+    }
 
 
 def _lines(path: Path) -> list[str]:

@@ -30,6 +30,7 @@ class ModelInfo:
     transform_graph: str | None = None
     examples_id: int | None = None
     eval_examples: str | None = None  # file pattern of the eval split's tf.Examples
+    train_examples: str | None = None  # file pattern of the train split's tf.Examples
     train_statistics: str | None = None  # FeatureStats.pb of the train split
     statistics_id: int | None = None
     schema: str | None = None  # schema.pbtxt
@@ -104,3 +105,6 @@ def _evaluation(store: Any, model: Artifact, info: ModelInfo, examples: Artifact
         split = examples.split_dir(info.eval_split)
         if split.is_dir():
             info.eval_examples = str(split / "*.tfrecord*")
+        train = examples.split_dir("train")
+        if train.is_dir():
+            info.train_examples = str(train / "*.tfrecord*")

@@ -33,6 +33,7 @@ from beam_pipeline.monitoring import logs, report, rules
 from beam_pipeline.monitoring.config import MonitorSection
 from beam_pipeline.monitoring.job import OVERALL, MonitorJob, run_job
 from beam_pipeline.monitoring.lineage import ModelInfo, model_info
+from beam_pipeline.monitoring.reference import training_buckets
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +154,14 @@ def monitor(
     models = {v: (info if v == ref else _safe_info(store, v)) for v in _versions(store)}
     models = {v: m for v, m in models.items() if m is not None}
     reports_dir = Path(config.pipeline.root) / EXECUTION
+    schema = _schema(info)
+    categorical = rules.categorical_features(schema, columns)
+    buckets: dict[str, list[float]] = {}
+    if info.train_statistics:
+        import tensorflow_data_validation as tfdv
+
+        training = tfdv.load_stats_binary(info.train_statistics)
+        buckets = rules.numeric_buckets(training, columns, categorical)
     tmp = reports_dir / f".{uuid.uuid4().hex[:12]}.tmp"
     tmp.mkdir(parents=True)
     try:
@@ -175,6 +184,8 @@ def monitor(
             threshold=float(getattr(evaluate, "decision_threshold", 0.5)),
             bins=section.bins,
             only_version=version,
+            buckets=buckets,
+            float_columns=[c for c, kind in columns.items() if kind == "float"],
         )
         results = run_job(job, pipeline_options(config, beam_args))
         counters = results["counters"]
@@ -336,6 +347,7 @@ def _assemble(
                 section.prediction_shift is not None
                 and entry["shift"] is not None
                 and entry["shift"] > section.prediction_shift
+                and t["rows"] >= section.min_predictions
             ):
                 alerts.append(
                     {
@@ -344,9 +356,12 @@ def _assemble(
                         "feature": "prediction",
                         "value": entry["shift"],
                         "threshold": section.prediction_shift,
+                        "count": t["rows"],
+                        "window": _brief(window),
                         "message": f"v{v} predictions: Jensen-Shannon divergence "
                         f"{entry['shift']:.3f} from the eval split's > "
-                        f"{section.prediction_shift:g}",
+                        f"{section.prediction_shift:g} ({t['rows']:,} predictions in "
+                        f"{_brief(window)})",
                     }
                 )
         dist[str(v)] = entry
@@ -372,46 +387,71 @@ def _assemble(
         }
         evaluated = {OVERALL: info.eval_metrics, **info.eval_slices}
         checks += rules.quality_checks(section, v, now, evaluated, canonical_slice)
-    alerts += [dict(ch, message=ch["message"]) for ch in checks if ch["alert"]]
+    alerts += [
+        dict(
+            ch,
+            window=_brief(window),
+            message=f"{ch['message']} ({ch['labelled']:,} labelled rows in {_brief(window)})",
+        )
+        for ch in checks
+        if ch["alert"]
+    ]
 
-    # Skew against the training data, drift against the previous window
+    # Skew against the training data, drift against the previous window (numeric features on
+    # the training data's deciles, categorical ones by L-infinity: `rules.distances`)
     current = tfdv.load_stats_binary(str(out / STATS_FILE))
-    validation = config.stages.get("validation")
     info = models[ref]
     schema = _schema(info)
     features = list(job.columns)
+    categorical = rules.categorical_features(schema, job.columns)
+    brief = _brief(window)
+    current_buckets = results.get("buckets") or {}
     skew: list[dict[str, Any]] = []
     drift: list[dict[str, Any]] = []
     previous = _previous_report(store, window)
-    if schema is not None and info.train_statistics:
+    if info.train_statistics:
         training = tfdv.load_stats_binary(info.train_statistics)
-        skew = rules.compare(
+        reference = training_buckets(
+            info.train_examples, job.buckets, reports_dir / "cache", str(info.statistics_id)
+        )
+        skew = rules.distances(
             "skew",
+            section.skew,
             current,
             training,
-            schema,
-            rules.comparator(section, validation, "skew"),
+            current_buckets,
+            reference,
+            categorical,
             features,
+            schema,
+            brief,
         )
-    if schema is not None and previous is not None:
+    if previous is not None:
         prev_stats = tfdv.load_stats_binary(str(previous.path / STATS_FILE))
-        drift = rules.compare(
+        prev_buckets = _previous_buckets(previous, job.buckets)
+        drift = rules.distances(
             "drift",
+            section.drift,
             current,
             prev_stats,
-            schema,
-            rules.comparator(section, validation, "drift"),
+            current_buckets,
+            prev_buckets,
+            categorical,
             features,
+            schema,
+            brief,
         )
     for row in skew + drift:
-        if row.get("alert", True):
-            row["alert"] = True
+        if row["alert"]:
             alerts.append(
-                {
-                    **row,
-                    "message": f"{row['category']}: {row['feature']}: {row['description']}",
-                }
+                {**row, "message": f"{row['category']}: {row['feature']}: {row['description']}"}
             )
+    bad_check = rules.bad_input(section, bad, int(c.get("rows_read", 0)))
+    bad["rate"] = bad_check["value"]
+    if bad_check["alert"]:
+        alerts.append(
+            {**bad_check, "window": brief, "message": f"{bad_check['message']} in {brief}"}
+        )
     return {
         "model_name": job.model_name,
         "window": window,
@@ -425,6 +465,10 @@ def _assemble(
         "quality_checks": checks,
         "skew": skew,
         "drift": drift,
+        "buckets": {
+            name: {"boundaries": edges, "counts": current_buckets.get(name)}
+            for name, edges in job.buckets.items()
+        },
         "drift_baseline": (
             {"id": previous.id, "window": previous.properties.get("window")} if previous else None
         ),
@@ -452,6 +496,19 @@ def _previous_report(store: Any, window: dict[str, str]) -> Artifact | None:
         if w.get("until", "") <= window["until"] and (art.path / STATS_FILE).is_file():
             return art
     return None
+
+
+def _previous_buckets(previous: Artifact, buckets: dict[str, list[float]]) -> dict[str, list[int]]:
+    """The previous window's decile counts of the features counted on the same boundaries."""
+    file = previous.path / "report.json"
+    if not file.is_file():
+        return {}
+    old = json.loads(file.read_text()).get("buckets") or {}
+    return {
+        name: entry["counts"]
+        for name, entry in old.items()
+        if entry.get("counts") and buckets.get(name) == entry.get("boundaries")
+    }
 
 
 def _record(store: Any, body: dict[str, Any], models: dict[int, ModelInfo], final: Path) -> None:

@@ -54,7 +54,8 @@ def text(body: dict[str, Any]) -> str:
         "bad input:",
         f"  corrupt lines {bad['corrupt_lines']:,} in {bad['corrupt_segments']} segments "
         f"(of {bad['segments']}), bad feature values {bad['bad_feature_values']:,}, "
-        f"rows outside the window {bad['outside_window']:,}, other models {bad['other_model']:,}",
+        f"rows outside the window {bad['outside_window']:,}, other models {bad['other_model']:,}, "
+        f"bad-input rate {bad.get('rate', 0.0):.4f}",
     ]
     out += [f"  skipped lines in: {f}" for f in bad["rejected_files"]]
     out += ["", "predictions (window vs eval split):"]
@@ -89,7 +90,10 @@ def text(body: dict[str, Any]) -> str:
             out += ["", "drift: no previous window yet"]
             continue
         out += ["", f"{kind} (against the {where}):" + ("" if rows else " no findings")]
-        out += [f"  {r['feature']}: {r['kind']}: {r['description']}" for r in rows]
+        out += [
+            f"  {'ALERT' if r.get('alert') else 'ok   '} {r['feature']}: {r['description']}"
+            for r in rows
+        ]
     return "\n".join(out) + "\n"
 
 
@@ -227,10 +231,19 @@ def html(body: dict[str, Any]) -> str:
         )
     for kind in ("skew", "drift"):
         parts.append(f"<h2>{kind.capitalize()}</h2>")
-        rows = [[r["feature"], r["kind"], r["description"]] for r in body[kind]]
-        parts.append(
-            _table(["feature", "kind", "description"], rows) if rows else "<p>no findings</p>"
-        )
+        rows = [
+            [
+                r["feature"],
+                r["kind"],
+                _f(r.get("value")),
+                _f(r.get("threshold")),
+                "ALERT" if r.get("alert") else "ok",
+                r["description"],
+            ]
+            for r in body[kind]
+        ]
+        head = ["feature", "distance", "value", "threshold", "result", "description"]
+        parts.append(_table(head, rows) if rows else "<p>no findings</p>")
     parts.append("</body></html>")
     return "\n".join(parts)
 

@@ -1,11 +1,11 @@
-"""Alert rules: skew, drift, live quality and prediction shift (plain functions on results).
+"""Alert rules: skew, drift, live quality, prediction shift and bad input (plain functions).
 
-Skew and drift use the validate stage's comparators (`beam_pipeline.core.comparators`): a threshold
-per feature written into a copy of the model's schema, compared by ``tfdv.validate_statistics``
-(L-infinity distance for categorical features, Jensen-Shannon divergence for numeric ones).
 Skew compares the window's logged features with the model's training data; drift compares them
-with the previous monitoring window. Thresholds come from ``monitor.skew`` / ``monitor.drift``,
-or, when those are empty, from ``validation.skew`` / ``validation.drift``.
+with the previous monitoring window. Numeric features: both sides counted on the reference's own
+deciles (the training statistics' quantile boundaries), compared by the Jensen-Shannon
+divergence of those counts (`beam_pipeline.core.comparators`). Categorical features: the
+L-infinity distance of their value frequencies, TFDV's comparator, whose anomaly message the row
+keeps. A feature with fewer than ``min_count`` values on either side is listed, not compared.
 """
 
 from __future__ import annotations
@@ -13,21 +13,21 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
 
+from beam_pipeline.core import comparators
 from beam_pipeline.core.comparators import ComparatorSection, with_comparators
-from beam_pipeline.monitoring.config import LOWER_IS_BETTER, MonitorSection, QualityRule
+from beam_pipeline.monitoring.config import (
+    ALERT_KINDS,
+    LOWER_IS_BETTER,
+    DistanceRule,
+    MonitorSection,
+    QualityRule,
+)
 
 OVERALL = "Overall"
-
-
-def comparator(section: MonitorSection, validation: Any, which: str) -> ComparatorSection:
-    """``monitor.skew`` / ``monitor.drift``, else the validate stage's thresholds."""
-    own: ComparatorSection = getattr(section, which)
-    if own.enabled or validation is None:
-        return own
-    return getattr(validation, which, own)
+NUMERIC, CATEGORICAL = "JENSEN_SHANNON_ON_DECILES", "L_INFINITY"
+js_divergence = comparators.js_divergence
 
 
 def logged_schema(schema: schema_pb2.Schema, features: list[str]) -> schema_pb2.Schema:
@@ -39,71 +39,146 @@ def logged_schema(schema: schema_pb2.Schema, features: list[str]) -> schema_pb2.
     return out
 
 
-def compare(
+def categorical_features(schema: schema_pb2.Schema | None, columns: dict[str, str]) -> set[str]:
+    """Logged features compared by value frequencies: the schema's categorical ones, and text."""
+    found = {f.name for f in schema.feature if comparators.is_categorical(f)} if schema else set()
+    return found | {name for name, kind in columns.items() if kind == "string"}
+
+
+def numeric_buckets(
+    reference: statistics_pb2.DatasetFeatureStatisticsList,
+    columns: dict[str, str],
+    categorical: set[str],
+) -> dict[str, list[float]]:
+    """Numeric logged feature -> the reference statistics' decile boundaries (the buckets the
+    window is counted on)."""
+    out = {}
+    for name in columns:
+        if name in categorical:
+            continue
+        edges = comparators.decile_boundaries(reference, name)
+        if edges:
+            out[name] = edges
+    return out
+
+
+def _tfdv_messages(
     kind: str,
     current: statistics_pb2.DatasetFeatureStatisticsList,
     reference: statistics_pb2.DatasetFeatureStatisticsList,
-    schema: schema_pb2.Schema,
-    thresholds: ComparatorSection,
-    features: list[str],
-) -> list[dict[str, Any]]:
-    """Comparator findings (``kind`` is ``skew`` or ``drift``): feature, kind, description."""
+    schema: schema_pb2.Schema | None,
+    thresholds: dict[str, float],
+) -> dict[str, str]:
+    """TFDV's comparator messages for the categorical features (feature -> description)."""
     import tensorflow_data_validation as tfdv
 
-    if not thresholds.enabled:
-        return []
-    pruned = logged_schema(schema, features)
-    unknown = sorted(set(thresholds.features) - {f.name for f in pruned.feature})
-    usable = ComparatorSection(
-        thresholds.threshold, {k: v for k, v in thresholds.features.items() if k not in unknown}
-    )
-    checked = with_comparators(pruned, usable, kind, f"monitor.{kind}")
+    if schema is None or not thresholds:
+        return {}
+    pruned = logged_schema(schema, list(thresholds))
+    known = {f.name for f in pruned.feature}
+    section = ComparatorSection(None, {k: v for k, v in thresholds.items() if k in known})
+    if not section.features:
+        return {}
+    checked = with_comparators(pruned, section, kind, f"monitor.{kind}")
     if kind == "skew":
         result = tfdv.validate_statistics(reference, checked, serving_statistics=current)
     else:
         result = tfdv.validate_statistics(current, checked, previous_statistics=reference)
-    rows = []
-    for feature, info in sorted(result.anomaly_info.items()):
+    out = {}
+    for feature, info in result.anomaly_info.items():
         for reason in info.reason:
-            name = anomalies_pb2.AnomalyInfo.Type.Name(reason.type)
-            if not name.startswith("COMPARATOR_"):
-                continue
-            rows.append(
-                {
-                    "category": kind,
-                    "feature": feature,
-                    "kind": name,
-                    "description": reason.description or reason.short_description,
-                    "threshold": thresholds.features.get(feature, thresholds.threshold),
-                }
+            if anomalies_pb2.AnomalyInfo.Type.Name(reason.type).startswith("COMPARATOR_"):
+                out[feature] = reason.description or reason.short_description
+    return out
+
+
+def distances(
+    kind: str,
+    rule: DistanceRule,
+    current: statistics_pb2.DatasetFeatureStatisticsList,
+    reference: statistics_pb2.DatasetFeatureStatisticsList,
+    current_buckets: dict[str, list[int]],
+    reference_buckets: dict[str, list[int]],
+    categorical: set[str],
+    features: list[str],
+    schema: schema_pb2.Schema | None,
+    window: str,
+) -> list[dict[str, Any]]:
+    """One row per logged feature (``kind``: ``skew`` or ``drift``): its distance, threshold,
+    counts, and whether it alerts. Unknown names in ``rule.features`` get a NOT_LOGGED row."""
+    rows = []
+    where = "the training data" if kind == "skew" else "the previous window"
+    tfdv_thresholds = {
+        f: t for f in features if f in categorical and (t := rule.threshold_of(f, True)) is not None
+    }
+    messages = _tfdv_messages(kind, current, reference, schema, tfdv_thresholds)
+    for name in features:
+        is_cat = name in categorical
+        threshold = rule.threshold_of(name, is_cat)
+        row: dict[str, Any] = {
+            "category": kind,
+            "feature": name,
+            "kind": CATEGORICAL if is_cat else NUMERIC,
+            "threshold": threshold,
+            "window": window,
+            "alert": False,
+        }
+        if is_cat:
+            count = comparators.present_count(current, name)
+            ref_count = comparators.present_count(reference, name)
+            found = comparators.linf_distance(
+                comparators.value_counts(current, name), comparators.value_counts(reference, name)
             )
-    for name in unknown:
+            value, at = found if found else (None, None)
+            metric = "L-infinity distance"
+        else:
+            cur, ref = current_buckets.get(name), reference_buckets.get(name)
+            count = int(sum(cur)) if cur else 0
+            ref_count = int(sum(ref)) if ref else 0
+            value = comparators.js_divergence(cur, ref) if cur and ref else None
+            if value is not None and threshold is not None:  # never below sampling noise
+                floor = comparators.js_noise_floor(len(cur or []), count, ref_count)
+                row["noise_floor"] = floor
+                threshold = max(threshold, floor)
+                row["threshold"] = threshold
+            at = None
+            metric = "Jensen-Shannon divergence on the training data's deciles"
+        row.update(value=value, count=count, reference_count=ref_count)
+        if value is None:
+            row["description"] = f"not compared: no {metric} (no values or no reference)"
+        elif threshold is None:
+            row["description"] = f"{metric} {value:.4f} (no threshold)"
+        elif min(count, ref_count) < rule.min_count:
+            row["description"] = (
+                f"{metric} {value:.4f} not judged: {min(count, ref_count):,} values < "
+                f"monitor.{kind}.min_count {rule.min_count:,}"
+            )
+        else:
+            row["alert"] = bool(value > threshold)
+            sign = ">" if row["alert"] else "<="
+            text = (
+                f"{metric} from {where} {value:.4f} {sign} threshold {threshold:g} "
+                f"({count:,} values in the window {window}"
+                + (f"; largest difference at {at!r}" if at is not None else "")
+                + ")"
+            )
+            if row["alert"] and name in messages:
+                text += f"; TFDV: {messages[name]}"
+            row["description"] = text
+        rows.append(row)
+    for name in sorted(set(rule.features) - set(features)):
         rows.append(
             {
                 "category": kind,
                 "feature": name,
                 "kind": "NOT_LOGGED",
                 "description": f"monitor.{kind}.features names {name!r}, which is not logged",
-                "threshold": thresholds.features[name],
+                "threshold": rule.features[name],
+                "window": window,
                 "alert": False,
             }
         )
     return rows
-
-
-def js_divergence(p: list[float] | np.ndarray, q: list[float] | np.ndarray) -> float | None:
-    """Jensen-Shannon divergence (base 2, in [0, 1]) of two histograms; None if either is empty."""
-    a, b = np.asarray(p, dtype=np.float64), np.asarray(q, dtype=np.float64)
-    if a.sum() <= 0 or b.sum() <= 0 or a.shape != b.shape:
-        return None
-    a, b = a / a.sum(), b / b.sum()
-    m = (a + b) / 2
-
-    def kl(x: np.ndarray) -> float:
-        nz = x > 0
-        return float((x[nz] * np.log2(x[nz] / m[nz])).sum())
-
-    return max(0.0, (kl(a) + kl(b)) / 2)
 
 
 def quality_checks(
@@ -115,13 +190,25 @@ def quality_checks(
 ) -> list[dict[str, Any]]:
     """Every configured quality rule for one version: live metrics (slice -> metrics) against
     bounds and against evaluation time (slice -> metrics). ``canonical`` names a config slice."""
-    targets: list[tuple[str, dict[str, QualityRule]]] = [(OVERALL, section.quality)]
-    targets += [(canonical(s.slice), s.thresholds) for s in section.slice_quality]
+    targets: list[tuple[str, dict[str, QualityRule], int]] = [
+        (OVERALL, section.quality, section.min_labelled)
+    ]
+    named = {canonical(s.slice) for s in section.slice_quality}
+    targets += [
+        (canonical(s.slice), s.thresholds, section.min_slice_labelled)
+        for s in section.slice_quality
+    ]
+    if section.every_slice:  # every evaluated slice with enough labelled rows to judge
+        for key in sorted(set(live) - {OVERALL} - named):
+            if int((live.get(key) or {}).get("example_count") or 0) >= section.min_slice_labelled:
+                targets.append((key, section.every_slice, section.min_slice_labelled))
     checks = []
-    for slice_key, rules in targets:
+    for slice_key, rules, minimum in targets:
         now, then = live.get(slice_key) or {}, evaluated.get(slice_key) or {}
         count = int(now.get("example_count") or 0)
         for metric, rule in rules.items():
+            if now.get(metric) is None and then.get(metric) is None and count:
+                continue  # not a metric of this task (auc of a regression, rmse of a classifier)
             for kind in ("lower", "upper", "max_drop", "max_drop_rel"):
                 bound = getattr(rule, kind)
                 if bound is None:
@@ -136,7 +223,7 @@ def quality_checks(
                         now.get(metric),
                         then.get(metric),
                         count,
-                        section.min_labelled,
+                        minimum,
                     )
                 )
     return checks
@@ -168,7 +255,8 @@ def _check(
     }
     if count < min_labelled:
         row["message"] = (
-            f"{where}: not checked: {count} labelled rows < min_labelled {min_labelled}"
+            f"{where}: not checked: {count} labelled rows < monitor."
+            f"{'min_labelled' if slice_key == OVERALL else 'min_slice_labelled'} {min_labelled}"
         )
         return row
     if value is None:
@@ -205,4 +293,25 @@ def _check(
 def alert_kinds(alerts: list[dict[str, Any]]) -> list[str]:
     """The distinct categories of the alerts that fired, in a stable order."""
     fired = {a["category"] for a in alerts}
-    return [k for k in ("skew", "drift", "quality", "prediction_shift") if k in fired]
+    return [k for k in ALERT_KINDS if k in fired]
+
+
+def bad_input(section: MonitorSection, bad: dict[str, Any], rows_read: int) -> dict[str, Any]:
+    """The bad-input rate of the window: corrupt lines and feature values of the wrong type per
+    logged record; ``alert`` when above ``monitor.bad_input_rate``."""
+    problems = int(bad["corrupt_lines"]) + int(bad["bad_feature_values"])
+    records = rows_read + int(bad["corrupt_lines"])
+    rate = problems / records if records else 0.0
+    limit = section.bad_input_rate
+    alert = limit is not None and records > 0 and rate > limit
+    return {
+        "category": "bad_input",
+        "feature": "(records)",
+        "value": rate,
+        "threshold": limit,
+        "count": records,
+        "alert": alert,
+        "message": f"bad input: {problems:,} corrupt lines or bad feature values in "
+        f"{records:,} logged records, rate {rate:.4f} "
+        + (f"{'>' if alert else '<='} {limit:g}" if limit is not None else "(no threshold)"),
+    }

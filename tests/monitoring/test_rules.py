@@ -36,6 +36,7 @@ def test_quality_rules_against_bounds_and_evaluation_time() -> None:
             SliceQualityRule({"payment_type": "Cash"}, {"accuracy": QualityRule(lower=0.9)})
         ],
         min_labelled=10,
+        min_slice_labelled=10,
     )
     live = {
         "Overall": {"example_count": 500.0, "auc": 0.85, "log_loss": 0.45},
@@ -49,7 +50,7 @@ def test_quality_rules_against_bounds_and_evaluation_time() -> None:
     assert by[("Overall", "auc", "max_drop")]["drop"] == pytest.approx(0.10)
     assert by[("Overall", "log_loss", "max_drop")]["alert"]  # a loss that rose by 0.15
     cash = by[("payment_type=Cash", "accuracy", "lower")]
-    assert not cash["alert"] and "min_labelled 10" in cash["message"]  # too few rows to judge
+    assert not cash["alert"] and "min_slice_labelled 10" in cash["message"]  # too few rows to judge
 
 
 def test_alert_kinds_are_ordered_and_distinct() -> None:

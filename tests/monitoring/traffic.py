@@ -28,8 +28,11 @@ def taxi_rows(n: int | None = None, seed: int = 11) -> pd.DataFrame:
     return frame
 
 
-def shifted_rows(n: int, seed: int = 5, fare_scale: float = 1.8) -> pd.DataFrame:
-    """Rows resampled to 85 % card payments, with fares (not tips) scaled by ``fare_scale``.
+def shifted_rows(
+    n: int, seed: int = 5, fare_scale: float = 1.8, scaled: tuple[str, ...] = ("fare",)
+) -> pd.DataFrame:
+    """Rows resampled to 85 % card payments, with the ``scaled`` numeric columns (not tips)
+    multiplied by ``fare_scale`` (integer columns stay integers).
 
     Rows missing a value that is missing in only a handful of the bundled rows (2 to 6 of 15,002:
     pickup area and coordinates, trip_seconds) are left out: resampled with replacement, one such
@@ -50,7 +53,10 @@ def shifted_rows(n: int, seed: int = 5, fare_scale: float = 1.8) -> pd.DataFrame
         ]
     ).sample(frac=1.0, random_state=seed)
     picked = picked.reset_index(drop=True)
-    picked["fare"] = (picked["fare"] * fare_scale).round(2)
+    for name in scaled:
+        whole = bool(frame[name].dropna().mod(1).eq(0).all())
+        digits = 0 if whole else 2
+        picked[name] = (picked[name] * fare_scale).round(digits)
     return picked
 
 
