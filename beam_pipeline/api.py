@@ -151,9 +151,12 @@ class Pipeline:
             ConfigError: an unknown stage name, or a config the stages reject.
         """
         from beam_pipeline import progress as progress_mod
-        from beam_pipeline.core.orchestrator import Orchestrator
+        from beam_pipeline.core import preflight
+        from beam_pipeline.core.orchestrator import Orchestrator, select
+        from beam_pipeline.core.stage_sections import STAGE_ORDER
         from beam_pipeline.stages import STAGES
 
+        preflight.check(self.config, select(STAGE_ORDER, from_, to, only), beam_args)
         # The command that resumes, as the CLI prints it for the same config and overrides.
         sets = [f"--set={o}" for o in self._overrides]
         command = shlex.join(["beam-pipeline", "run", self.config.source_file, *sets])

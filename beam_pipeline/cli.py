@@ -242,6 +242,32 @@ def _parser() -> argparse.ArgumentParser:
         help="a host name browsers use to reach the UI (besides localhost and IPs); repeatable",
     )
 
+    init = sub.add_parser(
+        "init",
+        help="scaffold a pipeline from a data file: configs/, transforms/ and models/NAME",
+        description="Read a sample of FILE, infer column types and the task from the label, and "
+        "write configs/NAME.yaml, transforms/NAME.py and models/NAME.py (run them with "
+        "`beam-pipeline run configs/NAME.yaml`).",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    init.add_argument("name", metavar="NAME", help="the pipeline name (letters, digits, - and _)")
+    init.add_argument("--data", required=True, metavar="FILE", help="a CSV, Parquet or JSONL file")
+    init.add_argument("--label", required=True, metavar="COLUMN", help="the column to predict")
+    init.add_argument("--dir", default=".", metavar="DIR", help="write under DIR (default: .)")
+    init.add_argument(
+        "--task",
+        default="auto",
+        choices=["auto", "binary", "multiclass", "regression"],
+        help="default: from the label (text or 2 values: classes; many numbers: regression)",
+    )
+    init.add_argument(
+        "--format", choices=["csv", "parquet", "jsonl"], help="default: from the file extension"
+    )
+    init.add_argument("--force", action="store_true", help="overwrite existing files")
+    init.add_argument("--json", action="store_true")
+    init.add_argument("--verbose", "-v", action="store_true", help=argparse.SUPPRESS)
+
     add("tune-worker", "a keras-tuner worker (KERASTUNER_* set) sharing the chief's trials")
     add("train-worker", "a non-chief multi-worker training process (TF_CONFIG set)")
     return p
@@ -305,14 +331,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     config = _load(args)
     # A wrong stage name is known before any stage module loads or any store is opened.
-    select(STAGE_ORDER, args.from_, args.to, args.only)
+    selected = select(STAGE_ORDER, args.from_, args.to, args.only)
     from beam_pipeline import progress
+    from beam_pipeline.core import preflight
     from beam_pipeline.core.orchestrator import Orchestrator
     from beam_pipeline.stages import STAGES
 
     extra = list(args.beam_option)
     if args.runner:
         extra.insert(0, f"--runner={args.runner}")
+    preflight.check(config, selected, extra)  # every mistake now, before the first stage
     orch = Orchestrator(
         config,
         STAGES,
@@ -753,6 +781,27 @@ def absolute(path: str) -> str:
     return path if "://" in path else os.path.abspath(path)
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    from beam_pipeline.scaffold import init
+
+    written = init(
+        args.name, args.data, args.label, args.dir, args.task, args.format, force=args.force
+    )
+    if args.json:
+        emit_json(written.to_json())
+        return 0
+    p = written.profile
+    roles = {r: [c.name for c in p.of_role(r)] for r in ("numeric", "categorical", "dropped")}
+    print(f"{p.rows:,} sample rows; label {p.label.name!r}: {p.task}")
+    for role, names in roles.items():
+        if names:
+            print(f"  {role}: {', '.join(names)}")
+    for path in (written.config, written.transform, written.model):
+        print(f"wrote {os.path.relpath(path)}")
+    print(f"next: beam-pipeline run {os.path.relpath(written.config)}")
+    return 0
+
+
 def cmd_tune_worker(args: argparse.Namespace) -> int:
     from beam_pipeline.stages.tune import run_worker
 
@@ -802,6 +851,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "ui": cmd_ui,
     "monitor": cmd_monitor,
     "doctor": cmd_doctor,
+    "init": cmd_init,
     "tune-worker": cmd_tune_worker,
     "train-worker": cmd_train_worker,
 }
