@@ -35,6 +35,12 @@ FLUSH_ROWS = 1 << 16  # rows buffered before they are folded into the statistics
 
 CLASSIFICATION_METRICS = {"auc", "accuracy", "precision", "recall", "log_loss"}
 REGRESSION_METRICS = {"rmse", "mae"}
+# Residual histogram edges: 0 and +-10^(k/4) from 1e-3 to 1e6, so that any scale of label
+# gets readable buckets without knowing its range in advance (accumulators must merge).
+_POS = 10.0 ** (np.arange(-12, 25) / 4.0)
+RESIDUAL_EDGES = np.concatenate([-_POS[::-1], [0.0], _POS])
+PLOT_POINTS = 100  # thresholds on the ROC and PR curves
+CALIBRATION_BINS = 10
 
 
 def kind_of(task: str, width: int) -> str:
@@ -114,7 +120,9 @@ class MetricsAccumulator:
         self.n = grown(get("n"), (), np.int64)
         # label sum, prediction sum, loss sum (log loss or squared error), absolute error sum
         self.sums = grown(get("sums"), (4,), np.float64)
-        if self.kind != "regression":
+        if self.kind == "regression":  # residual histogram (plots), on fixed signed-log edges
+            self.residuals = grown(get("residuals"), (len(RESIDUAL_EDGES) + 1,), np.int64)
+        else:
             w, c = self._width, self._hist_classes
             self.confusion = grown(get("confusion"), (w, w), np.int64)
             self.hist = grown(get("hist"), (c, 2, self.buckets), np.int64)
@@ -219,6 +227,9 @@ class MetricsAccumulator:
         for k, values in zip(columns, stats, strict=True):
             self.sums[:, k] += np.bincount(g, weights=values[r], minlength=cap)
         if self.kind == "regression":
+            nb = len(RESIDUAL_EDGES) + 1
+            cell = np.searchsorted(RESIDUAL_EDGES, err, side="right")[r]
+            self.residuals += np.bincount(g * nb + cell, minlength=cap * nb).reshape(cap, nb)
             return
         w, c, b = self._width, self._hist_classes, self.buckets
         if self.kind == "binary":
@@ -267,6 +278,8 @@ class MetricsAccumulator:
         if self.kind != "regression":
             self.confusion[ids] += other.confusion[:m]
             self.hist[ids] += other.hist[:m]
+        elif "residuals" in other.__dict__:
+            self.residuals[ids] += other.residuals[:m]
         return self
 
     def __getstate__(self) -> dict[str, Any]:
@@ -324,6 +337,86 @@ class MetricsAccumulator:
         out["recall"] = _mean([_ratio(cm[c, c], cm[c, :].sum()) for c in classes])
         out["auc"] = _mean([_defined(a) for a in aucs[i]])
         return out
+
+    def plots(self, key: str = OVERALL, points: int = PLOT_POINTS) -> dict[str, Any]:
+        """The data of a slice's plots, for the evaluation page.
+
+        Classifiers: ``confusion`` (rows: true class, columns: predicted), and per class
+        (``classes``: one entry for binary, one-vs-rest for multi-class) an ROC and a
+        precision-recall curve over ``points`` thresholds (``threshold``, ``fpr``, ``tpr``,
+        ``precision``; recall is ``tpr``) and a calibration table (``calibration``: per
+        prediction bin its ``low``, ``high``, ``count``, ``mean_prediction`` and
+        ``positive_rate``), all from the AUC histograms. Regression: ``residuals``, counts of
+        prediction - label between ``edges``. {} for a slice the accumulator does not know.
+        """
+        self._flush()
+        i = self._index.get(key)
+        if i is None:
+            return {}
+        if self.kind == "regression":
+            return {
+                "kind": self.kind,
+                "residuals": {
+                    "edges": RESIDUAL_EDGES.tolist(),
+                    "counts": self.residuals[i].tolist(),
+                },
+            }
+        classes = []
+        for c in range(self._hist_classes):
+            classes.append(_curves(self.hist[i, c, 0], self.hist[i, c, 1], points))
+        return {
+            "kind": self.kind,
+            "threshold": self.threshold,
+            "confusion": self.confusion[i].tolist(),
+            "classes": classes,
+        }
+
+
+def _curves(negatives: np.ndarray, positives: np.ndarray, points: int) -> dict[str, Any]:
+    """ROC, PR and calibration of one class from its histograms of predicted probability."""
+    b = len(negatives)
+    step = max(1, b // points)
+    neg = negatives.reshape(-1, step).sum(axis=1) if b % step == 0 else negatives
+    pos = positives.reshape(-1, step).sum(axis=1) if b % step == 0 else positives
+    k = len(neg)
+    # Predictions >= threshold t_j = j / k count as positive: suffix sums.
+    tp = np.cumsum(pos[::-1])[::-1].astype(np.float64)
+    fp = np.cumsum(neg[::-1])[::-1].astype(np.float64)
+    p_all, n_all = float(pos.sum()), float(neg.sum())
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tpr = tp / p_all if p_all else np.full(k, np.nan)
+        fpr = fp / n_all if n_all else np.full(k, np.nan)
+        precision = np.where(tp + fp > 0, tp / np.maximum(tp + fp, 1), np.nan)
+    # Calibration: fine buckets' midpoints weighted by their counts, per coarse bin.
+    mids = (np.arange(b) + 0.5) / b
+    total = negatives + positives
+    bins = np.minimum((np.arange(b) * CALIBRATION_BINS) // b, CALIBRATION_BINS - 1)
+    count = np.bincount(bins, weights=total, minlength=CALIBRATION_BINS)
+    psum = np.bincount(bins, weights=total * mids, minlength=CALIBRATION_BINS)
+    hits = np.bincount(bins, weights=positives, minlength=CALIBRATION_BINS)
+    calibration = [
+        {
+            "low": j / CALIBRATION_BINS,
+            "high": (j + 1) / CALIBRATION_BINS,
+            "count": int(count[j]),
+            "mean_prediction": float(psum[j] / count[j]) if count[j] else None,
+            "positive_rate": float(hits[j] / count[j]) if count[j] else None,
+        }
+        for j in range(CALIBRATION_BINS)
+    ]
+
+    def clean(values: np.ndarray) -> list[float | None]:
+        return [None if math.isnan(v) else round(float(v), 6) for v in values]
+
+    return {
+        "threshold": [round(j / k, 6) for j in range(k)],
+        "fpr": clean(fpr),
+        "tpr": clean(tpr),
+        "precision": clean(precision),
+        "positives": int(p_all),
+        "negatives": int(n_all),
+        "calibration": calibration,
+    }
 
 
 def int_codes(array: pa.Array) -> np.ndarray:

@@ -17,7 +17,8 @@ and part of its cache key. A first model has no baseline and is judged on absolu
 
 Outputs:
     evaluation (ModelEvaluation): ``metrics.json``: ``overall`` and ``slices`` (slice key ->
-        ``{"candidate", "baseline", "difference"}``), the model and baseline versions, the task.
+        ``{"candidate", "baseline", "difference"}``), the model and baseline versions, the task,
+        and ``plots`` (per model, the Overall data of `MetricsAccumulator.plots`).
         Properties: ``metrics`` (overall candidate), ``model_version``, ``baseline_version``.
     blessing (ModelBlessing): an empty file ``BLESSED`` or ``NOT_BLESSED``, and ``reasons.json``:
         every check (slice, metric, kind, threshold, value, baseline, change, passed, message).
@@ -177,7 +178,7 @@ class PredictAndSlice(beam.DoFn):
 def _model_result(acc: MetricsAccumulator | None) -> dict[str, Any]:
     if acc is None:
         return {"kind": None, "slices": {OVERALL: {"example_count": 0.0}}}
-    return {"kind": acc.kind, "slices": acc.result()}
+    return {"kind": acc.kind, "slices": acc.result(), "plots": acc.plots()}
 
 
 class EvaluateModels(beam.PTransform):
@@ -304,6 +305,7 @@ def run(
         "slice_specs": [list(s) for s in job.slice_specs],
         "overall": overall,
         "slices": slices,
+        "plots": results.get("plots") or {},  # Overall: ROC, PR, calibration, confusion; residuals
     }
     (evaluation.path / "metrics.json").write_text(json.dumps(report, indent=1, default=_json))
     verdict = "BLESSED" if blessed else "NOT_BLESSED"
@@ -390,6 +392,7 @@ def evaluate_models(job: EvalJob, scratch: Path, ctx: StageContext | None = None
         lines += [json.loads(line) for line in f.read_text().splitlines() if line]
     filesystem.rmtree(scratch)
     out: dict[str, Any] = {line["model"]: line["slices"] for line in lines}
+    plots = {line["model"]: line.get("plots") for line in lines}
     if unlabeled and not count:
         from beam_pipeline.core.labels import no_label_message
 
@@ -399,6 +402,7 @@ def evaluate_models(job: EvalJob, scratch: Path, ctx: StageContext | None = None
     out["kind"] = next(line["kind"] for line in lines if line["model"] == CANDIDATE)
     out["count"] = count
     out["unlabeled"] = unlabeled
+    out["plots"] = plots
     return out
 
 

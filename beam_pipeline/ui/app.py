@@ -25,8 +25,9 @@ from beam_pipeline.ui.assets import CSS as UI_CSS
 from beam_pipeline.ui.assets import JS as UI_JS
 from beam_pipeline.ui.guard import FRAME_HEADERS, HostGuard, Token, allowed_names, cross_site_reason
 from beam_pipeline.views import artifacts as av
+from beam_pipeline.views import compare, runlist
 from beam_pipeline.views import graph as g
-from beam_pipeline.views import runlist
+from beam_pipeline.views import monitoring as mv
 from beam_pipeline.views import runs as rv
 
 if TYPE_CHECKING:
@@ -57,7 +58,8 @@ class UI:
             "<link rel='stylesheet' href='/static/ui.css'>"
             "<script src='/static/ui.js' defer></script></head>"
             f"<body data-state='{esc(state)}' data-poll='{self.poll}'>"
-            f"<header><b>{name}</b> <a href='/'>Runs</a> <a href='/models'>Models</a>"
+            f"<header><b>{name}</b> <a href='/'>Runs</a> <a href='/models'>Models</a> "
+            "<a href='/monitoring'>Monitoring</a>"
             f"<span class='live' id='live'></span></header>"
             f"<main class='bp-view'><h1>{esc(title)}</h1>{body}</main></body></html>"
         )
@@ -71,6 +73,7 @@ class UI:
             parts += [(e.id, e.last_known_state) for e in self.store.run_executions(r["id"])]
         parts.append(len(self.store.executions(registry.REVIEW)))
         parts.append(len(self.store.executions(registry.ROLLBACK)))
+        parts.append(len(self.store.artifacts_of_type(mv.REPORT_TYPE)))
         return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:16]
 
     # ---- pages ---------------------------------------------------------------------------------
@@ -212,8 +215,8 @@ class UI:
     def compare(self, request: Request) -> Response:
         wanted = [int(v) for v in request.query_params.getlist("v") if v.isdigit()]
         records = [r for r in registry.describe(self.config, self.store) if r.version in wanted]
-        if len(records) < 2:
-            raise ConfigError("pick at least two versions to compare")
+        if not records:
+            raise ConfigError("pick one or more versions to compare (?v=1&v=2)")
         evaluations: dict[int, dict[str, Any] | None] = {}
         hps: dict[int, dict[str, Any]] = {}
         for r in records:
@@ -223,9 +226,19 @@ class UI:
             evaluations[r.version] = (
                 av.read_json(evaluation.path / "metrics.json") if evaluation else None
             )
-        body = rv.compare_models(records, evaluations, hps)
+        body = compare.compare_models(
+            records,
+            evaluations,
+            hps,
+            labels=rv.version_labels(self.config),
+            model_href="/models/{version}",
+        )
         title = "Compare " + " · ".join(f"v{r.version}" for r in records)
         return self.page(title, body, state=self.state())
+
+    def monitoring(self, request: Request) -> Response:
+        body = mv.monitoring_page(self.store, artifact_href="/artifacts/{id}")
+        return self.page("Monitoring", body, state=self.state())
 
     def api_state(self, request: Request) -> Response:
         return JSONResponse({"state": self.state()})
@@ -271,6 +284,7 @@ def create_app(
         Route("/models/{version:int}", locked(ui.model)),
         Route("/models/{version:int}/review", ui.review, methods=["POST"]),
         Route("/compare", locked(ui.compare)),
+        Route("/monitoring", locked(ui.monitoring)),
         Route("/api/state", locked(ui.api_state)),
         Route("/healthz", lambda request: JSONResponse({"ok": True})),
         Route("/static/ui.css", static(av.CSS + UI_CSS, "text/css")),

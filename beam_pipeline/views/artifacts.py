@@ -11,7 +11,6 @@ from __future__ import annotations
 import gzip
 import html
 import json
-import re
 import struct
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -19,9 +18,11 @@ from typing import Any
 
 from beam_pipeline.core.artifacts import Artifact
 from beam_pipeline.views import svg
+from beam_pipeline.views.evaluation import evaluation_view, slice_pairs
 from beam_pipeline.views.svg import fmt
 
 SAMPLE_ROWS = 5
+__all__ = ["evaluation_view", "render", "slice_pairs", "table"]
 
 CSS = """
 .bp-view { font: 13px system-ui, -apple-system, sans-serif; color: #222; }
@@ -315,13 +316,16 @@ def _pct(share: float, warn: bool = True) -> str:
 
 
 def view_statistics(art: Artifact) -> str:
+    from beam_pipeline.views.statistics import statistics_splits
+
     parts = [_head(art, "Statistics")]
+    stats = {}
     for split in art.splits:
-        parts.append(f"<h4>Split {esc(split)}</h4>")
         try:
-            parts.append(statistics_tables(load_stats(art, split)))
+            stats[split] = load_stats(art, split)
         except OSError as exc:
-            parts.append(f"<p class='bad'>cannot read statistics: {esc(exc)}</p>")
+            parts.append(f"<p class='bad'>cannot read statistics of {esc(split)}: {esc(exc)}</p>")
+    parts.append(statistics_splits(stats))
     return "".join(parts)
 
 
@@ -523,85 +527,6 @@ def view_model_run(art: Artifact) -> str:
     return _head(art, "Model run") + body
 
 
-def evaluation_view(report: dict[str, Any], title: str = "Evaluation") -> str:
-    """Overall metrics (candidate, baseline, difference) and every slice, with bar charts."""
-    overall = report.get("overall") or {}
-    cand = overall.get("candidate") or {}
-    base = overall.get("baseline") or {}
-    diff = overall.get("difference") or {}
-    metrics = [m for m in report.get("metrics") or sorted(cand) if m in cand]
-    if "example_count" in cand and "example_count" not in metrics:
-        metrics.append("example_count")
-    model = report.get("model") or {}
-    baseline = report.get("baseline") or {}
-    parts = [
-        f"<p>task: <b>{esc(report.get('task'))}</b> · label {esc(report.get('label_key'))} · "
-        f"split {esc(report.get('split'))} · model v{esc(model.get('version'))}"
-        + (
-            f" vs baseline v{esc(baseline.get('version'))}"
-            if baseline
-            else " (no baseline: absolute bounds only)"
-        )
-        + "</p>"
-    ]
-    header = ["metric", "candidate"] + (["baseline", "difference"] if base else [])
-    rows = [[m, cand.get(m)] + ([base.get(m), diff.get(m)] if base else []) for m in metrics]
-    parts.append(f"<h4>Overall</h4>{table(header, rows, cls='overall')}")
-    slices = report.get("slices") or {}
-    first = metrics[0] if metrics else ""
-    main = next((m for m in ("auc", "accuracy", "rmse") if m in cand), first)
-    groups: dict[str, list[tuple[str, dict[str, Any]]]] = {}
-    for key, value in slices.items():
-        groups.setdefault(_slice_spec(key), []).append((key, value))
-    for spec, items in groups.items():
-        header = ["slice", "examples", *metrics[:4]] + ([f"{main} baseline"] if base else [])
-        rows = []
-        bars, compare = [], []
-        for key, value in items:
-            c = value.get("candidate") or {}
-            b = value.get("baseline") or {}
-            rows.append(
-                [_slice_label(key), c.get("example_count")]
-                + [c.get(m) for m in metrics[:4]]
-                + ([b.get(main)] if base else [])
-            )
-            if main in c:
-                bars.append((_slice_label(key), c[main]))
-                compare.append(b.get(main) if base else None)
-        parts.append(f"<h4>Slices by {esc(spec)}</h4>")
-        parts.append(
-            "<div class='charts'>"
-            + svg.bar_chart(
-                bars,
-                title=f"{main} by {spec}",
-                compare=compare if base else None,
-                compare_label=f"baseline v{baseline.get('version')}",
-            )
-            + "</div>"
-        )
-        parts.append(table(header, rows, cls="slices"))
-    return f"<h3>{esc(title)}</h3>" + "".join(parts) if title else "".join(parts)
-
-
-_PAIR = re.compile(r",(?=[A-Za-z_][\w.]*=)")
-
-
-def slice_pairs(key: str) -> list[tuple[str, str]]:
-    """``"a=x,b=[1, 2)"`` -> ``[("a", "x"), ("b", "[1, 2)")]`` (bucket labels hold commas)."""
-    return [tuple(part.split("=", 1)) for part in _PAIR.split(key) if "=" in part]  # type: ignore[misc]
-
-
-def _slice_spec(key: str) -> str:
-    return " × ".join(name for name, _ in slice_pairs(key)) or key
-
-
-def _slice_label(key: str) -> str:
-    pairs = slice_pairs(key)
-    if len(pairs) == 1:
-        return pairs[0][1]
-    return ", ".join(f"{k}={v}" for k, v in pairs) or key
-
-
 def view_evaluation(art: Artifact) -> str:
     report = read_json(art.path / "metrics.json")
     if not isinstance(report, dict):
@@ -676,6 +601,12 @@ def view_generic(art: Artifact) -> str:
     return "".join(parts)
 
 
+def view_monitoring(art: Artifact) -> str:
+    from beam_pipeline.views import monitoring
+
+    return _head(art, "Monitoring report") + monitoring.report_view(monitoring.load(art))
+
+
 VIEWS: dict[str, Callable[[Artifact], str]] = {
     "Examples": view_examples,
     "ExampleStatistics": view_statistics,
@@ -688,6 +619,7 @@ VIEWS: dict[str, Callable[[Artifact], str]] = {
     "ModelEvaluation": view_evaluation,
     "ModelBlessing": view_blessing,
     "PushedModel": view_pushed,
+    "MonitoringReport": view_monitoring,
 }
 
 

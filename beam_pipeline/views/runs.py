@@ -335,64 +335,6 @@ def models_table(
     return table(header, rows, cls="models")
 
 
-def compare_models(
-    records: list[Any],
-    evaluations: dict[int, dict[str, Any] | None],
-    hyperparameters: dict[int, dict[str, Any]],
-) -> str:
-    """Versions side by side: metrics, blessing, review, data and hyperparameters, then slices."""
-    if not records:
-        return "<p class='muted'>no versions</p>"
-    keys: list[str] = []
-    for r in records:
-        for k in r.eval_metrics or r.train_metrics:
-            if k not in keys:
-                keys.append(k)
-    header = ["", *(f"v{r.version}" for r in records)]
-    rows: list[list[Any]] = [
-        [k, *((r.eval_metrics or r.train_metrics).get(k) for r in records)] for k in keys
-    ]
-    rows += [
-        ["blessed", *({True: "yes", False: "no", None: "-"}[r.blessed] for r in records)],
-        ["review", *(r.approval or "-" for r in records)],
-        ["pushed", *("yes" if r.pushed else "no" for r in records)],
-        ["data", *((r.data_fingerprint or "-")[:12] for r in records)],
-        ["span", *(r.span for r in records)],
-        ["run", *(r.run_id for r in records)],
-    ]
-    hp_keys = sorted({k for r in records for k in hyperparameters.get(r.version, {})})
-    rows += [
-        [f"hp: {k}", *(hyperparameters.get(r.version, {}).get(k) for r in records)] for k in hp_keys
-    ]
-    parts = [table(header, rows, cls="compare")]
-    # Slices: the main metric of each version's evaluation, slice by slice.
-    slice_keys: list[str] = []
-    main = ""
-    for r in records:
-        ev = evaluations.get(r.version) or {}
-        for k in ev.get("slices") or {}:
-            if k not in slice_keys:
-                slice_keys.append(k)
-        cand = (ev.get("overall") or {}).get("candidate") or {}
-        main = main or next((m for m in ("auc", "accuracy", "rmse") if m in cand), "")
-    if slice_keys and main:
-        srows = []
-        for k in slice_keys:
-            srows.append(
-                [
-                    k,
-                    *(
-                        (((evaluations.get(r.version) or {}).get("slices") or {}).get(k) or {})
-                        .get("candidate", {})
-                        .get(main)
-                        for r in records
-                    ),
-                ]
-            )
-        parts.append(f"<h4>{esc(main)} by slice</h4>" + table(header, srows, cls="compare-slices"))
-    return "".join(parts)
-
-
 # ---------------------------------------------------------------------------------------------
 # A run's overview: what it was asked to do (params), what it measured, what it produced
 

@@ -120,11 +120,13 @@ def bar_chart(
     compare: Sequence[float | None] | None = None,
     compare_label: str = "baseline",
     value_label: str = "",
+    value_name: str = "candidate",
 ) -> str:
     """Horizontal bars (a label and a value each); ``compare`` draws a second, thinner bar."""
     if not bars:
         return _empty(width)
-    label_w = min(220, max(60, 7 * max(len(str(b[0])) for b in bars)))
+    label_w = max(60, 7 * max(len(str(b[0])) for b in bars))  # the whole label, never cut
+    width = max(width, label_w + 200)
     vals = [abs(v) for _, v in bars if v is not None and math.isfinite(v)]
     vals += [abs(v) for v in (compare or []) if v is not None and math.isfinite(v)]
     hi = max(vals) if vals else 1.0
@@ -160,7 +162,7 @@ def bar_chart(
     if compare:
         parts.append(
             f'<rect x="{label_w}" y="{height - 12}" width="10" height="8" fill="{PALETTE[0]}"/>'
-            f'<text x="{label_w + 14}" y="{height - 4}" font-size="10">candidate</text>'
+            f'<text x="{label_w + 14}" y="{height - 4}" font-size="10">{_esc(value_name)}</text>'
             f'<rect x="{label_w + 80}" y="{height - 12}" width="10" height="8" '
             f'fill="{PALETTE[1]}"/><text x="{label_w + 94}" y="{height - 4}" '
             f'font-size="10">{_esc(compare_label)}</text>'
@@ -187,6 +189,157 @@ def histogram(
             f'<rect x="{i * bw:.1f}" y="{height - h:.1f}" width="{max(bw - 1, 1):.1f}" '
             f'height="{h:.1f}" fill="{PALETTE[0]}"><title>[{fmt(lo)}, {fmt(hi)}): '
             f"{fmt(c)}</title></rect>"
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def xy_chart(
+    series: dict[str, Sequence[tuple[float, float]]],
+    *,
+    title: str = "",
+    x_label: str = "",
+    y_label: str = "",
+    width: int = 300,
+    height: int = 260,
+    diagonal: bool = False,
+    markers: bool = False,
+    css: str = "",
+    domain: tuple[float, float, float, float] = (0.0, 1.0, 0.0, 1.0),
+) -> str:
+    """Lines of (x, y) points on fixed axes (``domain``: x0, x1, y0, y1; rates by default),
+    with ticks, axis names, a legend and the y = x diagonal where asked (ROC, calibration)."""
+    x0, x1, y0, y1 = domain
+    left, right, top, bottom = 44, 10, 34, 36
+    pw, ph = width - left - right, height - top - bottom
+
+    def px(x: float) -> float:
+        return left + pw * (x - x0) / ((x1 - x0) or 1)
+
+    def py(y: float) -> float:
+        return top + ph * (1 - (y - y0) / ((y1 - y0) or 1))
+
+    parts = [
+        f'<svg class="chart xy-chart {_esc(css)}" xmlns="http://www.w3.org/2000/svg" '
+        f'width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
+        f'aria-label="{_esc(title)}">',
+        f'<text x="4" y="13" font-size="12" font-weight="600">{_esc(title)}</text>',
+        f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#ccc"/>',
+    ]
+    for t in _ticks(y0, y1):
+        parts.append(
+            f'<line x1="{left}" x2="{left + pw}" y1="{py(t):.1f}" y2="{py(t):.1f}" stroke="#eee"/>'
+            f'<text x="{left - 4}" y="{py(t) + 4:.1f}" font-size="10" '
+            f'text-anchor="end">{fmt(t)}</text>'
+        )
+    for t in _ticks(x0, x1):
+        parts.append(
+            f'<text x="{px(t):.1f}" y="{top + ph + 13}" font-size="10" '
+            f'text-anchor="middle">{fmt(t)}</text>'
+        )
+    parts.append(
+        f'<text x="{left + pw / 2}" y="{height - 4}" font-size="10" '
+        f'text-anchor="middle">{_esc(x_label)}</text>'
+        f'<text x="10" y="{top + ph / 2}" font-size="10" text-anchor="middle" '
+        f'transform="rotate(-90 10 {top + ph / 2})">{_esc(y_label)}</text>'
+    )
+    if diagonal:
+        parts.append(
+            f'<line class="diagonal" x1="{px(x0):.1f}" y1="{py(y0):.1f}" x2="{px(x1):.1f}" '
+            f'y2="{py(y1):.1f}" stroke="#bbb" stroke-dasharray="4 3"/>'
+        )
+    for k, (name, points) in enumerate(series.items()):
+        color = PALETTE[k % len(PALETTE)]
+        pts = [
+            (px(x), py(y))
+            for x, y in points
+            if x is not None and y is not None and math.isfinite(x) and math.isfinite(y)
+        ]
+        if len(pts) > 1:
+            parts.append(
+                f'<polyline class="series" data-name="{_esc(name)}" fill="none" '
+                f'stroke="{color}" stroke-width="2" '
+                f'points="{" ".join(f"{x:.1f},{y:.1f}" for x, y in pts)}"/>'
+            )
+        if markers or len(pts) == 1:
+            parts += [f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{color}"/>' for x, y in pts]
+        parts.append(
+            f'<rect x="{left + 4 + 90 * k}" y="21" width="10" height="8" fill="{color}"/>'
+            f'<text x="{left + 18 + 90 * k}" y="29" font-size="10">{_esc(name)}</text>'
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def grouped_histogram(
+    buckets: Sequence[tuple[float, float]],
+    series: dict[str, Sequence[float]],
+    *,
+    title: str = "",
+    y_label: str = "share",
+    width: int = 420,
+    height: int = 200,
+    css: str = "",
+    percent: bool = True,
+) -> str:
+    """Bars per bucket, one per series side by side (train and eval, candidate and baseline),
+    with a y axis, bucket bounds under the x axis and each bar's range and value on hover."""
+    if not buckets or not series:
+        return _empty(width)
+    left, right, top, bottom = 44, 8, 30, 34
+    pw, ph = width - left - right, height - top - bottom
+    hi = max((v for s in series.values() for v in s if v is not None), default=0) or 1.0
+    n, m = len(buckets), len(series)
+    slot = pw / n
+    bw = max(1.0, (slot - 2) / m)
+
+    def label(v: float) -> str:
+        return fmt(v) if math.isfinite(v) else ("-∞" if v < 0 else "∞")
+
+    parts = [
+        f'<svg class="chart histogram {_esc(css)}" xmlns="http://www.w3.org/2000/svg" '
+        f'width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
+        f'aria-label="{_esc(title)}">',
+        f'<text x="4" y="13" font-size="12" font-weight="600">{_esc(title)}</text>',
+    ]
+    for t in _ticks(0, hi, 3):
+        y = top + ph * (1 - t / hi)
+        text = f"{t:.0%}" if percent else fmt(t)
+        parts.append(
+            f'<line x1="{left}" x2="{left + pw}" y1="{y:.1f}" y2="{y:.1f}" stroke="#eee"/>'
+            f'<text x="{left - 4}" y="{y + 4:.1f}" font-size="10" text-anchor="end">{text}</text>'
+        )
+    parts.append(
+        f'<text x="10" y="{top + ph / 2}" font-size="10" text-anchor="middle" '
+        f'transform="rotate(-90 10 {top + ph / 2})">{_esc(y_label)}</text>'
+        f'<line x1="{left}" x2="{left + pw}" y1="{top + ph}" y2="{top + ph}" stroke="#888"/>'
+    )
+    for k, (name, values) in enumerate(series.items()):
+        color = PALETTE[k % len(PALETTE)]
+        for i, v in enumerate(values):
+            if v is None:
+                continue
+            h = ph * v / hi
+            lo_b, hi_b = buckets[i]
+            value = f"{v:.1%}" if percent else fmt(v)
+            parts.append(
+                f'<rect class="bar" data-series="{_esc(name)}" '
+                f'x="{left + i * slot + 1 + k * bw:.1f}" y="{top + ph - h:.1f}" '
+                f'width="{bw:.1f}" height="{h:.1f}" fill="{color}">'
+                f"<title>{_esc(name)} [{label(lo_b)}, {label(hi_b)}): {value}</title></rect>"
+            )
+        parts.append(
+            f'<rect x="{left + 4 + 70 * k}" y="18" width="10" height="8" fill="{color}"/>'
+            f'<text x="{left + 18 + 70 * k}" y="26" font-size="10">{_esc(name)}</text>'
+        )
+    step = max(1, math.ceil(n / 4))
+    for i in range(0, n + 1, step):
+        bound = buckets[i][0] if i < n else buckets[-1][1]
+        x = left + i * slot
+        parts.append(
+            f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top + ph}" y2="{top + ph + 3}" stroke="#888"/>'
+            f'<text x="{x:.1f}" y="{top + ph + 14}" font-size="10" '
+            f'text-anchor="middle">{label(bound)}</text>'
         )
     parts.append("</svg>")
     return "".join(parts)

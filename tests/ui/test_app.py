@@ -57,17 +57,27 @@ def test_pages(tmp_path: Path) -> None:
 
     stats_id = shared["runs"][0]["stages"]["statistics"]["outputs"]["statistics"]["id"]
     art = c.get(f"/artifacts/{stats_id}")
-    assert art.status_code == 200 and '<svg class="hist"' in art.text and "Lineage" in art.text
+    assert art.status_code == 200 and "stats-hist" in art.text and "Lineage" in art.text
+    assert 'data-selected="1"' in art.text  # the artifact itself, marked in its lineage
 
     models = c.get("/models")
     assert models.status_code == 200 and 'href="/models/3"' in models.text
     model = c.get("/models/3")
-    assert "Slices by payment_type" in model.text and 'class="bar"' in model.text
+    assert "Slices by payment_type" in model.text and 'class="hbar"' in model.text
     assert "Training curves" in model.text and "review-form" not in model.text
 
-    compare = c.get("/compare?v=1&v=3")
+    compare = c.get("/compare?v=1&v=2&v=3")
     assert compare.status_code == 200 and "hp: learning_rate" in compare.text
-    assert "by slice" in compare.text
+    assert "by slice" in compare.text and compare.text.count('class="chart bar-chart"') >= 4
+    auc = re.search(r'<tr class="differs"><td>auc</td>(.*?)</tr>', compare.text)
+    assert auc and auc.group(1).count('class="best"') == 1  # v2 is worse: marked differs
+    assert 'class="chart xy-chart roc"' in compare.text
+    one = c.get("/compare?v=2")
+    assert one.status_code == 200 and "one version" in one.text
+    assert c.get("/compare").status_code == 404
+
+    monitoring = c.get("/monitoring")
+    assert monitoring.status_code == 200 and "no monitoring reports yet" in monitoring.text
 
     assert c.get("/models/99").status_code == 404
     assert c.get("/runs/nope").status_code == 404

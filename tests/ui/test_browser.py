@@ -14,6 +14,7 @@ import pytest
 from beam_pipeline.core import registry
 from beam_pipeline.core.config import load
 from beam_pipeline.core.metadata import Store
+from beam_pipeline.views.graph import dot_available
 from tests.conftest import run_cli
 from tests.pipeline_fixtures import copy_pipeline, taxi_runs
 from tests.ui.browser import ConsoleErrors, browser, require_chromium, ui_server
@@ -60,11 +61,30 @@ def test_model_page_shows_metrics_and_a_slice_plot(
     base, _ = site
     page, errors = open_page(chromium, base + "/models/3")
     overall = page.locator("table.overall").inner_text()
-    assert "auc" in overall and "baseline" in overall
-    bars = page.locator("svg.bar-chart rect.bar")
-    assert bars.count() >= 3
+    assert "auc" in overall and "baseline" in overall and "log_loss" in overall
+    for plot in ("roc", "pr", "calibration"):
+        assert page.locator(f"svg.xy-chart.{plot} polyline.series").count() == 2  # vs baseline
+    assert page.locator("table.confusion").count() == 2
+    fare = page.locator("table.slices").first
+    bars = fare.locator("td.bar.m0 .hbar:not(.base)")
+    assert bars.count() == 4 and bars.first.is_visible()
     assert float(bars.first.get_attribute("data-value")) > 0
-    assert page.locator("svg.bar-chart rect.bar-compare").count() >= 1  # vs baseline v1
+    assert fare.locator("td.bar.m0 .hbar.base").count() == 4  # vs baseline v1
+    # The metric selector (CSS only): picking log_loss shows its bars instead of auc's.
+    picks = page.locator("input.pick-metric")
+    names = [picks.nth(i).get_attribute("value") for i in range(picks.count())]
+    page.locator(f"label[for='{picks.nth(names.index('log_loss')).get_attribute('id')}']").click()
+    assert not bars.first.is_visible()
+    shown = fare.locator(f"td.bar.m{names.index('log_loss')} .hbar:not(.base)").first
+    assert shown.is_visible()
+    # The minimum-examples filter hides the small cross slices.
+    rows = page.locator("table.slices tr[data-examples]")
+    small = [
+        i for i in range(rows.count()) if int(rows.nth(i).get_attribute("data-examples")) < 100
+    ]
+    assert small and rows.nth(small[0]).is_visible()
+    page.locator("label", has_text="≥ 100").click()
+    assert not rows.nth(small[0]).is_visible()
     assert page.locator(".training-curves polyline.series").count() >= 2
     assert not errors, errors
 
@@ -79,6 +99,12 @@ def test_lineage_graph_has_the_expected_nodes(site: tuple[str, Path], chromium: 
     assert any(label.startswith("Model #") for label in labels)
     assert any(label.startswith("Examples #") for label in labels)
     assert page.locator("#lineage path.edge").count() >= len(labels) - 1
+    engine = "dot" if dot_available() else "layers"  # .ci/run installs graphviz
+    assert page.locator("#lineage svg.graph").get_attribute("data-engine") == engine
+    # The model is marked and scrolled to the middle of the lineage view.
+    box = page.locator("#lineage .scroll").bounding_box()
+    node = page.locator("#lineage g.node[data-selected]").bounding_box()
+    assert box and node and box["y"] <= node["y"] <= box["y"] + box["height"]
     assert not errors, errors
 
 
@@ -123,7 +149,9 @@ def test_screenshots_without_errors(
         base + "/models",
         base + "/models/1",
         base + "/compare?v=1&v=3",
+        base + "/compare?v=2",
         base + "/artifacts/2",
+        base + "/monitoring",
     ]
     for url in urls:
         page, errors = open_page(chromium, url)

@@ -35,9 +35,12 @@ def test_report_of_a_model_version(tmp_path: Path, capsys: pytest.CaptureFixture
     assert page.count('class="node execution') >= 9  # the run's DAG and the lineage graph
     assert "stage time (seconds)" in page
     assert "Training curves" in page and 'class="series"' in page
-    assert "vs baseline v1" in page and 'class="bar-compare"' in page  # candidate vs baseline
+    assert "vs baseline v1" in page and 'class="hbar base"' in page  # candidate vs baseline
     assert "Slices by payment_type" in page
-    assert page.count('<svg class="hist"') >= 10  # histograms of both splits
+    assert page.count('class="chart histogram stats-hist"') >= 10  # train and eval on one chart
+    for plot in ("roc", "pr", "calibration"):
+        assert f'class="chart xy-chart {plot}"' in page
+    assert "table class='bp confusion'" in page and 'name="ev1-m"' in page  # the metric picker
     assert not list(out.parent.glob(".*.tmp"))
 
 

@@ -57,8 +57,10 @@ def test_every_output_of_a_run_has_a_view() -> None:
     assert "Sample (train)" in ex and "payment_type" in ex and "rejected rows" in ex
     assert re.search(r"<td>\d[\d,]+</td>", ex)  # split row counts
     stats = views["statistics.statistics"]
-    assert "Split train" in stats and "Split eval" in stats
-    assert stats.count('<svg class="hist"') >= 5  # a histogram per numeric feature
+    assert "train: " in stats and "eval: " in stats
+    charts = re.findall(r'<svg class="chart histogram stats-hist".*?</svg>', stats)
+    assert len(charts) >= 5 and all('data-series="eval"' in c for c in charts)  # one chart
+    assert re.search(r"<title>train \[[-\d.,e+]+, [-\d.,e+]+\): [\d.]+%</title>", charts[0])
     assert "Credit Card" in stats  # top values of a string feature
     assert "payment_type" in views["schema.schema"] and "BYTES" in views["schema.schema"]
     assert "no anomalies" in views["validate.anomalies"]
@@ -71,7 +73,15 @@ def test_every_output_of_a_run_has_a_view() -> None:
     assert "serving_default" in model and "serving_raw" in model and "trip_miles" in model
     ev = views["evaluate.evaluation"]
     assert "Slices by payment_type" in ev and "Slices by payment_type × trip_start_hour" in ev
-    assert 'class="bar"' in ev and "no baseline" in ev
+    assert 'class="hbar"' in ev and "no baseline" in ev
+    for plot in ("roc", "pr", "calibration"):
+        assert f'class="chart xy-chart {plot}"' in ev
+    rows = re.findall(r'<td class="slice">([^<]*)</td>', ev)
+    fare = [r for r in rows if r.startswith("[")]
+    assert fare == ["[-inf, 5)", "[5, 10)", "[10, 20)", "[20, inf)"]  # buckets by bound
+    hours = [r for r in rows if r.startswith("payment_type=Cash, trip_start_hour=")][:12]
+    assert [int(h.rsplit("=", 1)[1]) for h in hours] == list(range(12))  # hours by number
+    assert "<th>log_loss</th>" in ev and "<th>recall</th>" in ev  # every metric
     assert "BLESSED" in views["evaluate.blessing"]
     assert "pushed as v1" in views["push.pushed_model"]
     for html in views.values():
@@ -81,7 +91,9 @@ def test_every_output_of_a_run_has_a_view() -> None:
 def test_candidate_against_baseline_and_a_failed_blessing() -> None:
     worse = outputs(1)  # v2: one step of training, judged against v1
     ev = render(worse["evaluate.evaluation"])
-    assert "vs baseline v1" in ev and "difference" in ev and 'class="bar-compare"' in ev
+    assert "vs baseline v1" in ev and "difference" in ev and 'class="hbar base"' in ev
+    assert 'class="delta worse"' in ev  # v2 is worse than v1: red differences
+    assert ev.count('data-series="baseline"') == 0 and ev.count('data-name="baseline"') >= 3
     blessing = render(worse["evaluate.blessing"])
     assert "NOT BLESSED" in blessing and 'class="blocking"' in blessing and "fail" in blessing
     assert "not pushed" in render(worse["push.pushed_model"])
