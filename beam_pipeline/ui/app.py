@@ -81,7 +81,11 @@ class UI:
     def runs(self, request: Request) -> Response:
         query = runlist.RunsQuery.parse(request.query_params)
         body = runlist.runs_page(
-            self.store, query, run_href="/runs/{run}", model_href="/models/{version}"
+            self.store,
+            query,
+            run_href="/runs/{run}",
+            model_href="/models/{version}",
+            labels=rv.version_labels(self.config),
         )
         return self.page("Runs", body, state=self.state())
 

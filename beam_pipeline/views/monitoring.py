@@ -235,6 +235,11 @@ def report_view(body: dict[str, Any]) -> str:
 # Over time
 
 
+def _versions(art: Artifact, body: dict[str, Any]) -> list[int]:
+    found = body.get("versions") or art.properties.get("versions") or []
+    return [int(v) for v in found if isinstance(v, int | str) and str(v).isdigit()]
+
+
 def live_series(bodies: list[dict[str, Any]]) -> dict[str, dict[str, list[float | None]]]:
     """metric -> series name (``v3 live``, ``v3 at evaluation``) -> one value per report."""
     out: dict[str, dict[str, list[float | None]]] = {}
@@ -253,16 +258,21 @@ def live_series(bodies: list[dict[str, Any]]) -> dict[str, dict[str, list[float 
     return out
 
 
-def monitoring_page(store: Store, artifact_href: str = "") -> str:
+def monitoring_page(store: Store, artifact_href: str = "", version: int | None = None) -> str:
     """Every MonitoringReport (oldest to newest): a table, live metrics over time, and the
-    newest report in full."""
+    newest report in full. ``version``: only the reports that watched it ("" when none did)."""
     arts = sorted(store.artifacts_of_type(REPORT_TYPE), key=lambda a: a.id or 0)
+    bodies = [load(a) for a in arts]
+    if version is not None:
+        kept = [(a, b) for a, b in zip(arts, bodies, strict=True) if version in _versions(a, b)]
+        if not kept:
+            return ""
+        arts, bodies = [a for a, _ in kept], [b for _, b in kept]
     if not arts:
         return (
             "<p class='muted'>no monitoring reports yet: serve the model, then run "
             "<code>beam-pipeline monitor CONFIG</code></p>"
         )
-    bodies = [load(a) for a in arts]
     rows = []
     for a, body in zip(reversed(arts), reversed(bodies), strict=True):
         p = a.properties

@@ -58,23 +58,13 @@ def build(
     title = f"{name}: " + (f"model version {model}" if model else f"run {run.run_id}")
     sections: list[tuple[str, str, str]] = []  # (anchor, heading, html)
 
-    p = run.properties
-    overview = av.table(
-        ["", ""],
-        [
-            ["pipeline", name],
-            ["run", run.run_id],
-            ["status", p.get("status")],
-            ["started", rv.when(p.get("started"))],
-            ["seconds", p.get("seconds")],
-            ["command", p.get("command")],
-            ["user", p.get("user")],
-        ],
-    )
+    labels = rv.version_labels(config)
+    overview = av.table(["", ""], [["pipeline", name], ["run", run.run_id]])
+    overview += rv.run_overview(store, run, labels=labels)
     if run.error:
         overview += f"<p class='bad'>{av.esc(run.error)}</p>"
     if version_record is not None:
-        overview += "<h3>Model version</h3>" + rv.models_table([version_record])
+        overview += "<h3>Model version</h3>" + rv.models_table([version_record], labels=labels)
     sections.append(("overview", "Overview", overview))
     sections.append(
         (
@@ -110,6 +100,13 @@ def build(
                 + "</div>",
             )
         )
+    version = model if model is not None else rv.produced_version(store, run)
+    if version is not None:
+        from beam_pipeline.views import monitoring
+
+        watched = monitoring.monitoring_page(store, version=version)
+        if watched:
+            sections.append(("monitoring", f"Monitoring of v{version}", watched))
     nav = "<nav>" + "".join(f"<a href='#{a}'>{av.esc(h)}</a>" for a, h, _ in sections) + "</nav>"
     body = nav + "".join(
         f"<section id='{a}'><h2>{av.esc(h)}</h2>{html}</section>" for a, h, html in sections

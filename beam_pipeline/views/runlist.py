@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 
 from beam_pipeline.core.stage_sections import STAGE_ORDER
 from beam_pipeline.views.artifacts import Raw, esc, table
-from beam_pipeline.views.runs import STATE, when
+from beam_pipeline.views.runs import STATE, label_tags, when
 from beam_pipeline.views.svg import fmt
 
 if TYPE_CHECKING:
@@ -255,7 +255,12 @@ def _columns(rows: list[RunRow]) -> tuple[list[str], list[str]]:
 
 
 def runs_page(
-    store: Store, query: RunsQuery, *, run_href: str = "/runs/{run}", model_href: str = ""
+    store: Store,
+    query: RunsQuery,
+    *,
+    run_href: str = "/runs/{run}",
+    model_href: str = "",
+    labels: dict[int, list[str]] | None = None,
 ) -> str:
     """The filter form, the table of the page (headers sort) and the pager."""
     rows = collect(store)
@@ -302,8 +307,12 @@ def runs_page(
                 f"{esc(r.run_id)}</a>"
             )
         version: Any = r.model_version
-        if version is not None and model_href:
-            version = Raw(f'<a href="{esc(model_href.format(version=version))}">v{version}</a>')
+        if version is not None:
+            tags = label_tags(labels or {}, version)
+            link = f"v{version}"
+            if model_href:
+                link = f'<a href="{esc(model_href.format(version=version))}">v{version}</a>'
+            version = Raw(link + tags)
         body.append(
             [
                 first,

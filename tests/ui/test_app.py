@@ -13,6 +13,7 @@ from beam_pipeline.core import registry
 from beam_pipeline.core.config import load
 from beam_pipeline.core.metadata import Store
 from beam_pipeline.ui import create_app
+from tests.conftest import run_cli
 from tests.pipeline_fixtures import copy_pipeline, taxi_runs
 
 pytestmark = pytest.mark.slow  # the shared pipeline (built once per session)
@@ -158,3 +159,21 @@ def test_review_from_another_site_is_refused_and_changes_nothing(tmp_path: Path)
     # The same site, without Origin/Referer (curl, say) but with the token, still reviews.
     resp = c.post("/models/3/review", data={**form, "token": good}, follow_redirects=False)
     assert resp.status_code == 303 and reviews(config) == before + 1
+
+
+def test_version_labels_appear_wherever_versions_do(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = copy_pipeline(tmp_path)
+    code, _, err = run_cli(["label", str(config), "--label", "stable", "--version", "1"], capsys)
+    assert code == 0, err
+    tag = '<span class="version-label">stable</span>'
+    c = client(config)
+    run1 = taxi_runs()["runs"][0]["run_id"]
+    for url in ("/", "/models", "/models/1", f"/runs/{run1}", "/compare?v=1&v=3"):
+        page = c.get(url)
+        assert page.status_code == 200 and tag in page.text, url
+    assert tag not in c.get("/models/3").text
+    report = tmp_path / "report.html"
+    code, _, err = run_cli(["report", str(config), "--model", "1", "--output", str(report)], capsys)
+    assert code == 0 and tag in report.read_text(), err
