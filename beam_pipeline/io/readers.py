@@ -29,7 +29,7 @@ from beam_pipeline.io.raw_inputs import to_numbers
 
 T = TypeVar("T")
 BLOCK_BYTES = 8 << 20
-MAX_RECORD_BYTES = 16 << 20  # a quoted field still open after this many bytes never closes
+MAX_RECORD_BYTES = 64 << 20  # a quoted field still open after this many bytes never closes
 BOM = b"\xef\xbb\xbf"
 ARROW_TYPES = {"int": pa.int64(), "float": pa.float64(), "string": pa.string()}
 
@@ -304,14 +304,20 @@ def read_csv(
             if not eof and len(data) < MAX_RECORD_BYTES:
                 continue  # the quoted field may close in the next block
             # A quoted field that never closes: reject its first line, resynchronise after it.
-            first = data.find(b"\n") + 1
-            raw = data[: min(first, 10000)].decode("utf-8", "replace").rstrip("\r\n")
             reason = "unterminated quoted field (no closing quote"
             reason += (
                 " before the end of the file)" if eof else f" within {MAX_RECORD_BYTES} bytes)"
             )
-            yield Chunk(_empty_batch(columns, types), [Rejected(path, line, reason, raw)])
-            data = data[first:]
+            first = data.find(b"\n") + 1
+            raw = data[: min(first or len(data), 10000)].decode("utf-8", "replace")
+            while not first and not eof:  # that line is longer still: skip to its end
+                data = f.read(BLOCK_BYTES)
+                eof = not data
+                first = data.find(b"\n") + 1
+            yield Chunk(
+                _empty_batch(columns, types), [Rejected(path, line, reason, raw.rstrip("\r\n"))]
+            )
+            data = data[first:] if first else b""
             line += 1
 
 
@@ -498,7 +504,7 @@ def read_jsonl(
             rejected: list[Rejected] = []
             body = b"".join(lines)
             try:
-                table = pajson.read_json(io.BytesIO(body))
+                table = json_table(body)
                 yield _conform(table, columns, types, path, np.arange(start, line_no), rejected)
                 continue
             except pa.ArrowInvalid:
@@ -524,6 +530,14 @@ def read_jsonl(
                     )
             table = _table_of(rows) if rows else pa.table({})
             yield _conform(table, columns, types, path, np.array(good_lines), rejected)
+
+
+def json_table(body: bytes) -> pa.Table:
+    """JSON Lines bytes as a table, read as one block: with pyarrow's default 1 MiB blocks a
+    line straddling two blocks fails the read, and pyarrow can then deadlock on the GIL while
+    its reader thread lets go of the Python buffer (a 50 MB line hung for good)."""
+    options = pajson.ReadOptions(block_size=len(body) + 1)
+    return pajson.read_json(io.BytesIO(body), read_options=options)
 
 
 def _table_of(rows: list[dict[str, Any]]) -> pa.Table:
@@ -737,14 +751,26 @@ def csv_sample_types(path: str, columns: list[str], sample_rows: int = 20000) ->
     with _open(path) as f:
         f.readline()
         data = f.read(BLOCK_BYTES)
+        ends = scan_csv(data).ends
+        if not ends.size and len(data) == BLOCK_BYTES:  # the first record is longer than a block
+            data += f.read(MAX_RECORD_BYTES - BLOCK_BYTES)
+            ends = scan_csv(data).ends
+            if not ends.size and f.read(1):
+                # No record ends within MAX_RECORD_BYTES: nothing whole to sample (the reader
+                # reads such a record as one row, or rejects its line if a quote never closes).
+                return dict.fromkeys(columns, "string")
     if not data.strip():
         return dict.fromkeys(columns, "string")
-    ends = scan_csv(data).ends
     if ends.size:
         data = data[: int(ends[min(sample_rows, ends.size) - 1]) + 1]
+    # One block holding the whole sample, read on this thread: with the default 1 MiB block a
+    # record straddling two blocks fails the read, and pyarrow then deadlocks on the GIL while
+    # its reader thread lets go of the Python buffer (a 5 MB field hung ingest for good).
     table = pacsv.read_csv(
         io.BytesIO(data),
-        read_options=pacsv.ReadOptions(column_names=columns, encoding="latin-1"),
+        read_options=pacsv.ReadOptions(
+            column_names=columns, encoding="latin-1", block_size=len(data) + 1, use_threads=False
+        ),
         parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=_skip),
         convert_options=pacsv.ConvertOptions(
             column_types=dict.fromkeys(columns, pa.string()),

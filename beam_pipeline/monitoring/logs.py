@@ -11,7 +11,6 @@ Hidden names (``.part-….jsonl.inprogress``, the segment being written) are nev
 from __future__ import annotations
 
 import datetime as dt
-import io
 import json
 import re
 from dataclasses import dataclass, field
@@ -22,9 +21,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.json as pajson
 
-from beam_pipeline.io.readers import ARROW_TYPES, Rejected
+from beam_pipeline.io.readers import ARROW_TYPES, Rejected, json_table
 from beam_pipeline.monitoring.times import iso, parse_time  # noqa: F401  (light: config uses it)
 
 PREDICTIONS, FEEDBACK = "predictions", "feedback"
@@ -108,7 +106,7 @@ def read_segment(path: str) -> Segment:
     if not body.strip():
         return Segment(path, pa.table({}), [], 0)
     try:
-        return Segment(path, pajson.read_json(io.BytesIO(body)), [], lines)
+        return Segment(path, json_table(body), [], lines)
     except pa.ArrowInvalid:
         pass
     rows: list[dict[str, Any]] = []

@@ -1,12 +1,18 @@
 from __future__ import annotations
 
+import json
 import random
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pyarrow as pa
 import pytest
 
 from beam_pipeline.io import readers
+
+T = TypeVar("T")
 
 
 def _read(path: Path, types: dict[str, str]) -> tuple[dict, list[readers.Rejected]]:
@@ -200,3 +206,61 @@ def test_whitespace_only_strings_are_missing_on_fast_and_slow_paths(tmp_path: Pa
     slow.write_text("n,s\n1,  \n2,x\nbad,y\n")  # a bad int sends the chunk to the slow path
     assert _read(fast, {"n": "int", "s": "string"})[0]["s"] == [None, "x"]
     assert _read(slow, {"n": "int", "s": "string"})[0]["s"] == [None, "x"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Wide records (issue 21): a 5 or 50 MB field is one row, read without hanging
+
+
+def _within(seconds: float, fn: Callable[[], T]) -> T:
+    """fn() on a daemon thread: a deadlock inside pyarrow fails the test instead of hanging it."""
+    box: list[Any] = []
+    worker = threading.Thread(target=lambda: box.append(fn()), daemon=True)
+    worker.start()
+    worker.join(seconds)
+    assert box, f"no answer within {seconds} s (hung)"
+    return box[0]
+
+
+@pytest.mark.parametrize("mb", [5, 50])
+def test_a_wide_field_is_one_row_in_csv_and_json_lines(tmp_path: Path, mb: int) -> None:
+    wide = "ab, cd\n" * ((mb << 20) // 7)  # commas and newlines, quoted in CSV
+    csv_file = tmp_path / "w.csv"
+    csv_file.write_text(f'a,b,c\n1,2.5,x\n2,3.5,"{wide}"\n3,4.5,z\n')
+    cols = readers.csv_header(str(csv_file))
+    types = _within(60, lambda: readers.csv_sample_types(str(csv_file), cols))
+    assert types == {"a": "int", "b": "float", "c": "string"}
+    rows, rejected = _within(120, lambda: _read(csv_file, types))
+    assert rows["a"] == [1, 2, 3] and rows["c"][1] == wide and rejected == []
+
+    jsonl = tmp_path / "w.jsonl"
+    lines = [{"a": 1, "c": "x"}, {"a": 2, "c": wide}, {"a": 3, "c": "z"}]
+    jsonl.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    types = readers.jsonl_columns(str(jsonl))
+
+    def read() -> list[Any]:
+        return [c for c in readers.read_jsonl(str(jsonl), ["a", "c"], types)]
+
+    chunks = _within(60, read)
+    assert sum(c.batch.num_rows for c in chunks) == 3 and not any(c.rejected for c in chunks)
+    assert chunks[0].batch.column("c")[1].as_py() == wide
+
+
+def test_an_unclosed_quote_on_a_line_longer_than_the_limit_is_one_rejected_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Resynchronising after a quoted field that does not close within MAX_RECORD_BYTES skips
+    to the end of its line even when that line is longer than the buffer (it used to reject a
+    phantom empty line per block, with line numbers running ahead)."""
+    monkeypatch.setattr(readers, "BLOCK_BYTES", 64)
+    monkeypatch.setattr(readers, "MAX_RECORD_BYTES", 256)
+    p = tmp_path / "long.csv"
+    p.write_text('a,b\n1,x\n2,"' + "y" * 1000 + "\n3,z\n4,w")
+    rows, rejected = _read(p, {"a": "int", "b": "string"})
+    assert rows["a"] == [1, 3, 4]
+    [r] = rejected
+    assert r.line == 3 and "within 256 bytes" in r.reason and r.raw.startswith('2,"yyy')
+    # at the end of the file, with no newline after it
+    p.write_text('a,b\n1,x\n2,"' + "y" * 1000)
+    rows, rejected = _read(p, {"a": "int", "b": "string"})
+    assert rows["a"] == [1] and [r.line for r in rejected] == [3]

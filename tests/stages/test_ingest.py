@@ -323,3 +323,26 @@ def test_tfrecord_honours_key_drop_rejections_and_the_exact_files(tmp_path: Path
     ]
     assert rej["file"].endswith("span-2/data.tfrecord.gz") and rej["line"] == 6
     assert rej["reason"] == "not a serialized tf.Example"
+
+
+def test_a_5_mb_field_is_ingested_not_hung(tmp_path: Path) -> None:
+    """The type sampler read a 5 MB field with pyarrow's 1 MiB blocks and deadlocked on the GIL
+    (issue 21). In a child process with a timeout, so that a hang fails instead of hanging; 50 MB
+    fields are read in tests/io/test_readers.py."""
+    from tests.pipeline_fixtures import cli
+
+    five = '"' + "ab, cd\n" * ((5 << 20) // 7) + '"'  # quoted, with commas and newlines
+    rows = tiny_rows(4)
+    rows[1] = f"1,lima,2.5,3,{five}"
+    f = tmp_path / "wide.csv"
+    f.write_text("\n".join([HEADER, *rows]) + "\n")
+    config = write_config(tmp_path, {"source": str(f)})
+    code, out, err = cli("run", str(config), "--only", "ingest", "--json", timeout=180)
+    assert code == 0, err[-3000:]
+    uri = out["stages"]["ingest"]["outputs"]["examples"]["uri"]
+    examples = _examples(uri, "train") + _examples(uri, "eval")
+    by_id = {e.features.feature["id"].int64_list.value[0]: e.features.feature for e in examples}
+    assert sorted(by_id) == [0, 1, 2, 3]  # every row in
+    assert by_id[1]["note"].bytes_list.value[0] == five[1:-1].encode()
+    assert by_id[1]["amount"].float_list.value[0] == 2.5  # the other columns still typed
+    assert not any(p.read_text() for p in Path(uri, "rejected").glob("*.jsonl"))
