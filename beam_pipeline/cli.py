@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from beam_pipeline.core.errors import ConfigError, PipelineError
+from beam_pipeline.core.jsonout import iso_time
 
 log = logging.getLogger("beam_pipeline")
 
@@ -370,22 +371,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
+    from beam_pipeline.core.jsonout import public_run
     from beam_pipeline.core.metadata import Store
-    from beam_pipeline.core.stage_sections import STAGE_ORDER
 
     store = Store(_load(args), create=False)
-    runs = store.settle_runs(write=False)  # a killed run reads "canceled", not "running"
-    rank = {name: i for i, name in enumerate(STAGE_ORDER)}
-    for r in runs:
-        stages = (r.get("summary") or {}).get("stages", {})
-        r["stages"] = {
-            k: stages[k] for k in sorted(stages, key=lambda k: (rank.get(k, len(rank)), k))
-        }
-        for key in ("started", "finished", "heartbeat"):
-            if isinstance(r.get(key), (int, float)):
-                r[key] = iso_time(r[key])
+    settled = store.settle_runs(write=False)  # a killed run reads "canceled", not "running"
+    runs = [public_run({**r, "stages": run_stages(store, r)}) for r in settled]
     if args.json:
-        emit_json([{k: v for k, v in r.items() if k != "summary"} for r in runs])
+        emit_json({"runs": runs})
         return 0
     print(f"{'run':28} {'status':24} {'started':19} {'seconds':>8}  stages")
     for r in runs:
@@ -393,16 +386,27 @@ def cmd_runs(args: argparse.Namespace) -> int:
         if r.get("stage") and status in ("failed", "canceled"):
             status += f" in {r['stage']}"
         brief = " ".join(f"{k}:{v.get('status', '?')}" for k, v in r["stages"].items())
-        started = str(r.get("started", ""))[:19].replace("T", " ")
-        print(f"{r['run_id']:28} {status:24} {started:19} {r.get('seconds', 0):8.1f}  {brief}")
+        started = iso_time(r["started"])[:19].replace("T", " ") if r.get("started") else ""
+        seconds = r.get("seconds") or 0.0
+        print(f"{r['run_id']:28} {status:24} {started:19} {seconds:8.1f}  {brief}")
     return 0
 
 
-def iso_time(seconds: float) -> str:
-    """An ISO-8601 UTC time for machine output."""
-    import datetime as dt
+def run_stages(store: Any, record: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A run's stages in pipeline order: from its summary when it finished, else (killed, or
+    still running) from its executions as the UI's run page reads them."""
+    from beam_pipeline.core.stage_sections import STAGE_ORDER
 
-    return dt.datetime.fromtimestamp(seconds, dt.UTC).isoformat(timespec="seconds")
+    stages = dict((record.get("summary") or {}).get("stages") or {})
+    if not stages:
+        from beam_pipeline.views.runs import load_run
+
+        gone = record.get("status") in ("canceled", "failed")  # its process is gone
+        for row in load_run(store, record).stages:
+            status = "canceled" if gone and row.status == "running" else row.status
+            stages[row.name] = {"status": status, "seconds": row.seconds}
+    rank = {name: i for i, name in enumerate(STAGE_ORDER)}
+    return {k: stages[k] for k in sorted(stages, key=lambda k: (rank.get(k, len(rank)), k))}
 
 
 def cmd_lineage(args: argparse.Namespace) -> int:
@@ -434,7 +438,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
         art = accept(Store(config, create=False), config.root, config.section("schema"), args.run)
         if args.json:
-            emit_json({"schema": str(art.path / SCHEMA_FILE), "id": art.id})
+            emit_json({"schema": str(art.path / SCHEMA_FILE), "artifact_id": art.id})
         else:
             log.info("schema accepted (artifact %s): later runs are checked against it", art.id)
         return 0
@@ -556,7 +560,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     config = _load(args)
     records = registry.describe(config, Store(config, create=False))
     if args.json:
-        emit_json([r.to_json() for r in records])
+        emit_json({"models": [r.to_json() for r in records]})
         return 0
     if not records:
         print("no models yet: run the pipeline first")
@@ -623,7 +627,8 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     config = _load(args)
     record = registry.rollback(config, Store(config, create=False), args.to, args.comment)
     if args.json:
-        emit_json(record)
+        shown = {k: v for k, v in record.items() if k != "to_version"}
+        emit_json({"model_version": record["to_version"], **shown})
     else:
         log.info(
             "serving version %s of %s; retired %s",
@@ -674,7 +679,8 @@ def cmd_feedback(args: argparse.Namespace) -> int:
 
     summary = import_labels(_load(args), args.input, args.model_name)
     if args.json:
-        emit_json(summary)
+        name = summary.pop("model", None)
+        emit_json({"model_name": name, **summary})
     return 0
 
 
@@ -766,7 +772,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         filesystem.configure(beam_args(config, list(args.beam_option)), [config.pipeline.root])
     findings = examine(config, dry_run=args.dry_run)
     if args.json:
-        emit_json(findings)
+        emit_json({"findings": findings, "dry_run": args.dry_run})
     elif not findings:
         print("nothing to repair")
     else:
@@ -816,22 +822,11 @@ def cmd_train_worker(args: argparse.Namespace) -> int:
     return 0
 
 
-TIME_KEYS = frozenset({"started", "finished", "created", "time", "heartbeat"})
+def emit_json(value: dict[str, Any]) -> None:
+    """One JSON object on stdout (see `beam_pipeline.core.jsonout`)."""
+    from beam_pipeline.core.jsonout import dumps
 
-
-def machine(value: Any, key: str = "") -> Any:
-    """Plain JSON for ``--json``: times (epoch seconds under `TIME_KEYS`) as ISO-8601 UTC."""
-    if isinstance(value, dict):
-        return {str(k): machine(v, str(k)) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [machine(v) for v in value]
-    if key in TIME_KEYS and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return iso_time(value) if value else None
-    return value
-
-
-def emit_json(value: Any) -> None:
-    print(json.dumps(machine(value), default=str))
+    print(dumps(value))
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {

@@ -29,13 +29,13 @@ def test_a_notebook_run_and_a_cli_run_see_each_other(
     assert "payment_type" in schema._repr_html_() and "<table" in schema._repr_html_()
     assert "schema" in run._repr_html_() and run.run_id in run._repr_html_()
 
-    listed = json_output(["runs", str(config), "--json"], capsys)
+    listed = json_output(["runs", str(config), "--json"], capsys)["runs"]
     assert [r["run_id"] for r in listed] == [*cli_runs, run.run_id]
 
     v3 = p.model(3)
     assert "Training curves" in v3._repr_html_()
     assert p.latest("ModelEvaluation").properties["model_version"] == 3
-    assert [m["version"] for m in p.models()] == [1, 2, 3]
+    assert [m["model_version"] for m in p.models()] == [1, 2, 3]
 
 
 def test_a_failing_stage_raises_what_the_cli_prints(
@@ -66,7 +66,7 @@ def test_approve_from_the_api_is_a_cli_review(
     p = bp.load(config)
     review = p.approve(3, comment="checked the slices")
     assert review["decision"] == "approved"
-    models = json_output(["models", str(config), "--json"], capsys)
+    models = json_output(["models", str(config), "--json"], capsys)["models"]
     assert models[2]["approval"] == "approved"
     lineage = json_output(["lineage", str(config), "--model", "3", "--json"], capsys)
     reviews = [d for d in lineage["downstream"] if d["kind"] == "review"]

@@ -19,9 +19,9 @@ def test_machine_output_has_booleans_and_iso_times(tmp_path, capsys) -> None:
         d for d in lineage["downstream"] if d["kind"] == "evaluate" and d["role"] == "model"
     ]
     assert blessing["outputs"]["blessing"]["blessed"] is True
-    [first, *_] = pf.json_output(["runs", config, "--json"], capsys)
+    [first, *_] = pf.json_output(["runs", config, "--json"], capsys)["runs"]
     assert first["started"].endswith("+00:00") and "T" in first["started"]
-    models = pf.json_output(["models", config, "--json"], capsys)
+    models = pf.json_output(["models", config, "--json"], capsys)["models"]
     assert models[0]["blessed"] is True and "T" in models[0]["created"]
 
 

@@ -151,7 +151,7 @@ def test_kill_between_rename_and_record_is_cleaned_and_the_run_reads_canceled(
     [published] = [p for p in (tmp_path / "root" / "ingest").iterdir() if p.name.isdigit()]
     assert Store(load(cfg)).artifacts_of_type("Examples") == [], "published, never registered"
 
-    [killed] = main_json(["runs", str(cfg), "--json"], capsys)
+    [killed] = main_json(["runs", str(cfg), "--json"], capsys)["runs"]
     assert (killed["status"], killed["stage"]) == ("canceled", "ingest")
     assert "canceled in ingest" in main_text(["runs", str(cfg)], capsys)
 
@@ -325,7 +325,10 @@ def test_doctor_repairs_dangling_references_dead_executions_and_orphans(tmp_path
 
 def test_doctor_command(tmp_path, tiny_csv, capsys) -> None:
     cfg = write_config(tmp_path, {"source": str(tiny_csv)})
-    assert run_cli(["doctor", str(cfg), "--json"], capsys)[:2] == (0, [])
+    assert run_cli(["doctor", str(cfg), "--json"], capsys)[:2] == (
+        0,
+        {"findings": [], "dry_run": False},
+    )
     assert "nothing to repair" in main_text(["doctor", str(cfg)], capsys)
     assert not (tmp_path / "root").exists()
 

@@ -35,10 +35,11 @@ def test_versions_are_the_rank_of_the_model_artifacts(taxi: dict) -> None:
 
 
 def test_models_lists_metrics_blessing_approval_push_and_data(taxi: dict, capsys) -> None:
-    code, models, _ = run_cli(["models", str(taxi["config"]), "--json"], capsys)
+    code, listed, _ = run_cli(["models", str(taxi["config"]), "--json"], capsys)
+    models = listed["models"]
     assert code == 0
     rows = [
-        (m["version"], m["blessed"], m["baseline_version"], m["pushed"], m["served"])
+        (m["model_version"], m["blessed"], m["baseline_version"], m["pushed"], m["served"])
         for m in models
     ]
     assert rows == [

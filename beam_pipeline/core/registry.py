@@ -268,7 +268,9 @@ class ModelRecord:
     span: int | None
 
     def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        """``model_version`` and ``model_id``, as every other command names them."""
+        out = dict(self.__dict__)
+        return {"model_version": out.pop("version"), "model_id": out.pop("id"), **out}
 
 
 def describe(config: Config, store: Store) -> list[ModelRecord]:

@@ -7,7 +7,6 @@ Exit codes: 0 healthy (or an empty window), 4 an alert fired (also when a retrai
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -130,7 +129,9 @@ def watch(
 
 def _show(body: dict[str, Any], as_json: bool) -> None:
     if as_json:
-        print(json.dumps(body, default=str))
+        from beam_pipeline.core.jsonout import dumps
+
+        print(dumps(body))  # the one time format of every --json
         return
     if body.get("empty"):
         print(body["message"])

@@ -73,7 +73,8 @@ def test_approval_path_pending_rejected_then_approved(tmp_path: Path, capsys) ->
     pushed = _pushed(summary)
     waiting = f"awaiting approval: beam-pipeline approve {config} --model 3"
     assert pushed["reason"].startswith(waiting)
-    code, models, _ = run_cli(["models", config, "--json"], capsys)
+    code, listed, _ = run_cli(["models", config, "--json"], capsys)
+    models = listed["models"]
     assert models[2]["approval"] == "pending"
 
     code, review, _ = run_cli(
@@ -101,7 +102,8 @@ def test_approval_path_pending_rejected_then_approved(tmp_path: Path, capsys) ->
     assert again["stages"]["push"]["status"] == "completed" and again["pushed_version"] == 3
     assert (tmp_path / "srv" / "taxi" / "3" / "saved_model.pb").is_file()
 
-    code, models, _ = run_cli(["models", config, "--json"], capsys)
+    code, listed, _ = run_cli(["models", config, "--json"], capsys)
+    models = listed["models"]
     v3 = models[2]
     assert (v3["approval"], v3["pushed"], v3["served"]) == ("approved", True, True)
     tree = pf.json_output(["lineage", config, "--model", "3", "--json"], capsys)
@@ -129,8 +131,9 @@ def test_rollback_serves_an_older_version_and_is_recorded(tmp_path: Path, capsys
     assert code == 0 and record["retired"] == [3]
     assert sorted(p.name for p in serving.iterdir()) == ["1"]  # TF Serving now serves 1
     assert (tmp_path / "serving" / ".retired" / "taxi" / "3" / "saved_model.pb").is_file()
-    code, models, _ = run_cli(["models", config, "--json"], capsys)
-    assert [(m["version"], m["served"], m["retired"]) for m in models] == [
+    code, listed, _ = run_cli(["models", config, "--json"], capsys)
+    models = listed["models"]
+    assert [(m["model_version"], m["served"], m["retired"]) for m in models] == [
         (1, True, False),
         (2, False, False),
         (3, False, True),
