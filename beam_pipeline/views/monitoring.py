@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     from beam_pipeline.core.metadata import Store
 
 REPORT_TYPE = "MonitoringReport"
-VALUE_KEYS = ("value", "distance", "shift", "divergence")
+VALUE_KEYS = ("drop", "value", "distance", "shift", "divergence")  # first one present wins
+LONG_KEYS = {"description", "window"}  # said by the message or the report's window already
 _STATED = re.compile(r"\bis (-?\d+(?:\.\d+)?(?:e-?\d+)?)", re.I)
 MAX_DEPTH = 4
 MAX_ROWS = 200
@@ -36,6 +37,7 @@ CSS = """
 .bp-view dl.json { margin: 0; } .bp-view dl.json dt { font-weight: 600; margin-top: 4px; }
 .bp-view dl.json dd { margin-left: 1.2em; }
 .bp-view details.raw summary { cursor: pointer; color: #1a5fb4; }
+.bp-view table.alerts td { font-weight: 400; } .bp-view table.alerts td.message { min-width: 30em; }
 """
 
 
@@ -88,6 +90,11 @@ def findings(body: Any, path: str = "") -> list[dict[str, Any]]:
                     "threshold": threshold,
                     "stated": stated,
                     "alert": body.get("alert"),
+                    "over": (
+                        bool(body["alert"])
+                        if isinstance(body.get("alert"), bool)
+                        else value is not None and value > threshold
+                    ),
                 }
             )
         for k, v in body.items():
@@ -98,11 +105,10 @@ def findings(body: Any, path: str = "") -> list[dict[str, Any]]:
     return out
 
 
-def distance_bar(value: float | None, threshold: float) -> str:
+def distance_bar(value: float | None, threshold: float, over: bool) -> str:
     if value is None:
         return ""
     top = max(abs(value), abs(threshold)) * 1.25 or 1.0
-    over = value > threshold
     return (
         f'<span class="distance" title="{fmt(value)} vs threshold {fmt(threshold)}">'
         f'<i class="{"over" if over else ""}" style="width: {100 * abs(value) / top:.1f}%"></i>'
@@ -116,12 +122,12 @@ def findings_table(body: dict[str, Any]) -> str:
         return "<p class='muted'>no findings with a threshold in this report</p>"
     out = []
     for r in rows[:MAX_ROWS]:
-        over = r["value"] is not None and r["value"] > r["threshold"]
-        cls = "blocking" if over or r["alert"] else ""
+        cls = "blocking" if r["over"] else ""
         out.append(
             f'<tr class="{cls}"><td>{esc(r["what"] or r["where"])}</td>'
             f"<td>{fmt(r['value'])}{' (stated)' if r['stated'] else ''}</td>"
-            f"<td>{fmt(r['threshold'])}</td><td>{distance_bar(r['value'], r['threshold'])}</td>"
+            f"<td>{fmt(r['threshold'])}</td>"
+            f"<td>{distance_bar(r['value'], r['threshold'], r['over'])}</td>"
             f"<td class='muted'>{esc(r['where'])}</td></tr>"
         )
     return (
@@ -140,17 +146,19 @@ def alerts_table(alerts: list[Any]) -> str:
     keys = ["message"]
     for a in alerts:
         if isinstance(a, dict):
-            keys += [k for k in a if k not in keys]
+            keys += [k for k in a if k not in keys and k not in LONG_KEYS]
     head = "".join(f"<th>{esc(k)}</th>" for k in keys)
     rows = "".join(
         "<tr class='blocking'>"
         + "".join(
-            f"<td class='left'>{_leaf(a.get(k) if isinstance(a, dict) else a)}</td>" for k in keys
+            f"<td class='left{' message' if k == 'message' else ''}'>"
+            f"{_leaf(a.get(k) if isinstance(a, dict) else a)}</td>"
+            for k in keys
         )
         + "</tr>"
         for a in alerts[:MAX_ROWS]
     )
-    return f"<table class='bp alerts'><tr>{head}</tr>{rows}</table>"
+    return f"<div class='scroll'><table class='bp alerts'><tr>{head}</tr>{rows}</table></div>"
 
 
 def _leaf(v: Any) -> str:

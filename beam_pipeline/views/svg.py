@@ -57,7 +57,7 @@ def line_chart(
     if hi == lo:
         lo, hi = lo - 0.5, hi + 0.5
     n = max(len(s) for s in series.values())
-    left, right, top, bottom = 48, 10, 22, 34
+    left, right, top, bottom = 48, 10, 34, 34
     pw, ph = width - left - right, height - top - bottom
 
     def px(i: int) -> float:
@@ -104,7 +104,7 @@ def line_chart(
             x, y = p.split(",")
             parts.append(f'<circle cx="{x}" cy="{y}" r="2.5" fill="{color}"/>')
         parts.append(
-            f'<text x="{left + 6 + 90 * k}" y="{top + 12}" font-size="10" '
+            f'<text x="{left + 6 + 110 * k}" y="{top - 6}" font-size="10" '
             f'fill="{color}">{_esc(name)}</text>'
         )
     parts.append("</svg>")

@@ -16,8 +16,9 @@ from beam_pipeline.core.config import load
 from beam_pipeline.core.metadata import Store
 from beam_pipeline.views.graph import dot_available
 from tests.conftest import run_cli
-from tests.pipeline_fixtures import copy_pipeline, taxi_runs
+from tests.pipeline_fixtures import taxi_runs
 from tests.ui.browser import ConsoleErrors, browser, require_chromium, ui_server
+from tests.ui.monitored import monitored_pipeline
 
 pytestmark = pytest.mark.slow  # the shared pipeline (built once per session)
 
@@ -25,7 +26,7 @@ pytestmark = pytest.mark.slow  # the shared pipeline (built once per session)
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     require_chromium()
-    config = copy_pipeline(tmp_path_factory.mktemp("ui"))
+    config = monitored_pipeline(tmp_path_factory.mktemp("ui"))  # labels, monitoring reports
     with ui_server(config, "--allow-review", "--poll", "0.5") as base:
         yield base, config
 
@@ -161,6 +162,54 @@ def test_screenshots_without_errors(
         assert page.locator("h1").count() == 1, url
         assert not errors, (url, errors)
         page.close()
+
+
+def test_monitoring_page_from_real_reports(site: tuple[str, Path], chromium: object) -> None:
+    base, _ = site
+    page, errors = open_page(chromium, base + "/monitoring")
+    reports = page.locator("table.reports tr")
+    assert reports.count() == 3  # a header, the drifted window (newest first), the healthy one
+    assert "healthy" in reports.nth(2).inner_text() and "alerts" in reports.nth(1).inner_text()
+    alerts = page.locator("table.alerts tr").all_inner_texts()
+    assert any("skew: payment_type" in a for a in alerts), alerts
+    over = page.locator("table.findings tr.blocking").all_inner_texts()
+    assert any(a.startswith("skew · fare") for a in over), over
+    assert page.locator("table.findings tr:not(.blocking) .distance i").count() > 5  # in bounds
+    auc = page.locator("svg.line-chart[aria-label='auc']")
+    assert auc.locator("polyline[data-name='v3 live']").count() == 1
+    assert auc.locator("circle").count() == 4  # two reports, live and at evaluation
+    assert page.locator(".version-label").count() == 0  # none on this page
+    page.goto(base + "/models")
+    tags = page.locator("table.models .version-label").all_inner_texts()
+    assert sorted(tags) == ["canary", "stable"]
+    assert not errors, errors
+
+
+def test_offline_report_in_the_browser(
+    site: tuple[str, Path], chromium: object, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The report file: its graphs, plots, selector and filter work with no server and no
+    script; it shows the version's labels and the monitoring of the version."""
+    _, config = site
+    report = tmp_path / "report.html"
+    code, _, err = run_cli(["report", str(config), "--model", "3", "--output", str(report)], capsys)
+    assert code == 0, err
+    page, errors = open_page(chromium, report.as_uri())
+    assert page.locator("script").count() == 0
+    assert page.locator("#overview .version-label").all_inner_texts() == ["canary", "canary"]
+    assert page.locator("svg.graph g.node").count() >= 9 + 12  # the run's DAG and the lineage
+    ev = page.locator("#evaluate-evaluation")
+    assert ev.locator("svg.xy-chart.roc polyline.series").count() == 2
+    first_bar = ev.locator("table.slices").first.locator("td.bar.m0 .hbar").first
+    assert first_bar.is_visible()
+    ev.locator("label", has_text="log_loss").first.click()
+    assert not first_bar.is_visible()
+    stats = page.locator("#statistics-statistics svg.stats-hist").first
+    assert stats.locator("rect[data-series='train']").count() == 10
+    assert stats.locator("rect[data-series='eval']").count() == 10
+    assert "Monitoring of v3" in page.locator("#monitoring h2").first.inner_text()
+    assert page.locator("#monitoring table.reports tr").count() == 3
+    assert not errors, errors
 
 
 def test_console_errors_are_caught(chromium: object) -> None:
