@@ -333,6 +333,99 @@ def test_doctor_command(tmp_path, tiny_csv, capsys) -> None:
     assert not (tmp_path / "root").exists()
 
 
+def test_doctor_removes_the_staging_folder_of_a_killed_push_only(tmp_path) -> None:
+    """kill -9 between a push's copy and its rename leaves ``.V.tmp-PID`` in the serving folder
+    (issue 21); doctor removes it, and keeps the staging folder of a push still running."""
+    cfg = toy_config(tmp_path)
+    assert toy_run(cfg).status == "completed"
+    config = load(cfg, sections=TOY_SECTIONS)
+    source = tmp_path / "saved_model"
+    (source / "variables").mkdir(parents=True)
+    (source / "saved_model.pb").write_bytes(b"pb")
+    serving = tmp_path / "serving" / "toy"
+    script = (
+        "import os, signal, sys; from pathlib import Path\n"
+        f"sys.path.insert(0, {str(REPO)!r})\n"
+        "from beam_pipeline.stages import push\n"
+        "os.rename = lambda *a: os.kill(os.getpid(), signal.SIGKILL)  # killed before the rename\n"
+        f"push.copy_atomically(Path({str(source)!r}), Path({str(serving / '3')!r}))\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=REPO)
+    assert proc.wait(timeout=120) == -9
+    [left] = serving.iterdir()
+    assert left.name == f".3.tmp-{proc.pid}" and (left / "saved_model.pb").is_file()
+
+    store = Store(config)  # a push running now, in this process, with its own staging folder
+    run_ctx = store.run_context("live", started=time.time(), status="running")
+    store.start_execution("push", run_ctx, {**liveness.identity(), "run_id": "live"})
+    store.close()
+    held = serving / f".4.tmp-{os.getpid()}"
+    held.mkdir()
+
+    from beam_pipeline.jobs.doctor import examine
+
+    [finding] = examine(config, dry_run=True)
+    assert finding["kind"] == "push leftover" and str(left) in finding["what"], finding
+    assert left.exists()
+    assert examine(config) == [finding]
+    assert not left.exists() and held.exists()
+    assert examine(config) == []
+
+
+def _doctor(cfg: Path, capsys: Any) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = main(["doctor", str(cfg)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_doctor_on_a_store_cut_short_at_creation_names_it_and_the_remedy(tmp_path, capsys) -> None:
+    """A store whose creation met a full disk is an empty file (ML Metadata creates its tables in
+    one transaction); doctor said ``OperationalError: no such table: Attribution`` (issue 21)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(disk)], capture_output=True
+    )
+    store_file = disk / "metadata.sqlite"
+    cfg = write_config(tmp_path, {"source": "unused.csv"}, metadata={"path": str(store_file)})
+    try:
+        if mounted.returncode == 0:  # the real thing: the disk fills while the store is created
+            import pytest
+
+            from beam_pipeline.core.metadata import MetadataError
+
+            with pytest.raises(MetadataError, match="full"):
+                Store(load(cfg))
+        else:
+            store_file.write_bytes(b"")
+        assert store_file.stat().st_size == 0
+        code, out, err = _doctor(cfg, capsys)
+        assert code == 0, err
+        assert f"empty store: sqlite store at {store_file} (no tables" in out
+        assert "removed; the next run creates it" in out
+        assert not store_file.exists()
+        assert _doctor(cfg, capsys)[:2] == (0, "nothing to repair\n")
+    finally:
+        if mounted.returncode == 0:
+            subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+    import sqlite3
+
+    store_file.write_bytes(b"")
+    with sqlite3.connect(store_file) as db:  # some of the tables only
+        db.execute("CREATE TABLE Artifact (id INTEGER PRIMARY KEY)")
+    code, _, err = _doctor(cfg, capsys)
+    assert code == 1 and f"the sqlite store at {store_file} is incomplete" in err
+    assert "no table Association, Attribution, Context" in err
+    assert f"mv {store_file} {store_file}.broken" in err and store_file.exists()
+
+    store_file.write_bytes(b"not a database, but long enough to look like one" * 40)
+    code, _, err = _doctor(cfg, capsys)
+    assert code == 1 and f"cannot read the sqlite store at {store_file}" in err
+    assert f"mv {store_file} {store_file}.broken" in err
+
+
 def test_concurrent_runs_then_a_plain_rerun_pair_the_exact_artifacts(tmp_path) -> None:
     cfg = toy_config(tmp_path)
     script = (

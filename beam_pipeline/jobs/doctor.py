@@ -4,9 +4,15 @@
    their staging folder and any folder they published without registering it removed.
 2. Runs still ``running`` whose process is gone: marked ``canceled``/``failed`` with the stage.
 3. Orphan folders under ``{root}/{stage}/``: a staging folder (``.N.tmp``) of an execution that
-   is not running, or an execution folder (``N``) that holds no LIVE artifact.
+   is not running, or an execution folder (``N``) that holds no LIVE artifact. In the serving
+   folder (``{serving_dir}/{pipeline}/``), a push's staging folder (``.V.tmp-PID``) whose pid is
+   no running push execution's (TF Serving ignores them, but each holds a whole SavedModel).
 4. Attributions and events that point at an artifact (or execution) the store does not hold
    (a metadata write cut short by a full disk): deleted, on SQLite, MySQL and PostgreSQL alike.
+
+First of all, the store itself: one whose creation was cut short (a full disk) holds no tables;
+an empty SQLite file is removed (the next run creates the store). A store that lacks some of
+ML Metadata's tables, or cannot be read at all, is a `MetadataError` naming it and the remedy.
 
 Every repair is a finding in the returned list; ``dry_run`` finds without repairing.
 """
@@ -19,10 +25,12 @@ from typing import Any
 
 from ml_metadata.proto import metadata_store_pb2 as pb
 
+from beam_pipeline.core import registry
 from beam_pipeline.core.artifacts import stage_dir, staging_dir
 from beam_pipeline.core.config import Config
-from beam_pipeline.core.metadata import Store, sqlite_path
+from beam_pipeline.core.metadata import MetadataError, Store, props, sqlite_path
 from beam_pipeline.io import filesystem
+from beam_pipeline.stages.push import STAGING
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +44,14 @@ REFERENCES = [
     ("Event", "execution_id", "Execution"),
     ("EventPath", "event_id", "Event"),
 ]
+TABLES = sorted({t for t, _, _ in REFERENCES} | {t for _, _, t in REFERENCES})
 
 
 def examine(config: Config, dry_run: bool = False) -> list[dict[str, Any]]:
     """Find (and unless ``dry_run``, repair) what a crash left; one dict per finding."""
+    empty = _empty_store(config, dry_run)
+    if empty:
+        return empty  # nothing was ever recorded in it
     findings = _dangling_references(config, dry_run)  # first: the queries below need them gone
     store = Store(config, create=False)
     try:
@@ -54,6 +66,7 @@ def examine(config: Config, dry_run: bool = False) -> list[dict[str, Any]]:
                     }
                 )
         findings += _orphan_folders(config, store, dry_run)
+        findings += _push_leftovers(config, store, dry_run)
     finally:
         store.close()
     return findings
@@ -106,9 +119,118 @@ def _orphan_folders(config: Config, store: Store, dry_run: bool) -> list[dict[st
     return found
 
 
+def _push_leftovers(config: Config, store: Store, dry_run: bool) -> list[dict[str, Any]]:
+    """Staging folders of pushes that are gone, in the serving folder (local only: a push to an
+    object store copies in place)."""
+    folder = registry.model_dir(config)
+    if filesystem.is_remote(folder) or not folder.is_dir():
+        return []
+    live: set[int] = set()
+    if "push" in store.execution_types():
+        dead = {ex.id for ex in store.dead_executions("push")}
+        live = {
+            int(props(ex).get("pid") or 0)
+            for ex in store.executions("push")
+            if ex.last_known_state == pb.Execution.RUNNING and ex.id not in dead
+        }
+    found = []
+    for entry in sorted(folder.iterdir()):
+        match = STAGING.match(entry.name)
+        if not match or int(match.group(2)) in live:
+            continue
+        found.append(
+            {
+                "kind": "push leftover",
+                "what": f"{entry} (a push of version {match.group(1)} by process "
+                f"{match.group(2)}, which is gone)",
+                "repair": "removed",
+            }
+        )
+        if not dry_run:
+            filesystem.rmtree(entry)
+    return found
+
+
 def _execution_id(name: str) -> int | None:
     core = name[1:-4] if name.startswith(".") and name.endswith(".tmp") else name
     return int(core) if core.isdigit() else None
+
+
+def _empty_store(config: Config, dry_run: bool) -> list[dict[str, Any]]:
+    """A store without ML Metadata's tables (its creation was cut short) as one finding; a
+    `MetadataError` naming the store and the remedy if it has only some, or cannot be read."""
+    db = _connect(config)
+    if db is None:
+        return []
+    section = config.metadata
+    try:
+        present = {name.lower() for name in _table_names(db, section.backend)}
+    except Exception as exc:  # noqa: BLE001 - sqlite3, PyMySQL and pg8000 raise their own errors
+        raise MetadataError(
+            f"metadata: cannot read the {section.backend} store at {_where(config)}: {exc}. "
+            + _remedy(config)
+        ) from exc
+    finally:
+        db.close()
+    missing = [t for t in TABLES if t.lower() not in present]
+    if not missing:
+        return []
+    if len(missing) < len(TABLES):
+        raise MetadataError(
+            f"metadata: the {section.backend} store at {_where(config)} is incomplete: it has no "
+            f"table {', '.join(missing)} (its creation or an upgrade was cut short). "
+            + _remedy(config)
+        )
+    path = sqlite_path(section, config.root) if section.backend == "sqlite" else None
+    if path is not None and not dry_run:
+        path.unlink()
+    return [
+        {
+            "kind": "empty store",
+            "what": f"{section.backend} store at {_where(config)} (no tables: its creation was "
+            "cut short, by a full disk say)",
+            "repair": "removed; the next run creates it"
+            if path is not None
+            else "none needed: the next run creates its tables",
+        }
+    ]
+
+
+def _table_names(db: Any, backend: str) -> list[str]:
+    cur = db.cursor()
+    if backend == "sqlite":
+        cur.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+    elif backend == "mysql":
+        cur.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE()"
+        )
+    else:
+        cur.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+        )
+    return [str(row[0]) for row in cur.fetchall()]
+
+
+def _where(config: Config) -> str:
+    section = config.metadata
+    if section.backend in ("mysql", "postgresql"):
+        return f"{section.host}:{section.port}/{section.database}"
+    return str(sqlite_path(section, config.root))
+
+
+def _remedy(config: Config) -> str:
+    section = config.metadata
+    if section.backend == "sqlite":
+        path = sqlite_path(section, config.root)
+        return (
+            f"Restore it from a backup, or move it aside (mv {path} {path}.broken) and run again: "
+            f"a new store is created, without the history of earlier runs (their folders under "
+            f"{config.root} stay)."
+        )
+    return (
+        f"Restore database {section.database} from a backup, or drop and create it again and run "
+        "again: a new store is created, without the history of earlier runs."
+    )
 
 
 def _dangling_references(config: Config, dry_run: bool) -> list[dict[str, Any]]:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -37,6 +38,10 @@ from beam_pipeline.core.stage_sections import PushSection
 from beam_pipeline.io import filesystem
 
 log = logging.getLogger(__name__)
+
+# ``.{version}.tmp-{pid}``: a push's staging folder beside the versions (`doctor` removes those
+# whose push is gone).
+STAGING = re.compile(r"^\.(\d+)\.tmp-(\d+)$")
 
 
 def copy_atomically(source: Path, target: Path) -> None:
