@@ -48,6 +48,7 @@ setup(
             "ipykernel",
             "nbformat",
             "playwright",
+            "pyte",  # a terminal emulator: what the progress display leaves on screen
         ],
     },
     entry_points={"console_scripts": ["beam-pipeline=beam_pipeline.cli:entry"]},

@@ -12,6 +12,17 @@ from typing import Any
 # This must be set before TensorFlow is first imported anywhere in the process.
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
+
+def _quiet() -> None:
+    # TensorFlow's C++ start-up log and the stack's notices stay out of notebooks and the console
+    # (BEAM_PIPELINE_VERBOSE=1, or the CLI's -v, shows them); before TensorFlow loads.
+    from beam_pipeline import progress
+
+    progress.quiet_stack(progress.verbose_requested())
+
+
+_quiet()
+
 __version__ = "0.1.0"
 
 _API = ("Artifact", "Pipeline", "Run", "load", "show", "write_report")

@@ -286,14 +286,16 @@ def _complete_help(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def _setup_logging(verbose: bool) -> None:
-    """Plain lines on stderr; in an interactive terminal, rich's timed and coloured lines."""
+    """Plain lines on stderr; in an interactive terminal, rich's lines on the console that the
+    progress display shares (so a log line never glues onto a bar)."""
+    from beam_pipeline import progress
+
     handler: logging.Handler = logging.StreamHandler(sys.stderr)
     fmt = "%(asctime)s %(message)s" if verbose else "%(message)s"
     if sys.stderr.isatty():
-        from rich.console import Console
         from rich.logging import RichHandler
 
-        handler = RichHandler(console=Console(stderr=True), show_path=False, markup=False)
+        handler = RichHandler(console=progress.console(), show_path=False, markup=False)
         fmt = "%(message)s"
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING,
@@ -302,22 +304,15 @@ def _setup_logging(verbose: bool) -> None:
         handlers=[handler],
     )
     logging.getLogger("beam_pipeline").setLevel(logging.DEBUG if verbose else logging.INFO)
-    if not verbose:
+    if verbose:
+        progress.unquiet()
+    else:
+        progress.quiet_stack()
         for handler in logging.getLogger().handlers:
-            handler.addFilter(_drop_import_noise)
-        for noisy in ("apache_beam", "absl", "tensorflow", "tfx_bsl", "h5py", "keras_tuner"):
-            logging.getLogger(noisy).setLevel(logging.ERROR)
+            handler.addFilter(progress._drop_noise)
         import warnings
 
         warnings.filterwarnings("ignore")
-
-
-# Import-time notices of the stack that say nothing about the user's run.
-_NOISE = ("crcmod package not found", "Unable to import IPython", "TFDV visualization APIs")
-
-
-def _drop_import_noise(record: logging.LogRecord) -> bool:
-    return not any(n in str(record.msg) for n in _NOISE)
 
 
 def _load(args: argparse.Namespace) -> Any:
@@ -860,8 +855,6 @@ def main(argv: list[str] | None = None) -> int:
     ``--json`` a JSON object with ``error`` is printed on stdout as well.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    if "-v" not in argv and "--verbose" not in argv:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow loads
     try:
         args = _complete_help(_parser()).parse_args(argv)
     except SystemExit as exc:  # argparse: usage errors are exit 2, --help is 0

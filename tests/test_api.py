@@ -43,15 +43,16 @@ def test_a_failing_stage_raises_what_the_cli_prints(
 ) -> None:
     config = copy_pipeline(tmp_path)
     broken = tmp_path / "broken.py"
-    broken.write_text("VERSION = 1  # no preprocessing_fn\n")
+    # The config check passes (the module defines preprocessing_fn); the stage itself fails.
+    broken.write_text("def preprocessing_fn(inputs):\n    raise ValueError('no fare_amount')\n")
     override = f"transform.module={broken}"
     p = bp.load(config, overrides=[override])
     with pytest.raises(StageFailed) as caught:
         p.run_stage("transform", progress=False)
-    assert caught.value.stage == "transform" and "preprocessing_fn" in str(caught.value)
+    assert caught.value.stage == "transform" and "no fare_amount" in str(caught.value)
 
     code, _, err = run_cli(["run", str(config), "--only", "transform", "--set", override], capsys)
-    assert code == caught.value.exit_code == 2  # a user module that is wrong
+    assert code == caught.value.exit_code == 1  # the stage failed
     # The same message; the resume line differs: the CLI's repeats the user's own command line.
     assert f"error: stage 'transform' failed: {caught.value.message}" in err
     assert caught.value.resume and "resume with: " in err

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import logging
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -63,23 +67,113 @@ def test_stage_lines_reach_the_display() -> None:
     assert seen == ["ingest: started (execution 1)"]
 
 
-def test_rich_bars_in_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
-    import io
-    import sys
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
 
-    class Terminal(io.StringIO):
-        def isatty(self) -> bool:
-            return True
 
+def _terminal(monkeypatch: pytest.MonkeyPatch, columns: int) -> Terminal:
     term = Terminal()
     monkeypatch.setattr(sys, "stderr", term)
+    monkeypatch.setenv("COLUMNS", str(columns))
+    monkeypatch.setattr(progress, "_console", None)  # a console for this terminal
+    return term
+
+
+def _screen(term: Terminal, columns: int) -> list[str]:
+    """What the terminal shows once the output has been played on it (pyte emulates one)."""
+    import pyte
+
+    screen = pyte.Screen(columns, 400)
+    screen.set_mode(pyte.modes.LNM)  # a newline also returns the carriage, as a tty does
+    pyte.Stream(screen).feed(term.getvalue())
+    return [line.rstrip() for line in screen.display if line.strip()]
+
+
+@pytest.mark.parametrize("columns", [40, 150])
+def test_a_terminal_gets_spinners_bars_and_clean_lines(
+    monkeypatch: pytest.MonkeyPatch, columns: int
+) -> None:
+    term = _terminal(monkeypatch, columns)
+    from rich.logging import RichHandler
+
+    logger = logging.getLogger(f"test_progress.terminal{columns}")
+    logger.propagate = False
+    logger.handlers = [RichHandler(console=progress.console(), show_path=False)]
+    orch = logging.getLogger("beam_pipeline.core.orchestrator")
     with progress.session() as display:
         assert isinstance(display, progress.RichDisplay)
+        orch.info("transform: started (execution 5)")
+        assert list(display._stages) == ["transform"]  # a spinner with the elapsed time
+        orch.info("transform: completed in 11.2 s → /x")
+        assert display._stages == {}
         tune = progress._Tracker("tune", 2, "val_accuracy", "max")
         for v in (0.8, 0.9):
             tune.trial_begin()
+            tune.fit_begin({"steps": 4, "epochs": 1})
+            for _ in range(4):
+                tune.batch_end()
+            logger.warning("a log line while a bar is shown " + "x" * 30)
             tune.epoch_end({"val_accuracy": v})
             tune.trial_end()
         tune.finish()
-    out = term.getvalue()
-    assert "tune (trials)" in out and "2/2" in out and "best so far 0.9" in out
+    lines = _screen(term, columns)
+    logged = [ln for ln in lines if "a log line" in ln]
+    assert len(logged) == 2 and not any("━" in ln for ln in logged), lines
+    assert not any("━" in ln for ln in lines), f"a finished bar left on the screen: {lines}"
+    final = [ln for ln in lines if ln.startswith("tune: trial 2/2")]
+    assert final, lines
+    if columns >= 100:
+        assert "best so far 0.9" in final[-1]
+    assert sum(ln.startswith("tune: trial 2/2") for ln in lines) == 1, "one line, not a bar"
+
+
+def test_steps_give_an_eta(monkeypatch: pytest.MonkeyPatch, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="beam_pipeline.progress")
+    clock = [1000.0]
+    monkeypatch.setattr(progress.time, "time", lambda: clock[0])
+    train = progress._Tracker("train", 10, None, None)
+    train.task.started = clock[0]
+    train.fit_begin({"steps": 5, "epochs": 10})
+    for _ in range(5):
+        clock[0] += 2.0  # 2 s a step
+        train.batch_end()
+    train.steps += 5
+    train.epoch_end({"loss": 0.5})
+    assert train.task.eta == pytest.approx(9 * 5 * 2.0)  # nine epochs of five 2 s steps left
+    assert "train: epoch 1/10, 5 steps, loss 0.5 (ETA 1m30s)" in caplog.messages
+    assert progress.duration(3725) == "1h02m"
+
+
+def test_the_notebook_frame_ends_at_the_final_state() -> None:
+    """Early stopping after 4 of 10 epochs: the last frame reads 100 %, not 40 %."""
+    nb = object.__new__(progress.NotebookDisplay)
+    nb._html, nb._handle, nb._tasks, nb._stages, nb._running, nb._last = str, None, {}, [], {}, 0
+    train = progress.Task("train", 10, "epoch", done=4)
+    nb.start(train)
+    nb.stage("train: started (execution 7)")
+    assert "train: running" in nb._render() and "(40%)" in nb._render()
+    progress._settle(train)
+    nb.stage("train: completed in 3.0 s → /x")
+    nb.close()
+    frame = nb._render()
+    assert "(100%)" in frame and "stopped early; at most 10" in frame
+    assert "running" not in frame and "train: completed in 3.0 s" in frame
+
+
+def test_the_stack_is_quiet_unless_verbose(tmp_path) -> None:
+    """TensorFlow's C++ start-up log and Beam's notices stay out of a notebook's first cell."""
+    code = "import beam_pipeline, tensorflow, apache_beam, tensorflow_transform"
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL",)}
+    quiet = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert quiet.returncode == 0 and quiet.stderr.strip() == "", quiet.stderr[-3000:]
+    loud = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**env, progress.VERBOSE_ENV: "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert "crcmod" in loud.stderr or "tensorflow" in loud.stderr, "the check can fail"

@@ -166,3 +166,24 @@ def test_the_generated_pipelines_run_end_to_end_with_no_edits(tmp_path: Path) ->
         )
         sliced = {key.split("=")[0] for key in metrics["slices"]}
         assert sliced == set(written["slices"]) and sliced, metrics["slices"].keys()
+
+
+def test_the_quality_bench_baseline(tmp_path: Path) -> None:
+    """`./scripts/bench init`'s parts that run without a pipeline: its data and the GBT baseline."""
+    import importlib.util
+
+    import pandas as pd
+
+    from tests.conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("bench_init", REPO / "scripts" / "bench_init.py")
+    assert spec and spec.loader
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    for name, label in (("gems", "price"), ("diabetes", "target"), ("penguins", "body_mass_g")):
+        path, got = bench.write_data(name, tmp_path, 300, 0)
+        assert got == label
+        frame = pd.read_csv(path)
+        train, test = frame.iloc[: len(frame) * 4 // 5], frame.iloc[len(frame) * 4 // 5 :]
+        rmse = bench.baseline_rmse(train, test, label, ["id"])
+        assert 0 < rmse < float(test[label].std()), (name, rmse)
