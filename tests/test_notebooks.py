@@ -66,8 +66,10 @@ def test_taxi_notebook_walks_the_pipeline(tmp_path: Path) -> None:
         f"CONFIG = '../configs/taxi.yaml'\nOVERRIDES = {overrides!r}\nWORKDIR = '{tmp_path}'",
     )
     assert "Sample (train)" in cells["examples"]["html"]
+    for cell in ("load", "examples"):  # the stack's start-up chatter stays out of the notebook
+        assert not re.search(r"tensorflow|WARNING|crcmod|absl", cells[cell]["text"]), cells[cell]
     assert re.search(r"<td>train</td><td>\d[\d,]+</td>", cells["examples"]["html"])
-    assert cells["statistics"]["html"].count('<svg class="hist"') >= 10
+    assert cells["statistics"]["html"].count('<svg class="chart histogram') >= 10
     assert "company" in cells["schema"]["html"]
     curated = (tmp_path / "schema.pbtxt").read_text()
     assert 'name: "company"' in curated
@@ -79,6 +81,7 @@ def test_taxi_notebook_walks_the_pipeline(tmp_path: Path) -> None:
     model = cells["model"]["html"]
     assert "Training curves" in model and "serving_raw" in model
     assert "bp-live" in model and "epoch 2/2" in model  # the live progress display
+    assert "(100%)" in model and "running" not in model.split("bp-live")[1][:2000]
     assert "Slices by payment_type" in cells["evaluation"]["html"]
     assert "BLESSED" in cells["blessing"]["html"]
     assert "('approved', 1)" in cells["approve"]["text"]
@@ -102,9 +105,11 @@ def test_penguins_notebook_runs_and_shows_a_failure(tmp_path: Path) -> None:
         "penguins_interactive.ipynb",
         f"CONFIG = '../configs/penguins.yaml'\nOVERRIDES = {overrides!r}",
     )
-    assert "completed" in cells["run"]["html"] and "trial 2/2" in cells["run"]["html"]
+    run = cells["run"]["html"]
+    assert "completed" in run and "trial 2/2" in run and "(100%)" in run  # the final frame
     assert "best so far" in cells["run"]["html"]
-    assert cells["statistics"]["html"].count('<svg class="hist"') >= 8
+    # One chart per feature, train and eval together: 5 columns
+    assert cells["statistics"]["html"].count('<svg class="chart histogram') >= 5
     assert "no anomalies" in cells["anomalies"]["html"]
     hp = cells["hyperparameters"]["html"]
     assert "search" in hp and "trial 0:" in hp and "trial 1:" in hp

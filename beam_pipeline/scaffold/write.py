@@ -8,6 +8,7 @@ edit here.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -176,8 +177,28 @@ def _round(value: float) -> float:
     return float(f"{value:.4g}")
 
 
+def _lit(value: object) -> str:
+    """A Python literal in the style of the repository (double quotes, one entry per line when
+    long)."""
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, (list, tuple)):
+        inner = [_lit(v) for v in value]
+        if isinstance(value, tuple):
+            body = inner[0] + "," if len(inner) == 1 else ", ".join(inner)
+            return f"({body})"
+        return f"[{', '.join(inner)}]"
+    if isinstance(value, dict):
+        items = [f"{_lit(k)}: {_lit(v)}" for k, v in value.items()]
+        one = "{" + ", ".join(items) + "}"
+        if len(one) <= 80:
+            return one
+        return "{\n" + "".join(f"    {i},\n" for i in items) + "}"
+    return repr(value)
+
+
 def _tuple(items: list[str]) -> str:
-    return "(" + "".join(f"{i!r}, " for i in items).rstrip(" ") + ")" if items else "()"
+    return _lit(tuple(items))
 
 
 def transform_text(name: str, p: Profile) -> str:
@@ -190,7 +211,7 @@ def transform_text(name: str, p: Profile) -> str:
         label_code = "    outputs[LABEL_KEY] = _dense(tf.cast(label, tf.float32), LABEL_FILL)\n"
     elif p.task == "binary":
         label_doc = f"1 where the raw value is {p.positive!r}, else 0"
-        label_consts = f"POSITIVE = {p.positive!r}  # the class predicted as 1\n"
+        label_consts = f"POSITIVE = {_lit(p.positive)}  # the class predicted as 1\n"
         label_code = (
             "    value = _dense(label, _blank(label.dtype))\n"
             "    outputs[LABEL_KEY] = tf.cast(tf.equal(value, POSITIVE), tf.int64)\n"
@@ -198,7 +219,7 @@ def transform_text(name: str, p: Profile) -> str:
     else:
         label_doc = "the index of the raw value in CLASSES (a value not listed: 0)"
         label_consts = (
-            f"CLASSES = {p.classes!r}  # the label's values; the model predicts an index\n"
+            f"CLASSES = {_lit(p.classes)}  # the label's values; the model predicts an index\n"
         )
         label_code = (
             "    value = _dense(label, _blank(label.dtype))\n"
@@ -228,13 +249,13 @@ from __future__ import annotations
 import tensorflow as tf
 import tensorflow_transform as tft
 
-LABEL_KEY = {p.label.feature!r}  # the transformed label (the model module predicts it)
-RAW_LABEL_KEYS = ({p.label.name!r},)  # raw columns only the label needs (serving does not)
+LABEL_KEY = {_lit(p.label.feature)}  # the transformed label (the model module predicts it)
+RAW_LABEL_KEYS = {_lit((p.label.name,))}  # raw columns only the label needs (serving does not)
 {label_consts}
 # raw column -> transformed feature
-NUMERIC = {numeric!r}
+NUMERIC = {_lit(numeric)}
 LOG_SCALED = {_tuple(log_scaled)}
-CATEGORICAL = {categorical!r}
+CATEGORICAL = {_lit(categorical)}
 VOCABULARY_TOP_K = 1000
 
 
@@ -302,25 +323,26 @@ def model_text(name: str, p: Profile) -> str:
         )
         loss = '"mse"'
         metrics = (
-            '[tf_keras.metrics.RootMeanSquaredError(name="rmse"), '
-            'tf_keras.metrics.MeanAbsoluteError(name="mae")]'
+            '[\n            tf_keras.metrics.RootMeanSquaredError(name="rmse"),\n'
+            '            tf_keras.metrics.MeanAbsoluteError(name="mae"),\n        ]'
         )
-        what = "a regression (mean squared error; reports rmse and mae)"
+        what = "a regression\n(mean squared error; it reports rmse and mae)"
     elif p.task == "binary":
         consts = ""
         head = '    output = tf_keras.layers.Dense(1, activation="sigmoid")(x)\n'
         loss = '"binary_crossentropy"'
         metrics = (
-            '[tf_keras.metrics.AUC(name="auc"), tf_keras.metrics.BinaryAccuracy(name="accuracy")]'
+            '[\n            tf_keras.metrics.AUC(name="auc"),\n'
+            '            tf_keras.metrics.BinaryAccuracy(name="accuracy"),\n        ]'
         )
-        what = "a binary classifier (a sigmoid output: the probability of the positive class)"
+        what = "a binary classifier\n(a sigmoid output: the probability of the positive class)"
     else:
         consts = f"NUM_CLASSES = {len(p.classes)}  # len(CLASSES) in the transform module\n"
         head = '    output = tf_keras.layers.Dense(NUM_CLASSES, activation="softmax")(x)\n'
         loss = '"sparse_categorical_crossentropy"'
         metrics = '[tf_keras.metrics.SparseCategoricalAccuracy(name="accuracy")]'
-        what = "a multi-class classifier (a softmax over the classes)"
-    return f'''"""The {name} model: {what}; written by `beam-pipeline init`.
+        what = "a multi-class classifier\n(a softmax over the classes)"
+    return f'''"""The {name} model, written by `beam-pipeline init`: {what}.
 
 Contract (docs/stages.md, "User modules"): ``LABEL_KEY`` names the transformed label;
 ``build_model(hp, tf_transform_output)`` returns a compiled tf_keras model whose inputs are named
@@ -340,7 +362,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras
 
-LABEL_KEY = {p.label.feature!r}
+LABEL_KEY = {_lit(p.label.feature)}
 CATEGORICAL = {_tuple(list(categorical))}  # vocabulary ids made by the transform module
 {consts}
 

@@ -7,6 +7,8 @@ generated rows each, one tuning trial, 10 epochs): about 2 minutes on 2 cores.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow as pa
@@ -139,6 +141,14 @@ def test_init_does_not_overwrite_without_force(tmp_path: Path, capsys) -> None:
     assert code == 2 and "--force" in err
     assert config.read_text().endswith("# my edit\n")
     assert run_cli([*args, "--force"], capsys)[0] == 0
+    # The files a user owns read like the repository's own: ruff-clean at line length 100.
+    for check in (["check", "--select", "E,F,W,I"], ["format", "--check"]):
+        proc = subprocess.run(
+            [sys.executable, "-m", "ruff", *check, "--line-length", "100", str(tmp_path)],
+            capture_output=True,
+            text=True,
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 @pytest.mark.slow
