@@ -92,3 +92,19 @@ def test_overrides_of_a_command() -> None:
         "c.d": "x=y",
     }
     assert runlist.overrides("unbalanced 'quote") == {}
+
+
+@pytest.mark.slow  # the shared pipeline (built once per session)
+def test_a_notebooks_stage_runs_are_one_row(tmp_path: Path) -> None:
+    import beam_pipeline as bp
+    from tests.pipeline_fixtures import copy_pipeline, taxi_runs
+
+    p = bp.load(copy_pipeline(tmp_path))
+    first = p.run_stage("schema", progress=False)  # cached: cheap
+    second = p.with_overrides("tune.enabled=false").run_stage("statistics", progress=False)
+    rows = runlist.collect(p.store)
+    cli = [r["run_id"] for r in taxi_runs()["runs"]]
+    assert [r.members for r in rows] == [[c] for c in cli] + [[first.run_id, second.run_id]]
+    notebook = rows[-1]
+    assert notebook.stages["schema"] == "cached" and notebook.stages["statistics"] == "cached"
+    assert notebook.stages["ingest"] == "skipped"

@@ -154,3 +154,22 @@ def test_import_is_light() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     )
     assert out.stdout.strip() == "False"
+
+
+def test_stages_that_did_not_run_are_drawn_where_they_belong(store: Store) -> None:
+    """A gate-stopped run: validate stopped, the later stages skipped (no executions); their
+    edges come from the store's newest executions of each stage."""
+    from beam_pipeline.core.stage_sections import STAGE_ORDER
+
+    rows = [rv.StageRow(name, "skipped") for name in reversed(STAGE_ORDER)]
+    rows[-1].status = "completed"
+    run = rv.RunView("stopped", 0, {"summary": {"stages": {}}}, rows)
+    dag = rv.run_graph(run, store=store)
+    assert [n.id for n in dag.nodes] == list(reversed(STAGE_ORDER))  # as given
+    for edge in [("ingest", "statistics"), ("statistics", "schema"), ("schema", "validate"),
+                 ("transform", "train"), ("tune", "train"), ("train", "evaluate"),
+                 ("evaluate", "push")]:  # fmt: skip
+        assert edge in dag.edges, (edge, dag.edges)
+    record = {"id": rv.find_run(store, None)["id"], "run_id": "x", "summary": {}}
+    loaded = rv.load_run(store, record)
+    assert [s.name for s in loaded.stages] == STAGE_ORDER  # pipeline order, not execution order
