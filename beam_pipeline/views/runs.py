@@ -200,30 +200,6 @@ def timing_chart(run: RunView) -> str:
     return bar_chart(bars, title="stage time (seconds)")
 
 
-def runs_table(store: Store, run_href: str = "") -> str:
-    rows = []
-    for r in reversed(store.runs()):
-        stages = (r.get("summary") or {}).get("stages") or {}
-        brief = " ".join(f"{k}:{v.get('status', '?')}" for k, v in stages.items())
-        link = (
-            Raw(
-                f'<a class="run-link" href="{run_href.format(run=esc(r["run_id"]))}">'
-                f"{esc(r['run_id'])}</a>"
-            )
-            if run_href
-            else r["run_id"]
-        )
-        rows.append([link, r.get("status"), when(r.get("started")), r.get("seconds"), brief])
-    if not rows:
-        return "<p class='muted'>no runs yet</p>"
-    return table(
-        ["run", "status", "started", "seconds", "stages"],
-        rows,
-        row_class=lambda r: "blocking" if r[1] == "failed" else "",
-        cls="runs",
-    )
-
-
 # ---------------------------------------------------------------------------------------------
 # Lineage as a graph
 
