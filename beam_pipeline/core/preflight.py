@@ -187,6 +187,12 @@ def _columns(config: Config, stages: list[str]) -> list[Problem]:
         return []  # ingest reports an unreadable file with its line
     known = set(names)
     used: list[tuple[str, str]] = []
+    problems = []
+    if "ingest" in stages:
+        from beam_pipeline.io import names as tensor_names
+
+        for name in tensor_names.unsafe(names, ingest.drop):
+            problems.append(Problem("ingest", tensor_names.problem(name, files[0])))
     if "ingest" in stages:
         used += [(f"ingest.columns.{c}", c) for c in ingest.columns]
         used += [(f"ingest.drop[{i}]", c) for i, c in enumerate(ingest.drop)]
@@ -199,7 +205,6 @@ def _columns(config: Config, stages: list[str]) -> list[Problem]:
                 used.append((f"evaluate.slices[{i}]", name))
         used += [(f"evaluate.bucket_boundaries.{c}", c) for c in evaluate.bucket_boundaries]
     shown = names if len(names) <= 30 else [*names[:30], "..."]
-    problems = []
     for key, name in used:
         if name not in known:
             close = difflib.get_close_matches(name, names, n=1)

@@ -32,6 +32,7 @@ from beam_pipeline.core.errors import ConfigError, DataError
 from beam_pipeline.core.stage import Prepared, Stage, StageContext
 from beam_pipeline.core.stage_sections import IngestSection
 from beam_pipeline.io import byte_ranges, example_coder, filesystem, readers
+from beam_pipeline.io import names as tensor_names
 from beam_pipeline.io.tfrecord import WriteTFRecordBatches, frame
 
 if TYPE_CHECKING:
@@ -93,6 +94,9 @@ def resolve_columns(section: IngestSection, files: list[str]) -> dict[str, str]:
             )
     if section.split.key and section.split.key not in inferred:
         raise ConfigError(f"ingest.split.key: no column {section.split.key!r} in {first}")
+    bad = tensor_names.unsafe(inferred, section.drop)
+    if bad:
+        raise ConfigError("ingest: " + tensor_names.problem(bad[0], first))
     return {name: section.columns.get(name, kind) for name, kind in inferred.items()}
 
 

@@ -346,3 +346,34 @@ def test_a_5_mb_field_is_ingested_not_hung(tmp_path: Path) -> None:
     assert by_id[1]["note"].bytes_list.value[0] == five[1:-1].encode()
     assert by_id[1]["amount"].float_list.value[0] == 2.5  # the other columns still typed
     assert not any(p.read_text() for p in Path(uri, "rejected").glob("*.jsonl"))
+
+
+def test_a_column_name_no_model_can_take_is_refused_before_any_stage(
+    tmp_path: Path, capsys
+) -> None:
+    """Spaces, <, " in a header passed ingest and transform, then train failed with TensorFlow's
+    "non-flat/non-unique argument names" (issue 21). Now: exit 2 at once, naming each column;
+    dropping them is the other way out."""
+    from beam_pipeline.core.config import load
+    from beam_pipeline.core.errors import ConfigError
+    from beam_pipeline.stages.ingest import resolve_columns
+
+    f = tmp_path / "names.csv"
+    rows = "".join(f"{i},2.5,x,y,z\n" for i in range(20))
+    f.write_text('id,trip miles,a<b,"say ""x""",ok\n' + rows)
+    code, out, err = _ingest(tmp_path, capsys, {"source": str(f)})
+    assert code == 2, err
+    message = out["error"]
+    assert "3 problems found before any stage ran" in message
+    assert f"column 'trip miles' in {f} cannot be a model input" in message
+    assert "(e.g. 'trip_miles')" in message and "ingest.drop: ['trip miles']" in message
+    assert "column 'a<b'" in message and "column 'say \"x\"'" in message
+    assert not (tmp_path / "root" / "ingest").exists()
+
+    drop = {"source": str(f), "drop": ["trip miles", "a<b", 'say "x"']}
+    code, _, err = _ingest(tmp_path, capsys, drop)
+    assert code == 0, err[-2000:]
+    # The stage checks too (a source preflight cannot open: remote, a span pattern).
+    section = load(write_config(tmp_path, {"source": str(f)})).section("ingest")
+    with pytest.raises(ConfigError, match="ingest: column 'trip miles' in .* cannot be"):
+        resolve_columns(section, [str(f)])
