@@ -42,6 +42,7 @@ setup(
             "pytest-xdist",
             "ruff",
             "httpx",
+            "hypothesis",
             "moto[server]",
             "gcp-storage-emulator",
             "nbclient",
