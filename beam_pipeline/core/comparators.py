@@ -219,3 +219,35 @@ def js_noise_floor(buckets: int, n: int, m: int, z: float = 3.09) -> float:
     d = max(1, buckets - 1)
     q = d * (1 - 2 / (9 * d) + z * math.sqrt(2 / (9 * d))) ** 3
     return q * (1 / max(n, 1) + 1 / max(m, 1)) / (8 * math.log(2))
+
+
+# ---------------------------------------------------------------------------------------------
+# Acknowledged drift (``monitor --retrain``)
+
+ACK_TYPE = "DriftAcknowledgement"
+
+
+def acknowledged_drift(store: Any, statistics: Any) -> list[Any]:
+    """The DriftAcknowledgement artifacts that cover the data behind ``statistics``.
+
+    ``monitor --retrain`` writes a DataSpan of served traffic and records, with the id of the
+    MonitoringReport that triggered it, that the report's drift is acknowledged: the retraining
+    run exists because of that drift, so its validation reports drift and does not stop on it.
+    Found through lineage: statistics <- examples <- ingest <- DataSpan(s) (by content digest).
+    """
+    producer = store.producer(statistics.id) if statistics.id is not None else None
+    examples = store.execution_inputs(producer).get("examples") if producer else None
+    ingest = store.producer(examples.id) if examples is not None else None
+    spans = (
+        [a for a in store.execution_inputs(ingest).values() if a.type == "DataSpan"]
+        if (ingest)
+        else []
+    )
+    digests = {s.properties.get("content_digest") for s in spans} - {None}
+    if not digests:
+        return []
+    return [
+        a
+        for a in store.artifacts_of_type(ACK_TYPE)
+        if a.properties.get("content_digest") in digests
+    ]

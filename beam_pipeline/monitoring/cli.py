@@ -1,7 +1,8 @@
 """What ``beam-pipeline monitor`` does with its flags: one round, retraining, ``--watch``.
 
-Exit codes: 0 healthy (or an empty window), 4 an alert fired (also when a retraining followed it),
-1 a retraining run failed, 2 a wrong flag or config.
+Exit codes: 0 healthy (or an empty window), 4 an alert fired (also when a retraining followed it
+and trained a version, pushed or not), 1 the retraining run failed or was stopped (its JSON
+says why: ``retrained`` false, ``status``, ``reason``), 2 a wrong flag or config.
 """
 
 from __future__ import annotations
@@ -46,21 +47,13 @@ def one_round(
         result = do_retrain(config, body, run_pipeline)
         result["trigger"] = why
         body["retrain"] = result
-        if not result["retrained"]:
+        if result.get("status") is None:
             log.warning("monitor: not retrained: %s", result["reason"])
-        elif result["exit_code"] not in (0,):
-            log.error("monitor: the retraining run %s: %s", result["status"], result["error"])
+        elif result["status"] != "completed":
+            log.error("monitor: not retrained: %s", result["reason"])
             code = 1
         else:
-            log.info(
-                "monitor: retrained on span %s: model v%s %s%s",
-                result["span"],
-                result["model_version"],
-                "blessed" if result["blessed"] else "not blessed",
-                f", pushed as v{result['pushed_version']}"
-                if result["pushed_version"]
-                else f" ({result['push_reason']})",
-            )
+            log.info("monitor: retrained on span %s: %s", result["span"], result["reason"])
     return body, code
 
 
@@ -142,11 +135,10 @@ def _show(body: dict[str, Any], as_json: bool) -> None:
     print(f"report: {body['report_dir']}/report.html (MonitoringReport #{body['artifact']})")
     if body.get("retrain"):
         r = body["retrain"]
-        if r["retrained"]:
+        if r.get("span") is not None:
             print(
-                f"retrained on span {r['span']} ({r['rows']} rows): run {r['run_id']} "
-                f"{r['status']}, model v{r['model_version']}, blessed {r['blessed']}, "
-                f"pushed {r['pushed_version'] or 'no'}"
+                f"span {r['span']} ({r['rows']} rows{', reused' if r['span_reused'] else ''}); "
+                f"drift acknowledged for {', '.join(r['acknowledged']['features']) or '-'}; "
+                f"run {r['run_id']} {r['status']}"
             )
-        else:
-            print(f"not retrained: {r['reason']}")
+        print(f"{'retrained' if r['retrained'] else 'not retrained'}: {r['reason']}")

@@ -26,7 +26,11 @@ import tensorflow_data_validation as tfdv
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 
 from beam_pipeline.core.artifacts import Artifact, load_schema, load_statistics, stats_path
-from beam_pipeline.core.comparators import ComparatorSection, with_comparators  # noqa: F401
+from beam_pipeline.core.comparators import (  # noqa: F401
+    ComparatorSection,
+    acknowledged_drift,
+    with_comparators,
+)
 from beam_pipeline.core.errors import ValidationFailed
 from beam_pipeline.core.stage import Prepared, Stage, StageContext
 from beam_pipeline.core.stage_sections import CATEGORIES, ValidationSection
@@ -39,6 +43,7 @@ log = logging.getLogger(__name__)
 
 ANOMALY_KINDS = frozenset(anomalies_pb2.AnomalyInfo.Type.keys())
 BASELINE = "baseline_statistics"
+ACKNOWLEDGED = "acknowledged_drift"  # input keys acknowledged_drift_0, _1, ...
 TRAIN, EVAL = "train", "eval"
 SCHEMA_DIFF = "SchemaDiff.pb"
 DATASET = "(dataset)"  # the "feature" of a dataset-level anomaly
@@ -105,13 +110,16 @@ def find_baseline(store: Store, statistics: Artifact) -> Artifact | None:
 
 
 def prepare(section: ValidationSection, inputs: dict[str, Artifact], ctx: StageContext) -> Prepared:
-    """Find the drift baseline (only when drift is configured): an input, so a cache-key part."""
+    """Find the drift baseline (only when drift is configured) and the drift acknowledged by a
+    ``monitor --retrain`` for this data: inputs, so cache-key parts and lineage."""
     if not section.drift.enabled:
         return Prepared()
     baseline = find_baseline(ctx.store, inputs["statistics"])
     if baseline is None:
         return Prepared()
-    return Prepared(inputs={BASELINE: baseline})
+    acks = acknowledged_drift(ctx.store, inputs["statistics"])
+    extra = {f"{ACKNOWLEDGED}_{i}": a for i, a in enumerate(acks)}
+    return Prepared(inputs={BASELINE: baseline, **extra})
 
 
 def run(
@@ -147,7 +155,15 @@ def run(
         previous = load_statistics(baseline, TRAIN)
         result = tfdv.validate_statistics(stats[TRAIN], drift_schema, previous_statistics=previous)
         _write(out.path / "DriftDiff.pb", result)
-        rows += findings(result, TRAIN, "drift", section, comparator_only=True)
+        drift_rows = findings(result, TRAIN, "drift", section, comparator_only=True)
+        acks = [a for k, a in sorted(inputs.items()) if k.startswith(ACKNOWLEDGED)]
+        if acks:  # the retraining responds to this drift: reported, never blocking
+            reports = ", ".join(f"MonitoringReport #{a.properties.get('report_id')}" for a in acks)
+            for row in drift_rows:
+                row["blocking"] = False
+                row["description"] += f" (acknowledged: {reports})"
+            out.properties["acknowledged_drift"] = [a.properties.get("report_id") for a in acks]
+        rows += drift_rows
         out.properties["baseline_statistics_id"] = baseline.id
         out.properties["baseline_statistics"] = stats_path(baseline, TRAIN)
     elif section.drift.enabled:

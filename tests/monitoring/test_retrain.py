@@ -28,7 +28,7 @@ def test_write_span_numbers_spans_and_keeps_one_header(tmp_path: Path) -> None:
     (spans / "span-4").mkdir(parents=True)
     span, folder, rows = retrain.write_span(tmp_path / "report", spans)
     assert span == 5 and folder == spans / "span-5" and rows == 3
-    lines = (folder / "data.csv").read_text().splitlines()
+    lines = (folder / "data.csv").read_text().splitlines()  # rows sorted: the same bytes always
     assert lines == ["fare,payment_type,tips", "1.5,Cash,0", "2.5,Cash,1", "3.0,Credit Card,2"]
     assert (folder / "request_ids.txt").read_text().split() == ["r0/0", "r1/0", "r2/0"]
     assert not list(spans.glob(".*"))  # nothing half-written left behind
@@ -88,7 +88,8 @@ def test_retrain_records_the_span_and_runs_the_pipeline_on_it(
         return Result()
 
     out = retrain.retrain(config, body, run_pipeline)
-    assert out["retrained"] and out["span"] == 1 and out["rows"] == body["traffic"]["labelled"]
+    assert out["retrained"] and out["pushed"] and out["span"] == 1 and not out["span_reused"]
+    assert out["rows"] == body["traffic"]["labelled"] and out["model_version"] == 4
     span_csv = Path(out["span_dir"]) / "data.csv"
     header = span_csv.read_text().splitlines()[0].split(",")
     assert header[-1] == "tips" and "fare" in header and "request_id" not in header
@@ -100,10 +101,47 @@ def test_retrain_records_the_span_and_runs_the_pipeline_on_it(
     assert span.uri == out["span_dir"] and span.properties["rows"] == out["rows"]
     producer = store.producer(span.id)
     assert store.execution_inputs(producer)["report"].id == body["artifact"]
+    [ack] = store.artifacts_of_type("DriftAcknowledgement")
+    assert ack.properties["report_id"] == body["artifact"]
+    assert store.execution_outputs(producer)["acknowledged"].id == ack.id
 
     config = load(healthy["config"], ["monitor.retrain.min_rows=1000000"])
     out = retrain.retrain(config, body, run_pipeline)
     assert not out["retrained"] and "min_rows" in out["reason"] and len(seen) == 1
+
+
+def test_a_failed_retraining_says_so_and_a_second_attempt_reuses_its_span(
+    healthy: dict, report: dict, tmp_path: Path
+) -> None:
+    """The JSON tells the truth about a stopped run; the next attempt on the same traffic
+    writes no second span (the same bytes: the span is reused, its acknowledgement renewed)."""
+    from beam_pipeline.core.config import load
+    from beam_pipeline.core.metadata import Store
+
+    spans = tmp_path / "spans"
+    config = load(
+        healthy["config"], ["monitor.retrain.min_rows=10", f"monitor.retrain.span_dir={spans}"]
+    )
+    body = report["body"]
+
+    class Stopped:
+        exit_code = 3
+
+        def to_json(self) -> dict[str, Any]:
+            return {"run_id": "r1", "status": "stopped", "error": "validation: fare drift"}
+
+    first = retrain.retrain(config, body, lambda overrides: Stopped())
+    assert not first["retrained"] and not first["pushed"] and first["model_version"] is None
+    assert first["status"] == "stopped" and "validation: fare drift" in first["reason"]
+    second = retrain.retrain(config, body, lambda overrides: Stopped())
+    assert second["span"] == first["span"] and second["span_reused"]
+    assert second["data_span"] == first["data_span"]
+    assert sorted(p.name for p in spans.iterdir()) == [f"span-{first['span']}"]
+    store = Store(config)
+    mine = [s for s in store.artifacts_of_type("DataSpan") if s.uri.startswith(str(spans))]
+    assert len(mine) == 1
+    acks = [a for a in store.artifacts_of_type("DriftAcknowledgement") if a.uri == mine[0].uri]
+    assert len(acks) == 2 and {a.properties["report_id"] for a in acks} == {body["artifact"]}
 
 
 def test_watch_runs_rounds_back_to_back(healthy: dict, capsys) -> None:
