@@ -37,6 +37,7 @@ GROUPS = {
 # Units started first, in this order (the first builds the shared taxi pipeline).
 FIRST = [
     "tests/test_registry.py",
+    "tests/test_engines.py",
     "s3",
     "tests/monitoring/test_closed_loop.py",
     "tests/test_notebooks.py",

@@ -9,6 +9,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_pipeline.core.config import load
 from beam_pipeline.core.metadata import Store
+from beam_pipeline.runners import engines
 from beam_pipeline.runners.options import beam_args
 from tests.conftest import run_cli, write_config
 
@@ -26,7 +27,11 @@ def test_direct_runner_gets_its_running_mode(tmp_path, tiny_csv) -> None:
     assert not any(a.startswith("--setup_file") for a in args)
 
 
-def test_remote_runners_ship_this_package_with_setup_py(tmp_path, tiny_csv) -> None:
+def test_remote_runners_ship_this_package_with_setup_py(tmp_path, tiny_csv, monkeypatch) -> None:
+    monkeypatch.setenv(engines.CACHE_ENV, str(tmp_path / "cache"))  # job-server jars, see below
+    for engine in engines.ENGINES.values():
+        engine.job_server_jar(tmp_path / "cache").parent.mkdir(parents=True, exist_ok=True)
+        engine.job_server_jar(tmp_path / "cache").write_bytes(b"PK")
     cfg = load(_config(tmp_path, tiny_csv), ["pipeline.root=gs://b/runs"])
     image = "--sdk_container_image=europe-docker.pkg.dev/p/r/beam-pipeline:1"
     requirements = f"--requirements_file={tmp_path / 'requirements.txt'}"

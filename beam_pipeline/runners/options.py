@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_pipeline.core.config import Config
 from beam_pipeline.core.errors import ConfigError
+from beam_pipeline.runners import engines
 
 LOCAL_RUNNERS = {"DirectRunner", "direct", "PortableRunner", "PrismRunner"}
 
@@ -28,11 +30,35 @@ def beam_args(config: Config, extra: list[str] | None = None) -> list[str]:
         args.append(f"--setup_file={setup}")
     if runner == "DataflowRunner":
         _check_remote_locations(config, args)
+    if runner in engines.BY_RUNNER:
+        args += engine_args(runner, args)
     if _uses_s3(config) and not any(a.startswith("--beam_plugins") for a in args):
         # Workers load it first, so TensorFlow code inside the job (tf.Transform, model loading)
         # reads and writes s3:// as the launcher does.
         args.append("--beam_plugins=beam_pipeline.io.s3_plugin")
     return args
+
+
+def engine_args(runner: str, args: list[str]) -> list[str]:
+    """SparkRunner/FlinkRunner: Beam's job-server jar from the cache and the SDK workers' boot.
+
+    Beam would download the jar at run time; here it must come from the cache (``scripts/cluster
+    ENGINE fetch``) or be named. The engine's workers start each SDK harness themselves as a
+    process (``--environment_type=PROCESS``) through ``scripts/beam-worker``, which boots it the
+    way Beam's container does (the job's options first); every engine machine needs the same
+    checkout at the same path. Both stay as given when the user passes them.
+    """
+    engine = engines.BY_RUNNER[runner]
+    added = []
+    if _last_value(args, engine.jar_flag) is None and _last_value(args, "--job_endpoint") is None:
+        added.append(f"{engine.jar_flag}={engines.find_job_server(runner)}")
+    if _last_value(args, "--environment_type") is None:
+        boot = Path(__file__).resolve().parents[2] / "scripts" / "beam-worker"
+        added += [
+            "--environment_type=PROCESS",
+            f"--environment_config={json.dumps({'command': str(boot)})}",
+        ]
+    return added
 
 
 def _uses_s3(config: Config) -> bool:
