@@ -64,8 +64,8 @@ def test_dataflow_with_a_local_root_or_temp_location_is_exit_2(
     tmp_path, tiny_csv, capsys, root, extra, message
 ) -> None:
     cfg = _config(tmp_path, tiny_csv)
-    args = ["run", str(cfg), "--json", "--set", f"pipeline.root={root}", "--set",
-            f"metadata.path={tmp_path / 'm.sqlite'}", "--runner", "DataflowRunner",
+    args = ["run", str(cfg), "--json", "--only", "ingest", "--set", f"pipeline.root={root}",
+            "--set", f"metadata.path={tmp_path / 'm.sqlite'}", "--runner", "DataflowRunner",
             "--beam-option=--project=p", *(f"--beam-option={e}" for e in extra)]  # fmt: skip
     code, _, err = run_cli(args, capsys)
     assert code == 2 and message in err, err

@@ -48,7 +48,8 @@ def test_engine_runner_without_a_cached_job_server_is_exit_2(
     tmp_path, tiny_csv, capsys, monkeypatch, runner
 ) -> None:
     monkeypatch.setenv(engines.CACHE_ENV, str(tmp_path / "empty-cache"))
-    code, _, err = run_cli(["run", str(_config(tmp_path, tiny_csv)), "--runner", runner], capsys)
+    args = ["run", str(_config(tmp_path, tiny_csv)), "--only", "ingest", "--runner", runner]
+    code, _, err = run_cli(args, capsys)
     engine = engines.BY_RUNNER[runner]
     assert code == 2, err
     assert f"{engine.job_server.split(':')[1]}-{engines.BEAM_VERSION}.jar" in err
