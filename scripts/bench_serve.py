@@ -1,22 +1,26 @@
-"""Benchmark: `beam-pipeline serve` under concurrent load, against the model in-process and a
-naive unbatched server, all in one run on this machine.
+"""Benchmark: `beam-pipeline serve` under concurrent load, judged against its own HTTP floor, the
+model in-process and a naive unbatched server, all interleaved in one run on this machine.
 
-    .venv/bin/python scripts/bench_serve.py CONFIG [--model-dir DIR] [--seconds 5]
+    .venv/bin/python scripts/bench_serve.py CONFIG [--model-dir DIR] [--seconds 3] [--rounds 3]
+        [--clients 1,8,32] [--sizes 1,64] [--apis rest,grpc] [--set KEY=VALUE] [--json FILE]
 
 CONFIG's served model (the highest version under ``push.serving_dir``) is copied into a temporary
-serving folder, unless ``--model-dir`` names a SavedModel folder. Measured, each for ``--seconds``
-after a warm-up:
+serving folder, unless ``--model-dir`` names a SavedModel folder. Three servers run side by side
+for the whole benchmark (each started once):
 
-- ceiling: ``serving_raw`` called in-process on pre-built batches of 1, 32 and 64 rows;
-- serve: `beam-pipeline serve` (REST, adaptive batching, prediction log on), then the same with
-  the log off (the log's cost);
-- naive: a starlette endpoint that checks the rows the same way and calls the model once per
-  request on uvicorn's thread pool (what most hand-written servers do);
+- serve: `beam-pipeline serve` (REST and gRPC, adaptive batching, prediction log on);
+- serve_no_log: the same with ``log_predictions: false`` (the log's cost);
+- naive: a starlette endpoint that checks the rows with the shared row check and calls the model
+  once per request on uvicorn's thread pool (what most hand-written servers do; REST only).
 
-with a bounded async load generator (aiohttp, keep-alive) at 1, 8 and 32 concurrent clients,
-single-row and 64-row ``instances`` requests. Prints one line per case and a JSON summary; the
-floors: at 32 clients with single-row requests serve >= 60 % of the in-process ceiling at batch 32
-and >= 5x naive; the log costs <= 5 % of throughput.
+The load generator is its own process (aiohttp for REST, grpc.aio for gRPC, keep-alive, a fixed
+number of clients each sending its next request when the last is answered). Every round runs every
+case once, one after another, in the same order: ``GET /healthz`` on serve (the HTTP floor: what
+this server and this load generator can do with no work at all), then serve, serve_no_log and
+naive for each API x row size x client count, and the in-process ceiling (``serving_raw`` on
+pre-built tensors at batch 1, 32 and 64). So each ratio compares cases measured under the same load
+of the machine, minutes apart at most. Prints one line per case and round, then min and median
+over the rounds, the ratios (from medians) and the load average; ``--json`` writes them all.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import json
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -39,92 +44,166 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-CLIENTS = (1, 8, 32)
-SIZES = (1, 64)
+INT_COLUMNS = {
+    "trip_start_month",
+    "trip_start_hour",
+    "trip_start_day",
+    "trip_start_timestamp",
+    "pickup_community_area",
+    "dropoff_community_area",
+    "dropoff_census_tract",
+    "trip_seconds",
+}
 
 
 def taxi_rows(n: int) -> list[dict[str, Any]]:
+    """Rows of the bundled taxi CSV as JSON values (missing values left out), label dropped."""
     import pandas as pd
 
     csv = REPO / "data" / "chicago_taxi" / "data.csv"
     frame = pd.read_csv(csv, nrows=n, dtype={"payment_type": object, "company": object})
     frame = frame.drop(columns=[c for c in ("tips", "pickup_census_tract") if c in frame])
-    ints = {
-        c for c in frame.columns if c.startswith("trip_start") or c.endswith(("_area", "_tract"))
-    }
-    ints.add("trip_seconds")
     rows = []
     for rec in frame.astype(object).where(frame.notna(), None).to_dict("records"):
-        rows.append({k: (int(v) if k in ints else v) for k, v in rec.items() if v is not None})
+        rows.append(
+            {k: (int(v) if k in INT_COLUMNS else v) for k, v in rec.items() if v is not None}
+        )
     return rows
 
 
-def ceiling(model_dir: Path, rows: list[dict[str, Any]], seconds: float) -> dict[int, float]:
-    """Rows/s of serving_raw in-process on pre-built batches (model time only)."""
-    import tensorflow as tf
-
-    from beam_pipeline.serving.inputs import check_rows, feature_spec
-
-    model = tf.saved_model.load(str(model_dir))
-    fn = model.signatures["serving_raw"]
-    spec = feature_spec(model, sorted(fn.structured_input_signature[1]))
-    out = {}
-    for size in (1, 32, 64):
-        columns, _ = check_rows((rows * 64)[:size], spec)
-        tensors = {k: tf.constant(v) for k, v in columns.items()}
-        fn(**tensors)["predictions"].numpy()
-        n, t0 = 0, time.perf_counter()
-        while time.perf_counter() - t0 < seconds:
-            fn(**tensors)["predictions"].numpy()
-            n += size
-        out[size] = n / (time.perf_counter() - t0)
-    return out
+def csv_columns(rows: list[dict[str, Any]], names: list[str]) -> dict[str, list[str]]:
+    """serving_raw inputs as a CSV file holds them ("" for missing)."""
+    return {k: ["" if r.get(k) is None else str(r[k]) for r in rows] for k in names}
 
 
-async def load(
-    url: str, body: bytes, rows: int, clients: int, seconds: float, method: str = "POST"
-) -> dict[str, float]:
+# -- the load generator (its own process; one JSON command per stdin line) -------------------
+
+
+async def _rest_load(url: str, body: bytes, method: str, clients: int, seconds: float) -> Any:
     import aiohttp
 
     latencies: list[float] = []
-    failures = 0
-    first_failure: list[str] = []
+    failures: list[str] = []
     stop_at = 0.0
 
     async def client(session: aiohttp.ClientSession) -> None:
-        nonlocal failures
+        headers = {"Content-Type": "application/json"}
         while time.perf_counter() < stop_at:
             t0 = time.perf_counter()
-            headers = {"Content-Type": "application/json"}
             async with session.request(method, url, data=body or None, headers=headers) as r:
                 text = await r.read()
                 if r.status != 200:
-                    failures += 1
-                    if not first_failure:
-                        first_failure.append(f"{r.status} {text[:200]!r}")
+                    failures.append(f"{r.status} {text[:200]!r}")
             latencies.append(time.perf_counter() - t0)
 
     connector = aiohttp.TCPConnector(limit=clients)
     async with aiohttp.ClientSession(connector=connector) as session:
-        stop_at = time.perf_counter() + 1.0  # warm-up
+        stop_at = time.perf_counter() + min(1.0, seconds)  # warm-up: connections, caches
         await asyncio.gather(*(client(session) for _ in range(clients)))
         latencies.clear()
-        failures = 0
+        failures.clear()
         t0 = time.perf_counter()
         stop_at = t0 + seconds
         await asyncio.gather(*(client(session) for _ in range(clients)))
-        elapsed = time.perf_counter() - t0
-    latencies.sort()
-    n = len(latencies)
-    if first_failure:
-        print(f"  first failure: {first_failure[0]}", flush=True)
-    return {
-        "rows_per_s": n * rows / elapsed,
-        "requests_per_s": n / elapsed,
-        "p50_ms": 1000 * latencies[n // 2] if n else 0.0,
-        "p99_ms": 1000 * latencies[min(n - 1, int(n * 0.99))] if n else 0.0,
-        "failures": failures,
-    }
+        return latencies, failures, time.perf_counter() - t0
+
+
+async def _grpc_load(
+    target: str, columns: dict[str, list[str]], clients: int, seconds: float
+) -> Any:
+    import grpc
+    from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "bench"
+    for k, values in columns.items():
+        proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING)
+        proto.tensor_shape.CopyFrom(
+            tensor_shape_pb2.TensorShapeProto(
+                dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=len(values))]
+            )
+        )
+        proto.string_val.extend(v.encode() for v in values)
+        request.inputs[k].CopyFrom(proto)
+    latencies: list[float] = []
+    failures: list[str] = []
+    stop_at = 0.0
+
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+
+        async def client() -> None:
+            while time.perf_counter() < stop_at:
+                t0 = time.perf_counter()
+                try:
+                    await stub.Predict(request, timeout=30)
+                except grpc.aio.AioRpcError as exc:
+                    failures.append(f"{exc.code().name} {exc.details()[:200]}")
+                latencies.append(time.perf_counter() - t0)
+
+        stop_at = time.perf_counter() + min(1.0, seconds)
+        await asyncio.gather(*(client() for _ in range(clients)))
+        latencies.clear()
+        failures.clear()
+        t0 = time.perf_counter()
+        stop_at = t0 + seconds
+        await asyncio.gather(*(client() for _ in range(clients)))
+        return latencies, failures, time.perf_counter() - t0
+
+
+def load_generator() -> int:
+    """Reads one command per line: {"api", "url"|"target", "body"|"columns", "clients",
+    "seconds", "rows", "method"}; writes one JSON result per line."""
+    for line in sys.stdin:
+        cmd = json.loads(line)
+        if cmd["api"] == "rest":
+            run = _rest_load(
+                cmd["url"], cmd["body"].encode(), cmd["method"], cmd["clients"], cmd["seconds"]
+            )
+        else:
+            run = _grpc_load(cmd["target"], cmd["columns"], cmd["clients"], cmd["seconds"])
+        latencies, failures, elapsed = asyncio.run(run)
+        latencies.sort()
+        n = len(latencies)
+        result = {
+            "rows_per_s": n * cmd["rows"] / elapsed,
+            "requests_per_s": n / elapsed,
+            "p50_ms": 1000 * latencies[n // 2] if n else 0.0,
+            "p99_ms": 1000 * latencies[min(n - 1, int(n * 0.99))] if n else 0.0,
+            "failures": len(failures),
+            "first_failure": failures[0] if failures else None,
+        }
+        print(json.dumps(result), flush=True)
+    return 0
+
+
+class LoadGenerator:
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--load-generator"],
+            cwd=REPO,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    def run(self, **cmd: Any) -> dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps(cmd) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise SystemExit(f"the load generator exited with {self.proc.wait()}")
+        return json.loads(line)
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        self.proc.wait(30)
+
+
+# -- the servers ------------------------------------------------------------------------------
 
 
 def free_port() -> int:
@@ -135,13 +214,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 300) -> None:
+def wait_ready(url: str, proc: subprocess.Popen, log: Path, timeout: float = 300) -> None:
     import urllib.request
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise SystemExit(f"server exited with {proc.returncode}")
+            raise SystemExit(f"server exited with {proc.returncode}: {log.read_text()[-3000:]}")
         try:
             with urllib.request.urlopen(url, timeout=2) as r:
                 if r.status == 200:
@@ -149,19 +228,30 @@ def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 300) -> None:
         except OSError:
             pass
         time.sleep(0.5)
-    raise SystemExit(f"{url} not ready in {timeout} s")
+    raise SystemExit(f"{url} not ready in {timeout} s: {log.read_text()[-3000:]}")
 
 
-def start_serve(
-    work: Path, model_dir: Path, log_on: bool, serving: dict[str, Any]
-) -> tuple[subprocess.Popen, str]:
+class Server:
+    def __init__(self, proc: subprocess.Popen, port: int, grpc_port: int, log: Path) -> None:
+        self.proc, self.port, self.grpc_port, self.log = proc, port, grpc_port, log
+        self.url = f"http://127.0.0.1:{port}"
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def start_serve(work: Path, name: str, model_dir: Path, serving: dict[str, Any]) -> Server:
     import yaml
 
-    folder = work / ("log" if log_on else "nolog")
+    folder = work / name
     base = folder / "serving" / "bench"
-    base.parent.mkdir(parents=True, exist_ok=True)
-    if not base.exists():
-        shutil.copytree(model_dir, base / "1")
+    base.parent.mkdir(parents=True)
+    shutil.copytree(model_dir, base / "1")
     config = folder / "bench.yaml"
     config.write_text(
         yaml.safe_dump(
@@ -169,41 +259,32 @@ def start_serve(
                 "pipeline": {"name": "bench", "root": str(folder / "root")},
                 "ingest": {"source": "unused.csv"},
                 "push": {"serving_dir": str(folder / "serving")},
-                "serving": {"log_predictions": log_on, "poll_seconds": 60, **serving},
+                "serving": {"poll_seconds": 60, **serving},
             }
         )
     )
-    port = free_port()
+    port, grpc_port = free_port(), free_port()
+    log = folder / "server.log"
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "beam_pipeline.cli",
-            "serve",
-            str(config),
-            "--port",
-            str(port),
-            "--grpc-port",
-            "0",
-        ],
+        [sys.executable, "-m", "beam_pipeline.cli", "serve", str(config)]
+        + ["--port", str(port), "--grpc-port", str(grpc_port)],
         cwd=REPO,
-        stderr=open(folder / "server.log", "w"),  # noqa: SIM115
+        stdout=subprocess.DEVNULL,
+        stderr=open(log, "w"),  # noqa: SIM115 - outlives this call with the process
     )
-    url = f"http://127.0.0.1:{port}"
-    wait_ready(f"{url}/readyz", proc)
-    return proc, f"{url}/v1/models/bench:predict"
+    return Server(proc, port, grpc_port, log)
 
 
-def start_naive(work: Path, model_dir: Path) -> tuple[subprocess.Popen, str]:
+def start_naive(work: Path, model_dir: Path) -> Server:
     port = free_port()
+    log = work / "naive.log"
     proc = subprocess.Popen(
         [sys.executable, __file__, "--naive-server", str(model_dir), "--port", str(port)],
         cwd=REPO,
-        stderr=open(work / "naive.log", "w"),  # noqa: SIM115
+        stdout=subprocess.DEVNULL,
+        stderr=open(log, "w"),  # noqa: SIM115
     )
-    url = f"http://127.0.0.1:{port}"
-    wait_ready(f"{url}/readyz", proc)
-    return proc, f"{url}/v1/models/bench:predict"
+    return Server(proc, port, 0, log)
 
 
 def naive_server(model_dir: str, port: int) -> None:
@@ -211,24 +292,25 @@ def naive_server(model_dir: str, port: int) -> None:
     import tensorflow as tf
     import uvicorn
     from starlette.applications import Starlette
+    from starlette.concurrency import run_in_threadpool
     from starlette.requests import Request
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
-    from beam_pipeline.serving.inputs import check_rows, feature_spec
+    from beam_pipeline.io import raw_inputs
+    from beam_pipeline.serving.inputs import model_schema
 
     model = tf.saved_model.load(model_dir)
     fn = model.signatures["serving_raw"]
-    spec = feature_spec(model, sorted(fn.structured_input_signature[1]))
+    schema = model_schema(model, model_dir, sorted(fn.structured_input_signature[1]))
 
     def predict_sync(body: bytes) -> list[Any]:
-        columns, _ = check_rows(json.loads(body)["instances"], spec)
+        checked = raw_inputs.check_rows(json.loads(body)["instances"], schema)
+        columns = {k: v.to_pylist() for k, v in checked.raw_strings().items()}
         out = fn(**{k: tf.constant(v) for k, v in columns.items()})["predictions"].numpy()
         return out.tolist()
 
     async def predict(request: Request) -> JSONResponse:
-        from starlette.concurrency import run_in_threadpool
-
         return JSONResponse(
             {"predictions": await run_in_threadpool(predict_sync, await request.body())}
         )
@@ -245,13 +327,31 @@ def naive_server(model_dir: str, port: int) -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 
 
-def stop(proc: subprocess.Popen) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+# -- the in-process ceiling -------------------------------------------------------------------
+
+
+class Ceiling:
+    """serving_raw called in this process on pre-built tensors (model time only)."""
+
+    def __init__(self, model_dir: Path, rows: list[dict[str, Any]]) -> None:
+        import tensorflow as tf
+
+        model = tf.saved_model.load(str(model_dir))
+        self.fn = model.signatures["serving_raw"]
+        names = sorted(self.fn.structured_input_signature[1])
+        self.tensors = {}
+        for size in (1, 32, 64):
+            columns = csv_columns((rows * 64)[:size], names)
+            self.tensors[size] = {k: tf.constant(v) for k, v in columns.items()}
+            self.fn(**self.tensors[size])["predictions"].numpy()
+
+    def run(self, size: int, seconds: float) -> dict[str, float]:
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            self.fn(**self.tensors[size])["predictions"].numpy()
+            n += 1
+        elapsed = time.perf_counter() - t0
+        return {"rows_per_s": n * size / elapsed, "requests_per_s": n / elapsed}
 
 
 def find_model(config_file: str) -> Path:
@@ -267,88 +367,172 @@ def find_model(config_file: str) -> Path:
     return base / str(max(versions))
 
 
-def say(name: str, size: int, clients: int, r: dict[str, float]) -> None:
-    print(
-        f"{name:13} {size:>2}-row x {clients:>2} clients: {r['rows_per_s']:>8,.0f} rows/s "
-        f"{r['requests_per_s']:>7,.0f} req/s  p50 {r['p50_ms']:6.1f} ms  "
-        f"p99 {r['p99_ms']:6.1f} ms  failures {r['failures']}",
-        flush=True,
-    )
+def ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x]
+
+
+def summarize(results: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, float]]:
+    out = {}
+    for case, runs in results.items():
+        rates = [r["rows_per_s"] for r in runs]
+        summary = {"min": round(min(rates), 1), "median": round(statistics.median(rates), 1)}
+        if "p99_ms" in runs[0]:
+            summary["p99_ms_median"] = round(statistics.median(r["p99_ms"] for r in runs), 1)
+            summary["failures"] = sum(r["failures"] for r in runs)
+        out[case] = summary
+    return out
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("config", nargs="?")
     p.add_argument("--model-dir")
-    p.add_argument("--seconds", type=float, default=5.0)
+    p.add_argument("--seconds", type=float, default=3.0)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--clients", type=ints, default=[1, 8, 32])
+    p.add_argument("--sizes", type=ints, default=[1, 64])
+    p.add_argument("--apis", default="rest,grpc")
+    p.add_argument("--json", help="write every measurement and the summary to this file")
     p.add_argument(
         "--set",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="a serving: key for the measured server, e.g. --set batch_threads=2",
+        help="a serving: key for the measured servers, e.g. --set batch_threads=2",
     )
     p.add_argument("--naive-server", help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--load-generator", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.load_generator:
+        return load_generator()
     if args.naive_server:
         naive_server(args.naive_server, args.port)
         return 0
     if not args.config and not args.model_dir:
         p.error("give CONFIG or --model-dir")
-    model_dir = Path(args.model_dir) if args.model_dir else find_model(args.config)
-    rows = taxi_rows(64)
-    bodies = {size: json.dumps({"instances": rows[:size]}).encode() for size in SIZES}
-    print(f"model {model_dir}; {os.cpu_count()} CPUs; {args.seconds:.0f} s per case", flush=True)
-    ceil = ceiling(model_dir, rows, args.seconds)
-    print(
-        "in-process ceiling: " + ", ".join(f"batch {k}: {v:,.0f} rows/s" for k, v in ceil.items()),
-        flush=True,
-    )
     import yaml
 
+    apis = [a for a in args.apis.split(",") if a]
+    model_dir = Path(args.model_dir) if args.model_dir else find_model(args.config)
+    rows = taxi_rows(max(args.sizes))
+    names = sorted({k for r in rows for k in r})
     serving = {k: yaml.safe_load(v) for k, _, v in (x.partition("=") for x in args.set)}
-    work = Path(tempfile.mkdtemp(prefix="bench-serve-"))
-    results: dict[str, Any] = {"ceiling_rows_per_s": {str(k): round(v) for k, v in ceil.items()}}
-    try:
-        for name, start in (
-            ("serve", lambda: start_serve(work, model_dir, True, serving)),
-            ("serve_no_log", lambda: start_serve(work, model_dir, False, serving)),
-            ("naive", lambda: start_naive(work, model_dir)),
-        ):
-            proc, url = start()
-            try:
-                if name == "serve":  # what the load generator itself can do on this machine
-                    health = url.split("/v1/")[0] + "/healthz"
-                    r = asyncio.run(load(health, b"", 1, 32, args.seconds, "GET"))
-                    results["client_ceiling_healthz_32c"] = {k: round(v, 1) for k, v in r.items()}
-                    say("GET /healthz", 0, 32, r)
-                for size in SIZES:
-                    for clients in CLIENTS:
-                        r = asyncio.run(load(url, bodies[size], size, clients, args.seconds))
-                        results[f"{name}/{size}row/{clients}c"] = {
-                            k: round(v, 1) for k, v in r.items()
-                        }
-                        say(name, size, clients, r)
-            finally:
-                stop(proc)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    serve32 = results["serve/1row/32c"]["rows_per_s"]
-    floors = {
-        "serve_vs_ceiling_batch32": round(serve32 / ceil[32], 3),
-        "serve_vs_naive": round(serve32 / max(results["naive/1row/32c"]["rows_per_s"], 1e-9), 2),
-        "log_cost": round(
-            1 - serve32 / max(results["serve_no_log/1row/32c"]["rows_per_s"], 1e-9), 3
-        ),
-    }
-    results["floors"] = floors
     print(
-        f"32 clients, single-row: serve = {floors['serve_vs_ceiling_batch32']:.0%} of the "
-        f"in-process ceiling at batch 32 (floor 60 %), {floors['serve_vs_naive']:.1f}x naive "
-        f"(floor 5x); the log costs {floors['log_cost']:.1%} (floor <= 5 %)"
+        f"model {model_dir}; {os.cpu_count()} CPUs; {args.rounds} rounds x {args.seconds:g} s "
+        f"per case; load average {os.getloadavg()}",
+        flush=True,
     )
-    print(json.dumps(results))
+    work = Path(tempfile.mkdtemp(prefix="bench-serve-"))
+    servers: dict[str, Server] = {}
+    loadgen = LoadGenerator()
+    results: dict[str, list[dict[str, Any]]] = {}
+    try:
+        servers["serve"] = start_serve(work, "serve", model_dir, serving)
+        servers["serve_no_log"] = start_serve(
+            work, "serve_no_log", model_dir, {**serving, "log_predictions": False}
+        )
+        servers["naive"] = start_naive(work, model_dir)
+        ceiling = Ceiling(model_dir, rows)  # while the servers load (started at once)
+        for s in servers.values():
+            wait_ready(f"{s.url}/readyz", s.proc, s.log)
+
+        def record(case: str, r: dict[str, Any]) -> None:
+            results.setdefault(case, []).append(r)
+            extra = (
+                f" p50 {r['p50_ms']:6.1f} ms  p99 {r['p99_ms']:6.1f} ms  failures {r['failures']}"
+                if "p99_ms" in r
+                else ""
+            )
+            print(
+                f"  {case:32} {r['rows_per_s']:>9,.0f} rows/s {r['requests_per_s']:>8,.0f} "
+                f"req/s{extra}",
+                flush=True,
+            )
+            if r.get("first_failure"):
+                print(f"    first failure: {r['first_failure']}", flush=True)
+
+        for round_ in range(1, args.rounds + 1):
+            print(f"round {round_} (load average {os.getloadavg()[0]:.2f})", flush=True)
+            for clients in args.clients:
+                r = loadgen.run(
+                    api="rest",
+                    url=f"{servers['serve'].url}/healthz",
+                    body="",
+                    method="GET",
+                    clients=clients,
+                    seconds=args.seconds,
+                    rows=1,
+                )
+                record(f"floor GET /healthz {clients}c", r)
+            for api in apis:
+                for size in args.sizes:
+                    body = json.dumps({"instances": rows[:size]})
+                    columns = csv_columns(rows[:size], names)
+                    for clients in args.clients:
+                        for name in ("serve", "serve_no_log", "naive"):
+                            if api == "grpc" and name == "naive":
+                                continue
+                            s = servers[name]
+                            if api == "rest":
+                                r = loadgen.run(
+                                    api="rest",
+                                    url=f"{s.url}/v1/models/bench:predict",
+                                    body=body,
+                                    method="POST",
+                                    clients=clients,
+                                    seconds=args.seconds,
+                                    rows=size,
+                                )
+                            else:
+                                r = loadgen.run(
+                                    api="grpc",
+                                    target=f"127.0.0.1:{s.grpc_port}",
+                                    columns=columns,
+                                    clients=clients,
+                                    seconds=args.seconds,
+                                    rows=size,
+                                )
+                            record(f"{name} {api} {size}row {clients}c", r)
+            for size in (1, 32, 64):
+                record(f"ceiling batch {size}", ceiling.run(size, args.seconds))
+    finally:
+        loadgen.close()
+        for s in servers.values():
+            s.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+    summary = summarize(results)
+    print("summary (rows/s over the rounds: min / median; p99 is the median of the rounds)")
+    for case, s in summary.items():
+        p99 = f"  p99 {s['p99_ms_median']:.1f} ms" if "p99_ms_median" in s else ""
+        print(f"  {case:32} {s['min']:>9,.0f} / {s['median']:>9,.0f}{p99}")
+    ratios = {}
+    top = max(args.clients)
+    med = {case: s["median"] for case, s in summary.items()}
+    one = min(args.sizes)
+    rest = med.get(f"serve rest {one}row {top}c")
+    if rest:
+        ratios[f"serve_rest_vs_healthz_floor_{top}c"] = round(
+            rest / med[f"floor GET /healthz {top}c"], 3
+        )
+        ratios[f"serve_rest_vs_naive_{top}c"] = round(rest / med[f"naive rest {one}row {top}c"], 2)
+        ratios[f"serve_rest_vs_ceiling_batch32_{top}c"] = round(rest / med["ceiling batch 32"], 3)
+        ratios[f"log_cost_rest_{top}c"] = round(
+            1 - rest / med[f"serve_no_log rest {one}row {top}c"], 3
+        )
+        grpc = med.get(f"serve grpc {one}row {top}c")
+        if grpc:
+            ratios[f"serve_grpc_vs_rest_{top}c"] = round(grpc / rest, 2)
+    print(f"ratios (medians, {one}-row requests, {top} clients): {json.dumps(ratios)}")
+    print(f"load average at the end: {os.getloadavg()}")
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps(
+                {"runs": results, "summary": summary, "ratios": ratios, "argv": sys.argv[1:]},
+                indent=1,
+            )
+        )
     return 0
 
 

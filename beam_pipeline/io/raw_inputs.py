@@ -7,8 +7,10 @@ why the others cannot, naming the column:
 
 * a column the spec declares fixed-length without a default (TFDV: always present) is
   **required**: a missing value (null, absent, empty or whitespace-only text) rejects the row;
-* an ``int`` column takes integers (``12``, ``"12"``, ``12.0``); a ``float`` column takes numbers
-  and numeric text; a ``string`` column takes text (numbers are written as text);
+* an ``int`` column takes integers (``12``, ``"12"``, ``12.0``); a ``float`` column takes finite
+  numbers and numeric text (NaN, ±Infinity and numbers beyond float64 such as ``1e400`` reject
+  the row, as numbers or as text: "column 'fare': expected a finite float; received 'nan'"); a
+  ``string`` column takes text (numbers are written as text);
 * any other value rejects the row ("column 'fare': expected float; received 'abc'");
 * columns the model does not take are ignored and listed in `CheckedRows.extra`.
 
@@ -210,7 +212,7 @@ def json_column(values: list[Any]) -> pa.Array:
         array = pa.array(values)
         if not (pa.types.is_struct(array.type) or pa.types.is_list(array.type)):
             return array
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):  # mixed, nested, > int64
         pass
     return pa.array(
         [
@@ -235,20 +237,25 @@ def _conform(values: pa.Array, col: RawColumn) -> tuple[pa.Array, np.ndarray, An
         values = pc.if_else(
             empty, pa.scalar(None, values.type), values if kind == "string" else text
         )
-    invalid = np.zeros(len(values), bool)
+    invalid = nonfinite = np.zeros(len(values), bool)
     if kind == "string":
         if not pa.types.is_string(values.type):
             values = pc.cast(values, pa.string())
         typed = values
     else:
         typed, invalid = to_numbers(values, kind)
+        if kind == "float":  # NaN and ±Infinity are refused, as text or as numbers
+            present = typed.is_valid().to_numpy(zero_copy_only=False)
+            nonfinite = present & ~np.isfinite(typed.to_numpy(zero_copy_only=False))
+            invalid = invalid | nonfinite
     missing = ~typed.is_valid().to_numpy(zero_copy_only=False) & ~invalid
     failed = invalid | (missing if col.required else False)
     shown = values
 
     def why(i: int) -> str:
         if invalid[i]:
-            return f"column {name!r}: expected {kind}; received {shown[i].as_py()!r}"
+            expected = "a finite float" if nonfinite[i] else kind
+            return f"column {name!r}: expected {expected}; received {shown[i].as_py()!r}"
         return f"column {name!r}: missing value (the model requires it)"
 
     if failed.any():

@@ -6,8 +6,11 @@ waiting at most ``batch_timeout_ms`` for more (default 0: no wait). While the mo
 batch the next one fills, so batches grow with the load and a lone request waits for nobody
 (with the default). The model call runs on a
 worker thread (TensorFlow releases the GIL), never on the event loop; each caller gets its own
-rows back, in order. A batch the model refuses is retried request by request, so one bad
-request fails alone.
+rows back, in order. The call gets the requests of a batch (each request's own inputs, unchecked)
+and answers each one, or fails it alone (a refused row fails its own request only, see
+`inputs.prepare_raw`); a batch the model itself refuses is retried request by request, so one
+bad request fails alone. A request larger than ``max_queued_rows`` can never be queued: it is
+refused with `TooManyRows` (413), not told to retry.
 """
 
 from __future__ import annotations
@@ -21,11 +24,13 @@ from typing import Any
 
 import numpy as np
 
-Outputs = dict[str, np.ndarray]
-
 
 class Overloaded(RuntimeError):
     """More rows are waiting than ``serving.max_queued_rows`` allows (answered with 503)."""
+
+
+class TooManyRows(ValueError):
+    """One request holds more rows than ``serving.max_queued_rows`` (answered with 413)."""
 
 
 class ModelRefused(ValueError):
@@ -33,16 +38,28 @@ class ModelRefused(ValueError):
 
 
 @dataclass
+class Answered:
+    """One request's answer: its rows of every output, and its rows' values for the log
+    (parts in row order; empty when the caller logs from its own inputs)."""
+
+    outputs: dict[str, np.ndarray]
+    logged: list[Any] = field(default_factory=list)
+
+
+Call = Callable[[list[Any]], list["Answered | BaseException"]]
+
+
+@dataclass
 class _Item:
-    inputs: dict[str, list[Any]]
+    payload: Any  # has .part(start, end) -> payload of those rows
     rows: int
-    future: asyncio.Future[Outputs] = field(repr=False)
+    future: asyncio.Future[Answered] = field(repr=False)
 
 
 class Batcher:
     def __init__(
         self,
-        call: Callable[[dict[str, list[Any]]], Outputs],
+        call: Call,
         executor: Executor,
         *,
         max_batch_size: int = 64,
@@ -66,28 +83,36 @@ class Batcher:
         self._running: set[asyncio.Task[None]] = set()
         self._task = asyncio.get_running_loop().create_task(self._loop())
 
-    async def submit(self, inputs: dict[str, list[Any]], rows: int) -> Outputs:
-        """This request's outputs (``[rows, ...]`` per output name)."""
+    async def submit(self, payload: Any, rows: int) -> Answered:
+        """This request's answer (``[rows, ...]`` per output name)."""
+        if rows > self._max_queued:
+            raise TooManyRows(
+                f"{rows} rows in one request; at most serving.max_queued_rows "
+                f"({self._max_queued}) rows fit: send them in smaller requests"
+            )
         if self.queued_rows + rows > self._max_queued:
             raise Overloaded(
                 f"{self.queued_rows} rows are waiting for the model (serving.max_queued_rows "
                 f"{self._max_queued}); retry later"
             )
         if rows <= self.max_batch_size:
-            return await self._enqueue(inputs, rows)
+            return await self._enqueue(payload, rows)
         step = self.max_batch_size  # cut into batch-sized parts (admitted as a whole, above)
         parts = await asyncio.gather(
             *(
-                self._enqueue({k: v[i : i + step] for k, v in inputs.items()}, min(step, rows - i))
+                self._enqueue(payload.part(i, min(i + step, rows)), min(step, rows - i))
                 for i in range(0, rows, step)
             )
         )
-        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        return Answered(
+            {k: np.concatenate([p.outputs[k] for p in parts]) for k in parts[0].outputs},
+            [x for p in parts for x in p.logged],
+        )
 
-    async def _enqueue(self, inputs: dict[str, list[Any]], rows: int) -> Outputs:
-        future: asyncio.Future[Outputs] = asyncio.get_running_loop().create_future()
+    async def _enqueue(self, payload: Any, rows: int) -> Answered:
+        future: asyncio.Future[Answered] = asyncio.get_running_loop().create_future()
         self.queued_rows += rows
-        self._queue.put_nowait(_Item(inputs, rows, future))
+        self._queue.put_nowait(_Item(payload, rows, future))
         return await future
 
     async def _next(self) -> _Item | None:
@@ -135,14 +160,11 @@ class Batcher:
     async def _run(self, batch: list[_Item], rows: int) -> None:
         loop = asyncio.get_running_loop()
         try:
-            merged = (
-                batch[0].inputs
-                if len(batch) == 1
-                else {k: [v for item in batch for v in item.inputs[k]] for k in batch[0].inputs}
-            )
             t0 = time.perf_counter()
             try:
-                outputs = await loop.run_in_executor(self._executor, self._call, merged)
+                results = await loop.run_in_executor(
+                    self._executor, self._call, [item.payload for item in batch]
+                )
             except self._refused as exc:
                 if len(batch) == 1:
                     _fail(batch[0], ModelRefused(_first_line(exc)))
@@ -154,12 +176,8 @@ class Batcher:
                     _fail(item, exc)
                 return
             self._on_batch(rows, time.perf_counter() - t0)
-            start = 0
-            for item in batch:
-                end = start + item.rows
-                if not item.future.done():
-                    item.future.set_result({k: v[start:end] for k, v in outputs.items()})
-                start = end
+            for item, result in zip(batch, results, strict=True):
+                _answer(item, result)
         finally:
             self._slots.release()
 
@@ -167,14 +185,13 @@ class Batcher:
         loop = asyncio.get_running_loop()
         for item in batch:
             try:
-                out = await loop.run_in_executor(self._executor, self._call, item.inputs)
+                (result,) = await loop.run_in_executor(self._executor, self._call, [item.payload])
             except self._refused as exc:
                 _fail(item, ModelRefused(_first_line(exc)))
             except BaseException as exc:
                 _fail(item, exc)
             else:
-                if not item.future.done():
-                    item.future.set_result(out)
+                _answer(item, result)
 
     async def close(self) -> None:
         """Answer everything queued, then stop."""
@@ -182,6 +199,15 @@ class Batcher:
         await self._task
         while self._running:
             await asyncio.gather(*list(self._running), return_exceptions=True)
+
+
+def _answer(item: _Item, result: Answered | BaseException) -> None:
+    if item.future.done():
+        return
+    if isinstance(result, BaseException):
+        item.future.set_exception(result)
+    else:
+        item.future.set_result(result)
 
 
 def _fail(item: _Item, exc: BaseException) -> None:

@@ -2,11 +2,16 @@
 ``ModelService.GetModelStatus``) on ``grpc.aio``, sharing the REST server's event loop, batchers
 and log.
 
-``Predict`` takes the inputs of the signature named in ``model_spec.signature_name``: by default
-``serving_raw`` (one string tensor per raw feature, values as in a CSV file, ``""`` for
-missing; numeric tensors are accepted too), or ``serving_default`` (``examples``: serialized
-tf.Examples). The request id is the ``x-request-id`` metadata when sent; it comes back in the
-initial metadata, and the rows are logged as ``R/i`` like REST requests.
+``Predict`` picks the signature as TF Serving does: ``model_spec.signature_name`` when given;
+otherwise ``serving_default`` when the only input is ``examples`` (serialized tf.Examples), and
+``serving_raw`` for named raw features (one string tensor per feature, values as in a CSV file,
+``""`` for missing; numeric tensors are accepted too). The tensors are only read on the event
+loop; their values are decoded, checked and typed with their batch on the model thread.
+``output_filter`` names outputs to return (an unknown name is INVALID_ARGUMENT). Every decode
+error is INVALID_ARGUMENT naming the input. The request id is the ``x-request-id`` metadata when
+sent; it comes back in the initial metadata, and the rows are logged as ``R/i`` like REST
+requests. ``Classify``, ``Regress`` and ``MultiInference`` answer UNIMPLEMENTED (the models
+export predict signatures only; TF Serving refuses these calls on them too).
 """
 
 from __future__ import annotations
@@ -25,14 +30,20 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from beam_pipeline.serving.batching import ModelRefused, Overloaded
-from beam_pipeline.serving.inputs import RequestError, check_columns
+from beam_pipeline.serving.batching import ModelRefused, Overloaded, TooManyRows
+from beam_pipeline.serving.inputs import (
+    Inputs,
+    RequestError,
+    examples_inputs,
+    tensor_inputs,
+)
 from beam_pipeline.serving.models import EXAMPLES, RAW, NotFound, Version
 from beam_pipeline.serving.service import Service, request_id
 
 log = logging.getLogger(__name__)
 
 _STATES = get_model_status_pb2.ModelVersionStatus.State
+_STRING = 7  # DT_STRING
 
 
 def _version(service: Service, spec: Any) -> Version:
@@ -42,22 +53,66 @@ def _version(service: Service, spec: Any) -> Version:
     return service.manager.resolve(spec.name, version, label)
 
 
-def _column(proto: Any) -> list[Any]:
-    import tensorflow as tf
+def _values(name: str, proto: Any) -> np.ndarray:
+    """A tensor's values, flat (strings stay bytes: decoded with their batch)."""
+    if proto.dtype == _STRING and not proto.tensor_content:
+        values = np.empty(len(proto.string_val), dtype=object)
+        values[:] = list(proto.string_val)
+    else:
+        import tensorflow as tf
 
-    values = (
-        tf.make_ndarray(proto).reshape(-1)
-        if proto.tensor_shape.dim
-        else tf.make_ndarray(proto).reshape(1)
-    )
-    if values.dtype.kind in ("S", "O"):
-        return [v.decode("utf-8") if isinstance(v, bytes) else v for v in values.tolist()]
-    return values.tolist()
+        try:
+            values = tf.make_ndarray(proto).reshape(-1)
+        except (TypeError, ValueError) as exc:
+            raise RequestError(f"inputs.{name}: not a readable tensor: {exc}") from None
+    dims = [d.size for d in proto.tensor_shape.dim]
+    if dims and (len(dims) > 2 or (len(dims) == 2 and dims[1] != 1) or dims[0] != len(values)):
+        raise RequestError(
+            f"inputs.{name}: expected shape [rows] or [rows, 1]; received {dims} holding "
+            f"{len(values)} values"
+        )
+    return values
+
+
+def _parse(request: Any, v: Version) -> tuple[str, Inputs]:
+    names = set(request.inputs)
+    signature = request.model_spec.signature_name
+    if not signature:
+        takes_examples = names == {"examples"} and "examples" not in v.spec.names
+        signature = EXAMPLES if takes_examples else RAW
+    if signature not in (RAW, EXAMPLES) or signature not in v.signatures:
+        raise RequestError(
+            f"signature_name: {signature!r} is not a signature of {v.name} version "
+            f"{v.version}; signatures are {sorted(v.signatures)}"
+        )
+    unknown = [k for k in request.output_filter if k not in v.outputs]
+    if unknown:
+        raise RequestError(
+            f"output_filter: {unknown[0]!r} is not an output of {v.name} version {v.version}; "
+            f"outputs are {sorted(v.outputs)}"
+        )
+    if signature == RAW:
+        columns = {k: _values(k, t) for k, t in request.inputs.items()}
+        return signature, tensor_inputs(columns, v.spec)
+    if names != {"examples"}:
+        raise RequestError(
+            f"inputs: serving_default takes one input, 'examples'; received {sorted(names)}"
+        )
+    proto = request.inputs["examples"]
+    if proto.dtype != _STRING:
+        raise RequestError("inputs.examples: expected a string tensor of serialized tf.Examples")
+    return signature, examples_inputs(list(proto.string_val), "inputs.examples")
 
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     def __init__(self, service: Service) -> None:
         self.service = service
+
+    def _count(self, name: str, version: str, method: str, code: str) -> None:
+        known = name in self.service.manager.models
+        self.service.metrics.requests.labels(
+            name if known else "?", version if known else "?", "grpc", method, code
+        ).inc()
 
     async def Predict(self, request: Any, context: Any) -> Any:  # noqa: N802 - gRPC's name
         import tensorflow as tf
@@ -66,31 +121,16 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         t0 = time.perf_counter()
         code = "OK"
         name = request.model_spec.name
+        version = "?"
         try:
             given = dict(context.invocation_metadata() or ()).get("x-request-id")
             rid = request_id(given)
             v = _version(service, request.model_spec)
-            signature = request.model_spec.signature_name or RAW
-            if signature not in (RAW, EXAMPLES) or signature not in v.signatures:
-                raise RequestError(
-                    f"signature_name: {signature!r} is not a signature of {v.name} version "
-                    f"{v.version}; signatures are {sorted(v.signatures)}"
-                )
-            if signature == RAW:
-                columns = {k: _column(t) for k, t in request.inputs.items()}
-                inputs, logged = check_columns(columns, v.spec)
-                rows = len(logged)
-            else:
-                if set(request.inputs) != {"examples"}:
-                    raise RequestError(
-                        f"inputs: serving_default takes one input, 'examples'; received "
-                        f"{sorted(request.inputs)}"
-                    )
-                examples = tf.make_ndarray(request.inputs["examples"]).reshape(-1).tolist()
-                inputs, logged, rows = {"examples": examples}, None, len(examples)
+            version = str(v.version)
+            signature, inputs = _parse(request, v)
             service.manager.acquire(v)
             try:
-                answer = await service.predict(v, signature, inputs, rows, rid, logged)
+                answer = await service.predict(v, signature, inputs, rid)
             finally:
                 service.manager.release(v)
             await context.send_initial_metadata((("x-request-id", rid),))
@@ -98,8 +138,10 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             response.model_spec.name = v.name
             response.model_spec.version.value = v.version
             response.model_spec.signature_name = signature
+            wanted = set(request.output_filter) or set(answer.outputs)
             for key, value in answer.outputs.items():
-                response.outputs[key].CopyFrom(tf.make_tensor_proto(np.asarray(value)))
+                if key in wanted:
+                    response.outputs[key].CopyFrom(tf.make_tensor_proto(np.asarray(value)))
             return response
         except (RequestError, ModelRefused) as exc:
             code = "INVALID_ARGUMENT"
@@ -107,32 +149,70 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         except NotFound as exc:
             code = "NOT_FOUND"
             await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+        except TooManyRows as exc:
+            code = "INVALID_ARGUMENT"
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except Overloaded as exc:
             code = "RESOURCE_EXHAUSTED"
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+        except Exception:
+            code = "INTERNAL"
+            log.exception("serve: gRPC Predict for %r failed", name)
+            await context.abort(grpc.StatusCode.INTERNAL, "internal error; see the server log")
         finally:
-            known = name in service.manager.models
-            label = name if known else "?"
-            service.metrics.requests.labels(label, "grpc", "predict", code).inc()
-            if known:
-                service.metrics.latency.labels(label, "grpc").observe(time.perf_counter() - t0)
+            self._count(name, version, "predict", code)
+            if name in service.manager.models:
+                service.metrics.latency.labels(name, "grpc").observe(time.perf_counter() - t0)
 
     async def GetModelMetadata(self, request: Any, context: Any) -> Any:  # noqa: N802
+        name, version, code = request.model_spec.name, "?", "OK"
         try:
-            v = _version(self.service, request.model_spec)
-        except NotFound as exc:
-            await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
-        fields = list(request.metadata_field) or ["signature_def"]
-        if fields != ["signature_def"]:
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"metadata_field: only 'signature_def' is available; received {fields}",
-            )
-        response = get_model_metadata_pb2.GetModelMetadataResponse()
-        response.model_spec.name = v.name
-        response.model_spec.version.value = v.version
-        response.metadata["signature_def"].Pack(v.signature_defs)
-        return response
+            try:
+                v = _version(self.service, request.model_spec)
+            except NotFound as exc:
+                code = "NOT_FOUND"
+                await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+            version = str(v.version)
+            fields = list(request.metadata_field) or ["signature_def"]
+            if fields != ["signature_def"]:
+                code = "INVALID_ARGUMENT"
+                await context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"metadata_field: only 'signature_def' is available; received {fields}",
+                )
+            response = get_model_metadata_pb2.GetModelMetadataResponse()
+            response.model_spec.name = v.name
+            response.model_spec.version.value = v.version
+            response.metadata["signature_def"].Pack(v.signature_defs)
+            return response
+        finally:
+            self._count(name, version, "metadata", code)
+
+    async def _unimplemented(self, method: str, request: Any, context: Any) -> Any:
+        self._count(request.model_spec.name, "?", method, "UNIMPLEMENTED")
+        await context.abort(
+            grpc.StatusCode.UNIMPLEMENTED,
+            f"{method}: the served models export predict signatures only "
+            "(serving_default, serving_raw); use Predict",
+        )
+
+    async def Classify(self, request: Any, context: Any) -> Any:  # noqa: N802
+        return await self._unimplemented("classify", request, context)
+
+    async def Regress(self, request: Any, context: Any) -> Any:  # noqa: N802
+        return await self._unimplemented("regress", request, context)
+
+    async def MultiInference(self, request: Any, context: Any) -> Any:  # noqa: N802
+        spec = (
+            request.tasks[0].model_spec
+            if request.tasks
+            else predict_pb2.PredictRequest().model_spec
+        )
+        self._count(spec.name, "?", "multi_inference", "UNIMPLEMENTED")
+        await context.abort(
+            grpc.StatusCode.UNIMPLEMENTED,
+            "multi_inference: the served models export predict signatures only; use Predict",
+        )
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
@@ -142,32 +222,44 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
     async def GetModelStatus(self, request: Any, context: Any) -> Any:  # noqa: N802
         manager = self.service.manager
         spec = request.model_spec
+        code, version = "OK", "all"
         try:
-            model = manager.get(spec.name)
-            which = spec.WhichOneof("version_choice")
-            wanted = None
-            if which == "version":
-                wanted = spec.version.value
-            elif which == "version_label":
-                wanted = manager.resolve(spec.name, label=spec.version_label).version
-        except NotFound as exc:
-            await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
-        items = sorted(model.status.values(), key=lambda s: -s.version)
-        if wanted is not None:
-            items = [s for s in items if s.version == wanted]
-            if not items:
-                await context.abort(
-                    grpc.StatusCode.NOT_FOUND, f"Could not find version {wanted} of {spec.name!r}"
-                )
-        response = get_model_status_pb2.GetModelStatusResponse()
-        for s in items:
-            item = response.model_version_status.add()
-            item.version = s.version
-            item.state = _STATES.Value(s.state)
-            if s.error:
-                item.status.error_code = 2  # UNKNOWN
-                item.status.error_message = s.error
-        return response
+            try:
+                model = manager.get(spec.name)
+                which = spec.WhichOneof("version_choice")
+                wanted = None
+                if which == "version":
+                    wanted = spec.version.value
+                elif which == "version_label":
+                    wanted = manager.resolve(spec.name, label=spec.version_label).version
+            except NotFound as exc:
+                code = "NOT_FOUND"
+                await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+            items = sorted(model.status.values(), key=lambda s: -s.version)
+            if wanted is not None:
+                version = str(wanted)
+                items = [s for s in items if s.version == wanted]
+                if not items:
+                    code = "NOT_FOUND"
+                    await context.abort(
+                        grpc.StatusCode.NOT_FOUND,
+                        f"Could not find version {wanted} of {spec.name!r}",
+                    )
+            response = get_model_status_pb2.GetModelStatusResponse()
+            for s in items:
+                item = response.model_version_status.add()
+                item.version = s.version
+                item.state = _STATES.Value(s.state)
+                item.status.SetInParent()  # TF Serving always sends it: OK is error_code 0
+                if s.error:
+                    item.status.error_code = 2  # UNKNOWN
+                    item.status.error_message = s.error
+            return response
+        finally:
+            known = spec.name in manager.models
+            self.service.metrics.requests.labels(
+                spec.name if known else "?", version if known else "?", "grpc", "status", code
+            ).inc()
 
 
 async def start_grpc(service: Service, host: str, port: int) -> Any:

@@ -1,22 +1,30 @@
-"""Request values to ``serving_raw`` inputs: the shared row check of `beam_pipeline.io.raw_inputs`
-(the one `score` uses), so the server accepts and refuses exactly the rows score does.
+"""Request values to model inputs, in two halves.
+
+On the event loop, per request, only the shape of the request is looked at (`rows_inputs`,
+`columns_inputs`, `examples_inputs`, and `grpc_service`'s tensors): a list of objects, lists of
+one length, no feature the model does not take. Nothing is typed there.
+
+On the model's worker thread, once per batch, `prepare_raw` checks and types the values of every
+request in the batch together: the shared row check of `beam_pipeline.io.raw_inputs` (the one
+`score` uses, so the server accepts and refuses exactly the rows score does) runs once over the
+concatenated columns, and the ``serving_raw`` tensors are built from its Arrow columns. A refused
+row fails its own request only (400 naming the row and the feature, e.g. ``instances[3]: column
+'fare': expected float; received 'twelve'``); the other requests of the batch are answered.
 
 The model's raw schema is the ``assets.extra/raw_schema.json`` train saves beside the SavedModel.
 A model exported without one (an older model, or one from elsewhere) gets it from the model
 itself: the ``ParseExampleV2`` op of its ``serving_default`` signature lists every raw feature
 with its dtype, and a dense feature without a default is required.
-
-On top of the shared check, the server refuses a request naming a feature the model does not
-take (a misspelt feature must not pass as a missing value), and answers the first rejected row's
-reason, prefixed with where it is (``instances[3]: column 'fare': expected float; received
-'twelve'``).
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from beam_pipeline.core.errors import DataError
@@ -28,6 +36,252 @@ _DTYPES = {1: "float", 2: "float", 19: "float", 7: "string", 9: "int", 3: "int"}
 
 class RequestError(ValueError):
     """A request the model cannot take: the message names the field (answered with 400)."""
+
+
+@dataclass
+class Inputs:
+    """One request's rows as the event loop parsed them (checked later, with their batch).
+
+    Exactly one of ``records`` (row format: one object per row), ``columns`` (one list of values
+    per feature; for gRPC, a tensor's values) and ``examples`` (serialized tf.Examples) is set.
+    ``where`` formats a row's place in the request for messages (``instances[{}]``).
+    """
+
+    rows: int
+    where: str
+    records: list[dict[str, Any]] | None = None
+    columns: dict[str, Any] | None = None
+    examples: list[bytes] | None = None
+    offset: int = 0  # the first row's index in the request (a request cut into parts)
+
+    def part(self, start: int, end: int) -> Inputs:
+        return Inputs(
+            end - start,
+            self.where,
+            None if self.records is None else self.records[start:end],
+            None if self.columns is None else {k: v[start:end] for k, v in self.columns.items()},
+            None if self.examples is None else self.examples[start:end],
+            self.offset + start,
+        )
+
+    def row(self, index: int) -> str:
+        return self.where.format(self.offset + index)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _unknown(names: set[str], schema: RawSchema, where: str) -> None:
+    extra = names.difference(schema.names)
+    if extra:
+        raise RequestError(
+            f"{where}: unknown feature {sorted(extra)[0]!r}; the model takes {schema.names}"
+        )
+
+
+def rows_inputs(instances: Any, schema: RawSchema, where: str = "instances") -> Inputs:
+    """Row format: a non-empty list of objects (a missing key is a missing value)."""
+    if not isinstance(instances, list) or not instances:
+        raise RequestError(f'"{where}": expected a non-empty list of rows')
+    for i, row in enumerate(instances):
+        if type(row) is not dict:
+            raise RequestError(
+                f"{where}[{i}]: expected an object of feature values; received {_short(row)}"
+            )
+    _unknown(set().union(*instances), schema, where)
+    return Inputs(len(instances), where + "[{}]", records=instances)
+
+
+def columns_inputs(inputs: Any, schema: RawSchema, where: str = "inputs") -> Inputs:
+    """Columnar format: one list per feature, all of one length (a missing feature is missing in
+    every row); a ``[1]``-shaped value stands for the value, as TF Serving's [batch, 1] allow."""
+    if not isinstance(inputs, dict):
+        raise RequestError(
+            f"{where}: expected an object of feature lists; received {_short(inputs)}"
+        )
+    lengths = set()
+    for name, values in inputs.items():
+        if not isinstance(values, list):
+            raise RequestError(
+                f"{where}.{name}: expected a list (one value per row); received {_short(values)}"
+            )
+        lengths.add(len(values))
+    if len(lengths) > 1:
+        sizes = {name: len(v) for name, v in inputs.items()}
+        raise RequestError(
+            f"{where}: every feature needs the same number of rows; received {sizes}"
+        )
+    n = lengths.pop() if lengths else 0
+    if n == 0:
+        raise RequestError(f"{where}: expected at least one row")
+    _unknown(set(inputs), schema, where)
+    return Inputs(n, where + " row {}", columns=inputs)
+
+
+def tensor_inputs(columns: dict[str, np.ndarray], schema: RawSchema) -> Inputs:
+    """gRPC: one tensor of values per feature (strings as bytes, typed per batch)."""
+    lengths = {name: len(values) for name, values in columns.items()}
+    if len(set(lengths.values())) > 1:
+        raise RequestError(
+            f"inputs: every tensor needs the same number of rows; received {lengths}"
+        )
+    if not columns or not next(iter(lengths.values())):
+        raise RequestError("inputs: expected at least one row")
+    _unknown(set(columns), schema, "inputs")
+    return Inputs(next(iter(lengths.values())), "inputs row {}", columns=columns)
+
+
+def examples_inputs(examples: list[bytes], where: str) -> Inputs:
+    if not examples:
+        raise RequestError(f"{where}: expected a non-empty list of serialized tf.Examples")
+    return Inputs(len(examples), where + "[{}]", examples=examples)
+
+
+# -- on the model thread, once per batch ------------------------------------------------------
+
+
+class BatchRows:
+    """A batch's typed rows for the log: turned into dicts once, on the log writer's thread, for
+    every request of the batch (a to_pylist per request cost more than the request)."""
+
+    def __init__(self, batch: pa.RecordBatch) -> None:
+        self.batch = batch
+        self._rows: list[dict[str, Any]] | None = None
+
+    def rows(self, start: int, end: int) -> list[dict[str, Any]]:
+        if self._rows is None:
+            self._rows = self.batch.to_pylist()
+        return self._rows[start:end]
+
+
+@dataclass
+class Prepared:
+    """A batch ready for the model: its tensors' values, and per request either its error or
+    its rows' place in the batch (start, end) and their typed values (for the log)."""
+
+    inputs: dict[str, np.ndarray]
+    errors: list[RequestError | None]
+    spans: list[tuple[int, int]]
+    typed: pa.RecordBatch | None
+
+
+def _flat(value: Any) -> Any:
+    if type(value) is list and len(value) == 1:
+        return value[0]
+    return value
+
+
+def _segment(item: Inputs, name: str) -> list[Any]:
+    """One request's values of one feature, as JSON-like values (None: missing)."""
+    if item.records is not None:
+        return [r.get(name) for r in item.records]
+    assert item.columns is not None
+    values = item.columns.get(name)
+    if values is None:
+        return [None] * item.rows
+    if isinstance(values, np.ndarray):  # a gRPC tensor's values
+        if values.dtype.kind in ("S", "O"):
+            out = []
+            for i, v in enumerate(values.tolist()):
+                try:
+                    out.append(v.decode("utf-8") if isinstance(v, bytes) else v)
+                except UnicodeDecodeError:
+                    raise RequestError(
+                        f"{item.where.split(' ')[0]}.{name}[{item.offset + i}]: "
+                        "not valid UTF-8 text"
+                    ) from None
+            return out
+        return values.tolist()
+    return [_flat(v) for v in values]
+
+
+def prepare_raw(schema: RawSchema, items: list[Inputs]) -> Prepared:
+    """Check and type the rows of every request of a batch at once (see the module doc)."""
+    errors: list[RequestError | None] = [None] * len(items)
+    columns: dict[str, list[Any]] = {c.name: [] for c in schema.columns}
+    starts = []
+    total = 0
+    for i, item in enumerate(items):
+        try:
+            segments = {name: _segment(item, name) for name in columns}
+        except RequestError as exc:
+            errors[i] = exc
+            continue
+        for name, values in segments.items():
+            columns[name].extend(values)
+        starts.append((i, total))
+        total += item.rows
+    table = pa.table(
+        {name: raw_inputs.json_column(v) for name, v in columns.items()}
+        if total
+        else {c.name: pa.array([], raw_inputs.ARROW[c.kind]) for c in schema.columns}
+    )
+    try:
+        checked = raw_inputs.check_rows(table, schema)
+    except DataError as exc:  # the values as a whole (cannot happen for JSON values)
+        raise RequestError(str(exc)) from None
+    owner = np.zeros(total, np.int64)
+    first = np.zeros(len(items), np.int64)
+    for i, start in starts:
+        owner[start : start + items[i].rows] = i
+        first[i] = start
+    for row, reason in checked.rejected:
+        i = int(owner[row])
+        if errors[i] is None:
+            errors[i] = RequestError(f"{items[i].row(row - int(first[i]))}: {reason}")
+    ok = np.array([e is None for e in errors], bool)
+    keep = ok[owner][checked.accepted]
+    typed = checked.batch if keep.all() else checked.batch.filter(pa.array(keep))
+    spans: list[tuple[int, int]] = [(0, 0)] * len(items)
+    at = 0
+    for i, _ in starts:
+        if errors[i] is None:
+            spans[i] = (at, at + items[i].rows)
+            at += items[i].rows
+    strings = raw_inputs.CheckedRows(checked.accepted, [], typed).raw_strings()
+    inputs = {k: v.to_numpy(zero_copy_only=False) for k, v in strings.items()}
+    return Prepared(inputs, errors, spans, typed)
+
+
+def prepare_examples(items: list[Inputs]) -> Prepared:
+    examples: list[bytes] = []
+    spans = []
+    for item in items:
+        assert item.examples is not None
+        spans.append((len(examples), len(examples) + item.rows))
+        examples.extend(item.examples)
+    return Prepared(
+        {"examples": np.array(examples, dtype=object)}, [None] * len(items), spans, None
+    )
+
+
+# -- NaN and Infinity in a JSON body ----------------------------------------------------------
+
+
+def nonfinite_path(value: Any, path: str = "body", depth: int = 0) -> str | None:
+    """Where a NaN, Infinity or out-of-range number (``1e400``) sits in a body parsed by Python's
+    lenient `json` (strict JSON has none of them; the server refuses them with 400 naming this
+    place)."""
+    if depth > 64:
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return path
+    if isinstance(value, dict):
+        for k, v in value.items():
+            found = nonfinite_path(v, f"{k}" if path == "body" else f"{path}.{k}", depth + 1)
+            if found:
+                return found
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            found = nonfinite_path(v, f"{path}[{i}]", depth + 1)
+            if found:
+                return found
+    return None
+
+
+# -- the model's raw schema -------------------------------------------------------------------
 
 
 def model_schema(saved_model: Any, path: str | Path, raw_names: list[str]) -> RawSchema:
@@ -72,80 +326,3 @@ def _schema_from_graph(saved_model: Any, raw_names: list[str]) -> RawSchema:
     return RawSchema(
         tuple(found.get(name, RawColumn(name, "string", False)) for name in sorted(raw_names))
     )
-
-
-def _checked(
-    data: Any, schema: RawSchema, where: str, row_where: str
-) -> tuple[dict[str, list[str]], list[dict[str, Any]]]:
-    try:
-        checked = raw_inputs.check_rows(data, schema)
-    except DataError as exc:
-        raise RequestError(f"{where}: {exc}") from None
-    if checked.extra:
-        raise RequestError(
-            f"{where}: unknown feature {checked.extra[0]!r}; the model takes {schema.names}"
-        )
-    if checked.rejected:
-        row, reason = checked.rejected[0]
-        raise RequestError(f"{row_where.format(row)}: {reason}")
-    columns = {k: v.to_pylist() for k, v in checked.raw_strings().items()}
-    return columns, checked.batch.to_pylist()
-
-
-def check_rows(
-    rows: list[Any], schema: RawSchema, where: str = "instances"
-) -> tuple[dict[str, list[str]], list[dict[str, Any]]]:
-    """Row format: one object per row (a missing key is a missing value).
-
-    Returns (serving_raw inputs as text per feature, each row's values as the log records them).
-    """
-    for i, row in enumerate(rows):
-        if not isinstance(row, dict):
-            raise RequestError(
-                f"{where}[{i}]: expected an object of feature values; received {_short(row)}"
-            )
-    return _checked(rows, schema, where, where + "[{}]")
-
-
-def check_columns(
-    inputs: Any, schema: RawSchema, where: str = "inputs"
-) -> tuple[dict[str, list[str]], list[dict[str, Any]]]:
-    """Columnar format: one list per feature, all of one length (a missing feature is missing
-    in every row). Returns what `check_rows` returns."""
-    if not isinstance(inputs, dict):
-        raise RequestError(
-            f"{where}: expected an object of feature lists; received {_short(inputs)}"
-        )
-    lengths = set()
-    for name, values in inputs.items():
-        if not isinstance(values, list):
-            raise RequestError(
-                f"{where}.{name}: expected a list (one value per row); received {_short(values)}"
-            )
-        lengths.add(len(values))
-    if len(lengths) > 1:
-        sizes = {name: len(v) for name, v in inputs.items()}
-        raise RequestError(
-            f"{where}: every feature needs the same number of rows; received {sizes}"
-        )
-    n = lengths.pop() if lengths else 0
-    if n == 0:
-        raise RequestError(f"{where}: expected at least one row")
-    # Column by column into Arrow, as `check_rows` would build them from rows.
-    table = pa.table({k: raw_inputs.json_column([_flat(x) for x in v]) for k, v in inputs.items()})
-    return _checked(table, schema, where, where + " row {}")
-
-
-def _flat(value: Any) -> Any:
-    """A [1]-shaped value (``[12.5]``) is the value, as TF Serving's [batch, 1] inputs allow."""
-    if isinstance(value, list) and len(value) == 1:
-        return value[0]
-    return value
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-__all__ = ["RequestError", "RawSchema", "check_columns", "check_rows", "model_schema", "pa"]

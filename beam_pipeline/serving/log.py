@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 log = logging.getLogger(__name__)
 
 PREDICTIONS = "predictions"
@@ -214,12 +216,12 @@ def prediction_lines(
     """JSON lines in the record format `score` writes (one per row, newline-terminated)."""
     head = f'"model_name":{json.dumps(model)},"model_version":{version},"time":"{time_text}"'
     lines = []
+    dumps = orjson.dumps
     for rid, feats, pred in zip(request_ids, features, predictions, strict=True):
         value = pred[0] if len(pred) == 1 else list(pred)
-        features = json.dumps(feats, separators=(",", ":"))
         lines.append(
-            f'{{"request_id":{json.dumps(rid)},{head},"features":{features},'
-            f'"prediction":{json.dumps(value)}}}\n'
+            f'{{"request_id":{json.dumps(rid)},{head},"features":{dumps(feats).decode()},'
+            f'"prediction":{dumps(value).decode()}}}\n'
         )
     return "".join(lines)
 

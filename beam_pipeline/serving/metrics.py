@@ -1,4 +1,5 @@
-"""Prometheus metrics of one server process (its own registry, exposed at ``GET /metrics``)."""
+"""Prometheus metrics of one server process (its own registry, exposed at ``GET /metrics`` and
+TF Serving's ``GET /monitoring/prometheus/metrics``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    ProcessCollector,
     disable_created_metrics,
     generate_latest,
 )
@@ -19,8 +21,12 @@ class Metrics:
     def __init__(self) -> None:
         disable_created_metrics()  # no *_created series: one process, one start time
         r = self.registry = CollectorRegistry()
+        ProcessCollector(registry=r)  # process_cpu_seconds_total, process_resident_memory_bytes...
         self.requests = Counter(
-            "serving_requests", "Requests answered", ["model", "api", "method", "code"], registry=r
+            "serving_requests",
+            "Requests answered (every endpoint of a model: predict, status, metadata, ...)",
+            ["model", "version", "api", "method", "code"],
+            registry=r,
         )
         self.latency = Histogram(
             "serving_request_seconds",

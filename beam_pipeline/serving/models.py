@@ -23,10 +23,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from beam_pipeline.io.raw_inputs import RawSchema
-from beam_pipeline.serving.inputs import model_schema
+from beam_pipeline.serving.batching import Answered
+from beam_pipeline.serving.inputs import (
+    BatchRows,
+    Inputs,
+    model_schema,
+    prepare_examples,
+    prepare_raw,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,18 +59,37 @@ class Version:
     inflight: int = 0
     retired: bool = False
     batchers: dict[str, Any] = field(default_factory=dict)
-    last_inputs: dict[str, Any] | None = None
+    last_inputs: list[Inputs] | None = None  # the last batch answered (warm-up replays it)
 
-    def call(self, signature: str) -> Callable[[dict[str, list[Any]]], dict[str, np.ndarray]]:
+    def call(self, signature: str) -> Callable[[list[Inputs]], list[Answered | BaseException]]:
+        """The batch call for ``signature``: checks and types the requests of a batch together
+        (on the model's worker thread), runs the model once, answers each request."""
         import tensorflow as tf
 
         fn = self.signatures[signature]
 
-        def run(inputs: dict[str, list[Any]]) -> dict[str, np.ndarray]:
-            out = fn(**{k: tf.constant(v, tf.string) for k, v in inputs.items()})
+        def run(items: list[Inputs]) -> list[Answered | BaseException]:
             if signature == RAW:
-                self.last_inputs = inputs
-            return {k: v.numpy() for k, v in out.items()}
+                prepared = prepare_raw(self.spec, items)
+            else:
+                prepared = prepare_examples(items)
+            results: list[Answered | BaseException] = [
+                e if e is not None else Answered({}) for e in prepared.errors
+            ]
+            if items and all(e is not None for e in prepared.errors):
+                return results
+            out = fn(**{k: tf.constant(v, tf.string) for k, v in prepared.inputs.items()})
+            arrays = {k: v.numpy() for k, v in out.items()}
+            rows = BatchRows(prepared.typed) if prepared.typed is not None else None
+            for i, (start, end) in enumerate(prepared.spans):
+                if prepared.errors[i] is None:
+                    results[i] = Answered(
+                        {k: a[start:end] for k, a in arrays.items()},
+                        [(rows, start, end)] if rows is not None else [],
+                    )
+            if signature == RAW and items:
+                self.last_inputs = [x for x, e in zip(items, prepared.errors, strict=True) if not e]
+            return results
 
         return run
 
@@ -116,17 +140,16 @@ def load_version(name: str, version: int, path: Path) -> Version:
     return Version(name, version, path, model, signatures, spec, outputs, defs)
 
 
-def warm_up(v: Version, sample: dict[str, list[Any]] | None) -> None:
-    """Run the model once before it takes traffic (TensorFlow builds its kernels on first use)."""
+def warm_up(v: Version, sample: list[Inputs] | None) -> None:
+    """Run the model once before it takes traffic (TensorFlow builds its kernels on first use):
+    the previous version's last batch replayed, or an empty batch."""
     if RAW in v.signatures:
-        empty: dict[str, list[Any]] = {k: [] for k in v.spec.names}
-        inputs = sample if sample and set(sample) == set(empty) else empty
         try:
-            v.call(RAW)(inputs)
+            v.call(RAW)(sample or [])
         except Exception:  # a replayed request the new version refuses: an empty batch instead
-            v.call(RAW)(empty)
+            v.call(RAW)([])
     if EXAMPLES in v.signatures:
-        v.call(EXAMPLES)({"examples": []})
+        v.call(EXAMPLES)([])
 
 
 def versions_on_disk(base: Path) -> dict[int, float]:

@@ -1,4 +1,5 @@
-"""``beam-pipeline serve``: one process, REST (uvicorn) and gRPC (grpc.aio) on one event loop.
+"""``beam-pipeline serve``: one process, REST (uvicorn on httptools) and gRPC (grpc.aio) on one
+uvloop event loop.
 
 Shutdown (SIGTERM or SIGINT): uvicorn stops accepting and finishes the requests it has, gRPC does
 the same (a grace period), the batchers answer what is queued, and the log writer drains its queue
@@ -123,6 +124,7 @@ async def serve_async(
             access_log=section.access_log,
             lifespan="off",
             timeout_graceful_shutdown=30,
+            http="httptools",  # h11 cost a fifth of a request's time on the event loop
         )
     )
     log.info(
@@ -146,4 +148,7 @@ async def serve_async(
 
 
 def serve(config: Any, host: str, port: int, grpc_port: int, extra_models: list[str]) -> None:
-    asyncio.run(serve_async(config, host, port, grpc_port, extra_models))
+    import uvloop
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(serve_async(config, host, port, grpc_port, extra_models))

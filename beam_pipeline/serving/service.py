@@ -1,14 +1,15 @@
 """What REST and gRPC share: resolve the version, check the inputs, batch, answer, log.
 
-`Service.predict` is the one path for every prediction: the inputs are checked (raw values by
-`inputs.check_rows`/`check_columns`; serialized tf.Examples are checked by the model), queued on
-the version's batcher, answered, and the rows handed to the prediction log writer (one record per
-row, ``request_id`` ``R/i``) before the answer leaves.
+`Service.predict` is the one path for every prediction: the request's rows are queued on the
+version's batcher unchecked, checked and typed with their batch on the model thread (raw values
+by `inputs.prepare_raw`; serialized tf.Examples are checked by the model), answered, and handed to
+the prediction log writer (one record per row, ``request_id`` ``R/i``) before the answer leaves.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import re
 import uuid
@@ -21,8 +22,8 @@ from typing import Any
 import numpy as np
 
 from beam_pipeline.serving import log as plog
-from beam_pipeline.serving.batching import Batcher, Overloaded
-from beam_pipeline.serving.inputs import RequestError
+from beam_pipeline.serving.batching import Answered, Batcher, Overloaded
+from beam_pipeline.serving.inputs import Inputs, RequestError
 from beam_pipeline.serving.metrics import Metrics
 from beam_pipeline.serving.models import ModelManager, Version
 from beam_pipeline.serving.section import ServingSection
@@ -33,10 +34,15 @@ REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 RECENT_REQUESTS = 200_000  # request ids remembered per process, to flag unknown feedback ids
 
 
+_PREFIX = uuid.uuid4().hex[:16]  # this process's; ids are unique across processes and restarts
+_COUNTER = itertools.count()
+
+
 def request_id(given: str | None) -> str:
-    """The client's ``X-Request-Id`` (checked) or a new uuid4 hex."""
+    """The client's ``X-Request-Id`` (checked) or a new one: this process's random prefix and a
+    counter (a uuid4 per request cost a system call on the event loop)."""
     if given is None or given == "":
-        return uuid.uuid4().hex
+        return f"{_PREFIX}{next(_COUNTER):016x}"
     if not REQUEST_ID.match(given):
         raise RequestError(
             "header X-Request-Id: expected 1-128 letters, digits, '.', '_', ':' or '-' (a row id "
@@ -107,45 +113,34 @@ class Service:
             )
         return b
 
-    async def predict(
-        self,
-        v: Version,
-        signature: str,
-        inputs: dict[str, list[Any]],
-        rows: int,
-        rid: str,
-        logged: list[dict[str, Any]] | None,
-    ) -> Answer:
-        """Run ``rows`` rows through ``signature`` of ``v``; log them; the caller holds ``v``."""
-        if rows == 0:
-            raise RequestError("expected at least one row")
+    async def predict(self, v: Version, signature: str, inputs: Inputs, rid: str) -> Answer:
+        """Run a request's rows through ``signature`` of ``v`` (checked with their batch, on the
+        model thread); log them; the caller holds ``v``."""
         b = self.batcher(v, signature)
         gauge = self.metrics.queued_rows.labels(v.name)
-        gauge.set(b.queued_rows + rows)
-        outputs = await b.submit(inputs, rows)
-        gauge.set(b.queued_rows)
-        ids = [f"{rid}/{i}" for i in range(rows)]
-        self._remember(v.name, rid, rows)
+        try:
+            answered = await b.submit(inputs, inputs.rows)
+        finally:
+            gauge.set(b.queued_rows)
+        ids = [f"{rid}/{i}" for i in range(inputs.rows)]
+        self._remember(v.name, rid, inputs.rows)
         if self.section.log_predictions:
-            self._log(v, signature, inputs, logged, outputs, ids)
-        return Answer(v, outputs, ids)
+            self._log(v, inputs, answered, ids)
+        return Answer(v, answered.outputs, ids)
 
-    def _log(
-        self,
-        v: Version,
-        signature: str,
-        inputs: dict[str, list[Any]],
-        logged: list[dict[str, Any]] | None,
-        outputs: dict[str, np.ndarray],
-        ids: list[str],
-    ) -> None:
+    def _log(self, v: Version, inputs: Inputs, answered: Answered, ids: list[str]) -> None:
         time_text = plog.now_iso()
         name, version, excluded = v.name, v.version, self.excluded
+        outputs = answered.outputs
         key = "predictions" if "predictions" in outputs else next(iter(outputs))
         predictions = outputs[key].reshape(len(ids), -1)
+        typed = answered.logged
 
-        def render() -> str:
-            feats = logged if logged is not None else examples_features(v, inputs["examples"])
+        def render() -> str:  # on the writer's thread
+            if typed:
+                feats = [row for rows, start, end in typed for row in rows.rows(start, end)]
+            else:
+                feats = examples_features(v, inputs.examples or [])
             if excluded:
                 feats = [{k: x for k, x in f.items() if k not in excluded} for f in feats]
             return plog.prediction_lines(

@@ -100,7 +100,8 @@ def replay(url: str, features: list[str], rows: int, labelled: float) -> tuple[i
             )
             assert r.status_code == 200, r.text
             assert r.headers["X-Model-Version"] == "1"
-            ids += r.json()["request_ids"]
+            rid = r.headers["X-Request-Id"]  # row i of the request is logged as {rid}/{i}
+            ids += [f"{rid}/{i}" for i in range(len(part))]
         chosen = np.flatnonzero(np.random.default_rng(3).random(rows) < labelled)
         labels = [
             {"request_id": ids[i], "label": float(frame[traffic.LABEL].iloc[i])} for i in chosen

@@ -11,7 +11,17 @@ from typing import Any
 import numpy as np
 import pytest
 
-from beam_pipeline.serving.batching import Batcher, ModelRefused, Overloaded
+from beam_pipeline.serving.batching import Answered, Batcher, ModelRefused, Overloaded, TooManyRows
+
+
+class X:
+    """A request's rows (the batcher cuts a large one with ``part``)."""
+
+    def __init__(self, values: list[float]) -> None:
+        self.values = list(values)
+
+    def part(self, start: int, end: int) -> X:
+        return X(self.values[start:end])
 
 
 class Model:
@@ -22,14 +32,20 @@ class Model:
         self.seconds = seconds
         self.threads: set[str] = set()
 
-    def __call__(self, inputs: dict[str, list[Any]]) -> dict[str, np.ndarray]:
-        x = np.array(inputs["x"], dtype=float)
+    def __call__(self, requests: list[X]) -> list[Answered | BaseException]:
+        x = np.array([v for r in requests for v in r.values], dtype=float)
         if (x < 0).any():
             raise ValueError("negative input")
         self.batches.append(len(x))
         self.threads.add(threading.current_thread().name)
         time.sleep(self.seconds)
-        return {"y": (x * 2).reshape(-1, 1)}
+        y = (x * 2).reshape(-1, 1)
+        ends = np.cumsum([len(r.values) for r in requests])
+        return [Answered({"y": part}) for part in np.split(y, ends[:-1])]
+
+
+async def submit(b: Batcher, values: list[float]) -> dict[str, np.ndarray]:
+    return (await b.submit(X(values), len(values))).outputs
 
 
 def run(coro: Any) -> Any:
@@ -44,7 +60,7 @@ def test_concurrent_requests_share_batches_and_get_their_own_rows() -> None:
         sizes = [1, 3, 2, 1, 5, 1, 1, 2] * 4
         starts = np.cumsum([0, *sizes[:-1]])
         results = await asyncio.gather(
-            *(b.submit({"x": list(range(s, s + n))}, n) for s, n in zip(starts, sizes, strict=True))
+            *(submit(b, list(range(s, s + n))) for s, n in zip(starts, sizes, strict=True))
         )
         await b.close()
         for (s, n), r in zip(zip(starts, sizes, strict=True), results, strict=True):
@@ -63,7 +79,7 @@ def test_a_request_larger_than_a_batch_is_cut_and_reassembled() -> None:
 
     async def go() -> np.ndarray:
         b = Batcher(model, ThreadPoolExecutor(1), max_batch_size=8)
-        out = await b.submit({"x": list(range(20))}, 20)
+        out = await submit(b, list(range(20)))
         await b.close()
         return out["y"][:, 0]
 
@@ -76,12 +92,12 @@ def test_a_refused_request_fails_alone() -> None:
 
     async def go() -> list[Any]:
         b = Batcher(model, ThreadPoolExecutor(1), max_batch_size=64, refused=(ValueError,))
-        first = asyncio.ensure_future(b.submit({"x": [1]}, 1))  # occupies the model
+        first = asyncio.ensure_future(submit(b, [1]))  # occupies the model
         await asyncio.sleep(0)
         results = await asyncio.gather(
-            b.submit({"x": [2]}, 1),
-            b.submit({"x": [-1]}, 1),
-            b.submit({"x": [3, 4]}, 2),
+            submit(b, [2]),
+            submit(b, [-1]),
+            submit(b, [3, 4]),
             return_exceptions=True,
         )
         await first
@@ -99,7 +115,7 @@ def test_too_many_queued_rows_are_refused_not_queued() -> None:
     async def go() -> list[Any]:
         b = Batcher(model, ThreadPoolExecutor(1), max_batch_size=4, max_queued_rows=6)
         results = await asyncio.gather(
-            *(b.submit({"x": [i, i]}, 2) for i in range(6)), return_exceptions=True
+            *(submit(b, [i, i]) for i in range(6)), return_exceptions=True
         )
         await b.close()
         return results
@@ -115,9 +131,9 @@ def test_a_large_request_is_admitted_or_refused_as_a_whole() -> None:
 
     async def go() -> np.ndarray:
         b = Batcher(model, ThreadPoolExecutor(1), max_batch_size=4, max_queued_rows=10)
-        out = await b.submit({"x": list(range(10))}, 10)  # three parts, all admitted
-        with pytest.raises(Overloaded):
-            await b.submit({"x": list(range(11))}, 11)
+        out = await submit(b, list(range(10)))  # three parts, all admitted
+        with pytest.raises(TooManyRows, match="serving.max_queued_rows"):
+            await submit(b, list(range(11)))  # can never fit: 413, not "retry later"
         await b.close()
         return out["y"][:, 0]
 
@@ -129,7 +145,7 @@ def test_close_answers_everything_queued() -> None:
 
     async def go() -> list[Any]:
         b = Batcher(model, ThreadPoolExecutor(1), max_batch_size=2)
-        futures = [asyncio.ensure_future(b.submit({"x": [i]}, 1)) for i in range(9)]
+        futures = [asyncio.ensure_future(submit(b, [i])) for i in range(9)]
         await asyncio.sleep(0)
         await b.close()
         return [f.result() for f in futures]

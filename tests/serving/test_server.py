@@ -67,9 +67,9 @@ def test_rest_row_and_columnar_formats_equal_the_saved_model_in_process(
     r = post(server, "/v1/models/taxi:predict", {"instances": rows})
     assert r.status_code == 200, r.text
     body = r.json()
+    assert set(body) == {"predictions"}  # TF Serving's body exactly; the id is in the header
     np.testing.assert_allclose(np.array(body["predictions"]), expected, rtol=1e-6)
-    rid = r.headers["x-request-id"]
-    assert body["request_ids"] == [f"{rid}/{i}" for i in range(ROWS)]
+    assert r.headers["x-request-id"]
     assert r.headers["x-model-version"] == "1"
 
     names = sorted({k for row in rows for k in row})
@@ -450,3 +450,158 @@ def test_score_rest_and_grpc_accept_and_refuse_the_same_rows(
                     stub.Predict(request, timeout=60)
                 assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
                 assert err.value.details() == f"inputs row 0: {by_text[i]}"
+
+
+def _example(row: dict[str, Any]) -> bytes:
+    import tensorflow as tf
+
+    feature = {}
+    for k, v in row.items():
+        if isinstance(v, str):
+            feature[k] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[v.encode()]))
+        elif k in sf.INT_COLUMNS:
+            feature[k] = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v)]))
+        else:
+            feature[k] = tf.train.Feature(float_list=tf.train.FloatList(value=[float(v)]))
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def test_tf_serving_client_conventions_work_unchanged(server: sf.Server, in_process: Any) -> None:
+    """What a TF Serving client sends, with no signature name: serialized tf.Examples go to
+    serving_default (REST b64 instances or an examples input; gRPC examples tensor); exact
+    bodies; Classify/Regress refused cleanly; GetModelStatus.status; output_filter checked; the
+    Prometheus path, with a version label on the request counters."""
+    import grpc
+    import tensorflow as tf
+    from prometheus_client.parser import text_string_to_metric_families
+    from tensorflow_serving.apis import (
+        classification_pb2,
+        get_model_status_pb2,
+        model_service_pb2_grpc,
+        predict_pb2,
+        prediction_service_pb2_grpc,
+        regression_pb2,
+    )
+
+    rows = sf.raw_rows(4, skip=20)
+    expected = in_process(rows)
+    serialized = [_example(row) for row in rows]
+    b64 = [{"b64": base64.b64encode(x).decode()} for x in serialized]
+    r = post(server, "/v1/models/taxi:predict", {"instances": b64})
+    assert r.status_code == 200, r.text
+    assert set(r.json()) == {"predictions"}
+    np.testing.assert_allclose(np.array(r.json()["predictions"]), expected, rtol=1e-5)
+    r = post(server, "/v1/models/taxi:predict", {"inputs": {"examples": b64}})
+    assert r.status_code == 200, r.text
+    assert set(r.json()) == {"outputs"}
+    np.testing.assert_allclose(np.array(r.json()["outputs"]), expected, rtol=1e-5)
+
+    with grpc.insecure_channel(server.grpc) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = "taxi"
+        request.inputs["examples"].CopyFrom(tf.make_tensor_proto(serialized))
+        response = stub.Predict(request, timeout=60)
+        assert response.model_spec.signature_name == "serving_default"
+        got = tf.make_ndarray(response.outputs["predictions"])
+        np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+        request.output_filter.append("nosuch")
+        with pytest.raises(grpc.RpcError) as err:
+            stub.Predict(request, timeout=60)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "output_filter" in err.value.details()
+
+        for call, message in (
+            (stub.Classify, classification_pb2.ClassificationRequest()),
+            (stub.Regress, regression_pb2.RegressionRequest()),
+        ):
+            message.model_spec.name = "taxi"
+            with pytest.raises(grpc.RpcError) as err:
+                call(message, timeout=60)
+            assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+            assert "predict signatures only" in err.value.details()
+
+        status = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(
+            get_model_status_pb2.GetModelStatusRequest(model_spec={"name": "taxi"})
+        )
+        assert status.model_version_status[0].HasField("status")
+        assert status.model_version_status[0].status.error_code == 0
+
+    text = httpx.get(f"{server.url}/monitoring/prometheus/metrics", timeout=30).text
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    assert "process_cpu_seconds" in families
+    seen = {
+        (s.labels["api"], s.labels["method"], s.labels["version"], s.labels["code"])
+        for s in families["serving_requests"].samples
+        if s.labels.get("model") == "taxi" and s.name.endswith("_total")
+    }
+    assert ("rest", "predict", "1", "200") in seen
+    assert ("grpc", "predict", "1", "OK") in seen
+    assert ("grpc", "predict", "1", "INVALID_ARGUMENT") in seen
+    assert ("grpc", "classify", "?", "UNIMPLEMENTED") in seen
+    assert any(api == "grpc" and method == "status" for api, method, _, _ in seen)
+    assert "Traceback" not in server.stderr()
+
+
+HOSTILE = [
+    ("deep nesting", b"[" * 90_000 + b"]" * 90_000, "malformed JSON"),
+    ("NaN", b'{"instances": [{"fare": NaN}]}', "instances[0].fare: NaN, Infinity"),
+    ("Infinity", b'{"instances": [{"fare": -Infinity}]}', "instances[0].fare: NaN, Infinity"),
+    ("1e400", b'{"inputs": {"fare": [1.0, 1e400]}}', "inputs.fare[1]: NaN, Infinity"),
+    ("NaN as text", {"instances": [{**BASE, "fare": "nan"}]}, "expected a finite float"),
+    ("int overflow", {"instances": [{**BASE, "trip_seconds": 10**30}]}, "expected int"),
+    ("empty row", {"instances": [{}]}, "missing value"),
+    ("rows over the queue", {"inputs": {"fare": [1.0] * 10_001}}, "serving.max_queued_rows"),
+]
+
+
+@pytest.mark.parametrize(("case", "body", "message"), HOSTILE, ids=[c[0] for c in HOSTILE])
+def test_hostile_requests_are_4xx(server: sf.Server, case: str, body: Any, message: str) -> None:
+    r = post(server, "/v1/models/taxi:predict", body)
+    assert 400 <= r.status_code < 500, r.text
+    assert message in r.json()["error"]
+
+
+def test_hostile_requests_leave_no_traceback_and_gauges_at_zero(server: sf.Server) -> None:
+    import urllib.error
+    import urllib.request
+
+    import grpc
+    import tensorflow as tf
+    from prometheus_client.parser import text_string_to_metric_families
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    # A client that sends its whole body before reading (urllib) still gets the 413.
+    request = urllib.request.Request(
+        f"{server.url}/v1/models/taxi:predict", data=b"x" * (16 << 20), method="POST"
+    )
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(request, timeout=60)
+    assert err.value.code == 413 and b"max_body_bytes" in err.value.read()
+
+    fb = post(server, "/v1/models/taxi:feedback", b'[{"request_id": "a/0", "label": NaN}]')
+    assert fb.status_code == 400 and "body[0].label" in fb.json()["error"], fb.text
+
+    with grpc.insecure_channel(server.grpc) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        for name, proto in (
+            ("company", tf.make_tensor_proto([b"\xff\xfe"])),  # not UTF-8
+            ("fare", tf.make_tensor_proto([float("nan")])),
+        ):
+            request = predict_pb2.PredictRequest()
+            request.model_spec.name = "taxi"
+            for k, values in sf.csv_strings([BASE], sorted(BASE)).items():
+                request.inputs[k].CopyFrom(tf.make_tensor_proto(values))
+            request.inputs[name].CopyFrom(proto)
+            with pytest.raises(grpc.RpcError) as rpc:
+                stub.Predict(request, timeout=60)
+            assert rpc.value.code() == grpc.StatusCode.INVALID_ARGUMENT, rpc.value.details()
+            assert name in rpc.value.details()
+
+    text = httpx.get(f"{server.url}/metrics", timeout=30).text
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    assert all(s.value == 0 for s in families["serving_queued_rows"].samples)
+    codes = {s.labels["code"] for s in families["serving_requests"].samples}
+    assert not {c for c in codes if c.startswith("5") or c in ("INTERNAL", "UNKNOWN")}, codes
+    assert "Traceback" not in server.stderr()

@@ -1,0 +1,45 @@
+"""`./scripts/bench serve` at a tiny size, so the benchmark cannot rot (it once did not even
+import for months): every case runs, the ratios come out, nothing fails."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.serving import _fixtures as sf
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_bench_serve_runs_every_case_interleaved(tmp_path: Path) -> None:
+    model = sf.model_dirs()[1]
+    out = tmp_path / "bench.json"
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bench_serve.py"), "--model-dir", str(model)]
+        + ["--rounds", "2", "--seconds", "0.2", "--clients", "2", "--sizes", "1,3"]
+        + ["--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    result = json.loads(out.read_text())
+    cases = set(result["runs"])
+    for api in ("rest", "grpc"):
+        for size in (1, 3):
+            assert f"serve {api} {size}row 2c" in cases
+            assert f"serve_no_log {api} {size}row 2c" in cases
+    assert {"floor GET /healthz 2c", "naive rest 1row 2c", "ceiling batch 32"} <= cases
+    assert all(len(runs) == 2 for runs in result["runs"].values())  # every case, every round
+    assert all(s.get("failures", 0) == 0 for s in result["summary"].values()), result["summary"]
+    assert set(result["ratios"]) == {
+        "serve_rest_vs_healthz_floor_2c",
+        "serve_rest_vs_naive_2c",
+        "serve_rest_vs_ceiling_batch32_2c",
+        "log_cost_rest_2c",
+        "serve_grpc_vs_rest_2c",
+    }
+    assert "load average" in run.stdout
