@@ -7,7 +7,9 @@
    is not running, or an execution folder (``N``) that holds no LIVE artifact. In the serving
    folder (``{serving_dir}/{pipeline}/``), a push's staging folder (``.V.tmp-PID``) whose pid is
    no running push execution's (TF Serving ignores them, but each holds a whole SavedModel).
-4. Attributions and events that point at an artifact (or execution) the store does not hold
+4. Prediction-log segments left open (``.part-….jsonl.inprogress``) by a server process that is
+   gone: renamed to their final name, so every answered prediction is in the log.
+5. Attributions and events that point at an artifact (or execution) the store does not hold
    (a metadata write cut short by a full disk): deleted, on SQLite, MySQL and PostgreSQL alike.
 
 First of all, the store itself: one whose creation was cut short (a full disk) holds no tables;
@@ -67,6 +69,7 @@ def examine(config: Config, dry_run: bool = False) -> list[dict[str, Any]]:
                 )
         findings += _orphan_folders(config, store, dry_run)
         findings += _push_leftovers(config, store, dry_run)
+        findings += _open_log_segments(config, dry_run)
     finally:
         store.close()
     return findings
@@ -117,6 +120,22 @@ def _orphan_folders(config: Config, store: Store, dry_run: bool) -> list[dict[st
                 if not dry_run:
                     filesystem.rmtree(entry)
     return found
+
+
+def _open_log_segments(config: Config, dry_run: bool) -> list[dict[str, Any]]:
+    """Prediction-log segments a dead server left open: finalized (renamed into place)."""
+    from beam_pipeline.serving.log import finalize_orphans
+
+    if filesystem.is_remote(config.pipeline.root):
+        return []
+    return [
+        {
+            "kind": "open log segment",
+            "what": f"{path} (its server process is gone)",
+            "repair": "finalized",
+        }
+        for path in finalize_orphans(config.pipeline.root, dry_run)
+    ]
 
 
 def _push_leftovers(config: Config, store: Store, dry_run: bool) -> list[dict[str, Any]]:

@@ -5,7 +5,14 @@ Plain functions on files and Arrow tables; the Beam job (`job.py`) calls them pe
 A segment is a JSON Lines file. It is parsed by pyarrow in one call; only a segment that fails
 (a corrupt line, a line truncated by a crash, values of mixed JSON types) is re-read line by line,
 so the lines that are valid still count and each bad one is reported with its file and line.
-Hidden names (``.part-….jsonl.inprogress``, the segment being written) are never read.
+
+Open segments (``.part-….jsonl.inprogress``, still being written by a running server) are read
+too, so the traffic of a running server is visible at once: up to their last complete line (the
+writer appends whole lines; a partial last line is a record being written, not a bad one). An
+open segment renamed to its final name between the listing and the read is read under that name;
+each segment is listed once, under its final name when both exist. An open segment whose writer
+is gone (``kill -9``) is read as it is, its cut line reported; ``serve`` and ``doctor`` finalize
+such segments (`beam_pipeline.serving.log.finalize_orphans`).
 """
 
 from __future__ import annotations
@@ -30,6 +37,32 @@ META = ("request_id", "model_name", "model_version", "time")
 TIME_TYPE = pa.timestamp("us", tz="UTC")
 # part-<UTC yyyymmddTHHMMSSffffff>-<pid>-<seq>.jsonl: the time the segment was opened
 _SEGMENT_TIME = re.compile(r"part-(\d{8}T\d{6})(\d{0,6})")
+OPEN_SUFFIX = ".inprogress"
+
+
+def is_open(path: str) -> bool:
+    """An open segment: ``.part-….jsonl.inprogress``."""
+    name = Path(path).name
+    return name.startswith(".") and name.endswith(OPEN_SUFFIX)
+
+
+def final_name(path: str) -> str:
+    """The name an open segment gets when its writer closes it."""
+    p = Path(path)
+    return str(p.with_name(p.name[1 : -len(OPEN_SUFFIX)])) if is_open(path) else path
+
+
+def _writer_alive(path: str) -> bool:
+    import os
+
+    try:
+        pid = int(Path(final_name(path)).name.rsplit("-", 2)[1])
+        os.kill(pid, 0)
+    except (IndexError, ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @dataclass
@@ -57,24 +90,45 @@ def segment_start(path: str) -> dt.datetime | None:
 
 
 def list_segments(
-    folder: Path, until: dt.datetime | None = None, since: dt.datetime | None = None
+    folder: Path,
+    until: dt.datetime | None = None,
+    since: dt.datetime | None = None,
+    live: bool = True,
 ) -> list[str]:
-    """Finished segments (``*.jsonl``, hidden names excluded) of a log folder, oldest first.
+    """The segments of a log folder, oldest first: finished ones (``part-*.jsonl``) and, with
+    ``live``, open ones (``.part-*.jsonl.inprogress``), each once (a name seen both ways, in
+    the middle of its rename, is listed under its final name).
 
     A segment opened after ``until`` (its name says when) holds nothing of the window, nor does
     one last written before ``since`` (its modification time): both are left out.
     """
+    import os
+
     if not folder.is_dir():
         return []
+    names = os.listdir(folder)  # one snapshot of the folder
+    finished = {n for n in names if n.startswith("part-") and n.endswith(".jsonl")}
+    chosen = set(finished)
+    if live:
+        chosen |= {
+            n
+            for n in names
+            if n.startswith(".part-")
+            and n.endswith(".jsonl" + OPEN_SUFFIX)
+            and n[1 : -len(OPEN_SUFFIX)] not in finished
+        }
     out = []
-    for p in sorted(folder.glob("*.jsonl")):
-        if p.name.startswith("."):
-            continue
+    for name in sorted(chosen, key=lambda n: n.lstrip(".")):
+        p = folder / name
         start = segment_start(str(p))
         if until is not None and start is not None and start > until:
             continue
-        if since is not None and p.stat().st_mtime < since.timestamp():
-            continue
+        if since is not None:
+            try:
+                if p.stat().st_mtime < since.timestamp():
+                    continue
+            except FileNotFoundError:  # renamed since the listing: finished now
+                p = Path(final_name(str(p)))
         out.append(str(p))
     return out
 
@@ -99,9 +153,22 @@ def batch_segments(
 
 
 def read_segment(path: str) -> Segment:
-    """Parse one segment; corrupt lines become `Rejected` entries naming the file and line."""
-    with open(path, "rb") as f:
-        body = f.read()
+    """Parse one segment; corrupt lines become `Rejected` entries naming the file and line.
+
+    An open segment is read up to its last complete line while its writer runs; one renamed
+    since it was listed is read under its final name."""
+    try:
+        with open(path, "rb") as f:
+            body = f.read()
+    except FileNotFoundError:
+        if not is_open(path):
+            raise
+        path = final_name(path)
+        with open(path, "rb") as f:
+            body = f.read()
+    else:
+        if is_open(path) and not body.endswith(b"\n") and _writer_alive(path):
+            body = body[: body.rfind(b"\n") + 1]  # a record being written: the next read has it
     lines = body.count(b"\n") + (1 if body and not body.endswith(b"\n") else 0)
     if not body.strip():
         return Segment(path, pa.table({}), [], 0)

@@ -140,7 +140,8 @@ def monitor(
     columns = {c: info.columns.get(c, "string") for c in features}
     name = config.pipeline.name
     root = logs_root(config)
-    segments = logs.list_segments(logs.log_dir(root, logs.PREDICTIONS, name), end, start)
+    pred_dir = logs.log_dir(root, logs.PREDICTIONS, name)
+    segments = logs.list_segments(pred_dir, end, start)
     if section.batch_results:
         segments += logs.batch_segments(store, end, start)
     feedback = logs.list_segments(logs.log_dir(root, logs.FEEDBACK, name))
@@ -148,7 +149,12 @@ def monitor(
     base = {"window": window, "model_name": name, "segments": len(segments)}
     if not segments:
         log.info("monitor: no prediction segments in %s; nothing to report", _brief(window))
-        return {**base, "empty": True, "alerts": [], "message": _empty_message(window, root)}
+        return {
+            **base,
+            "empty": True,
+            "alerts": [],
+            "message": _empty_message(window, pred_dir, segments),
+        }
 
     evaluate = config.stages.get("evaluate")
     models = {v: (info if v == ref else _safe_info(store, v)) for v in _versions(store)}
@@ -197,7 +203,7 @@ def monitor(
                 "empty": True,
                 "alerts": [],
                 "counts": dict(sorted(counters.items())),
-                "message": _empty_message(window, root),
+                "message": _empty_message(window, pred_dir, segments),
             }
         body = _assemble(config, store, section, job, results, models, ref, reports_dir, window)
         body["seconds"] = round(time.time() - t0, 2)
@@ -247,10 +253,15 @@ def _brief(window: dict[str, str]) -> str:
     return f"[{window['since']}, {window['until']})"
 
 
-def _empty_message(window: dict[str, str], root: Path) -> str:
+def _empty_message(window: dict[str, str], folder: Path, segments: list[str]) -> str:
+    """What was looked at, for a window without predictions."""
+    online = [f for f in segments if Path(f).parent == folder]
+    opened = sum(logs.is_open(f) for f in online)
+    batch = len(segments) - len(online)
     return (
-        f"no predictions logged in the window {_brief(window)} under {root}: nothing to report "
-        "(widen it with --since, e.g. --since 7d)"
+        f"no predictions logged in the window {_brief(window)}: read {len(online)} segments "
+        f"({opened} still open) of {folder} and {batch} batch scoring outputs that could hold "
+        "rows of it; nothing to report (widen it with --since, e.g. --since 7d)"
     )
 
 

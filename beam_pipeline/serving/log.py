@@ -125,6 +125,7 @@ class LogWriter:
         self._last_drop_warning = 0.0
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._closed = False
+        finalize_orphans(self.root)  # segments a killed server left open
         self._thread.start()
 
     def depth(self) -> int:
@@ -247,3 +248,39 @@ def read_records(folder: Path) -> tuple[list[dict[str, Any]], list[str]]:
             except ValueError:
                 problems.append(f"{path}:{n}: not a JSON record")
     return records, problems
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def finalize_orphans(root: str | os.PathLike[str], dry_run: bool = False) -> list[Path]:
+    """Rename to its final name every open segment (``.part-…-<pid>-<seq>.jsonl.inprogress``)
+    under ``{root}/logs`` whose writer process is gone (a ``kill -9``, a crash): its records
+    were answered, so they belong in the log. A line the crash cut short stays as it is (the
+    monitor skips it and names it). Returns the final paths. The next ``serve`` and ``doctor``
+    call this."""
+    done = []
+    for hidden in sorted(Path(root, "logs").glob("*/*/.part-*.jsonl.inprogress")):
+        name = hidden.name[1 : -len(".inprogress")]
+        try:
+            pid = int(name.rsplit("-", 2)[1])
+        except (IndexError, ValueError):
+            continue
+        if pid == os.getpid() or _pid_alive(pid):
+            continue
+        final = hidden.with_name(name)
+        if not dry_run:
+            try:
+                os.rename(hidden, final)
+            except FileNotFoundError:  # another process finalized it first
+                continue
+            log.warning("prediction log: finalized %s, left open by process %d", final, pid)
+        done.append(final)
+    return done

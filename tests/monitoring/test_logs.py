@@ -89,15 +89,76 @@ def test_multiclass_predictions_become_a_matrix(tmp_path: Path) -> None:
     assert logs.prediction_matrix(part.batch.column("prediction")).shape == (3, 3)
 
 
-def test_hidden_and_future_segments_are_not_listed(tmp_path: Path) -> None:
+def test_open_segments_are_listed_once_future_and_other_hidden_ones_not(tmp_path: Path) -> None:
     folder = tmp_path / "logs"
     write(folder / "part-20261126T110000000000-1-000001.jsonl", ["{}"])
-    write(folder / "part-20261126T130000000000-1-000002.jsonl", ["{}"])
-    write(folder / ".part-20261126T115000000000-1-000003.jsonl.inprogress", ["{"])
-    write(folder / ".part-20261126T114000000000-1-000004.jsonl", ["{"])
-    found = logs.list_segments(folder, until=T0)
-    assert [Path(f).name for f in found] == ["part-20261126T110000000000-1-000001.jsonl"]
-    assert logs.segment_start(found[0]) == T0 - dt.timedelta(hours=1)
+    write(folder / "part-20261126T130000000000-1-000002.jsonl", ["{}"])  # opened after until
+    write(folder / ".part-20261126T115000000000-1-000003.jsonl.inprogress", ["{"])  # open
+    write(folder / ".part-20261126T114000000000-1-000004.jsonl", ["{"])  # not a segment name
+    # caught in the middle of its rename: listed once, under its final name
+    write(folder / ".part-20261126T113000000000-1-000005.jsonl.inprogress", ["{}"])
+    write(folder / "part-20261126T113000000000-1-000005.jsonl", ["{}"])
+    found = [Path(f).name for f in logs.list_segments(folder, until=T0)]
+    assert found == [
+        "part-20261126T110000000000-1-000001.jsonl",
+        "part-20261126T113000000000-1-000005.jsonl",
+        ".part-20261126T115000000000-1-000003.jsonl.inprogress",
+    ]
+    assert logs.list_segments(folder, until=T0, live=False)[-1].endswith("000005.jsonl")
+    assert logs.segment_start(str(folder / found[0])) == T0 - dt.timedelta(hours=1)
+
+
+def _dead_pid() -> int:
+    import subprocess
+
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def test_an_open_segment_is_read_to_its_last_complete_line(tmp_path: Path) -> None:
+    import os
+
+    lines = [json.dumps(record(i)) for i in range(3)]
+    body = "\n".join(lines) + '\n{"request_id": "r9/0", "ti'  # the writer is mid-line
+    live = tmp_path / f".part-20261126T120000000000-{os.getpid()}-000001.jsonl.inprogress"
+    live.write_text(body)
+    seg = logs.read_segment(str(live))
+    assert seg.table.num_rows == 3 and seg.rejected == []
+    dead = tmp_path / f".part-20261126T120000000000-{_dead_pid()}-000002.jsonl.inprogress"
+    dead.write_text(body)  # its writer was killed: the cut line is reported, not hidden
+    seg = logs.read_segment(str(dead))
+    assert seg.table.num_rows == 3 and [r.line for r in seg.rejected] == [4]
+
+
+def test_an_open_segment_renamed_after_the_listing_is_read_under_its_final_name(
+    tmp_path: Path,
+) -> None:
+    hidden = tmp_path / ".part-20261126T120000000000-1-000001.jsonl.inprogress"
+    write(hidden, [json.dumps(record(i)) for i in range(2)])
+    [listed] = logs.list_segments(tmp_path)
+    hidden.rename(tmp_path / "part-20261126T120000000000-1-000001.jsonl")
+    seg = logs.read_segment(listed)
+    assert seg.table.num_rows == 2 and seg.path.endswith(
+        "part-20261126T120000000000-1-000001.jsonl"
+    )
+
+
+def test_orphan_segments_of_dead_servers_are_finalized(tmp_path: Path) -> None:
+    import os
+
+    from beam_pipeline.serving.log import finalize_orphans
+
+    folder = tmp_path / "logs" / "predictions" / "taxi"
+    dead = write(
+        folder / f".part-20261126T120000000000-{_dead_pid()}-000001.jsonl.inprogress", ["{}"]
+    )
+    mine = write(folder / f".part-20261126T120000000000-{os.getpid()}-000002.jsonl.inprogress", [])
+    assert finalize_orphans(tmp_path, dry_run=True) == [folder / dead.name[1:-11]]
+    assert dead.exists()
+    assert finalize_orphans(tmp_path) == [folder / dead.name[1:-11]]
+    assert not dead.exists() and (folder / dead.name[1:-11]).read_text() == "{}\n"
+    assert mine.exists()  # its writer (this process) is alive
 
 
 def test_segments_last_written_before_the_window_are_not_read(tmp_path: Path) -> None:
@@ -155,3 +216,15 @@ def test_parse_time(text: str, expected: dt.datetime) -> None:
 def test_parse_time_rejects_nonsense() -> None:
     with pytest.raises(ValueError, match="expected an ISO time"):
         logs.parse_time("yesterday")
+
+
+def test_the_next_server_finalizes_what_a_dead_one_left_open(tmp_path: Path) -> None:
+    from beam_pipeline.serving.log import LogWriter
+
+    folder = tmp_path / "logs" / "predictions" / "taxi"
+    dead = write(
+        folder / f".part-20261126T120000000000-{_dead_pid()}-000001.jsonl.inprogress", ["{}"]
+    )
+    writer = LogWriter(tmp_path)  # what `serve` starts
+    writer.close()
+    assert not dead.exists() and (folder / dead.name[1 : -len(".inprogress")]).is_file()
