@@ -1,14 +1,18 @@
-"""The closed loop on taxi, end to end: serve → log → label → detect → retrain → bless → push.
+"""The closed loop on taxi, end to end, with the bundled config's ``validation:`` and
+``monitor:`` sections as shipped (no retrain overrides): serve → log → label → detect → retrain
+→ bless → push, while the server keeps running.
 
 1. ``run`` trains and pushes v1 on the bundled data (small budget);
 2. ``serve`` starts on 127.0.0.1; shifted traffic (mostly card payments, fares scaled 1.8×;
    fixed seed) goes through its REST API, and most rows' labels (their ``tips``) through its
    ``:feedback`` endpoint; the server writes both logs;
-3. ``monitor`` exits 4 naming the shifted feature (payment_type skew against the training data);
-4. ``monitor --retrain`` makes span 1 of the labelled traffic and runs the pipeline on it: v2 is
-   trained on the span, evaluated against v1 on the span's eval split, blessed and pushed;
-5. the running server answers with v2 (no restart); ``lineage --model 2`` walks back to the
-   DataSpan and the MonitoringReport.
+3. ``monitor`` exits 4 naming the shifted features (payment_type and fare skew);
+4. a ``monitor --retrain`` killed inside its training stage (a crash after the span was written);
+5. ``monitor --retrain`` again: the span is reused (no duplicate), validate reports the
+   acknowledged drift without stopping, v2 is trained on the span, evaluated against v1 on the
+   span's eval split, blessed and pushed;
+6. the running server answers with v2 within a minute (no restart); ``lineage --model 2`` walks
+   back to the DataSpan and the MonitoringReport.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any
 import pytest
 import yaml
 
+from beam_pipeline.core.orchestrator import KILL_ENV
 from tests import pipeline_fixtures as pf
 from tests.monitoring import traffic
 from tests.serving._fixtures import launch, terminate
@@ -32,21 +37,14 @@ pytestmark = pytest.mark.slow
 
 
 def loop_config(base: Path) -> Path:
+    shipped = yaml.safe_load((pf.ROOT / "configs" / "taxi.yaml").read_text())
     cfg = pf.taxi_config(
         base,
         evaluate={"slice_thresholds": []},
         serving={"poll_seconds": 0.5, "log_segment_seconds": 1.0, "batch_timeout_ms": 5.0},
-        monitor={
-            "window": "1h",
-            "min_labelled": 100,
-            "quality": {"auc": {"lower": 0.7}},
-            "skew": {"features": {"payment_type": 0.1, "company": 0.3}},
-            "drift": {"features": {"payment_type": 0.1}},
-            # The span is small: rare companies of its eval split are out of an inferred domain
-            # that must cover 99 % of train; a wider margin keeps the gate on real problems.
-            "retrain": {"min_rows": 500, "overrides": ["schema.min_domain_mass=0.9"]},
-        },
     )
+    cfg["validation"] = shipped["validation"]  # fail_on schema, skew and drift
+    cfg["monitor"] = {**shipped["monitor"], "window": "1h"}
     path = base / "taxi.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -156,15 +154,30 @@ def loop(config: Path, tmp_path: Path, url: str, labels: int, capsys: Any, step:
     step("monitor")
     assert code == 4, err[-3000:]
     skewed = {a["feature"] for a in body["alerts"] if a["category"] == "skew"}
-    assert "payment_type" in skewed, body["alerts"]
+    assert {"payment_type", "fare"} <= skewed, body["alerts"]
     assert body["traffic"]["labelled"] == labels
+
+    code, _, err = pf.cli(
+        "monitor", str(config), "--retrain", "--json", timeout=1800, env={KILL_ENV: "train"}
+    )
+    step("monitor --retrain killed in train")
+    assert code in (-9, 137), err[-3000:]
+    spans = tmp_path / "root" / "monitor" / "spans"
+    assert [p.name for p in spans.iterdir()] == ["span-1"]
 
     code, body, err = pf.cli("monitor", str(config), "--retrain", "--json", timeout=1800)
     step("monitor --retrain")
     assert code == 4, err[-3000:]  # the alert still stands; the retraining is the answer to it
     r: dict[str, Any] = body["retrain"]
-    assert r["retrained"] and r["span"] == 1 and r["rows"] == labels, r
+    assert r["span"] == 1 and r["span_reused"] and r["rows"] == labels, r
+    assert r["retrained"] and r["pushed"] and r["status"] == "completed", r
     assert r["model_version"] == 2 and r["blessed"] and r["pushed_version"] == 2, r
+    assert {"payment_type", "fare"} <= set(r["acknowledged"]["features"]), r["acknowledged"]
+    assert [p.name for p in spans.iterdir()] == ["span-1"]  # no duplicate span
+    from beam_pipeline.core.config import load
+    from beam_pipeline.core.metadata import Store
+
+    assert len(Store(load(config)).artifacts_of_type("DataSpan")) == 1
     assert (tmp_path / "serving" / "taxi" / "2" / "saved_model.pb").is_file()
 
     import httpx
@@ -182,4 +195,4 @@ def loop(config: Path, tmp_path: Path, url: str, labels: int, capsys: Any, step:
     assert '"type": "DataSpan"' in text and '"type": "MonitoringReport"' in text
     tree = pf.json_output(["lineage", str(config), "--model", "1", "--json"], capsys)
     kinds = [d["kind"] for d in tree["downstream"]]
-    assert kinds.count("monitor") == 2 and "evaluate" in kinds
+    assert kinds.count("monitor") == 3 and "evaluate" in kinds  # the killed attempt too
