@@ -182,6 +182,10 @@ class Display:
     def stage(self, message: str) -> None:
         """A stage's start/end line (already logged by the orchestrator)."""
 
+    def count(self, stage: str, total: int, unit: str) -> None:
+        """A running stage's element count so far (plain lines wait for the stage's end line,
+        which carries its counts)."""
+
     def close(self) -> None:
         """Leave the display (a terminal's live region is stopped)."""
 
@@ -265,6 +269,10 @@ class RichDisplay(Display):
         elif ended and ended.group(1) in self._stages:
             self._progress.remove_task(self._stages.pop(ended.group(1)))
 
+    def count(self, stage: str, total: int, unit: str) -> None:
+        if stage in self._stages:
+            self._progress.update(self._stages[stage], text=f"running · {total:,} {unit}")
+
     def close(self) -> None:
         for task_id in [*self._stages.values(), *self._ids.values()]:
             self._progress.remove_task(task_id)
@@ -290,15 +298,17 @@ class NotebookDisplay(Display):
         self._tasks: dict[str, Task] = {}
         self._stages: list[str] = []
         self._running: dict[str, float] = {}
+        self._counts: dict[str, str] = {}
         self._last = 0.0
         self._handle = display(HTML(self._render()), display_id=True)
 
     def _render(self) -> str:
         rows = [f"<div>{html.escape(s)}</div>" for s in self._stages[-12:]]
         for name, since in self._running.items():
+            counted = f" · {self._counts[name]}" if name in self._counts else ""
             rows.append(
                 f"<div class='bp-stage' data-stage='{html.escape(name)}'>{html.escape(name)}: "
-                f"running ({duration(time.time() - since)})</div>"
+                f"running ({duration(time.time() - since)}){html.escape(counted)}</div>"
             )
         for t in self._tasks.values():
             share = t.share()
@@ -343,6 +353,11 @@ class NotebookDisplay(Display):
                 self._running.pop(ended.group(1), None)
             self._stages.append(message)
         self._refresh()
+
+    def count(self, stage: str, total: int, unit: str) -> None:
+        self._counts[stage] = f"{total:,} {unit}"
+        if time.time() - self._last >= 1.0:
+            self._refresh()
 
     def close(self) -> None:
         self._running.clear()
@@ -389,7 +404,11 @@ class _StageLines(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         with contextlib.suppress(Exception):
-            self._display.stage(record.getMessage())
+            message = record.getMessage()
+            started = _STARTED.match(message)
+            if started:
+                _reset_counts(started.group(1))
+            self._display.stage(message)
 
 
 @contextlib.contextmanager
@@ -415,6 +434,28 @@ def session(enabled: bool = True) -> Iterator[Display]:
 
 # ---------------------------------------------------------------------------------------------
 # Hooks for stages
+
+_counts: dict[tuple[str, str], int] = {}
+_counts_lock = threading.Lock()
+
+
+def count(stage: str, n: int, unit: str = "rows") -> None:
+    """Add ``n`` elements to a running stage's count, shown beside its spinner. Called once per
+    batch from a Beam DoFn: it reaches the display when the DoFn runs in this process
+    (DirectRunner in memory); in worker processes there is no display and it costs a dict
+    update."""
+    with _counts_lock:
+        key = (stage, unit)
+        _counts[key] = total = _counts.get(key, 0) + n
+    display = _current
+    if display is not None:
+        display.count(stage, total, unit)
+
+
+def _reset_counts(stage: str) -> None:
+    with _counts_lock:
+        for key in [k for k in _counts if k[0] == stage]:
+            del _counts[key]
 
 
 def _fmt_logs(logs: dict[str, Any] | None) -> str:

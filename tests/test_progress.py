@@ -149,6 +149,7 @@ def test_the_notebook_frame_ends_at_the_final_state() -> None:
     """Early stopping after 4 of 10 epochs: the last frame reads 100 %, not 40 %."""
     nb = object.__new__(progress.NotebookDisplay)
     nb._html, nb._handle, nb._tasks, nb._stages, nb._running, nb._last = str, None, {}, [], {}, 0
+    nb._counts = {}
     train = progress.Task("train", 10, "epoch", done=4)
     nb.start(train)
     nb.stage("train: started (execution 7)")
@@ -177,3 +178,21 @@ def test_the_stack_is_quiet_unless_verbose(tmp_path) -> None:
         timeout=300,
     )
     assert "crcmod" in loud.stderr or "tensorflow" in loud.stderr, "the check can fail"
+
+
+def test_a_running_stage_shows_its_element_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Beam DoFns in this process (DirectRunner in memory) count beside the stage's spinner."""
+    _terminal(monkeypatch, 100)
+    orch = logging.getLogger("beam_pipeline.core.orchestrator")
+    with progress.session() as display:
+        orch.info("ingest: started (execution 1)")
+        progress.count("ingest", 60_000)
+        progress.count("ingest", 5_000)
+        task = display._progress._tasks[display._stages["ingest"]]
+        assert task.fields["text"] == "running · 65,000 rows"
+        orch.info("ingest: completed in 2.0 s → /x")
+        orch.info("ingest: started (execution 2)")  # a new run of the stage counts from 0
+        progress.count("ingest", 7)
+        task = display._progress._tasks[display._stages["ingest"]]
+        assert task.fields["text"] == "running · 7 rows"
+    progress.count("ingest", 1)  # no display: nothing to show, nothing raised

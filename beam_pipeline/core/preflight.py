@@ -232,6 +232,13 @@ def _runner(config: Config, extra: list[str]) -> list[Problem]:
                 f"{sorted(known)} or a dotted class path",
             )  # fmt: skip
         )
+    from beam_pipeline.runners.options import beam_args
+
+    try:  # the runner's own demands (Dataflow: remote root and temp locations)
+        beam_args(config, extra)
+    except ConfigError as exc:
+        key, _, message = str(exc).partition(": ")
+        problems.append(Problem(key, message))
     flags = [*config.beam.options, *extra]
     unknown, error = _unknown_options(flags)
     if error:

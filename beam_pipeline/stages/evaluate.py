@@ -43,6 +43,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from apache_beam.metrics.metric import Metrics, MetricsFilter
 
+from beam_pipeline import progress
 from beam_pipeline.core import registry
 from beam_pipeline.core.artifacts import Artifact, examples_pattern, saved_model_dir
 from beam_pipeline.core.errors import ConfigError, DataError
@@ -148,6 +149,7 @@ class PredictAndSlice(beam.DoFn):
         labels = self._label_values(serialized, batch)
         keys = [slice_keys(batch, spec, self._job.boundaries) for spec in self._job.slice_specs]
         self._rows.inc(rows)
+        progress.count("evaluate", rows)  # the live count beside the spinner
         size = self._job.batch_size
         for name, fn in self._models.items():
             chunks = [

@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import Metrics, MetricsFilter
 
+from beam_pipeline import progress
 from beam_pipeline.core.artifacts import Artifact, examples_prefix
 from beam_pipeline.core.errors import ConfigError, DataError
 from beam_pipeline.core.stage import Prepared, Stage, StageContext
@@ -238,6 +239,7 @@ class ReadAndEncode(beam.DoFn):
                 if mask.any():
                     self._rows[split].inc(int(mask.sum()))
                     yield split, frame(serialized.filter(pa.array(mask)))
+            progress.count("ingest", batch.num_rows)  # the live count beside the spinner
 
 
 class WriteExamples(beam.PTransform):

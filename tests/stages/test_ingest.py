@@ -68,8 +68,8 @@ def test_over_the_limit_fails_naming_first_bad_row(tmp_path: Path, tiny_csv: Pat
 
 def test_missing_input(tmp_path: Path, capsys) -> None:
     code, _, err = _ingest(tmp_path, capsys, {"source": str(tmp_path / "nope" / "*.csv")})
-    assert code == 1
-    assert "ingest.source: no files match" in err and "nope" in err
+    assert code == 2  # a config that names no data: found before the stage runs
+    assert "ingest.source: no file matches" in err and "nope" in err
 
 
 def test_empty_file(tmp_path: Path, capsys) -> None:
