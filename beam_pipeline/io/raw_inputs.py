@@ -5,8 +5,9 @@ parsed with the transform graph's raw feature spec) and ``serving_raw`` (one CSV
 column). `check_rows` decides, once and the same way for both, which rows can be served, and says
 why the others cannot, naming the column:
 
-* a column the spec declares fixed-length without a default (TFDV: always present) is
-  **required**: a missing value (null, absent, empty or whitespace-only text) rejects the row;
+* a column the spec declares fixed-length without a default, or that the schema says every
+  example has (presence ``min_fraction`` 1, with or without a shape), is **required**: a
+  missing value (null, absent, empty or whitespace-only text) rejects the row;
 * an ``int`` column takes integers (``12``, ``"12"``, ``12.0``); a ``float`` column takes finite
   numbers and numeric text (NaN, ±Infinity and numbers beyond float64 such as ``1e400`` reject
   the row, as numbers or as text: "column 'fare': expected a finite float; received 'nan'"); a
@@ -26,7 +27,8 @@ train (`RawSchema.save`); `RawSchema.load` reads it back.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +45,25 @@ SCHEMA_FILE = "raw_schema.json"
 _INT_TEXT = r"^[+-]?[0-9]+(\.0*)?$"
 _INT64_MAX_DIGITS, _INT64_MIN_DIGITS = str(2**63 - 1), str(2**63)  # magnitudes, without a sign
 _FLOAT_TEXT = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$|^[+-]?(inf|infinity|nan)$"
+
+
+def strict_json(row: Mapping[str, Any]) -> str:
+    """A row's values as strict JSON (a rejected row's record): NaN and ±Infinity, which JSON
+    has not, as their text ("nan", "inf"); other non-JSON values as their ``str``."""
+    return json.dumps(
+        {k: str(v) if isinstance(v, float) and not math.isfinite(v) else v for k, v in row.items()},
+        default=str,
+        allow_nan=False,
+    )
+
+
+def always_present(schema: Any) -> set[str]:
+    """Features a ``tensorflow_metadata`` Schema says every example has: presence
+    ``min_fraction`` 1 (``min_count`` alone only says some example has it, so it does not
+    count)."""
+    return {
+        f.name for f in schema.feature if f.HasField("presence") and f.presence.min_fraction >= 1.0
+    }
 
 
 @dataclass(frozen=True)
@@ -65,8 +86,18 @@ class RawSchema:
         return [c.name for c in self.columns]
 
     @classmethod
-    def from_feature_spec(cls, spec: Mapping[str, Any], exclude: Sequence[str] = ()) -> RawSchema:
-        """From a tf.Transform raw feature spec (``tft.TFTransformOutput.raw_feature_spec()``)."""
+    def from_feature_spec(
+        cls,
+        spec: Mapping[str, Any],
+        exclude: Sequence[str] = (),
+        always_present: Collection[str] = (),
+    ) -> RawSchema:
+        """From a tf.Transform raw feature spec (``tft.TFTransformOutput.raw_feature_spec()``).
+
+        A column is required when the spec makes it fixed-length without a default, or when it
+        is in ``always_present`` (`always_present` of the schema: presence ``min_fraction`` 1,
+        with or without a shape; a schema TFDV inferred says so of every feature the training
+        statistics never saw missing)."""
         import tensorflow as tf
 
         columns = []
@@ -81,7 +112,9 @@ class RawSchema:
                 if feature.dtype.is_integer
                 else "float"
             )
-            required = isinstance(feature, tf.io.FixedLenFeature) and feature.default_value is None
+            required = (
+                isinstance(feature, tf.io.FixedLenFeature) and feature.default_value is None
+            ) or name in always_present
             columns.append(RawColumn(name, kind, required))
         return cls(tuple(columns))
 

@@ -8,9 +8,10 @@ the Examples in the model's lineage), so a value that ingest would have rejected
 too. Batches of ``batch_size`` rows go through the model's ``serving_raw`` signature (loaded once
 per DoFn, in `setup`); reading the next block overlaps with the model call on a second thread.
 Before the model, every row passes `beam_pipeline.io.raw_inputs.check_rows` (the check the
-server shares): a missing value in a column the model requires, or a value of the wrong type, is
-a rejected row naming the column, never a default. A batch the model still refuses is bisected,
-so only the rows that fail are rejected.
+server shares): a missing value in a column the model requires, a value of the wrong type, or a
+NaN/±Infinity in a float column, is a rejected row naming the column, never a default (its raw
+values are written as strict JSON, a non-finite float as its text). A batch the model still
+refuses is bisected, so only the rows that fail are rejected.
 
 Output record (JSON Lines, the default; the serving request log uses the same fields)::
 
@@ -56,7 +57,7 @@ from beam_pipeline.core import registry
 from beam_pipeline.core.artifacts import Artifact, saved_model_dir
 from beam_pipeline.core.errors import ConfigError, DataError
 from beam_pipeline.io import filesystem, readers
-from beam_pipeline.io.raw_inputs import RawColumn, RawSchema, check_rows
+from beam_pipeline.io.raw_inputs import RawColumn, RawSchema, check_rows, strict_json
 from beam_pipeline.io.readers import Rejected
 
 log = logging.getLogger(__name__)
@@ -268,7 +269,7 @@ class ScoreFile(beam.DoFn):
                 checked = check_rows(part, job.raw_schema)
                 if checked.rejected:
                     for i, reason in checked.rejected:
-                        raw = json.dumps(part.slice(i, 1).to_pylist()[0], default=str)
+                        raw = strict_json(part.slice(i, 1).to_pylist()[0])
                         rejected.append(Rejected(file, -1, f"row {rows[i]}: {reason}", raw))
                     keep = pa.array(checked.accepted)
                     part, rows = part.filter(keep), rows[checked.accepted]
@@ -289,7 +290,7 @@ class ScoreFile(beam.DoFn):
             predictions, good, failures = self.predict(part, inputs)
             for i, reason in failures:
                 self._rejected.inc()
-                raw = json.dumps(part.slice(i, 1).to_pylist()[0], default=str)
+                raw = strict_json(part.slice(i, 1).to_pylist()[0])
                 yield beam.pvalue.TaggedOutput(
                     self.REJECTED, Rejected(file, -1, f"row {rows[i]}: {reason}", raw).to_json()
                 )

@@ -47,7 +47,7 @@ from beam_pipeline.core.errors import ConfigError
 from beam_pipeline.core.stage import Prepared, Stage, StageContext
 from beam_pipeline.core.stage_sections import TrainSection
 from beam_pipeline.evaluation.direction import metric_direction
-from beam_pipeline.io.raw_inputs import RawSchema
+from beam_pipeline.io.raw_inputs import RawSchema, always_present
 from beam_pipeline.training import modeling
 
 log = logging.getLogger(__name__)
@@ -171,7 +171,10 @@ def train_model(
             # per-layer call traces would only serve tf_keras.models.load_model and cost ~6 s.
             save_traces=False,
         )
-        raw_schema = RawSchema.from_feature_spec(_raw_spec(tft_output, job.raw_label_keys))
+        raw_schema = RawSchema.from_feature_spec(
+            _raw_spec(tft_output, job.raw_label_keys),
+            always_present=always_present(tft_output.raw_metadata.schema),
+        )
         raw_schema.save(saved_model_dir(model_dir))  # what check_rows needs, beside the model
         return {
             "metrics": metrics,

@@ -165,3 +165,49 @@ def test_int_text_matches_python_int_at_the_int64_edges() -> None:
             assert value == int(text.split(".")[0]) and not bad, text
         else:
             assert value is None and bad, text
+
+
+def test_the_penguins_schema_makes_every_feature_required_without_a_shape() -> None:
+    """The curated penguins schema has presence min_fraction 1 and no shape, so tf.Transform's
+    spec is VarLen (no default) for all four features; required must still mean required, so
+    an empty row and a row missing a feature are refused (REST, gRPC and score share this)."""
+    from pathlib import Path
+
+    import tensorflow as tf
+    from google.protobuf import text_format
+    from tensorflow_metadata.proto.v0 import schema_pb2
+    from tensorflow_transform.tf_metadata import schema_utils
+
+    from beam_pipeline.io.raw_inputs import always_present
+
+    path = Path(__file__).resolve().parents[2] / "configs" / "penguins" / "schema.pbtxt"
+    proto = text_format.Parse(path.read_text(), schema_pb2.Schema())
+    spec = schema_utils.schema_as_feature_spec(proto).feature_spec
+    assert all(isinstance(f, tf.io.VarLenFeature) for f in spec.values())
+    schema = RawSchema.from_feature_spec(
+        spec, exclude=["species"], always_present=always_present(proto)
+    )
+    assert [c.name for c in schema.columns if c.required] == schema.names
+    assert len(schema.names) == 4
+    full = {"culmen_length_mm": 0.5, "culmen_depth_mm": 0.5, "flipper_length_mm": 0.5}
+    full["body_mass_g"] = 0.5
+    partial = {k: v for k, v in full.items() if k != "body_mass_g"}
+    checked = check_rows([{}, partial, full], schema)
+    assert checked.accepted.tolist() == [False, False, True]
+    assert checked.rejected[1] == (1, "column 'body_mass_g': missing value (the model requires it)")
+    assert not RawSchema.from_feature_spec(spec, exclude=["species"]).columns[0].required
+
+
+def test_non_finite_floats_are_refused_and_rejected_rows_stay_strict_json() -> None:
+    import json
+    import math
+
+    from beam_pipeline.io.raw_inputs import strict_json
+
+    schema = RawSchema((RawColumn("fare", "float", True),))
+    rows = [{"fare": 1.5}, {"fare": math.nan}, {"fare": "inf"}, {"fare": "1e400"}, {"fare": 1e30}]
+    checked = check_rows(rows, schema)
+    assert checked.accepted.tolist() == [True, False, False, False, True]
+    assert all("expected a finite float" in reason for _, reason in checked.rejected)
+    text = strict_json({"fare": -math.inf, "n": 1})
+    assert json.loads(text) == {"fare": "-inf", "n": 1}

@@ -419,6 +419,13 @@ def test_score_rest_and_grpc_accept_and_refuse_the_same_rows(
             else:
                 row[column] = spoil
         rows.append(row)
+    base = sf.raw_rows(1, skip=300)[0]
+    rows += [  # an empty row, a row missing a required feature, a non-finite float
+        {},
+        {k: v for k, v in base.items() if k != "fare"},
+        {**base, "fare": "nan"},
+        {**base, "fare": "-Infinity"},
+    ]
     texts = [{k: v for k, v in r.items() if not isinstance(v, list)} for r in rows]
 
     def verdicts(checked: Any) -> list[str]:
@@ -429,6 +436,8 @@ def test_score_rest_and_grpc_accept_and_refuse_the_same_rows(
     columns = sf.csv_strings(texts, schema.names)
     by_text = verdicts(check_rows(pa.table(columns), schema))
     assert 4 < by_json.count("accepted") < len(rows) - 4, by_json  # both kinds are exercised
+    assert "missing value" in by_json[-4] and "'fare': missing value" in by_json[-3]
+    assert "finite float" in by_json[-2] and "finite float" in by_json[-1]
 
     with grpc.insecure_channel(server.grpc) as channel:
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
