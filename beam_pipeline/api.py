@@ -31,7 +31,7 @@ from beam_pipeline.core.errors import PipelineError, StageFailed, ValidationFail
 
 if TYPE_CHECKING:
     from beam_pipeline.core.metadata import Store
-    from beam_pipeline.core.orchestrator import RunResult
+    from beam_pipeline.core.orchestrator import Orchestrator, RunResult
 
 __all__ = ["Artifact", "Pipeline", "Run", "load", "show", "write_report"]
 
@@ -152,18 +152,11 @@ class Pipeline:
         """
         from beam_pipeline import progress as progress_mod
         from beam_pipeline.core import preflight
-        from beam_pipeline.core.orchestrator import Orchestrator, select
+        from beam_pipeline.core.orchestrator import select
         from beam_pipeline.core.stage_sections import STAGE_ORDER
-        from beam_pipeline.stages import STAGES
 
         preflight.check(self.config, select(STAGE_ORDER, from_, to, only), beam_args)
-        # The command that resumes, as the CLI prints it for the same config and overrides.
-        sets = [f"--set={o}" for o in self._overrides]
-        command = shlex.join(["beam-pipeline", "run", self.config.source_file, *sets])
-        orch = Orchestrator(
-            self.config, STAGES, beam_args=beam_args, use_cache=use_cache, command=command
-        )
-        orch.store = self.store  # one store: an in-memory one must be shared between runs
+        orch = self.orchestrator(beam_args=beam_args, use_cache=use_cache)
         with progress_mod.session(enabled=progress):
             result = orch.run(from_, to, only)
         # The UI folds the stage-runs of one notebook (this process) into one line.
@@ -172,6 +165,65 @@ class Pipeline:
         if result.error is not None:
             raise _exception(result)
         return run
+
+    def orchestrator(
+        self,
+        *,
+        beam_args: list[str] | None = None,
+        use_cache: bool = True,
+        command: str | None = None,
+    ) -> Orchestrator:
+        """The orchestrator over this pipeline's stages and store (the CLI's ``run`` uses it
+        too). ``command`` is the command line a failure message offers to resume with; by
+        default ``beam-pipeline run CONFIG --set=...`` with this pipeline's overrides."""
+        from beam_pipeline.core.orchestrator import Orchestrator
+        from beam_pipeline.stages import STAGES
+
+        if command is None:
+            sets = [f"--set={o}" for o in self._overrides]
+            command = shlex.join(["beam-pipeline", "run", self.config.source_file, *sets])
+        return Orchestrator(
+            self.config,
+            STAGES,
+            beam_args=beam_args,
+            use_cache=use_cache,
+            command=command,
+            store=self.store,  # one store: an in-memory one must be shared between runs
+        )
+
+    def score(
+        self,
+        input: str,
+        output: str | os.PathLike[str],
+        *,
+        model: int | None = None,
+        format: str = "jsonl",
+        input_format: str | None = None,
+        batch_size: int = 8192,
+        beam_args: list[str] | None = None,
+    ) -> dict[str, Any]:
+        """``beam-pipeline score``: the batch scoring job (`beam_pipeline.jobs.score`) over the
+        files ``input`` names, predictions under ``output``, recorded as a ``score`` execution
+        of the same executor as the stages. Returns its summary (rows, rejected, execution,
+        artifact: the ``InferenceResult``'s id).
+
+        Raises:
+            ConfigError: no such files or model version, an output that holds predictions.
+            DataError: the files lack a column the model needs.
+        """
+        from beam_pipeline.jobs.score import score
+
+        return score(
+            self.config,
+            str(input),
+            str(output),
+            model_version=model,
+            output_format=format,
+            input_format=input_format,
+            batch_size=batch_size,
+            beam_args=beam_args,
+            store=self.store,
+        )
 
     def run_stage(self, stage: str, **kwargs: Any) -> Run:
         """Run one stage on the latest results of the stages it reads (``run --only STAGE``)."""

@@ -321,6 +321,11 @@ def _load(args: argparse.Namespace) -> Any:
     return load(args.config, args.overrides)
 
 
+def _beam_args(args: argparse.Namespace) -> list[str]:
+    """``--runner`` and ``--beam-option`` flags as Beam pipeline options (the runner first)."""
+    return ([f"--runner={args.runner}"] if args.runner else []) + list(args.beam_option)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from beam_pipeline.core.orchestrator import select
     from beam_pipeline.core.stage_sections import STAGE_ORDER
@@ -329,17 +334,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     # A wrong stage name is known before any stage module loads or any store is opened.
     selected = select(STAGE_ORDER, args.from_, args.to, args.only)
     from beam_pipeline import progress
+    from beam_pipeline.api import Pipeline
     from beam_pipeline.core import preflight
-    from beam_pipeline.core.orchestrator import Orchestrator
-    from beam_pipeline.stages import STAGES
 
-    extra = list(args.beam_option)
-    if args.runner:
-        extra.insert(0, f"--runner={args.runner}")
+    extra = _beam_args(args)
     preflight.check(config, selected, extra)  # every mistake now, before the first stage
-    orch = Orchestrator(
-        config,
-        STAGES,
+    orch = Pipeline(config).orchestrator(
         beam_args=extra,
         use_cache=not args.no_cache,
         command=shlex.join(["beam-pipeline", *args.argv]),
@@ -635,23 +635,18 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from beam_pipeline.jobs.score import score
+    from beam_pipeline.api import Pipeline
 
-    config = _load(args)
-    extra = list(args.beam_option)
-    if args.runner:
-        extra.insert(0, f"--runner={args.runner}")
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size: expected >= 1; received {args.batch_size}")
-    summary = score(
-        config,
+    summary = Pipeline(_load(args)).score(
         absolute(args.input),  # lineage records where the data was, not where the shell was
         absolute(args.output),
-        model_version=args.model,
-        output_format=args.format,
+        model=args.model,
+        format=args.format,
         input_format=args.input_format,
         batch_size=args.batch_size,
-        beam_args=extra,
+        beam_args=_beam_args(args),
     )
     if args.json:
         emit_json(summary)
@@ -733,25 +728,18 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:
+    from beam_pipeline.api import load
     from beam_pipeline.monitoring import cli as monitor_cli
 
     config = _load(args)
-    extra = list(args.beam_option)
-    if args.runner:
-        extra.insert(0, f"--runner={args.runner}")
+    extra = _beam_args(args)
 
     def run_pipeline(overrides: list[str]) -> Any:
-        from beam_pipeline.core.config import load
-        from beam_pipeline.core.orchestrator import Orchestrator
-        from beam_pipeline.stages import STAGES
-
-        sets = [*args.overrides, *overrides]
-        command = shlex.join(["beam-pipeline", "run", args.config] + [f"--set={o}" for o in sets])
-        orch = Orchestrator(load(args.config, sets), STAGES, beam_args=extra, command=command)
+        pipeline = load(args.config, [*args.overrides, *overrides])
         try:
-            return orch.run()
+            return pipeline.orchestrator(beam_args=extra).run()
         finally:
-            orch.store.close()
+            pipeline.store.close()
 
     return monitor_cli.main(config, args, extra, run_pipeline)
 

@@ -76,6 +76,26 @@ def taxi_copy(tmp_path: Path) -> Path:
     return dest
 
 
+@pytest.fixture
+def killed_at() -> Any:
+    """``killed_at("KIND:STEP", "cli", *ARGS, env=...)``: the command run in a child process that
+    SIGKILLs itself when an execution of KIND reaches STEP (`tests.crash`); its CompletedProcess."""
+    import subprocess
+    import sys
+
+    def run(point: str, *args: str, env: dict[str, str] | None = None) -> Any:
+        return subprocess.run(
+            [sys.executable, "-m", "tests.crash", point, *args],
+            cwd=REPO,
+            env=env or dict(os.environ),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    return run
+
+
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """moto's S3 server on 127.0.0.1 and a free port, shared by the session; always stopped."""

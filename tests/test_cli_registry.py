@@ -44,25 +44,16 @@ def test_reject_does_not_say_push_and_schema_export_keeps_a_curated_file(
     assert code == 0 and out["schema"] == str(curated) and "feature" in curated.read_text()
 
 
-def test_score_publishes_at_once_and_records_absolute_paths(tmp_path, capsys, monkeypatch) -> None:
-    import os
-    import subprocess
-    import sys
-
+def test_score_publishes_at_once_and_records_absolute_paths(
+    tmp_path, capsys, monkeypatch, killed_at
+) -> None:
     config = str(pf.copy_pipeline(tmp_path))
     data = tmp_path / "in" / "taxi.csv"
     data.parent.mkdir()
     data.write_text("\n".join(pf.TAXI_CSV.read_text().splitlines()[:301]) + "\n")
     out = tmp_path / "preds"
     args = ["score", config, "--input", str(data), "--output", str(out), "--model", "1"]
-    killed = subprocess.run(
-        [sys.executable, "-m", "beam_pipeline.cli", *args],
-        cwd=pf.ROOT,
-        env={**os.environ, "BEAM_PIPELINE_KILL_AT": "score:written"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    killed = killed_at("score:written", "cli", *args)
     assert killed.returncode == -9, killed.stderr[-2000:]
     assert not out.exists(), "a job killed before its publish leaves no visible output"
 

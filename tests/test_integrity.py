@@ -136,17 +136,10 @@ def _ingest_cfg(tmp_path: Path, source: Path) -> Path:
 
 
 def test_kill_between_rename_and_record_is_cleaned_and_the_run_reads_canceled(
-    tmp_path, tiny_csv, capsys
+    tmp_path, tiny_csv, capsys, killed_at
 ) -> None:
     cfg = _ingest_cfg(tmp_path, tiny_csv)
-    proc = subprocess.run(
-        [sys.executable, "-m", "beam_pipeline.cli", "run", str(cfg), "--to", "ingest"],
-        env={**os.environ, "BEAM_PIPELINE_KILL_AT": "ingest:published"},
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = killed_at("ingest:published", "cli", "run", str(cfg), "--to", "ingest")
     assert proc.returncode == -9, proc.stderr[-2000:]
     [published] = [p for p in (tmp_path / "root" / "ingest").iterdir() if p.name.isdigit()]
     assert Store(load(cfg)).artifacts_of_type("Examples") == [], "published, never registered"

@@ -44,17 +44,11 @@ def test_cache_follows_content_not_path(tmp_path, tiny_csv, capsys) -> None:
     assert code == 0 and out["stages"]["ingest"]["status"] == "cached"
 
 
-def test_killed_stage_leaves_nothing_live_and_resumes(tmp_path, tiny_csv, capsys) -> None:
+def test_killed_stage_leaves_nothing_live_and_resumes(
+    tmp_path, tiny_csv, capsys, killed_at
+) -> None:
     cfg = _cfg(tmp_path, tiny_csv)
-    env = {**os.environ, "BEAM_PIPELINE_KILL_AT": "ingest"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "beam_pipeline.cli", "run", str(cfg), "--only", "ingest", "--json"],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = killed_at("ingest:written", "cli", "run", str(cfg), "--only", "ingest", "--json")
     assert proc.returncode == -9, proc.stderr[-2000:]
     root = tmp_path / "root" / "ingest"
     staged = list(root.glob(".*.tmp"))

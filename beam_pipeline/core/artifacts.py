@@ -181,6 +181,14 @@ def staging_dir(root: Path, stage: str, execution_id: int) -> Path:
     return root / stage / f".{execution_id}.tmp"
 
 
+def staging_path(final: Path, execution_id: int) -> Path:
+    """Where an execution stages its output before the rename onto ``final``: a hidden folder
+    beside it (``{root}/{stage}/.{execution_id}.tmp`` for a stage; ``.{name}.{id}.tmp`` for a
+    named destination, so that two executions aimed at one folder never share a staging one)."""
+    name = final.name if final.name == str(execution_id) else f"{final.name}.{execution_id}"
+    return final.parent / f".{name}.tmp"
+
+
 def split_dir(base: Path, split: str) -> Path:
     return base / f"Split-{split}"
 

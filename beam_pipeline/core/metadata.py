@@ -269,7 +269,10 @@ class Store:
                 dead.append(ex)
         return dead
 
-    def start_execution(self, stage: str, run_ctx: pb.Context, properties: dict[str, Any]) -> int:
+    def start_execution(
+        self, stage: str, run_ctx: pb.Context | None, properties: dict[str, Any]
+    ) -> int:
+        """A RUNNING execution in the pipeline context (and the run's, inside a run)."""
         ex = pb.Execution(type_id=self._type_id("execution", stage))
         ex.last_known_state = pb.Execution.RUNNING
         for k, v in properties.items():
@@ -278,7 +281,7 @@ class Store:
             self._store.put_execution,
             ex,
             [],
-            [self.pipeline_context(), run_ctx],
+            self._contexts(run_ctx),
             reuse_context_if_already_exist=True,
         )
         return exec_id
@@ -287,7 +290,7 @@ class Store:
         self,
         exec_id: int,
         state: int,
-        run_ctx: pb.Context,
+        run_ctx: pb.Context | None,
         inputs: dict[str, Artifact],
         outputs: dict[str, Artifact],
         properties: dict[str, Any],
@@ -295,7 +298,10 @@ class Store:
         """Record the end of an execution, its events and (new) output artifacts in one write."""
         [ex] = self.call(self._store.get_executions_by_id, [exec_id])
         ex.last_known_state = state
-        self._write(ex, properties, inputs, outputs, [self.pipeline_context(), run_ctx])
+        self._write(ex, properties, inputs, outputs, self._contexts(run_ctx))
+
+    def _contexts(self, run_ctx: pb.Context | None) -> list[pb.Context]:
+        return [self.pipeline_context(), *([run_ctx] if run_ctx is not None else [])]
 
     def record_execution(
         self,

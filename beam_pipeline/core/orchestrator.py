@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import getpass
 import logging
-import os
 import shlex
-import signal
 import threading
 import time
 import uuid
@@ -19,18 +16,16 @@ from typing import Any
 
 from ml_metadata.proto import metadata_store_pb2 as pb
 
-from beam_pipeline import __version__
 from beam_pipeline.core import liveness
-from beam_pipeline.core.artifacts import Artifact, digest, stage_dir, staging_dir, usable
+from beam_pipeline.core.artifacts import Artifact, digest, stage_dir
 from beam_pipeline.core.config import Config, to_dict
 from beam_pipeline.core.errors import ConfigError, PipelineError, StageFailed, ValidationFailed
-from beam_pipeline.core.metadata import Store, props
+from beam_pipeline.core.executor import Execution, Executor, cache_key
+from beam_pipeline.core.metadata import Store
 from beam_pipeline.core.stage import Prepared, Stage, StageContext
 from beam_pipeline.io import filesystem
 
 log = logging.getLogger(__name__)
-
-KILL_ENV = "BEAM_PIPELINE_KILL_AT"  # fault injection: SIGKILL this process inside the named stage
 
 
 @dataclass
@@ -109,13 +104,14 @@ class Orchestrator:
         beam_args: list[str] | None = None,
         use_cache: bool = True,
         command: str = "",
+        store: Store | None = None,
     ) -> None:
         self.config = config
         self.stages = stages
         self.beam_args = beam_args or []
         self.use_cache = use_cache
         self.command = command or f"beam-pipeline run {config.source_file}"
-        self.store = Store(config)
+        self.store = store or Store(config)
         from beam_pipeline.runners.options import beam_args as all_beam_args
 
         filesystem.configure(all_beam_args(config, self.beam_args), _uris(config))
@@ -246,64 +242,43 @@ class Orchestrator:
         # for lineage only: the stage does not read it and it is not part of the cache key.
         recorded = {**all_inputs, **_after_outputs(stage, available)}
         keyed_config = {k: v for k, v in to_dict(section).items() if k not in stage.cache_exempt}
-        cache_key = digest(
-            stage.name,
-            keyed_config,
-            __version__,
-            prepared.key,
-            {k: a.fingerprint for k, a in sorted(all_inputs.items())},
-        )
+        key = cache_key(stage.name, keyed_config, prepared.key, inputs=all_inputs)
         base_props = {
             "run_id": result.run_id,
-            "cache_key": cache_key,
+            "cache_key": key,
             "config": to_dict(section),
             "module_hash": prepared.key.get("module_hash", ""),
             "started": t0,
-            **liveness.identity(),
         }
-        self._abandon_dead(stage.name)
-        cached = self._cached(stage, cache_key) if self.use_cache else None
+        executor = Executor(self.store, run_ctx, self.config.root)
+        executor.abandon_dead(stage.name)
+        cached = executor.cached(stage.name, key, stage.outputs) if self.use_cache else None
         if cached is not None:
-            exec_id = self.store.start_execution(stage.name, run_ctx, base_props)
-            self.store.finish_execution(
-                exec_id,
-                pb.Execution.CACHED,
-                run_ctx,
-                recorded,
-                cached,
-                {"seconds": round(time.time() - t0, 3)},
-            )
+            exec_id = executor.reuse(stage.name, cached, inputs=recorded, properties=base_props)
             log.info("%s: cached (execution %s)", stage.name, exec_id)
             self._record(stage, result, "cached", t0, cached, available)
             return
 
-        exec_id = self.store.start_execution(stage.name, run_ctx, base_props)
-        final = stage_dir(self.config.root, stage.name, exec_id)
-        # An object store cannot rename a prefix: the stage writes under the execution's own
-        # prefix, and ML Metadata's LIVE mark (below) is the commit point.
-        remote = filesystem.is_remote(final)
-        tmp = final if remote else staging_dir(self.config.root, stage.name, exec_id)
-        filesystem.rmtree(tmp)
-        tmp.mkdir(parents=True)
-        ctx = dataclasses.replace(ctx, output_dir=tmp, prepared=prepared.state)
-        log.info("%s: started (execution %s)", stage.name, exec_id)
-        try:
-            outputs = stage.run(section, all_inputs, ctx)
-            missing = set(stage.outputs) - set(outputs)
-            if missing:
-                raise StageFailed(stage.name, f"did not produce outputs {sorted(missing)}")
-            if os.environ.get(KILL_ENV) == stage.name:
-                os.kill(os.getpid(), signal.SIGKILL)
-        except BaseException as exc:
-            filesystem.rmtree(tmp)
-            self.store.finish_execution(
-                exec_id,
-                pb.Execution.FAILED,
-                run_ctx,
-                recorded,
-                {},
-                {"error": f"{type(exc).__name__}: {exc}", "seconds": round(time.time() - t0, 3)},
+        def write(execution: Execution) -> dict[str, Artifact]:
+            log.info("%s: started (execution %s)", stage.name, execution.id)
+            run_ctx_ = dataclasses.replace(
+                ctx, output_dir=execution.output_dir, prepared=prepared.state
             )
+            return stage.run(section, all_inputs, run_ctx_)
+
+        try:
+            done = executor.execute(
+                stage.name,
+                write,
+                destination=lambda exec_id: stage_dir(self.config.root, stage.name, exec_id),
+                inputs=recorded,
+                properties=base_props,
+                expected=stage.outputs,
+                fingerprint=lambda out, exec_id: output_fingerprint(
+                    stage, key, out, result.run_id, exec_id
+                ),
+            )
+        except BaseException as exc:
             result.stages[stage.name] = {"status": "failed", "seconds": round(time.time() - t0, 2)}
             if isinstance(exc, StageFailed):
                 raise StageFailed(
@@ -316,46 +291,8 @@ class Orchestrator:
                     stage.name, f"{type(exc).__name__}: {exc}", self._resume(stage)
                 ) from exc
             raise
-        # Publish: move the staged folder into place, then register the artifacts LIVE.
-        if not remote:
-            os.replace(tmp, final)
-        if os.environ.get(KILL_ENV) == f"{stage.name}:published":
-            os.kill(os.getpid(), signal.SIGKILL)  # the window between the rename and the record
-        for key, art in outputs.items():
-            if not remote:
-                art.uri = str(final / Path(art.uri).relative_to(tmp))
-            art.fingerprint = art.fingerprint or output_fingerprint(
-                stage, cache_key, key, result.run_id, exec_id
-            )
-        try:
-            self.store.finish_execution(
-                exec_id,
-                pb.Execution.COMPLETE,
-                run_ctx,
-                recorded,
-                outputs,
-                {"seconds": round(time.time() - t0, 3)},
-            )
-        except Exception as exc:
-            # Not registered, so not published: remove the folder, then try to say FAILED. If
-            # the store refuses that too, the execution stays RUNNING under this process, and
-            # the next run (or `doctor`) finds the process gone and cleans up after it.
-            filesystem.rmtree(final)
-            with contextlib.suppress(Exception):
-                self.store.finish_execution(
-                    exec_id,
-                    pb.Execution.FAILED,
-                    run_ctx,
-                    all_inputs,
-                    {},
-                    {"error": f"metadata write failed: {exc}"},
-                )
-            result.stages[stage.name] = {"status": "failed", "seconds": round(time.time() - t0, 2)}
-            raise StageFailed(
-                stage.name, f"metadata: cannot record the outputs: {exc}", self._resume(stage)
-            ) from exc
-        log.info("%s: completed in %.1f s → %s", stage.name, time.time() - t0, final)
-        self._record(stage, result, "completed", t0, outputs, available)
+        log.info("%s: completed in %.1f s → %s", stage.name, time.time() - t0, done.destination)
+        self._record(stage, result, "completed", t0, done.outputs, available)
 
     def _record(
         self,
@@ -381,32 +318,12 @@ class Orchestrator:
                 result.stages[stage.name]["status"] = "stopped"
                 raise
 
-    def _cached(self, stage: Stage, cache_key: str) -> dict[str, Artifact] | None:
-        for ex in sorted(self.store.executions(stage.name), key=lambda e: -e.id):
-            if ex.last_known_state != pb.Execution.COMPLETE:
-                continue
-            if props(ex).get("cache_key") != cache_key:
-                continue
-            outs = self.store.execution_outputs(ex.id)
-            if set(outs) >= set(stage.outputs) and all(usable(a) for a in outs.values()):
-                return outs
-        return None
-
     def _reconcile(self) -> None:
         """Before a run: executions and runs whose process is gone are marked as what they are."""
+        executor = Executor(self.store, root=self.config.root)
         for name in self.stages:
-            self._abandon_dead(name)
+            executor.abandon_dead(name)
         self.store.settle_runs()
-
-    def _abandon_dead(self, stage: str) -> None:
-        """Mark RUNNING executions whose process is gone CANCELED and remove what they wrote: the
-        staging folder and a folder published but never registered (killed between the two)."""
-        for ex in self.store.dead_executions(stage):
-            filesystem.rmtree(staging_dir(self.config.root, stage, ex.id))
-            filesystem.rmtree(stage_dir(self.config.root, stage, ex.id))
-            ex.last_known_state = pb.Execution.CANCELED
-            self.store.update_execution(ex)
-            log.info("%s: execution %s was interrupted; its output was removed", stage, ex.id)
 
 
 def output_fingerprint(stage: Stage, cache_key: str, key: str, run_id: str, exec_id: int) -> str:

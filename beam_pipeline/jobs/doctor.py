@@ -28,8 +28,8 @@ from typing import Any
 from ml_metadata.proto import metadata_store_pb2 as pb
 
 from beam_pipeline.core import registry
-from beam_pipeline.core.artifacts import stage_dir, staging_dir
 from beam_pipeline.core.config import Config
+from beam_pipeline.core.executor import Executor
 from beam_pipeline.core.metadata import MetadataError, Store, props, sqlite_path
 from beam_pipeline.io import filesystem
 from beam_pipeline.stages.push import STAGING
@@ -77,8 +77,10 @@ def examine(config: Config, dry_run: bool = False) -> list[dict[str, Any]]:
 
 def _dead_executions(config: Config, store: Store, dry_run: bool) -> list[dict[str, Any]]:
     found = []
+    executor = Executor(store, root=config.root)
     for stage in store.execution_types():
-        for ex in store.dead_executions(stage):
+        dead = store.dead_executions(stage) if dry_run else executor.abandon_dead(stage)
+        for ex in dead:
             found.append(
                 {
                     "kind": "dead execution",
@@ -86,11 +88,6 @@ def _dead_executions(config: Config, store: Store, dry_run: bool) -> list[dict[s
                     "repair": "marked CANCELED; its folders removed",
                 }
             )
-            if not dry_run:
-                filesystem.rmtree(staging_dir(config.root, stage, ex.id))
-                filesystem.rmtree(stage_dir(config.root, stage, ex.id))
-                ex.last_known_state = pb.Execution.CANCELED
-                store.update_execution(ex)
     return found
 
 

@@ -33,13 +33,11 @@ with the input fingerprint, row counts and the model version.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import io
 import json
 import logging
-import os
-import shutil
-import signal
 import time
 import uuid
 from collections.abc import Iterator
@@ -55,7 +53,10 @@ from apache_beam.metrics.metric import Metrics, MetricsFilter
 
 from beam_pipeline.core import registry
 from beam_pipeline.core.artifacts import Artifact, saved_model_dir
+from beam_pipeline.core.config import Config
 from beam_pipeline.core.errors import ConfigError, DataError
+from beam_pipeline.core.executor import Execution, Executor
+from beam_pipeline.core.metadata import Store
 from beam_pipeline.io import filesystem, readers
 from beam_pipeline.io.raw_inputs import RawColumn, RawSchema, check_rows, strict_json
 from beam_pipeline.io.readers import Rejected
@@ -71,6 +72,7 @@ INPUT_FORMATS = {
     ".json": "jsonl",
     ".ndjson": "jsonl",
 }
+REJECTED_DIR = "rejected"
 SUFFIX = {"jsonl": ".jsonl", "csv": ".csv", "parquet": ".parquet", "tfrecord": ".tfrecord.gz"}
 
 
@@ -414,7 +416,7 @@ class WritePredictions(beam.PTransform):
 # Resolving the job
 
 
-def resolve_model(config: Any, store: Any, version: int | None) -> tuple[Artifact, int]:
+def resolve_model(config: Config, store: Store, version: int | None) -> tuple[Artifact, int]:
     """The Model to score with: ``--model VERSION``, else the served version."""
     if version is None:
         served = registry.served_versions(registry.model_dir(config))
@@ -430,7 +432,7 @@ def resolve_model(config: Any, store: Any, version: int | None) -> tuple[Artifac
     return model, version
 
 
-def training_columns(store: Any, model: Artifact) -> dict[str, str]:
+def training_columns(store: Store, model: Artifact) -> dict[str, str]:
     """The column types the model's training data was ingested with (from its lineage)."""
     producer = store.producer(model.id)
     examples = store.execution_inputs(producer).get("examples") if producer else None
@@ -455,28 +457,8 @@ def input_columns(files: list[str], fmt: str, known: dict[str, str]) -> dict[str
     return {name: known.get(name, kind) for name, kind in inferred.items()}
 
 
-KILL_ENV = "BEAM_PIPELINE_KILL_AT"
-
-
-def publish(staging: Path, out: Path) -> list[Path]:
-    """Make a finished job's files visible under ``out`` at once: one rename of the staging
-    folder, or (``out`` exists, empty of predictions) one rename per entry. Returns what moved."""
-    if not out.exists():
-        os.replace(staging, out)
-        return [out]
-    moved = []
-    for entry in sorted(staging.iterdir()):
-        target = out / entry.name
-        if target.is_dir() and not any(target.iterdir()):
-            target.rmdir()
-        os.replace(entry, target)
-        moved.append(target)
-    staging.rmdir()
-    return moved
-
-
 def score(
-    config: Any,
+    config: Config,
     input_glob: str,
     output: str,
     *,
@@ -485,11 +467,12 @@ def score(
     input_format: str | None = None,
     batch_size: int = 8192,
     beam_args: list[str] | None = None,
+    store: Store | None = None,
 ) -> dict[str, Any]:
-    """Run the scoring job and record it in ML Metadata; returns the summary."""
-    from beam_pipeline.core.metadata import Store
+    """Run the scoring job through the executor (`beam_pipeline.core.executor`): the files are
+    written into a staging folder (an object store: the output prefix), published at once, and
+    recorded as a ``score`` execution; returns the summary."""
     from beam_pipeline.runners.options import beam_args as all_beam_args
-    from beam_pipeline.runners.options import pipeline_options
 
     t0 = time.time()
     filesystem.configure(all_beam_args(config, beam_args), [input_glob, output])
@@ -507,7 +490,7 @@ def score(
     out = filesystem.as_path(output)
     if out.exists() and any(out.glob("predictions-*")):
         raise ConfigError(f"--output: {out} already holds predictions; choose an empty folder")
-    store = Store(config)
+    store = store or Store(config)
     model, version = resolve_model(config, store, model_version)
     raw_features = list(model.properties.get("raw_features") or [])
     if not raw_features:
@@ -518,12 +501,6 @@ def score(
         raise DataError(
             f"{files[0]}: missing the model's input columns {missing}; columns are {list(columns)}"
         )
-    # Local: a hidden staging folder, published by one rename on success. An object store cannot
-    # rename a folder: there the job writes in place and the metadata record is the commit.
-    remote = filesystem.is_remote(output)
-    staging = out if remote else out.parent / f".{out.name}.scoring.tmp"
-    if not remote:
-        shutil.rmtree(staging, ignore_errors=True)  # a killed job's leftovers: never visible
     job = ScoreJob(
         files=files,
         input_format=fmt,
@@ -533,32 +510,11 @@ def score(
         saved_model=str(saved_model_dir(model)),
         model_name=config.pipeline.name,
         model_version=version,
-        output=str(staging),
+        output="",
         output_format=output_format,
         batch_size=batch_size,
     )
-    try:
-        (staging / "rejected").mkdir(parents=True, exist_ok=True)
-        schema = _schema(job, model) if output_format in ("csv", "parquet") else None
-        with beam.Pipeline(options=pipeline_options(config, beam_args)) as p:
-            scored, rejected = p | "Score" >> ScoreFiles(job)
-            _ = scored | "Write" >> WritePredictions(job, schema)
-            _ = rejected | "WriteRejected" >> beam.io.WriteToText(
-                str(staging / "rejected" / "rejected"), file_name_suffix=".jsonl"
-            )
-        if os.environ.get(KILL_ENV) == "score:written":
-            os.kill(os.getpid(), signal.SIGKILL)  # fault injection: before the publish
-        published = [] if remote else publish(staging, out)
-    except BaseException:
-        if not remote:
-            shutil.rmtree(staging, ignore_errors=True)  # a failed job leaves nothing behind
-        raise
-    counters = {
-        c.key.metric.name: int(c.committed or c.attempted or 0)
-        for c in p.result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]
-    }
-    seconds = time.time() - t0
-    summary = {
+    summary: dict[str, Any] = {
         "job_id": job.job_id,
         "input": input_glob,
         "files": len(files),
@@ -567,38 +523,65 @@ def score(
         "model_id": model.id,
         "output": str(out),
         "format": output_format,
-        "rows": counters.get("scored", 0),
-        "rejected": counters.get("rejected", 0),
-        "seconds": round(seconds, 3),
     }
-    result = Artifact(
-        "InferenceResult",
-        str(out),
-        dict(summary),
-        fingerprint=summary["input_fingerprint"][:32] + f"-v{version}",
-    )
-    try:
-        summary["execution"] = store.record_execution(
-            registry.SCORE,
-            {**summary, "time": time.time()},
-            {"model": model},
-            {"result": result},
+
+    def write(execution: Execution) -> dict[str, Artifact]:
+        counters = run_job(
+            dataclasses.replace(job, output=str(execution.output_dir)), model, config, beam_args
         )
-    except BaseException:
-        for path in published:  # not recorded, not kept: the store and the folder agree
-            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink()
-        raise
-    summary["artifact"] = result.id
+        summary["rows"] = counters.get("scored", 0)
+        summary["rejected"] = counters.get("rejected", 0)
+        summary["seconds"] = round(time.time() - t0, 3)
+        execution.properties.update({**summary, "time": time.time()})
+        result = Artifact(
+            "InferenceResult",
+            str(execution.output_dir),
+            dict(summary),
+            fingerprint=summary["input_fingerprint"][:32] + f"-v{version}",
+        )
+        return {"result": result}
+
+    done = Executor(store).execute(
+        registry.SCORE,
+        write,
+        destination=out,  # type: ignore[arg-type]
+        inputs={"model": model},
+        properties={"job_id": job.job_id, "input": input_glob, "output": str(out)},
+    )
+    summary["execution"] = done.id
+    summary["artifact"] = done.outputs["result"].id
     log.info(
         "score: %s rows scored, %s rejected, model v%s, %.1f s (%.0f rows/s) → %s",
         f"{summary['rows']:,}",
         summary["rejected"],
         version,
-        seconds,
-        summary["rows"] / max(seconds, 1e-9),
+        summary["seconds"],
+        summary["rows"] / max(summary["seconds"], 1e-9),
         out,
     )
     return summary
+
+
+def run_job(
+    job: ScoreJob, model: Artifact, config: Config, beam_args: list[str] | None
+) -> dict[str, int]:
+    """The Beam job: predictions and rejected rows under ``job.output``; returns its counters."""
+    from beam_pipeline.runners.options import pipeline_options
+
+    output_format = job.output_format
+    schema = _schema(job, model) if output_format in ("csv", "parquet") else None
+    filesystem.makedirs(filesystem.join(job.output, REJECTED_DIR))  # there even when empty
+    rejected_prefix = filesystem.join(job.output, REJECTED_DIR, "rejected")
+    with beam.Pipeline(options=pipeline_options(config, beam_args)) as p:
+        scored, rejected = p | "Score" >> ScoreFiles(job)
+        _ = scored | "Write" >> WritePredictions(job, schema)
+        _ = rejected | "WriteRejected" >> beam.io.WriteToText(
+            rejected_prefix, file_name_suffix=".jsonl"
+        )
+    return {
+        c.key.metric.name: int(c.committed or c.attempted or 0)
+        for c in p.result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]
+    }
 
 
 def _schema(job: ScoreJob, model: Artifact) -> pa.Schema:
