@@ -200,17 +200,13 @@ class MetricsAccumulator:
         sids = np.concatenate([b[2] for b in self._pending])
         self._pending, self._pending_rows = [], 0
         rows = len(y)
-        # (row, slice id) pairs: every row in Overall, plus its slice in each spec.
-        row_idx = [np.arange(rows)]
-        slice_ids = [np.zeros(rows, np.int64)]
-        for k in range(sids.shape[1]):
+        # Each row is accumulated once per slice spec, never twice for Overall: the first spec's
+        # slice ids, with its rows in no slice on Overall's id 0, give per-id sums whose total
+        # is Overall's. Further specs add their sliced rows on their own ids.
+        entries = [(np.arange(rows), sids[:, 0].clip(min=0) if sids.shape[1] else None)]
+        for k in range(1, sids.shape[1]):
             keep = np.flatnonzero(sids[:, k] >= 0)
-            row_idx.append(keep)
-            slice_ids.append(sids[keep, k])
-        r = np.concatenate(row_idx)  # rows of slice entries (Overall first: every row)
-        g = np.concatenate(slice_ids)  # their slice ids
-        cap = self._capacity
-        self.n += np.bincount(g, minlength=cap)
+            entries.append((keep, sids[keep, k]))
         if self.kind == "multiclass":
             yi = y.astype(np.int64)
             stats = [y, -np.log(np.clip(p[np.arange(rows), yi], EPSILON, 1.0))]
@@ -224,29 +220,93 @@ class MetricsAccumulator:
             err = p[:, 0] - y
             stats = [y, p[:, 0], err * err, np.abs(err)]
             columns = [0, 1, 2, 3]
-        for k, values in zip(columns, stats, strict=True):
-            self.sums[:, k] += np.bincount(g, weights=values[r], minlength=cap)
+        cells = None
         if self.kind == "regression":
             nb = len(RESIDUAL_EDGES) + 1
-            cell = np.searchsorted(RESIDUAL_EDGES, err, side="right")[r]
-            self.residuals += np.bincount(g * nb + cell, minlength=cap * nb).reshape(cap, nb)
-            return
-        w, c, b = self._width, self._hist_classes, self.buckets
-        if self.kind == "binary":
-            truth = (y > 0.5).astype(np.int64)
-            predicted = (p[:, 0] >= self.threshold).astype(np.int64)
+            cells = [(self.residuals, nb, np.searchsorted(RESIDUAL_EDGES, err, side="right"))]
         else:
-            truth = y.astype(np.int64)
-            predicted = p.argmax(axis=1)
-        cell = (truth * w + predicted)[r]
-        self.confusion += np.bincount(g * (w * w) + cell, minlength=cap * w * w).reshape(cap, w, w)
-        # Histograms [slice, class, negative|positive, bucket] flattened: a row's offset within
-        # its slice's block is the same in every slice it belongs to.
+            w = self._width
+            if self.kind == "binary":
+                truth = (y > 0.5).astype(np.int64)
+                predicted = (p[:, 0] >= self.threshold).astype(np.int64)
+            else:
+                truth = y.astype(np.int64)
+                predicted = p.argmax(axis=1)
+            cells = [(self.confusion, w * w, truth * w + predicted)]
+        for spec, (r, g) in enumerate(entries):
+            whole = spec == 0  # every row: adds to Overall through the per-id totals
+            self._add(self.n, g, None, r, whole)
+            for k, values in zip(columns, stats, strict=True):
+                self._add(self.sums[:, k], g, values, r, whole)
+            for target, size, cell in cells:
+                self._add_cells(target, size, g, cell, r, whole)
+        if self.kind != "regression":
+            self._add_hist(y, p, truth, entries)
+
+    def _add(
+        self, target: np.ndarray, g: np.ndarray | None, values: Any, r: np.ndarray, whole: bool
+    ) -> None:
+        """``target[slice] += sum of values`` (or counts) of rows ``r`` on slice ids ``g``."""
+        cap = self._capacity
+        v = None if values is None else (values if whole else values[r])
+        if g is None:  # no slice spec: Overall only
+            target[0] += v.sum() if v is not None else len(r)
+            return
+        delta = np.bincount(g, weights=v, minlength=cap)
+        target += delta.astype(target.dtype, copy=False)
+        if whole:
+            target[0] += delta[1:].sum()
+
+    def _add_cells(
+        self,
+        target: np.ndarray,
+        size: int,
+        g: np.ndarray | None,
+        cell: np.ndarray,
+        r: np.ndarray,
+        whole: bool,
+    ) -> None:
+        """Counts per [slice, cell] (confusion matrix, residual histogram), as `_add`."""
+        cap = self._capacity
+        c = cell if whole else cell[r]
+        if g is None:
+            target[0] += np.bincount(c, minlength=size).reshape(target.shape[1:])
+            return
+        delta = np.bincount(g * size + c, minlength=cap * size).reshape(target.shape)
+        target += delta
+        if whole:
+            target[0] += delta[1:].sum(axis=0)
+
+    def _add_hist(
+        self,
+        y: np.ndarray,
+        p: np.ndarray,
+        truth: np.ndarray,
+        entries: list[tuple[np.ndarray, np.ndarray | None]],
+    ) -> None:
+        """AUC histograms [slice, class, negative|positive, bucket]: a row's offset within its
+        slice's block is the same in every slice; Overall gets the rows that the first spec put
+        in a slice with one small bincount (its rows in none are already on id 0)."""
+        c, b = self._hist_classes, self.buckets
+        block = c * 2 * b
         bucket = np.clip((p[:, :c] * b).astype(np.int64), 0, b - 1)  # [rows, c]
         positive = truth[:, None] == (np.arange(c) if c > 1 else 1)  # [rows, c]
         local = (np.arange(c) * 2 + positive) * b + bucket  # [rows, c]
-        flat = (g * (c * 2 * b))[:, None] + local[r]
-        np.add.at(self.hist.reshape(-1), flat.reshape(-1), 1)
+        flat_hist = self.hist.reshape(-1)
+        for spec, (r, g) in enumerate(entries):
+            if g is None:
+                self.hist[0] += np.bincount(local.reshape(-1), minlength=block).reshape(
+                    self.hist.shape[1:]
+                )
+                continue
+            cells = ((g * block)[:, None] + (local if spec == 0 else local[r])).reshape(-1)
+            if len(cells) * 4 >= len(flat_hist):  # dense enough: one pass over the histogram
+                flat_hist += np.bincount(cells, minlength=len(flat_hist))
+            else:  # few rows for many slices: touch only their cells
+                np.add.at(flat_hist, cells, 1)
+            if spec == 0:
+                sliced = local[g > 0].reshape(-1)
+                self.hist[0] += np.bincount(sliced, minlength=block).reshape(self.hist.shape[1:])
 
     def _encode(self, keys: Any, rows: int) -> tuple[np.ndarray, np.ndarray]:
         """(per-row code into ids or -1, slice id per dictionary entry)."""
