@@ -83,7 +83,8 @@ def test_resume_is_the_users_own_command_line_plus_from(tmp_path, tiny_csv, caps
 
 def test_any_error_is_one_line_and_json_still_answers(tmp_path, capsys) -> None:
     cfg = tmp_path / "p.yaml"
-    cfg.write_text("pipeline: {name: t, root: /proc/no-such-folder/r}\ningest: {source: p.yaml}\n")
+    (tmp_path / "d.csv").write_text("a,b\n1,2\n")
+    cfg.write_text("pipeline: {name: t, root: /proc/no-such-folder/r}\ningest: {source: d.csv}\n")
     code, data, err = run_cli(["run", str(cfg), "--to", "ingest", "--json"], capsys)
     assert code == 1 and "/proc/no-such-folder" in data["error"] and data["exit_code"] == 1
     assert err.count("\n") == 1 and err.startswith("error: ") and "Traceback" not in err

@@ -135,6 +135,10 @@ def profile(source: str, label: str, task: str = "auto", fmt: str | None = None)
     frame, types = read_sample(source, fmt)
     if label not in types:
         raise ConfigError(f"--label: no column {label!r} in {source}; columns are {list(types)}")
+    from beam_pipeline.io import names
+
+    if names.unsafe([label]):
+        raise ConfigError(f"--label: {names.problem(label, source)}")
     y = frame[label].dropna()
     if y.empty:
         raise ConfigError(f"--label: column {label!r} of {source} has no values in the sample")
@@ -239,6 +243,13 @@ def _column(values: pd.Series, name: str, kind: str, rows: int, taken: set[str])
     distinct = int(present.nunique())
     feature = safe_name(name, taken)
     common = dict(name=name, kind=kind, feature=feature, missing=missing, distinct=distinct)
+    from beam_pipeline.io import names
+
+    if names.unsafe([name]):
+        why = (
+            f"TensorFlow cannot take this name; rename it (e.g. {names.suggest(name)!r}) to use it"
+        )
+        return Column(role="dropped", why=why, **common)
     if distinct <= 1:
         return Column(role="dropped", why="one value in the sample: nothing to learn", **common)
     if kind == "string":

@@ -197,3 +197,23 @@ def test_the_quality_bench_baseline(tmp_path: Path) -> None:
         train, test = frame.iloc[: len(frame) * 4 // 5], frame.iloc[len(frame) * 4 // 5 :]
         rmse = bench.baseline_rmse(train, test, label, ["id"])
         assert 0 < rmse < float(test[label].std()), (name, rmse)
+
+
+def test_a_column_name_tensorflow_cannot_take_is_left_out_with_the_reason(tmp_path: Path) -> None:
+    from beam_pipeline.core import preflight
+    from beam_pipeline.core.config import load
+    from beam_pipeline.scaffold import init
+
+    data = tmp_path / "d.csv"
+    rows = "\n".join(f"{i % 7},{i % 3},{i * 1.5}" for i in range(60))
+    data.write_text("support calls,plan,y\n" + rows + "\n")
+    written = init("d", str(data), "y", str(tmp_path))
+    calls = next(c for c in written.profile.columns if c.name == "support calls")
+    assert calls.role == "dropped" and "'support_calls'" in calls.why
+    config = load(written.config)
+    assert config.section("ingest").drop == ["support calls"]
+    preflight.check(config, ["ingest", "transform"], [])  # the generated config passes
+    pairs = "\n".join(f"{i},{i % 2}" for i in range(60))
+    (tmp_path / "e.csv").write_text("a,the label\n" + pairs + "\n")
+    with pytest.raises(ConfigError, match="--label: column 'the label'.*cannot be a model input"):
+        init("e", str(tmp_path / "e.csv"), "the label", str(tmp_path))
