@@ -11,6 +11,7 @@ import pyarrow as pa
 import pytest
 
 import beam_pipeline  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow is used)
+from beam_pipeline.io import predictions
 from beam_pipeline.jobs import score as scoring
 from tests import pipeline_fixtures as pf
 from tests.conftest import run_cli
@@ -18,11 +19,11 @@ from tests.conftest import run_cli
 
 def test_json_values_escape_like_json_dumps() -> None:
     values = ["plain", 'say "hi"', "back\\slash", "tab\tand\nnewline", "ünï", None]
-    text = scoring.json_values(pa.array(values)).to_pylist()
+    text = predictions.json_values(pa.array(values)).to_pylist()
     assert [json.loads(t) for t in text] == values
-    numbers = scoring.json_values(pa.array([1.5, None, float("nan"), 12.45])).to_pylist()
+    numbers = predictions.json_values(pa.array([1.5, None, float("nan"), 12.45])).to_pylist()
     assert numbers == ["1.5", "null", "null", "12.45"]
-    assert scoring.json_values(pa.array([3, None], pa.int64())).to_pylist() == ["3", "null"]
+    assert predictions.json_values(pa.array([3, None], pa.int64())).to_pylist() == ["3", "null"]
 
 
 def test_to_tensor_keeps_values_offsets_and_empty_strings() -> None:
@@ -39,7 +40,7 @@ def test_json_records_are_one_valid_object_per_row() -> None:
     batch = pa.RecordBatch.from_arrays(
         [pa.array([1, None]), pa.array(['a"b', None])], names=["n", "s"]
     )
-    text = scoring.json_records(
+    text = predictions.json_records(
         batch,
         np.array([[0.25], [0.75]], np.float32),
         pa.array(["j/f/0", "j/f/1"]),

@@ -34,9 +34,7 @@ with the input fingerprint, row counts and the model version.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import io
-import json
 import logging
 import time
 import uuid
@@ -58,6 +56,7 @@ from beam_pipeline.core.errors import ConfigError, DataError
 from beam_pipeline.core.executor import Execution, Executor
 from beam_pipeline.core.metadata import Store
 from beam_pipeline.io import filesystem, readers
+from beam_pipeline.io.predictions import iso_time, json_records, output_table, record_header
 from beam_pipeline.io.raw_inputs import RawColumn, RawSchema, check_rows, strict_json
 from beam_pipeline.io.readers import Rejected
 
@@ -125,101 +124,6 @@ def to_tensor(strings: pa.Array) -> Any:
 def raw_inputs(batch: pa.RecordBatch, features: list[str]) -> dict[str, Any]:
     """The serving_raw inputs of a batch: one [n] string tensor per raw feature."""
     return {name: to_tensor(col) for name, col in raw_strings(batch, features).items()}
-
-
-def prediction_strings(predictions: np.ndarray) -> pa.Array:
-    """JSON text of each row's prediction: a number (one output) or a list (several)."""
-    cols = [
-        pc.cast(pa.array(predictions[:, i].astype(np.float32)), pa.string())
-        for i in range(predictions.shape[1])
-    ]
-    if len(cols) == 1:
-        return cols[0]
-    return pc.binary_join_element_wise("[", pc.binary_join_element_wise(*cols, ","), "]", "")
-
-
-def json_values(column: pa.Array) -> pa.Array:
-    """JSON text of every value of a column (``null`` for a missing one), computed column-wise."""
-    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-        if pc.any(pc.match_substring_regex(column, "[\\x00-\\x1f]")).as_py():
-            return pa.array(
-                [json.dumps(v) if v is not None else None for v in column.to_pylist()], pa.string()
-            ).fill_null("null")
-        escaped = pc.replace_substring(pc.replace_substring(column, "\\", "\\\\"), '"', '\\"')
-        text = pc.binary_join_element_wise('"', escaped, '"', "")
-    elif pa.types.is_floating(column.type):
-        finite = pc.is_finite(column)
-        text = pc.if_else(finite, pc.cast(column, pa.string()), pa.scalar(None, pa.string()))
-    elif pa.types.is_boolean(column.type) or pa.types.is_integer(column.type):
-        text = pc.cast(column, pa.string())
-    else:
-        text = pa.array(
-            [json.dumps(v, default=str) if v is not None else None for v in column.to_pylist()],
-            pa.string(),
-        )
-    return pc.fill_null(text, "null")
-
-
-def json_records(batch: pa.RecordBatch, predictions: np.ndarray, ids: pa.Array, header: str) -> str:
-    """One JSON object per row, newline-separated; built column by column in Arrow."""
-    parts: list[Any] = []
-    for i, name in enumerate(batch.schema.names):
-        parts += [("{" if i == 0 else ",") + json.dumps(name) + ":", json_values(batch.column(i))]
-    if not parts:
-        parts = ["{"]
-    joined = pc.binary_join_element_wise(
-        '{"request_id":"',
-        ids,
-        header,
-        *parts,
-        '},"prediction":',
-        prediction_strings(predictions),
-        "}\n",
-        "",
-    )
-    return _text_of(joined)[:-1]
-
-
-def _text_of(strings: pa.Array) -> str:
-    """The concatenation of a string array (its data buffer; no per-row Python)."""
-    if not len(strings):
-        return ""
-    validity, offsets, data = strings.buffers()
-    off = np.frombuffer(offsets, np.int32)[strings.offset : strings.offset + len(strings) + 1]
-    return data.to_pybytes()[off[0] : off[-1]].decode("utf-8")
-
-
-def output_table(
-    batch: pa.RecordBatch,
-    predictions: np.ndarray,
-    ids: pa.Array,
-    job: ScoreJob,
-    now: str,
-    nested: bool,
-) -> pa.Table:
-    """The records as an Arrow table: features nested (parquet) or flat (csv)."""
-    n = batch.num_rows
-    meta = {
-        "request_id": ids,
-        "model_name": pa.array([job.model_name] * n),
-        "model_version": pa.array(np.full(n, job.model_version, np.int64)),
-        "time": pa.array([now] * n),
-    }
-    if nested:
-        features = pa.StructArray.from_arrays(batch.columns, names=batch.schema.names)
-        cols = {**meta, "features": features}
-    else:
-        cols = {**meta, **{f"{c}": batch.column(c) for c in batch.schema.names if c not in meta}}
-    if predictions.shape[1] == 1:
-        cols["prediction"] = pa.array(predictions[:, 0].astype(np.float32))
-    elif nested:
-        cols["prediction"] = pa.FixedSizeListArray.from_arrays(
-            pa.array(predictions.astype(np.float32).reshape(-1)), predictions.shape[1]
-        )
-    else:
-        for i in range(predictions.shape[1]):
-            cols[f"prediction_{i}"] = pa.array(predictions[:, i].astype(np.float32))
-    return pa.Table.from_pydict(cols)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -345,16 +249,14 @@ class ScoreFile(beam.DoFn):
 
     def format(self, part: pa.RecordBatch, predictions: np.ndarray, ids: pa.Array) -> Any:
         job = self._job
-        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        now = iso_time()
         if job.output_format == "jsonl":
-            header = (
-                f'","model_name":{json.dumps(job.model_name)},"model_version":'
-                f'{job.model_version},"time":"{now}","features":'
-            )
+            header = record_header(job.model_name, job.model_version, now)
             return json_records(part, predictions, ids, header)
+        name, version = job.model_name, job.model_version
         if job.output_format == "parquet":
-            return output_table(part, predictions, ids, job, now, nested=True)
-        table = output_table(part, predictions, ids, job, now, nested=False)
+            return output_table(part, predictions, ids, name, version, now, nested=True)
+        table = output_table(part, predictions, ids, name, version, now, nested=False)
         if job.output_format == "csv":
             import pyarrow.csv as pacsv
 
@@ -595,6 +497,12 @@ def _schema(job: ScoreJob, model: Artifact) -> pa.Schema:
     width = int(fn.structured_outputs["predictions"].shape[-1] or 1)
     preds = np.zeros((1, width), np.float32)
     table = output_table(
-        empty, preds, pa.array(["x"]), job, "t", nested=job.output_format == "parquet"
+        empty,
+        preds,
+        pa.array(["x"]),
+        job.model_name,
+        job.model_version,
+        "t",
+        nested=job.output_format == "parquet",
     )
     return table.schema

@@ -1,0 +1,160 @@
+"""The prediction record: one writer for batch scoring and the serving log, column by column.
+
+A record (one per scored row)::
+
+    {"request_id": "<id>", "model_name": "taxi", "model_version": 3,
+     "time": "2024-05-01T12:00:00.000Z", "features": {"fare": 12.45, ...}, "prediction": 0.83}
+
+``prediction`` is a number for a one-output model, a list for several. Every record is built from
+Arrow columns, never a Python object per row: `json_lines` for JSON Lines, `output_table` for
+CSV, Parquet and tf.Example. ``time`` is always `iso_time` (UTC, milliseconds, ``Z``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%f"  # then milliseconds and "Z": see `iso_time`
+FIELDS = ("request_id", "model_name", "model_version", "time", "features", "prediction")
+
+
+def iso_time(when: dt.datetime | None = None) -> str:
+    """A record's time: UTC with milliseconds, ``2026-11-26T12:00:00.000Z`` (now by default)."""
+    when = (when or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
+    return when.strftime(TIME_FORMAT)[:-3] + "Z"
+
+
+def record_header(model_name: str, model_version: int, time_text: str) -> str:
+    """The JSON text of the fields every record of a batch shares (for `json_records`)."""
+    return (
+        f'","model_name":{json.dumps(model_name)},"model_version":{int(model_version)},'
+        f'"time":"{time_text}","features":'
+    )
+
+
+def json_lines(
+    features: pa.RecordBatch,
+    predictions: np.ndarray,
+    request_ids: pa.Array | list[str],
+    model_name: str,
+    model_version: int,
+    time_text: str | None = None,
+) -> str:
+    """The records of a batch as JSON Lines, each line newline-terminated.
+
+    Args:
+        features: the logged features, one column each (nulls are ``null``).
+        predictions: ``[rows]`` or ``[rows, outputs]`` numbers.
+        request_ids: one id per row.
+        time_text: the records' time (`iso_time` by default).
+    """
+    if not features.num_rows:
+        return ""
+    ids = request_ids if isinstance(request_ids, pa.Array) else pa.array(request_ids, pa.string())
+    preds = np.asarray(predictions).reshape(features.num_rows, -1)
+    header = record_header(model_name, model_version, time_text or iso_time())
+    return json_records(features, preds, ids, header) + "\n"
+
+
+def prediction_strings(predictions: np.ndarray) -> pa.Array:
+    """JSON text of each row's prediction: a number (one output) or a list (several)."""
+    cols = [
+        pc.cast(pa.array(predictions[:, i].astype(np.float32)), pa.string())
+        for i in range(predictions.shape[1])
+    ]
+    if len(cols) == 1:
+        return cols[0]
+    return pc.binary_join_element_wise("[", pc.binary_join_element_wise(*cols, ","), "]", "")
+
+
+def json_values(column: pa.Array) -> pa.Array:
+    """JSON text of every value of a column (``null`` for a missing one), computed column-wise."""
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        if pc.any(pc.match_substring_regex(column, "[\\x00-\\x1f]")).as_py():
+            return pa.array(
+                [json.dumps(v) if v is not None else None for v in column.to_pylist()], pa.string()
+            ).fill_null("null")
+        escaped = pc.replace_substring(pc.replace_substring(column, "\\", "\\\\"), '"', '\\"')
+        text = pc.binary_join_element_wise('"', escaped, '"', "")
+    elif pa.types.is_floating(column.type):
+        finite = pc.is_finite(column)
+        text = pc.if_else(finite, pc.cast(column, pa.string()), pa.scalar(None, pa.string()))
+    elif pa.types.is_boolean(column.type) or pa.types.is_integer(column.type):
+        text = pc.cast(column, pa.string())
+    else:
+        text = pa.array(
+            [json.dumps(v, default=str) if v is not None else None for v in column.to_pylist()],
+            pa.string(),
+        )
+    return pc.fill_null(text, "null")
+
+
+def json_records(batch: pa.RecordBatch, predictions: np.ndarray, ids: pa.Array, header: str) -> str:
+    """One JSON object per row, newline-separated (no final newline); built column by column in
+    Arrow. ``header`` is the JSON text between the request id's value and the features' object
+    (`record_header` makes it)."""
+    parts: list[Any] = []
+    for i, name in enumerate(batch.schema.names):
+        parts += [("{" if i == 0 else ",") + json.dumps(name) + ":", json_values(batch.column(i))]
+    if not parts:
+        parts = ["{"]
+    joined = pc.binary_join_element_wise(
+        '{"request_id":"',
+        ids,
+        header,
+        *parts,
+        '},"prediction":',
+        prediction_strings(predictions),
+        "}\n",
+        "",
+    )
+    return _text_of(joined)[:-1]
+
+
+def _text_of(strings: pa.Array) -> str:
+    """The concatenation of a string array (its data buffer; no per-row Python)."""
+    if not len(strings):
+        return ""
+    validity, offsets, data = strings.buffers()
+    off = np.frombuffer(offsets, np.int32)[strings.offset : strings.offset + len(strings) + 1]
+    return data.to_pybytes()[off[0] : off[-1]].decode("utf-8")
+
+
+def output_table(
+    batch: pa.RecordBatch,
+    predictions: np.ndarray,
+    ids: pa.Array,
+    model_name: str,
+    model_version: int,
+    now: str,
+    nested: bool,
+) -> pa.Table:
+    """The records as an Arrow table: features nested (parquet) or flat (csv, tf.Example)."""
+    n = batch.num_rows
+    meta = {
+        "request_id": ids,
+        "model_name": pa.array([model_name] * n),
+        "model_version": pa.array(np.full(n, model_version, np.int64)),
+        "time": pa.array([now] * n),
+    }
+    if nested:
+        features = pa.StructArray.from_arrays(batch.columns, names=batch.schema.names)
+        cols = {**meta, "features": features}
+    else:
+        cols = {**meta, **{f"{c}": batch.column(c) for c in batch.schema.names if c not in meta}}
+    if predictions.shape[1] == 1:
+        cols["prediction"] = pa.array(predictions[:, 0].astype(np.float32))
+    elif nested:
+        cols["prediction"] = pa.FixedSizeListArray.from_arrays(
+            pa.array(predictions.astype(np.float32).reshape(-1)), predictions.shape[1]
+        )
+    else:
+        for i in range(predictions.shape[1]):
+            cols[f"prediction_{i}"] = pa.array(predictions[:, i].astype(np.float32))
+    return pa.Table.from_pydict(cols)
