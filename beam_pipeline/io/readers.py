@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import queue
+import re
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -346,6 +347,22 @@ def _parse_csv(
         rejected.append(
             Rejected(path, int(lines[i]), f"expected {ncols} fields; received {fields[i]}", raw)
         )
+    # A carriage return not followed by a newline, outside quotes, ends a record for pyarrow
+    # (and Python's csv) but not for the line count: such a record is rejected (it made a
+    # phantom row, or failed the whole read).
+    cr = np.flatnonzero(arr == 13)
+    if cr.size:
+        lone = cr[arr[cr + 1] != 10]  # the body ends with a newline: cr + 1 is in it
+        if inside is not None:
+            lone = lone[~inside[lone]]
+        stray = np.zeros(len(ends), bool)
+        stray[np.searchsorted(ends, lone)] = True
+        stray &= ~bad & ~blank
+        for i in np.flatnonzero(stray):
+            raw = body[starts[i] : ends[i]].decode("utf-8", "replace").rstrip("\r")
+            reason = "a carriage return inside an unquoted field (quote the field)"
+            rejected.append(Rejected(path, int(lines[i]), reason, raw))
+        bad |= stray
     keep = ~bad & ~blank
     if not keep.all():
         body = b"".join(body[starts[i] : ends[i] + 1] for i in np.flatnonzero(keep))
@@ -505,7 +522,14 @@ def read_jsonl(
             body = b"".join(lines)
             try:
                 table = json_table(body)
-                yield _conform(table, columns, types, path, np.arange(start, line_no), rejected)
+                if any(  # pyarrow reads an int past int64 as a float: exact on the slow path
+                    pa.types.is_floating(table.schema.field(c).type)
+                    for c in columns
+                    if c in table.column_names and types.get(c, "string") != "float"
+                ):
+                    raise pa.ArrowInvalid("a float where no float column is")
+                lines_of_rows = start + _nonblank_lines(body)
+                yield _conform(table, columns, types, path, lines_of_rows, rejected)
                 continue
             except pa.ArrowInvalid:
                 pass
@@ -532,28 +556,52 @@ def read_jsonl(
             yield _conform(table, columns, types, path, np.array(good_lines), rejected)
 
 
+_NOT_AN_OBJECT_LINE = re.compile(rb"(?:^|\n)[ \t\r]*[^{ \t\r\n]")
+
+
+def _nonblank_lines(body: bytes) -> np.ndarray:
+    """0-based indexes of the lines of ``body`` that hold more than whitespace."""
+    arr = np.frombuffer(body, dtype=np.uint8)
+    newline = arr == 10
+    blank = newline | (arr == 32) | (arr == 9) | (arr == 13)
+    line_of = np.cumsum(newline) - newline  # a newline belongs to the line it ends
+    return np.unique(line_of[~blank])
+
+
 def json_table(body: bytes) -> pa.Table:
-    """JSON Lines bytes as a table, read as one block: with pyarrow's default 1 MiB blocks a
-    line straddling two blocks fails the read, and pyarrow can then deadlock on the GIL while
-    its reader thread lets go of the Python buffer (a 50 MB line hung for good)."""
+    """JSON Lines bytes as a table, one row per line, or `pa.ArrowInvalid` (the caller then
+    reads line by line).
+
+    Read as one block: with pyarrow's default 1 MiB blocks a line straddling two blocks fails the
+    read, and pyarrow can then deadlock on the GIL while its reader thread lets go of the Python
+    buffer (a 50 MB line hung for good). Only bytes whose every non-blank line starts with ``{``
+    reach pyarrow 10, and its row count must be theirs: it crashes the process on a file of
+    ``null`` lines and reads a line such as ``}1`` as no row at all (found by tests/fuzz).
+    """
+    if _NOT_AN_OBJECT_LINE.search(body):
+        raise pa.ArrowInvalid("a line that is not a JSON object")
     options = pajson.ReadOptions(block_size=len(body) + 1)
-    return pajson.read_json(io.BytesIO(body), read_options=options)
+    table = pajson.read_json(io.BytesIO(body), read_options=options)
+    if table.num_rows != len(_nonblank_lines(body)):
+        raise pa.ArrowInvalid("pyarrow read a different number of rows than lines")
+    return table
 
 
 def _table_of(rows: list[dict[str, Any]]) -> pa.Table:
     """Rows as a table; a column whose values mix types (``7`` and ``"seven"``) as text, so that
     the typing step rejects the rows that do not parse instead of failing the chunk."""
-    try:
-        return pa.Table.from_pylist(rows)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        pass
+    # Column by column over every row's keys: pyarrow 10's Table.from_pylist takes the columns
+    # of the first row only (a key missing there was dropped from every row) and counts no rows
+    # when they have no keys (found by tests/fuzz).
     names = list(dict.fromkeys(k for r in rows for k in r))
+    if not names:  # only {} rows: no column, but the rows count
+        return pa.table({"": pa.nulls(len(rows))})
     arrays = []
     for name in names:
         values = [r.get(name) for r in rows]
         try:
             arrays.append(pa.array(values))
-        except (pa.ArrowInvalid, pa.ArrowTypeError):
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):  # overflow: past int64
             text = [v if v is None or isinstance(v, str) else json.dumps(v) for v in values]
             arrays.append(pa.array(text, pa.string()))
     return pa.Table.from_arrays(arrays, names=names)

@@ -264,3 +264,50 @@ def test_an_unclosed_quote_on_a_line_longer_than_the_limit_is_one_rejected_row(
     p.write_text('a,b\n1,x\n2,"' + "y" * 1000)
     rows, rejected = _read(p, {"a": "int", "b": "string"})
     assert rows["a"] == [1] and [r.line for r in rejected] == [3]
+
+
+# ---------------------------------------------------------------------------------------------
+# What tests/fuzz found (issue 21)
+
+
+def test_a_bare_carriage_return_in_an_unquoted_field_rejects_its_row(tmp_path: Path) -> None:
+    """pyarrow ends a record at a lone CR; the line count does not: the whole read failed with
+    ArrowInvalid ("Expected 2 columns, got 1") or a phantom row of nulls appeared."""
+    p = tmp_path / "cr.csv"
+    p.write_bytes(b'a,b\n1,x\ry\n2,"in\rquotes"\n3,z\r\r\n4,w\r\n')
+    rows, rejected = _read(p, {"a": "int", "b": "string"})
+    assert rows == {"a": [2, 4], "b": ["in\rquotes", "w"]}
+    assert [(r.line, r.reason) for r in rejected] == [
+        (2, "a carriage return inside an unquoted field (quote the field)"),
+        (4, "a carriage return inside an unquoted field (quote the field)"),
+    ]
+
+
+def _jsonl(path: Path, text: str) -> tuple[list[list[Any]], list[tuple[int, str]]]:
+    path.write_text(text)
+    types = {"a": "int", "b": "string"}
+    rows, rejected = [], []
+    for chunk in readers.read_jsonl(str(path), ["a", "b"], types):
+        rows += [list(r.values()) for r in chunk.batch.to_pylist()]
+        rejected += [(r.line, r.reason) for r in chunk.rejected]
+    return rows, rejected
+
+
+def test_json_lines_that_pyarrow_misreads(tmp_path: Path) -> None:
+    p = tmp_path / "j.jsonl"
+    # pyarrow 10 crashed the process (SIGSEGV) on a block of "null" lines
+    assert _within(30, lambda: _jsonl(p, "null\nnull\n")) == (
+        [],
+        [(1, "invalid JSON: expected a JSON object"), (2, "invalid JSON: expected a JSON object")],
+    )
+    # "}1" was no row at all, not a rejected one
+    assert _jsonl(p, '{"a": 1}\n}1\n')[0] == [[1, None]]
+    assert [n for n, _ in _jsonl(p, '{"a": 1}\n}1\n')[1]] == [2]
+    # only the first row's keys were kept on the slow path; {} rows were dropped
+    assert _jsonl(p, '{"b": "x"}\n{"a": 2}\n{}\n7\n')[0] == [[None, "x"], [2, None], [None, None]]
+    # an int past int64 in a column nobody reads failed the read (OverflowError)
+    assert _jsonl(p, '{"a": 1, "z": 9223372036854775808}\n7\n')[0] == [[1, None]]
+    # a blank line before a bad value shifted the line it was reported on
+    rows, rejected = _jsonl(p, '\n{"a": 9223372036854775808}\n{"a": 3}\n')
+    assert rows == [[3, None]]
+    assert rejected == [(2, "column 'a': expected int; received '9223372036854775808'")]
