@@ -153,7 +153,7 @@ def test_later_spans_are_checked_against_the_pipeline_schema(tmp_path: Path, cap
     assert code == 0, err
     assert 'name: "leak"' in Path(accepted["schema"]).read_text()
     store = Store(load(cfg))
-    [art] = store.artifacts([accepted["id"]])
+    [art] = store.artifacts([accepted["artifact_id"]])
     assert art.properties["accepted"] is True and store.producer(art.id) is not None
     code, third, err = run_cli(run, capsys)
     assert code == 0, err
