@@ -173,7 +173,7 @@ def read_segment(path: str) -> Segment:
     if not body.strip():
         return Segment(path, pa.table({}), [], 0)
     try:
-        return Segment(path, json_table(body), [], lines)
+        return Segment(path, _parse(body), [], lines)
     except pa.ArrowInvalid:
         pass
     rows: list[dict[str, Any]] = []
@@ -190,6 +190,25 @@ def read_segment(path: str) -> Segment:
             text = raw.decode("utf-8", "replace")
             rejected.append(Rejected(path, i, f"invalid JSON: {exc}", text[:2000]))
     return Segment(path, _table_of(rows), rejected, lines)
+
+
+BLOCK_ROWS = 50_000  # pyarrow's JSON parser takes fewer than 100,000 rows per block
+
+
+def _parse(body: bytes) -> pa.Table:
+    """JSON Lines bytes as one table: each piece of at most ``BLOCK_ROWS`` lines read as one
+    block (`json_table`), the pieces concatenated. Raises ArrowInvalid when a line is not JSON
+    or the pieces disagree on a column's type (the caller then reads line by line)."""
+    ends = np.flatnonzero(np.frombuffer(body, dtype=np.uint8) == 10)
+    cuts = [int(e) + 1 for e in ends[BLOCK_ROWS - 1 :: BLOCK_ROWS]]
+    bounds = [0, *[c for c in cuts if c < len(body)], len(body)]
+    tables = [json_table(body[a:b]) for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
+    if len(tables) == 1:
+        return tables[0]
+    try:
+        return pa.concat_tables(tables, promote=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise pa.ArrowInvalid(f"segment pieces disagree on types: {exc}") from exc
 
 
 def _table_of(rows: list[dict[str, Any]]) -> pa.Table:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -104,8 +105,6 @@ def labelled_rows(report_dir: Path) -> tuple[str, list[str], list[str]]:
 
 def span_digest(header: str, rows: list[str]) -> str:
     """The bytes of ``data.csv`` a span of these rows holds, hashed (sha256)."""
-    import hashlib
-
     h = hashlib.sha256()
     h.update((header + "\n").encode())
     for row in rows:
@@ -163,6 +162,18 @@ def existing_span(store: Any, digest: str, folder: Path) -> Artifact | None:
     return None
 
 
+def unrecorded_span(store: Any, digest: str, folder: Path) -> tuple[int, Path] | None:
+    """A ``span-N`` folder holding exactly these bytes that no DataSpan records (a monitor killed
+    between writing it and recording it): (N, folder)."""
+    recorded = {Path(a.uri) for a in store.artifacts_of_type("DataSpan", live_only=False)}
+    for p in sorted(folder.iterdir()) if folder.is_dir() else []:
+        m = re.fullmatch(r"span-(\d+)", p.name)
+        if m and p not in recorded and (p / "data.csv").is_file():
+            if hashlib.sha256((p / "data.csv").read_bytes()).hexdigest() == digest:
+                return int(m.group(1)), p
+    return None
+
+
 def retrain(
     config: Any,
     body: dict[str, Any],
@@ -196,7 +207,12 @@ def retrain(
         data = existing_span(store, digest, span_dir(config))
         reused = data is not None
         if data is None:
-            span, folder, rows = write_span(report_dir, span_dir(config))
+            orphan = unrecorded_span(store, digest, span_dir(config))
+            if orphan is not None:
+                span, folder = orphan
+                rows = len(sorted_rows)
+            else:
+                span, folder, rows = write_span(report_dir, span_dir(config))
             data = Artifact(
                 "DataSpan",
                 str(folder),

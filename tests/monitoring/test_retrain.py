@@ -171,3 +171,31 @@ def test_rounds_needs_watch(healthy: dict, capsys) -> None:
 
     code, _, err = run_cli(["monitor", str(healthy["config"]), "--rounds", "2"], capsys)
     assert code == 2 and "--rounds" in err
+
+
+def test_a_span_written_but_never_recorded_is_recorded_not_written_again(
+    healthy: dict, report: dict, tmp_path: Path
+) -> None:
+    """A monitor killed between writing span-N and recording it: the next one records that
+    folder (same bytes) instead of writing span-N+1."""
+    from beam_pipeline.core.config import load
+    from beam_pipeline.core.metadata import Store
+
+    spans = tmp_path / "spans"
+    config = load(
+        healthy["config"], ["monitor.retrain.min_rows=10", f"monitor.retrain.span_dir={spans}"]
+    )
+    body = report["body"]
+    span, folder, rows = retrain.write_span(Path(body["report_dir"]), spans)  # then "killed"
+
+    class Done:
+        exit_code = 0
+
+        def to_json(self) -> dict[str, Any]:
+            return {"run_id": "r", "status": "completed", "model_version": 5}
+
+    out = retrain.retrain(config, body, lambda overrides: Done())
+    assert out["span"] == span and out["span_dir"] == str(folder) and out["rows"] == rows
+    assert sorted(p.name for p in spans.iterdir()) == [folder.name]
+    recorded = [s for s in Store(config).artifacts_of_type("DataSpan") if s.uri == str(folder)]
+    assert len(recorded) == 1
