@@ -305,8 +305,9 @@ def to_numbers(values: pa.Array, kind: str) -> tuple[pa.Array, np.ndarray]:
     target = ARROW[kind]
     n = len(values)
     if pa.types.is_integer(values.type) or pa.types.is_floating(values.type):
-        if kind == "float":
-            return pc.cast(values, target), np.zeros(n, bool)
+        if kind == "float":  # an int past 2**53 is the float nearest it (Arrow's safe cast
+            # refused it: a JSON Lines ingest failed, the servers answered 500/INTERNAL)
+            return pc.cast(values, target, safe=False), np.zeros(n, bool)
         if pa.types.is_integer(values.type):
             return pc.cast(values, target), np.zeros(n, bool)
         numbers = values.to_numpy(zero_copy_only=False)

@@ -311,3 +311,12 @@ def test_json_lines_that_pyarrow_misreads(tmp_path: Path) -> None:
     rows, rejected = _jsonl(p, '\n{"a": 9223372036854775808}\n{"a": 3}\n')
     assert rows == [[3, None]]
     assert rejected == [(2, "column 'a': expected int; received '9223372036854775808'")]
+
+
+def test_an_int_past_2_53_in_a_float_column_is_its_nearest_float(tmp_path: Path) -> None:
+    """Arrow's safe int -> float cast refused it: a JSON Lines ingest failed with ArrowInvalid,
+    and the servers answered INTERNAL / 500 (found by tests/fuzz's gRPC fuzzer)."""
+    p = tmp_path / "f.jsonl"
+    p.write_text('{"a": 9007199254740993}\n{"a": -4611686018427387904}\n')
+    [chunk] = list(readers.read_jsonl(str(p), ["a"], {"a": "float"}))
+    assert chunk.batch.column("a").to_pylist() == [2.0**53, -(2.0**62)] and not chunk.rejected
