@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from ml_metadata.proto import metadata_store_pb2 as pb
 
@@ -271,6 +272,70 @@ def test_a_full_disk_during_the_metadata_write_leaves_a_consistent_store(tmp_pat
         from beam_pipeline.jobs.doctor import examine
 
         assert examine(load(cfg, sections=TOY_SECTIONS)) == []
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+@pytest.mark.parametrize("free_kb", [0, 48, 512, 1536])
+def test_a_disk_full_at_each_fill_level_fails_cleanly_and_recovers(tmp_path, free_kb) -> None:
+    """Root and store on a 4 MB tmpfs filled to leave ``free_kb``: 0 and 48 (the store cannot
+    be created: at its first table, at its commit), 512 (the first stage's 1 MB output cannot be
+    written), 1536 (the first stage completes, the second's output cannot be written). The run
+    fails with one error line naming the cause; nothing half-made is LIVE; once the disk has room
+    the next run completes and doctor finds nothing (a full disk at the metadata write itself is
+    the test above)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"a small tmpfs cannot be mounted here: {mounted.stderr.decode().strip()}")
+    try:
+        cfg = tmp_path / "toy.yaml"
+        cfg.write_text(
+            yaml.safe_dump(
+                {
+                    "pipeline": {"name": "toy", "root": str(disk / "root")},
+                    "metadata": {"path": str(disk / "metadata.sqlite")},
+                    "make": {"size": 1 << 20},
+                }
+            )
+        )
+        filler = disk / "filler"
+        _fill(filler)
+        with open(filler, "r+b") as f:
+            f.truncate(max(filler.stat().st_size - free_kb * 1024, 0))
+        script = (
+            "import json, sys; from pathlib import Path\n"
+            f"sys.path.insert(0, {str(REPO)!r})\n"
+            "from tests.test_integrity import toy_run\n"
+            "try:\n"
+            f"    r = toy_run(Path({str(cfg)!r}))\n"
+            "    print(json.dumps({'status': r.status, 'error': r.error}))\n"
+            "except Exception as exc:\n"
+            "    print(json.dumps({'status': 'raised', 'error': str(exc)}))\n"
+        )
+        proc = subprocess.run(
+            [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        result = json.loads(proc.stdout.strip().splitlines()[-1])
+        assert result["status"] in ("failed", "raised"), result
+        assert "full" in result["error"] or "No space" in result["error"], result["error"]
+        assert "Traceback" not in result["error"]
+        filler.unlink()  # the disk has room again
+
+        from beam_pipeline.jobs.doctor import examine
+
+        config = load(cfg, sections=TOY_SECTIONS)
+        examine(config)  # repairs what the failure left (an empty store, say)
+        assert toy_run(cfg).status == "completed"
+        store = Store(config)
+        live = [a for a in store.artifacts_of_type("Model") if a.properties.get("_state") == "LIVE"]
+        assert len(live) == 1 and Path(live[0].uri).is_dir(), live
+        store.close()
+        assert examine(config) == []
     finally:
         subprocess.run(["umount", "-l", str(disk)], capture_output=True)
 
