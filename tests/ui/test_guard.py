@@ -63,3 +63,38 @@ def test_token() -> None:
     a, b = Token(), Token()
     assert a.value != b.value and len(a.value) >= 40
     assert a.matches(a.value) and not a.matches(b.value) and not a.matches("")
+
+
+def test_no_route_reads_a_path(tmp_path) -> None:
+    """Every UI route is a fixed path or an integer id: nothing that tries to climb out of them
+    reaches a file (on an empty in-memory store, no pipeline needed)."""
+    import yaml
+    from starlette.testclient import TestClient
+
+    from beam_pipeline.core.config import load
+    from beam_pipeline.ui import create_app
+
+    config = tmp_path / "p.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "pipeline": {"name": "p", "root": str(tmp_path / "root")},
+                "metadata": {"backend": "memory"},
+                "ingest": {"source": "unused.csv"},
+            }
+        )
+    )
+    c = TestClient(create_app(load(config)), base_url="http://127.0.0.1:8080")
+    assert c.get("/").status_code == 200
+    for path in (
+        "/static/../../../etc/passwd",
+        "/static/..%2f..%2fetc%2fpasswd",
+        "/artifacts/..%2f..%2fmetadata.sqlite",
+        "/artifacts/1%2f..",
+        "/runs/..%2f..%2fetc%2fpasswd",
+        "/models/-1",
+        "/%2e%2e/%2e%2e/etc/passwd",
+    ):
+        r = c.get(path)
+        assert r.status_code == 404, (path, r.status_code)
+        assert "root:" not in r.text
