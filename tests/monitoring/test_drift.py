@@ -38,7 +38,8 @@ def send(url: str, frame: Any, features: list[str], labelled: float) -> None:
                 "/v1/models/taxi:predict", json={"instances": instances(part[features])}
             )
             assert r.status_code == 200, r.text
-            ids += r.json()["request_ids"]
+            rid = r.headers["X-Request-Id"]  # row i of the request is logged as {rid}/{i}
+            ids += [f"{rid}/{i}" for i in range(len(part))]
         chosen = np.flatnonzero(np.random.default_rng(3).random(len(ids)) < labelled)
         labels = [
             {"request_id": ids[i], "label": float(frame[traffic.LABEL].iloc[i])} for i in chosen
