@@ -244,3 +244,14 @@ def test_a_segment_longer_than_a_parser_block_is_read_in_pieces(
     mixed[4] = json.dumps(record(4, prediction="high"))  # the second piece disagrees on a type
     seg = logs.read_segment(str(write(tmp_path / "part-g.jsonl", mixed)))
     assert seg.table.num_rows == 6 and not seg.rejected
+
+
+def test_a_segment_with_a_5_mb_line_is_read(tmp_path: Path) -> None:
+    """Blocks are never smaller than twice the longest line: no line straddles two (that failed
+    the read, and pyarrow could then hang)."""
+    recs = [json.dumps(record(i)) for i in range(4)]
+    big = record(9)
+    big["features"]["payment_type"] = "x" * (5 << 20)
+    recs.insert(2, json.dumps(big))
+    seg = logs.read_segment(str(write(tmp_path / "part-h.jsonl", recs)))
+    assert seg.table.num_rows == 5 and not seg.rejected
