@@ -142,20 +142,6 @@ def examples_inputs(examples: list[bytes], where: str) -> Inputs:
 # -- on the model thread, once per batch ------------------------------------------------------
 
 
-class BatchRows:
-    """A batch's typed rows for the log: turned into dicts once, on the log writer's thread, for
-    every request of the batch (a to_pylist per request cost more than the request)."""
-
-    def __init__(self, batch: pa.RecordBatch) -> None:
-        self.batch = batch
-        self._rows: list[dict[str, Any]] | None = None
-
-    def rows(self, start: int, end: int) -> list[dict[str, Any]]:
-        if self._rows is None:
-            self._rows = self.batch.to_pylist()
-        return self._rows[start:end]
-
-
 @dataclass
 class Prepared:
     """A batch ready for the model: its tensors' values, and per request either its error or

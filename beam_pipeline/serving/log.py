@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
+from beam_pipeline.io.predictions import iso_time
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +35,9 @@ FEEDBACK = "feedback"
 
 
 def now_iso() -> str:
-    """UTC time as the records carry it: ``2026-11-26T12:00:00.000Z``."""
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    """UTC time as the records carry it: ``2026-11-26T12:00:00.000Z`` (`io.predictions.iso_time`,
+    the one format of every prediction record)."""
+    return iso_time()
 
 
 def log_dir(root: str | os.PathLike[str], kind: str, model: str) -> Path:
@@ -204,27 +205,6 @@ class LogWriter:
         self._closed = True
         self._queue.put(None)  # blocks only while the queue is full; the writer is draining it
         self._thread.join(timeout)
-
-
-def prediction_lines(
-    model: str,
-    version: int,
-    request_ids: list[str],
-    features: Iterable[dict[str, Any]],
-    predictions: Any,
-    time_text: str,
-) -> str:
-    """JSON lines in the record format `score` writes (one per row, newline-terminated)."""
-    head = f'"model_name":{json.dumps(model)},"model_version":{version},"time":"{time_text}"'
-    lines = []
-    dumps = orjson.dumps
-    for rid, feats, pred in zip(request_ids, features, predictions, strict=True):
-        value = pred[0] if len(pred) == 1 else list(pred)
-        lines.append(
-            f'{{"request_id":{json.dumps(rid)},{head},"features":{dumps(feats).decode()},'
-            f'"prediction":{dumps(value).decode()}}}\n'
-        )
-    return "".join(lines)
 
 
 def feedback_lines(records: Iterable[tuple[str, Any]], time_text: str) -> str:

@@ -26,7 +26,6 @@ from typing import Any
 from beam_pipeline.io.raw_inputs import RawSchema
 from beam_pipeline.serving.batching import Answered
 from beam_pipeline.serving.inputs import (
-    BatchRows,
     Inputs,
     model_schema,
     prepare_examples,
@@ -80,12 +79,12 @@ class Version:
                 return results
             out = fn(**{k: tf.constant(v, tf.string) for k, v in prepared.inputs.items()})
             arrays = {k: v.numpy() for k, v in out.items()}
-            rows = BatchRows(prepared.typed) if prepared.typed is not None else None
+            typed = prepared.typed
             for i, (start, end) in enumerate(prepared.spans):
                 if prepared.errors[i] is None:
                     results[i] = Answered(
                         {k: a[start:end] for k, a in arrays.items()},
-                        [(rows, start, end)] if rows is not None else [],
+                        [typed.slice(start, end - start)] if typed is not None else [],
                     )
             if signature == RAW and items:
                 self.last_inputs = [x for x, e in zip(items, prepared.errors, strict=True) if not e]

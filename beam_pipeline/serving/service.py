@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
+from beam_pipeline.io.predictions import json_lines
 from beam_pipeline.serving import log as plog
 from beam_pipeline.serving.batching import Answered, Batcher, Overloaded
 from beam_pipeline.serving.inputs import Inputs, RequestError
@@ -134,18 +136,23 @@ class Service:
         outputs = answered.outputs
         key = "predictions" if "predictions" in outputs else next(iter(outputs))
         predictions = outputs[key].reshape(len(ids), -1)
-        typed = answered.logged
+        parts = answered.logged  # the request's typed rows (RecordBatch slices), in order
 
-        def render() -> str:  # on the writer's thread
-            if typed:
-                feats = [row for rows, start, end in typed for row in rows.rows(start, end)]
-            else:
-                feats = examples_features(v, inputs.examples or [])
-            if excluded:
-                feats = [{k: x for k, x in f.items() if k not in excluded} for f in feats]
-            return plog.prediction_lines(
-                name, version, ids, feats, short_floats(predictions), time_text
-            )
+        def render() -> str:  # on the writer's thread, column by column (io.predictions)
+            batches = parts or [_examples_batch(v, inputs.examples or [])]
+            lines, at = [], 0
+            for batch in batches:
+                keep = [n for n in batch.schema.names if n not in excluded]
+                if len(keep) < batch.num_columns:
+                    batch = pa.RecordBatch.from_arrays([batch.column(n) for n in keep], keep)
+                n = batch.num_rows
+                lines.append(
+                    json_lines(
+                        batch, predictions[at : at + n], ids[at : at + n], name, version, time_text
+                    )
+                )
+                at += n
+            return "".join(lines)
 
         self.writer.submit(plog.Item(plog.PREDICTIONS, name, len(ids), render))
         self.metrics.log_queue.set(self.writer.depth())
@@ -193,6 +200,16 @@ def short_floats(values: np.ndarray) -> list[Any]:
     if values.dtype == np.float32:
         return values.astype(str).astype(float).tolist()
     return values.tolist()
+
+
+def _examples_batch(v: Version, examples: list[bytes]) -> pa.RecordBatch:
+    rows = examples_features(v, examples)
+    names = v.spec.names
+    return (
+        pa.RecordBatch.from_pylist(rows)
+        if rows
+        else pa.RecordBatch.from_pydict({k: [] for k in names})
+    )
 
 
 def examples_features(v: Version, examples: list[bytes]) -> list[dict[str, Any]]:
