@@ -42,6 +42,7 @@ FIRST = [
     "tests/monitoring/test_closed_loop.py",
     "tests/test_notebooks.py",
     "ml",
+    "tests/test_bench_smoke.py",  # about 9 minutes, one benchmark after another
 ]
 
 
