@@ -53,6 +53,7 @@ class Inputs:
     columns: dict[str, Any] | None = None
     examples: list[bytes] | None = None
     offset: int = 0  # the first row's index in the request (a request cut into parts)
+    request_id: str = ""  # row i is logged as {request_id}/{offset + i}
 
     def part(self, start: int, end: int) -> Inputs:
         return Inputs(
@@ -62,6 +63,7 @@ class Inputs:
             None if self.columns is None else {k: v[start:end] for k, v in self.columns.items()},
             None if self.examples is None else self.examples[start:end],
             self.offset + start,
+            self.request_id,
         )
 
     def row(self, index: int) -> str:

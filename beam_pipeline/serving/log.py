@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from beam_pipeline.io.predictions import iso_time
+from beam_pipeline.io.predictions import iso_time, json_lines
 
 log = logging.getLogger(__name__)
 
@@ -205,6 +205,37 @@ class LogWriter:
         self._closed = True
         self._queue.put(None)  # blocks only while the queue is full; the writer is draining it
         self._thread.join(timeout)
+
+
+class BatchLog:
+    """The log records of one model batch, rendered together on the writer's thread (the first
+    request of the batch to be written renders them all, column by column in Arrow with
+    `io.predictions.json_lines`; a per-request render cost more than the request)."""
+
+    def __init__(self, typed: Any, outputs: dict[str, Any], spans: list[tuple[Any, int, int]]):
+        self.typed = typed  # the batch's typed rows (pa.RecordBatch)
+        self.outputs = outputs
+        self.spans = spans  # (the request's Inputs, start, end) per answered request
+        self._lines: list[str] | None = None
+
+    def lines(self, model: str, version: int, excluded: set[str]) -> list[str]:
+        if self._lines is None:
+            import pyarrow as pa
+
+            ids = [
+                f"{item.request_id}/{item.offset + i}"
+                for item, start, end in self.spans
+                for i in range(end - start)
+            ]
+            key = "predictions" if "predictions" in self.outputs else next(iter(self.outputs))
+            predictions = self.outputs[key].reshape(len(ids), -1)
+            batch = self.typed
+            keep = [n for n in batch.schema.names if n not in excluded]
+            if len(keep) < batch.num_columns:
+                batch = pa.RecordBatch.from_arrays([batch.column(n) for n in keep], keep)
+            text = json_lines(batch, predictions, ids, model, version, iso_time())
+            self._lines = text.splitlines(keepends=True)
+        return self._lines
 
 
 def feedback_lines(records: Iterable[tuple[str, Any]], time_text: str) -> str:

@@ -31,6 +31,7 @@ from beam_pipeline.serving.inputs import (
     prepare_examples,
     prepare_raw,
 )
+from beam_pipeline.serving.log import BatchLog
 
 log = logging.getLogger(__name__)
 
@@ -79,12 +80,19 @@ class Version:
                 return results
             out = fn(**{k: tf.constant(v, tf.string) for k, v in prepared.inputs.items()})
             arrays = {k: v.numpy() for k, v in out.items()}
-            typed = prepared.typed
+            answered = [
+                (items[i], start, end)
+                for i, (start, end) in enumerate(prepared.spans)
+                if prepared.errors[i] is None
+            ]
+            batch_log = (
+                BatchLog(prepared.typed, arrays, answered) if prepared.typed is not None else None
+            )
             for i, (start, end) in enumerate(prepared.spans):
                 if prepared.errors[i] is None:
                     results[i] = Answered(
                         {k: a[start:end] for k, a in arrays.items()},
-                        [typed.slice(start, end - start)] if typed is not None else [],
+                        [(batch_log, start, end)] if batch_log is not None else [],
                     )
             if signature == RAW and items:
                 self.last_inputs = [x for x, e in zip(items, prepared.errors, strict=True) if not e]

@@ -118,6 +118,7 @@ class Service:
     async def predict(self, v: Version, signature: str, inputs: Inputs, rid: str) -> Answer:
         """Run a request's rows through ``signature`` of ``v`` (checked with their batch, on the
         model thread); log them; the caller holds ``v``."""
+        inputs.request_id = rid
         b = self.batcher(v, signature)
         gauge = self.metrics.queued_rows.labels(v.name)
         try:
@@ -139,20 +140,17 @@ class Service:
         parts = answered.logged  # the request's typed rows (RecordBatch slices), in order
 
         def render() -> str:  # on the writer's thread, column by column (io.predictions)
-            batches = parts or [_examples_batch(v, inputs.examples or [])]
-            lines, at = [], 0
-            for batch in batches:
-                keep = [n for n in batch.schema.names if n not in excluded]
-                if len(keep) < batch.num_columns:
-                    batch = pa.RecordBatch.from_arrays([batch.column(n) for n in keep], keep)
-                n = batch.num_rows
-                lines.append(
-                    json_lines(
-                        batch, predictions[at : at + n], ids[at : at + n], name, version, time_text
-                    )
+            if parts:  # raw values: the batch's records, rendered once for all its requests
+                return "".join(
+                    line
+                    for batch_log, start, end in parts
+                    for line in batch_log.lines(name, version, excluded)[start:end]
                 )
-                at += n
-            return "".join(lines)
+            batch = _examples_batch(v, inputs.examples or [])
+            keep = [n for n in batch.schema.names if n not in excluded]
+            if len(keep) < batch.num_columns:
+                batch = pa.RecordBatch.from_arrays([batch.column(n) for n in keep], keep)
+            return json_lines(batch, predictions, ids, name, version, time_text)
 
         self.writer.submit(plog.Item(plog.PREDICTIONS, name, len(ids), render))
         self.metrics.log_queue.set(self.writer.depth())
