@@ -31,12 +31,24 @@ def seconds() -> float:
     return float(os.environ.get(FUZZ_ENV, DEFAULT_SECONDS))
 
 
+_END = [float("inf")]
+
+
+def spent() -> bool:
+    """Whether the running fuzz test's budget is spent: a generated example checks it first and
+    returns at once, so that a round in progress ends within one example."""
+    return time.monotonic() > _END[0]
+
+
 def keep_looking(*rounds: Callable[[], None]) -> int:
     """Call each @given test (one round of examples each) in turn until the budget is spent;
     returns how many rounds ran."""
-    end = time.monotonic() + seconds()
+    _END[0] = time.monotonic() + seconds()
     done = 0
-    while done == 0 or time.monotonic() < end:
-        rounds[done % len(rounds)]()
-        done += 1
+    try:
+        while done == 0 or not spent():
+            rounds[done % len(rounds)]()
+            done += 1
+    finally:
+        _END[0] = float("inf")
     return done

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from tests.fuzz.budget import ROUND, keep_looking
+from tests.fuzz.budget import ROUND, keep_looking, spent
 from tests.serving import _fixtures as sf
 
 pytestmark = pytest.mark.slow  # the shared taxi pipeline's model (built once per session)
@@ -135,6 +135,8 @@ def bodies(draw: st.DrawFn) -> tuple[str, bytes]:
 )
 @ROUND
 def rest_answers_200_or_4xx(case: tuple[str, bytes], content_type: str) -> None:
+    if spent():
+        return
     path, body = case
     headers = {"Content-Type": content_type} if content_type else {}
     r = httpx.post(f"{URL[0]}{path}", content=body, headers=headers, timeout=30)
@@ -223,6 +225,8 @@ def _tensor_of(values: list[str]) -> Any:
 @given(predict_requests())
 @ROUND
 def grpc_answers_ok_or_a_client_error(request: Any) -> None:
+    if spent():
+        return
     import grpc
 
     try:
