@@ -519,7 +519,7 @@ def main(argv: list[str] | None = None) -> int:
         results["memory"] = bench_memory(workdir, rows)
 
     text = summary(results)
-    say("\n" + text)
+    print("\n" + text, flush=True)  # the results: stdout
     out = workdir / "bench-results.json"
     out.write_text(json.dumps(results, indent=2) + "\n")
     say(f"\nresults: {out}")

@@ -50,8 +50,12 @@ def test_ui_pages_on_a_server_store(
         "user": server.user,
         "password_env": "BP_UI_DB_PASSWORD",
     }
+    transform = {"module": str(Path(__file__).resolve().parents[2] / "transforms" / "taxi.py")}
     config = write_config(
-        tmp_path, {"source": str(tiny_csv), "max_rejected_fraction": 0.2}, metadata=metadata
+        tmp_path,
+        {"source": str(tiny_csv), "max_rejected_fraction": 0.2},
+        metadata=metadata,
+        transform=transform,  # the config check passes; the stage itself fails (no schema)
     )
     p = bp.load(config)
     good = p.run(to="ingest", progress=False)
