@@ -13,6 +13,7 @@ from typing import Any, Literal
 from beam_pipeline.core.comparators import ComparatorSection
 from beam_pipeline.core.config import path
 from beam_pipeline.core.errors import ConfigError
+from beam_pipeline.evaluation.catalog import ALWAYS, DEFAULT_METRICS, KNOWN_METRICS, metrics_for  # noqa: F401
 
 # The stages in pipeline order (the orchestrator derives the same order from the DAG).
 STAGE_ORDER = [
@@ -29,15 +30,6 @@ STAGE_ORDER = [
 
 # validate
 CATEGORIES = ("schema", "skew", "drift")
-
-# evaluate
-DEFAULT_METRICS = {
-    "binary": ["auc", "accuracy", "precision", "recall", "log_loss"],
-    "multiclass": ["accuracy", "log_loss", "auc", "precision", "recall"],
-    "regression": ["rmse", "mae"],
-}
-ALWAYS = ["example_count", "label_mean", "prediction_mean"]
-KNOWN_METRICS = {m for ms in DEFAULT_METRICS.values() for m in ms} | set(ALWAYS)
 
 
 def anomaly_kinds() -> frozenset[str]:
@@ -439,8 +431,6 @@ class EvaluateSection:
 
     def check_task(self, task: str) -> None:
         """Every metric named in this section fits ``task`` (AUC on a regression does not)."""
-        from beam_pipeline.evaluation.metrics import metrics_for
-
         kinds = ["binary", "multiclass"] if task == "classification" else [task]
         fits = set().union(*(metrics_for(k) for k in kinds))
         named = [("evaluate.metrics", m) for m in self.metrics]

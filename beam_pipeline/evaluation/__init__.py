@@ -11,33 +11,41 @@ traffic). Nothing here imports a stage, Beam or TensorFlow.
     checks = check({"auc": MetricThreshold(lower=0.7)}, [], overall, slices, has_baseline=False)
 """
 
-from beam_pipeline.evaluation.direction import lower_is_better, metric_direction
-from beam_pipeline.evaluation.metrics import (
-    ALWAYS,
-    DEFAULT_METRICS,
-    KNOWN_METRICS,
-    OVERALL,
-    MetricsAccumulator,
-    auc_from_histograms,
-    kind_of,
-    metrics_for,
-)
-from beam_pipeline.evaluation.slicing import (
-    bucket_labels,
-    canonical_slice,
-    first_values,
-    slice_keys,
-)
-from beam_pipeline.evaluation.thresholds import (
-    BASELINE,
-    CANDIDATE,
-    LOWER_IS_BETTER,
-    MetricThreshold,
-    SliceThreshold,
-    assemble,
-    blessed,
-    check,
-)
+import importlib
+from typing import Any
+
+# Names resolved on first use (PEP 562): the config imports `evaluation.catalog`, and that must
+# not load numpy, Arrow or the threshold model that itself reads the config's sections.
+_WHERE = {
+    "lower_is_better": "direction",
+    "metric_direction": "direction",
+    "ALWAYS": "catalog",
+    "DEFAULT_METRICS": "catalog",
+    "KNOWN_METRICS": "catalog",
+    "metrics_for": "catalog",
+    "OVERALL": "metrics",
+    "MetricsAccumulator": "metrics",
+    "auc_from_histograms": "metrics",
+    "kind_of": "metrics",
+    "bucket_labels": "slicing",
+    "canonical_slice": "slicing",
+    "first_values": "slicing",
+    "slice_keys": "slicing",
+    "BASELINE": "thresholds",
+    "CANDIDATE": "thresholds",
+    "MetricThreshold": "thresholds",
+    "SliceThreshold": "thresholds",
+    "assemble": "thresholds",
+    "blessed": "thresholds",
+    "check": "thresholds",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+
 
 __all__ = [
     "ALWAYS",
@@ -45,7 +53,6 @@ __all__ = [
     "CANDIDATE",
     "DEFAULT_METRICS",
     "KNOWN_METRICS",
-    "LOWER_IS_BETTER",
     "OVERALL",
     "MetricThreshold",
     "MetricsAccumulator",

@@ -26,11 +26,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from beam_pipeline.core.errors import ConfigError, DataError
-from beam_pipeline.core.stage_sections import ALWAYS, DEFAULT_METRICS, KNOWN_METRICS  # noqa: F401
+from beam_pipeline.evaluation.catalog import (  # noqa: F401 - the catalog, re-exported
+    ALWAYS,
+    DEFAULT_METRICS,
+    KINDS,
+    KNOWN_METRICS,
+    metrics_for,
+)
 
 OVERALL = "Overall"
 EPSILON = 1e-7  # probabilities are clipped to [eps, 1 - eps] for log loss (as Keras does)
-KINDS = ("binary", "multiclass", "regression")
 FLUSH_ROWS = 1 << 16  # rows buffered before they are folded into the statistics
 
 CLASSIFICATION_METRICS = {"auc", "accuracy", "precision", "recall", "log_loss"}
@@ -50,15 +55,6 @@ def kind_of(task: str, width: int) -> str:
     if task in ("classification", "auto"):
         return "binary" if width == 1 else "multiclass"
     raise ConfigError(f"evaluate.task: unknown task {task!r}; expected one of {list(KINDS)}")
-
-
-def metrics_for(kind: str) -> set[str]:
-    """Every metric a kind computes."""
-    return (
-        set(DEFAULT_METRICS[kind])
-        | {"example_count"}
-        | (set() if kind == "multiclass" else {"label_mean", "prediction_mean"})
-    )
 
 
 class MetricsAccumulator:

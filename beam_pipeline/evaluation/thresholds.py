@@ -18,7 +18,6 @@ from beam_pipeline.evaluation.metrics import ALWAYS, OVERALL
 from beam_pipeline.evaluation.slicing import canonical_slice
 
 CANDIDATE, BASELINE = "candidate", "baseline"
-LOWER_IS_BETTER = {"log_loss", "rmse", "mae"}  # kept for callers; `metric_direction` decides
 
 
 def assemble(
