@@ -344,11 +344,10 @@ def write_report(
     from beam_pipeline.views import report
 
     html = report.build(config, store or Store(config), run_id=run_id, model=model)
+    from beam_pipeline.io import filesystem
+
     path = Path(output)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(html, encoding="utf-8")
-    os.replace(tmp, path)
+    filesystem.write_text_atomic(path, html)
     return path
 
 

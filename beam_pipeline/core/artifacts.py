@@ -25,6 +25,9 @@ STATS_FILE = "FeatureStats.pb"
 SCHEMA_FILE = "schema.pbtxt"
 SAVED_MODEL_DIR = "saved_model"
 HYPERPARAMETERS_FILE = "best_hyperparameters.json"
+METRICS_FILE = "metrics.json"  # ModelEvaluation
+REJECTED_DIR = "rejected"  # dead letters of ingest, score and monitor: rejected/rejected-*.jsonl
+REJECTED_PREFIX = "rejected"
 
 # Artifact type name -> the layout of its folder (also the MLMD type's description).
 TYPES: dict[str, str] = {
@@ -147,6 +150,23 @@ def load_schema(schema: Artifact) -> schema_pb2.Schema:
 def saved_model_dir(model: Artifact | Path) -> Path:
     """The SavedModel folder of a ``Model`` artifact (or of its folder)."""
     return (model.path if isinstance(model, Artifact) else _as_path(model)) / SAVED_MODEL_DIR
+
+
+def metrics_path(evaluation: Artifact | Path) -> Path:
+    """The ``metrics.json`` of a ``ModelEvaluation`` artifact (or of its folder)."""
+    return (evaluation.path if isinstance(evaluation, Artifact) else _as_path(evaluation)) / (
+        METRICS_FILE
+    )
+
+
+def rejected_dir(base: Artifact | Path | str) -> Path:
+    """The dead-letter folder of an output (``rejected/``: one JSON object per rejected row)."""
+    return (base.path if isinstance(base, Artifact) else _as_path(base)) / REJECTED_DIR
+
+
+def rejected_prefix(base: Artifact | Path | str) -> str:
+    """The shard prefix dead letters are written under (``rejected/rejected-SSSSS-of-N.jsonl``)."""
+    return str(rejected_dir(base) / REJECTED_PREFIX)
 
 
 def hyperparameters_path(hyperparameters: Artifact | Path) -> Path:

@@ -96,7 +96,7 @@ class Execution:
     def output(self, key: str, type_name: str, **properties: Any) -> Artifact:
         """A new output artifact whose folder is ``{output_dir}/{key}`` (created here)."""
         uri = self.output_dir / key
-        uri.mkdir(parents=True, exist_ok=True)
+        filesystem.makedirs(uri)
         return Artifact(type_name, str(uri), dict(properties))
 
 
@@ -180,7 +180,7 @@ class Executor:
         try:
             if not remote:
                 filesystem.rmtree(tmp)
-                tmp.mkdir(parents=True)
+                filesystem.makedirs(tmp)
             _step(kind, "started")
             outputs = write(execution)
             missing = set(expected) - set(outputs)
@@ -280,7 +280,7 @@ class Executor:
                 )
             where = filesystem.as_path(p.get("destination", ""))
             for path in folders + [str(where / n) for n in p.get("moved") or []]:
-                _remove(path)
+                filesystem.remove(path)
             ex.last_known_state = pb.Execution.CANCELED
             self.store.update_execution(ex)
             log.info("%s: execution %s was interrupted; its output was removed", kind, ex.id)
@@ -330,14 +330,6 @@ class Executor:
         already published."""
         filesystem.rmtree(tmp)
         for path in published:
-            _remove(path)
+            filesystem.remove(path)
         if remote:
             filesystem.rmtree(final)
-
-
-def _remove(path: str) -> None:
-    """A folder with everything under it, or a file; absent: nothing."""
-    if filesystem.is_dir(path):
-        filesystem.rmtree(path)
-    else:
-        filesystem.as_path(path).unlink(missing_ok=True)

@@ -25,6 +25,7 @@ from beam_pipeline.core import liveness
 from beam_pipeline.core.artifacts import TYPES, Artifact
 from beam_pipeline.core.config import Config, MetadataSection
 from beam_pipeline.core.errors import ConfigError, PipelineError
+from beam_pipeline.io import filesystem
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -60,7 +61,7 @@ def connection_config(
         if not create and not path.is_file():
             cfg.fake_database.SetInParent()
             return cfg
-        path.parent.mkdir(parents=True, exist_ok=True)
+        filesystem.makedirs(path.parent)
         cfg.sqlite.filename_uri = str(path)
         cfg.sqlite.connection_mode = pb.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
     elif section.backend == "mysql":

@@ -212,7 +212,7 @@ def rollback(config: Config, store: Store, to: int, comment: str = "") -> dict[s
     restored: list[int] = []
     if to not in served:
         if (parked / str(to)).is_dir():
-            base.mkdir(parents=True, exist_ok=True)
+            filesystem.makedirs(base)
             filesystem.move(parked / str(to), base / str(to))
             restored.append(to)
         else:
@@ -223,7 +223,7 @@ def rollback(config: Config, store: Store, to: int, comment: str = "") -> dict[s
     retired: list[int] = []
     for v in served:
         if v > to:
-            parked.mkdir(parents=True, exist_ok=True)
+            filesystem.makedirs(parked)
             dest = parked / str(v)
             if dest.exists():  # retired before, pushed again, retired again: keep the newest
                 filesystem.rmtree(dest)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from beam_pipeline.core.artifacts import Artifact
+from beam_pipeline.io import filesystem
 
 if TYPE_CHECKING:
     from apache_beam.options.pipeline_options import PipelineOptions
@@ -31,7 +32,7 @@ class StageContext:
     def output(self, key: str, type_name: str, **properties: Any) -> Artifact:
         """A new output artifact whose folder is ``{output_dir}/{key}`` (created here)."""
         uri = self.output_dir / key
-        uri.mkdir(parents=True, exist_ok=True)
+        filesystem.makedirs(uri)
         return Artifact(type_name, str(uri), dict(properties))
 
     def beam_options(self) -> PipelineOptions:

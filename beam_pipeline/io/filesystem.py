@@ -204,6 +204,28 @@ def write_text(uri: str | os.PathLike[str], text: str) -> None:
     p.write_text(text)
 
 
+def write_text_atomic(uri: str | os.PathLike[str], text: str) -> None:
+    """Write a file whole or not at all: a hidden sibling renamed into place (local); an object
+    store's single PUT is atomic already."""
+    p = as_path(uri)
+    if not isinstance(p, Path):
+        p.write_text(text)
+        return
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(f".{p.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, p)
+
+
+def remove(uri: str | os.PathLike[str]) -> None:
+    """Delete a file, or a folder with everything under it; absent: nothing."""
+    p = as_path(uri)
+    if p.is_dir():
+        rmtree(p)
+    else:
+        p.unlink(missing_ok=True)
+
+
 def makedirs(uri: str | os.PathLike[str]) -> None:
     as_path(uri).mkdir(parents=True, exist_ok=True)
 

@@ -199,7 +199,7 @@ def _empty_store(config: Config, dry_run: bool) -> list[dict[str, Any]]:
         )
     path = sqlite_path(section, config.root) if section.backend == "sqlite" else None
     if path is not None and not dry_run:
-        path.unlink()
+        filesystem.remove(path)
     return [
         {
             "kind": "empty store",

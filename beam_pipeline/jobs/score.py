@@ -47,7 +47,7 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from apache_beam.metrics.metric import Metrics, MetricsFilter
+from apache_beam.metrics.metric import Metrics
 
 from beam_pipeline.core import registry
 from beam_pipeline.core.artifacts import Artifact, saved_model_dir
@@ -55,7 +55,8 @@ from beam_pipeline.core.config import Config
 from beam_pipeline.core.errors import ConfigError, DataError
 from beam_pipeline.core.executor import Execution, Executor
 from beam_pipeline.core.metadata import Store
-from beam_pipeline.io import filesystem, readers
+from beam_pipeline.io import dead_letters, filesystem, readers
+from beam_pipeline.io.dead_letters import WriteDeadLetters
 from beam_pipeline.io.predictions import iso_time, json_records, output_table, record_header
 from beam_pipeline.io.raw_inputs import RawColumn, RawSchema, check_rows, strict_json
 from beam_pipeline.io.readers import Rejected
@@ -71,7 +72,6 @@ INPUT_FORMATS = {
     ".json": "jsonl",
     ".ndjson": "jsonl",
 }
-REJECTED_DIR = "rejected"
 SUFFIX = {"jsonl": ".jsonl", "csv": ".csv", "parquet": ".parquet", "tfrecord": ".tfrecord.gz"}
 
 
@@ -472,18 +472,11 @@ def run_job(
 
     output_format = job.output_format
     schema = _schema(job, model) if output_format in ("csv", "parquet") else None
-    filesystem.makedirs(filesystem.join(job.output, REJECTED_DIR))  # there even when empty
-    rejected_prefix = filesystem.join(job.output, REJECTED_DIR, "rejected")
     with beam.Pipeline(options=pipeline_options(config, beam_args)) as p:
         scored, rejected = p | "Score" >> ScoreFiles(job)
         _ = scored | "Write" >> WritePredictions(job, schema)
-        _ = rejected | "WriteRejected" >> beam.io.WriteToText(
-            rejected_prefix, file_name_suffix=".jsonl"
-        )
-    return {
-        c.key.metric.name: int(c.committed or c.attempted or 0)
-        for c in p.result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]
-    }
+        _ = rejected | "WriteRejected" >> WriteDeadLetters(job.output)
+    return dead_letters.counters(p.result, NAMESPACE)
 
 
 def _schema(job: ScoreJob, model: Artifact) -> pa.Schema:

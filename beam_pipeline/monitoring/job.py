@@ -31,10 +31,12 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from apache_beam.metrics.metric import Metrics, MetricsFilter
+from apache_beam.metrics.metric import Metrics
 
-from beam_pipeline.core.artifacts import STATS_FILE
+from beam_pipeline.core.artifacts import STATS_FILE, rejected_dir
 from beam_pipeline.evaluation.combine import AccumulateMetrics
+from beam_pipeline.io import dead_letters, filesystem
+from beam_pipeline.io.dead_letters import WriteDeadLetters
 from beam_pipeline.monitoring import logs
 from beam_pipeline.monitoring.lineage import ModelInfo
 
@@ -511,9 +513,7 @@ class MonitorLogs(beam.PTransform):
         _ = labelled[LabelledRows.IDS] | "WriteIds" >> beam.io.WriteToText(
             str(out / "labelled" / "request_ids"), file_name_suffix=".txt"
         )
-        return read[ReadPredictions.REJECTED] | "WriteRejected" >> beam.io.WriteToText(
-            str(out / "rejected" / "rejected"), file_name_suffix=".jsonl"
-        )
+        return read[ReadPredictions.REJECTED] | "WriteRejected" >> WriteDeadLetters(out)
 
 
 def _metric_lines(version: int, results: dict[str, dict[str, Any]]) -> Iterator[str]:
@@ -525,16 +525,14 @@ def run_job(job: MonitorJob, options: Any) -> dict[str, Any]:
     """Run the Beam job; returns counters, per-version traffic, metric rows, label counts and the
     numeric features' decile counts."""
     out = Path(job.output)
-    (out / "rejected").mkdir(parents=True, exist_ok=True)
     feedback = read_feedback(job)
     if feedback.rejected:
-        (out / "rejected" / "feedback.jsonl").write_text("\n".join(feedback.rejected) + "\n")
+        filesystem.write_text(
+            rejected_dir(out) / "feedback.jsonl", "\n".join(feedback.rejected) + "\n"
+        )
     with beam.Pipeline(options=options) as p:
         _ = p | "Monitor" >> MonitorLogs(job, feedback.labels)
-    counters = {
-        c.key.metric.name: int(c.committed or c.attempted or 0)
-        for c in p.result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]
-    }
+    counters = dead_letters.counters(p.result, NAMESPACE)
     for name, value in feedback.counters.items():
         counters[name] = counters.get(name, 0) + value
     traffic = [json.loads(x) for f in sorted(out.glob("_traffic*")) for x in _lines(f)]
@@ -542,7 +540,7 @@ def run_job(job: MonitorJob, options: Any) -> dict[str, Any]:
     buckets = json.loads((out / "_buckets").read_text() or "{}") if job.buckets else {}
     for f in [*out.glob("_traffic*"), *out.glob("_quality*"), out / "_buckets"]:
         f.unlink(missing_ok=True)
-    for f in (out / "rejected").glob("*.jsonl"):
+    for f in rejected_dir(out).glob("*.jsonl"):
         if not f.stat().st_size:
             f.unlink()
     return {

@@ -13,7 +13,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from beam_pipeline.core import registry
-from beam_pipeline.core.artifacts import STATS_FILE, Artifact, saved_model_dir, schema_path
+from beam_pipeline.core.artifacts import (
+    STATS_FILE,
+    Artifact,
+    metrics_path,
+    saved_model_dir,
+    schema_path,
+)
 
 
 @dataclass
@@ -91,7 +97,7 @@ def _evaluation(store: Any, model: Artifact, info: ModelInfo, examples: Artifact
             continue
         if store.execution_inputs(exec_id).get("model", Artifact("", "")).id != model.id:
             continue  # this model was the baseline of that evaluation
-        metrics_file = evaluation.path / "metrics.json"
+        metrics_file = metrics_path(evaluation)
         if metrics_file.is_file():
             report = json.loads(metrics_file.read_text())
             info.eval_metrics = dict(report.get("overall", {}).get("candidate") or {})

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from beam_pipeline.core import registry
-from beam_pipeline.core.artifacts import STATS_FILE, Artifact
+from beam_pipeline.core.artifacts import STATS_FILE, Artifact, rejected_dir
 from beam_pipeline.core.errors import ConfigError
 from beam_pipeline.monitoring import logs, report, rules
 from beam_pipeline.monitoring.config import MonitorSection
@@ -316,7 +316,7 @@ def _assemble(
         "rejected_files": sorted(
             {
                 json.loads(x)["file"]
-                for f in (out / "rejected").glob("*.jsonl")
+                for f in rejected_dir(out).glob("*.jsonl")
                 for x in f.read_text().splitlines()
                 if x
             }

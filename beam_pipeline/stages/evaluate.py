@@ -45,7 +45,7 @@ from apache_beam.metrics.metric import Metrics, MetricsFilter
 
 from beam_pipeline import progress
 from beam_pipeline.core import registry
-from beam_pipeline.core.artifacts import Artifact, examples_pattern, saved_model_dir
+from beam_pipeline.core.artifacts import Artifact, examples_pattern, metrics_path, saved_model_dir
 from beam_pipeline.core.errors import ConfigError, DataError
 from beam_pipeline.core.stage import Prepared, Stage, StageContext
 from beam_pipeline.core.stage_sections import EvaluateSection
@@ -309,10 +309,11 @@ def run(
         "slices": slices,
         "plots": results.get("plots") or {},  # Overall: ROC, PR, calibration, confusion; residuals
     }
-    (evaluation.path / "metrics.json").write_text(json.dumps(report, indent=1, default=_json))
+    filesystem.write_text(metrics_path(evaluation), json.dumps(report, indent=1, default=_json))
     verdict = "BLESSED" if blessed else "NOT_BLESSED"
-    (blessing.path / verdict).touch()
-    (blessing.path / "reasons.json").write_text(
+    filesystem.write_text(blessing.path / verdict, "")
+    filesystem.write_text(
+        blessing.path / "reasons.json",
         json.dumps(
             {
                 "blessed": blessed,
@@ -322,7 +323,7 @@ def run(
             },
             indent=1,
             default=_json,
-        )
+        ),
     )
     headline = {k: v for k, v in overall[CANDIDATE].items() if k in selected or k in ALWAYS}
     failed = [c["message"] for c in checks if not c["passed"]]
@@ -375,7 +376,7 @@ def evaluate_models(job: EvalJob, scratch: Path, ctx: StageContext | None = None
     from apache_beam.options.pipeline_options import PipelineOptions
 
     options = ctx.beam_options() if ctx is not None else PipelineOptions(["--runner=DirectRunner"])
-    scratch.mkdir(parents=True, exist_ok=True)
+    filesystem.makedirs(scratch)
     with beam.Pipeline(options=options) as p:
         _ = (
             p

@@ -25,15 +25,16 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.metrics.metric import Metrics, MetricsFilter
+from apache_beam.metrics.metric import Metrics
 
 from beam_pipeline import progress
-from beam_pipeline.core.artifacts import Artifact, examples_prefix
+from beam_pipeline.core.artifacts import Artifact, examples_prefix, rejected_dir
 from beam_pipeline.core.errors import ConfigError, DataError
 from beam_pipeline.core.stage import Prepared, Stage, StageContext
 from beam_pipeline.core.stage_sections import IngestSection
-from beam_pipeline.io import byte_ranges, example_coder, filesystem, readers
+from beam_pipeline.io import byte_ranges, dead_letters, example_coder, filesystem, readers
 from beam_pipeline.io import names as tensor_names
+from beam_pipeline.io.dead_letters import WriteDeadLetters
 from beam_pipeline.io.tfrecord import WriteTFRecordBatches, frame
 
 if TYPE_CHECKING:
@@ -352,17 +353,11 @@ def run(
         data_fingerprint=state["fingerprint"],
         files=files,
     )
-    (examples.path / "rejected").mkdir()
     with beam.Pipeline(options=ctx.beam_options()) as p:
         batches, rejected = p | "Read" >> ReadExamples(section, files, columns)
         _ = batches | "Write" >> WriteExamples(examples.uri, splits, section.shards)
-        _ = rejected | "WriteRejected" >> beam.io.WriteToText(
-            str(examples.path / "rejected" / "rejected"), file_name_suffix=".jsonl"
-        )
-    counters = {
-        r.key.metric.name: r.committed
-        for r in p.result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]
-    }
+        _ = rejected | "WriteRejected" >> WriteDeadLetters(examples)
+    counters = dead_letters.counters(p.result, NAMESPACE)
     counts = {s: int(counters.get(f"rows_{s}", 0)) for s in splits}
     n_rejected = int(counters.get("rejected", 0))
     total = sum(counts.values()) + n_rejected
@@ -399,7 +394,7 @@ def keep_dead_letters(examples: Artifact, ctx: StageContext) -> str:
     """Copy the rejected rows of a failing ingest out of its staging folder (removed with the
     failed stage) to ``{pipeline.root}/dead_letters/ingest-{run id}/``; returns that folder."""
     target = filesystem.join(str(ctx.config.root), "dead_letters", f"ingest-{ctx.run_id}")
-    source = filesystem.join(examples.uri, "rejected")
+    source = str(rejected_dir(examples))
     for name in filesystem.files_under(source):
         filesystem.copy_file(filesystem.join(source, name), filesystem.join(target, name))
     return target
@@ -408,7 +403,7 @@ def keep_dead_letters(examples: Artifact, ctx: StageContext) -> str:
 def first_rejected(examples: Artifact) -> dict[str, Any]:
     """The rejected row with the smallest (file, line)."""
     rows = []
-    for f in readers.match_files(str(examples.path / "rejected" / "*.jsonl")):
+    for f in readers.match_files(str(rejected_dir(examples) / "*.jsonl")):
         with FileSystems.open(f) as fh:
             rows += [json.loads(line) for line in fh.read().decode().splitlines() if line]
     return min(rows, key=lambda r: (r["file"], r["line"]))

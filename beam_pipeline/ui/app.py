@@ -18,7 +18,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 
 from beam_pipeline.core import registry
-from beam_pipeline.core.artifacts import Artifact
+from beam_pipeline.core.artifacts import Artifact, metrics_path
 from beam_pipeline.core.errors import ConfigError, PipelineError
 from beam_pipeline.core.metadata import Store
 from beam_pipeline.ui.assets import CSS as UI_CSS
@@ -227,9 +227,7 @@ class UI:
             model = registry.model_by_version(self.store, r.version)
             hps[r.version] = dict(model.properties.get("hyperparameters") or {})
             evaluation, _ = self._evaluation(model)
-            evaluations[r.version] = (
-                av.read_json(evaluation.path / "metrics.json") if evaluation else None
-            )
+            evaluations[r.version] = av.read_json(metrics_path(evaluation)) if evaluation else None
         body = compare.compare_models(
             records,
             evaluations,

@@ -16,7 +16,13 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from beam_pipeline.core.artifacts import Artifact
+from beam_pipeline.core.artifacts import (
+    SCHEMA_FILE,
+    STATS_FILE,
+    Artifact,
+    metrics_path,
+    rejected_dir,
+)
 from beam_pipeline.views import svg
 from beam_pipeline.views.evaluation import evaluation_view, slice_pairs
 from beam_pipeline.views.svg import fmt
@@ -214,7 +220,7 @@ def view_examples(art: Artifact) -> str:
         else:
             sample_html = sample_table(sample)
         parts.append(f"<h4>Sample ({esc(split)})</h4>{sample_html}")
-    bad = sorted((art.path / "rejected").glob("*.jsonl")) if art.path.is_dir() else []
+    bad = sorted(rejected_dir(art).glob("*.jsonl")) if art.path.is_dir() else []
     lines: list[dict[str, Any]] = []
     for f in bad:
         for line in f.read_text().splitlines():
@@ -234,7 +240,7 @@ def view_examples(art: Artifact) -> str:
 def load_stats(art: Artifact, split: str) -> Any:
     from tensorflow_metadata.proto.v0 import statistics_pb2
 
-    data = (art.split_dir(split) / "FeatureStats.pb").read_bytes()
+    data = (art.split_dir(split) / STATS_FILE).read_bytes()
     return statistics_pb2.DatasetFeatureStatisticsList.FromString(data)
 
 
@@ -395,7 +401,7 @@ def load_schema(path: Path) -> Any:
 
 def view_schema(art: Artifact) -> str:
     parts = [_head(art, "Schema")]
-    path = art.path / "schema.pbtxt"
+    path = art.path / SCHEMA_FILE
     if path.is_file():
         parts.append(schema_table(load_schema(path)))
     else:
@@ -437,7 +443,7 @@ def view_anomalies(art: Artifact) -> str:
 def view_transform_graph(art: Artifact) -> str:
     parts = [_head(art, "Transform graph")]
     for name, title in (("transformed_metadata", "Transformed features"), ("metadata", "Raw")):
-        path = art.path / name / "schema.pbtxt"
+        path = art.path / name / SCHEMA_FILE
         if path.is_file():
             parts.append(f"<h4>{title}</h4>{schema_table(load_schema(path))}")
     return "".join(parts)
@@ -528,7 +534,7 @@ def view_model_run(art: Artifact) -> str:
 
 
 def view_evaluation(art: Artifact) -> str:
-    report = read_json(art.path / "metrics.json")
+    report = read_json(metrics_path(art))
     if not isinstance(report, dict):
         return _head(art, "Evaluation") + "<p class='bad'>metrics.json is missing</p>"
     return _head(art, "Evaluation") + evaluation_view(report, title="")
