@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ast
 import re
-from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 
 from beam_pipeline.core.orchestrator import order
@@ -149,43 +148,67 @@ def _import_graph(module_level_only: bool) -> dict[str, set[str]]:
     return graph
 
 
-def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
-    """Every cycle graphlib finds, breaking one edge of each to find the next."""
-    graph = {k: set(v) for k, v in graph.items()}
-    found = []
-    while True:
-        try:
-            TopologicalSorter(graph).prepare()
-            return found
-        except CycleError as exc:
-            cycle = exc.args[1]
-            found.append(cycle)
-            for a, b in zip(cycle, cycle[1:], strict=False):
-                if b in graph.get(a, set()):
-                    graph[a].discard(b)
-                    break
-                if a in graph.get(b, set()):
-                    graph[b].discard(a)
-                    break
+def _tangles(graph: dict[str, set[str]]) -> list[frozenset[str]]:
+    """The strongly connected components of more than one module: every import cycle lies in
+    one (Tarjan's algorithm, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[frozenset[str]] = []
+    for root in sorted(graph):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph.get(child, ())))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = set()
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.add(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    found.append(frozenset(component))
+    return found
 
 
-# Cycles through function-level imports that remain (each broken only by importing late);
+# Modules tied in a cycle through function-level imports (each broken only by importing late);
 # the list may only shrink.
-KNOWN_LATE_CYCLES = {
+KNOWN_LATE_TANGLES = {
     frozenset({"views.runs", "views.runlist"}),
-    frozenset({"sections", "core.config", "monitoring.config"}),
+    frozenset({"sections", "core.config", "core.stage_sections", "monitoring.config"}),
     frozenset({"io.readers", "io.byte_ranges"}),
     frozenset({"io.filesystem", "io.s3_plugin"}),
 }
 
 
 def test_the_import_graph_has_no_cycle() -> None:
-    assert _cycles(_import_graph(module_level_only=True)) == []
+    assert _tangles(_import_graph(module_level_only=True)) == []
     late = {
-        frozenset(m.removeprefix("beam_pipeline.") for m in cycle)
-        for cycle in _cycles(_import_graph(module_level_only=False))
+        frozenset(m.removeprefix("beam_pipeline.") for m in tangle)
+        for tangle in _tangles(_import_graph(module_level_only=False))
     }
-    assert late <= KNOWN_LATE_CYCLES, f"new import cycles: {late - KNOWN_LATE_CYCLES}"
+    assert late <= KNOWN_LATE_TANGLES, f"new import cycles: {late - KNOWN_LATE_TANGLES}"
+    assert not _tangles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [], "it finds one"
 
 
 def test_core_imports_no_job_stage_or_service() -> None:
