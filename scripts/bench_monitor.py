@@ -127,7 +127,6 @@ def join_only(segments: list[str], feedback: list[str], columns: dict[str, str])
     """Feedback read, deduplicated and joined with every prediction batch, in-process."""
     import datetime as dt
 
-    import pandas as pd
     import pyarrow.compute as pc
 
     from beam_pipeline.monitoring import logs
@@ -143,7 +142,7 @@ def join_only(segments: list[str], feedback: list[str], columns: dict[str, str])
     t0 = time.time()
     tables = [logs.feedback_table(logs.read_segment(f), "float", {})[0] for f in feedback]
     labels, _ = logs.latest_labels(tables, "float")
-    index = pd.Index(labels.column("request_id").to_pandas())
+    index = labels.column("request_id").combine_chunks()
     values = labels.column("label").combine_chunks()
     times = labels.column("time").combine_chunks()
     read_s = time.time() - t0

@@ -28,7 +28,6 @@ from typing import Any
 
 import apache_beam as beam
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from apache_beam.metrics.metric import Metrics
@@ -178,7 +177,7 @@ class JoinLabels(beam.DoFn):
 
     def setup(self) -> None:
         table = self._labels
-        self._index = pd.Index(table.column("request_id").to_pandas())
+        self._index = table.column("request_id").combine_chunks()
         self._values = table.column("label").combine_chunks()
         self._times = table.column("time").combine_chunks()
 
@@ -195,27 +194,26 @@ LABEL = "__label__"
 
 def join(
     batch: pa.RecordBatch,
-    index: pd.Index,
+    index: pa.Array,
     values: pa.Array,
     times: pa.Array,
     job: MonitorJob,
     count: Any = None,
 ) -> pa.RecordBatch:
-    """The batch plus its labels (null where a request has none)."""
-    positions = index.get_indexer(batch.column("request_id").to_pandas())
-    found = positions >= 0
-    take = pa.array(np.where(found, positions, 0))
-    mask = pa.array(~found)
-    label = (
-        pc.if_else(mask, pa.scalar(None, values.type), values.take(take))
-        if len(values)
-        else (pa.nulls(batch.num_rows, values.type))
-    )
-    if count is not None and found.any():
-        when = times.take(pa.array(positions[found]))
-        count(
-            int(found.sum()), int(pc.sum(logs.in_window(when, job.since, job.until)).as_py() or 0)
+    """The batch plus its labels (null where a request has none). ``index``: the labels'
+    request ids (unique), looked up with Arrow's hash kernel, no Python string per row."""
+    ids = batch.column("request_id")
+    if not len(index):
+        label = pa.nulls(batch.num_rows, values.type)
+        return pa.RecordBatch.from_arrays(
+            [*batch.columns, label], names=[*batch.schema.names, LABEL]
         )
+    positions = pc.index_in(ids, value_set=index)  # null where there is no label
+    label = values.take(positions)
+    found = positions.drop_null()
+    if count is not None and len(found):
+        when = times.take(found)
+        count(len(found), int(pc.sum(logs.in_window(when, job.since, job.until)).as_py() or 0))
     return pa.RecordBatch.from_arrays([*batch.columns, label], names=[*batch.schema.names, LABEL])
 
 
@@ -229,9 +227,17 @@ def features_of(batch: pa.RecordBatch, columns: list[str]) -> pa.RecordBatch:
     for name in columns:
         col = batch.column(name)
         offsets = pa.array(np.arange(len(col) + 1, dtype=np.int32))
-        lists = pa.ListArray.from_arrays(offsets, col)
-        arrays.append(pc.if_else(col.is_valid(), lists, pa.scalar(None, lists.type)))
+        if col.null_count:  # a missing value is a null list, not a list holding a null
+            mask = col.is_null()
+            lists = pa.ListArray.from_arrays(offsets, col.fill_null(_filler(col.type)), mask=mask)
+        else:
+            lists = pa.ListArray.from_arrays(offsets, col)
+        arrays.append(lists)
     return pa.RecordBatch.from_arrays(arrays, names=columns)
+
+
+def _filler(kind: pa.DataType) -> Any:
+    return "" if pa.types.is_string(kind) else 0
 
 
 def count_buckets(batch: pa.RecordBatch, job: MonitorJob) -> dict[str, list[int]]:
