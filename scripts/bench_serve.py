@@ -44,31 +44,19 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-INT_COLUMNS = {
-    "trip_start_month",
-    "trip_start_hour",
-    "trip_start_day",
-    "trip_start_timestamp",
-    "pickup_community_area",
-    "dropoff_community_area",
-    "dropoff_census_tract",
-    "trip_seconds",
-}
-
 
 def taxi_rows(n: int) -> list[dict[str, Any]]:
-    """Rows of the bundled taxi CSV as JSON values (missing values left out), label dropped."""
-    import pandas as pd
+    """Rows of the bundled taxi CSV as JSON values (missing values left out), label dropped.
+
+    pyarrow keeps an int column with gaps as int64 (pandas would make it float)."""
+    import pyarrow.csv as pacsv
 
     csv = REPO / "data" / "chicago_taxi" / "data.csv"
-    frame = pd.read_csv(csv, nrows=n, dtype={"payment_type": object, "company": object})
-    frame = frame.drop(columns=[c for c in ("tips", "pickup_census_tract") if c in frame])
-    rows = []
-    for rec in frame.astype(object).where(frame.notna(), None).to_dict("records"):
-        rows.append(
-            {k: (int(v) if k in INT_COLUMNS else v) for k, v in rec.items() if v is not None}
-        )
-    return rows
+    table = pacsv.read_csv(csv, convert_options=pacsv.ConvertOptions(strings_can_be_null=True))
+    table = table.slice(0, n).drop(
+        [c for c in ("tips", "pickup_census_tract") if c in table.column_names]
+    )
+    return [{k: v for k, v in row.items() if v is not None} for row in table.to_pylist()]
 
 
 def csv_columns(rows: list[dict[str, Any]], names: list[str]) -> dict[str, list[str]]:

@@ -82,21 +82,8 @@ def test_rest_row_and_columnar_formats_equal_the_saved_model_in_process(
 def test_serving_default_takes_b64_examples_like_tf_serving(
     server: sf.Server, in_process: Any
 ) -> None:
-    import tensorflow as tf
-
     rows = sf.raw_rows(5)
-    examples = []
-    for row in rows:
-        feature = {}
-        for k, v in row.items():
-            if isinstance(v, str):
-                feature[k] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[v.encode()]))
-            elif k in sf.INT_COLUMNS:
-                feature[k] = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v)]))
-            else:
-                feature[k] = tf.train.Feature(float_list=tf.train.FloatList(value=[float(v)]))
-        ex = tf.train.Example(features=tf.train.Features(feature=feature))
-        examples.append({"b64": base64.b64encode(ex.SerializeToString()).decode()})
+    examples = [{"b64": base64.b64encode(_example(row)).decode()} for row in rows]
     r = post(
         server,
         "/v1/models/taxi:predict",
@@ -468,7 +455,7 @@ def _example(row: dict[str, Any]) -> bytes:
     for k, v in row.items():
         if isinstance(v, str):
             feature[k] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[v.encode()]))
-        elif k in sf.INT_COLUMNS:
+        elif isinstance(v, int):
             feature[k] = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v)]))
         else:
             feature[k] = tf.train.Feature(float_list=tf.train.FloatList(value=[float(v)]))
