@@ -58,7 +58,7 @@ def alive(holder: dict[str, Any], now: float | None = None) -> bool:
         return False  # recorded before this machine booted: every process of then is gone
     same_machine = same_host
     if same_machine and pid > 0:
-        if not _pid_exists(pid):
+        if not pid_exists(pid):
             return False
         recorded = int(holder.get("start_ticks") or 0)
         if recorded and start_ticks(pid) not in (None, recorded):
@@ -71,7 +71,8 @@ def alive(holder: dict[str, Any], now: float | None = None) -> bool:
     return ((now or time.time()) - float(beat)) < LEASE_S
 
 
-def _pid_exists(pid: int) -> bool:
+def pid_exists(pid: int) -> bool:
+    """A process with this pid exists here (it may belong to another user)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

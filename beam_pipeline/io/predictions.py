@@ -24,6 +24,45 @@ TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%f"  # then milliseconds and "Z": see `iso_time
 FIELDS = ("request_id", "model_name", "model_version", "time", "features", "prediction")
 
 
+# A log segment: part-<UTC yyyymmddTHHMMSSffffff>-<pid>-<seq:06d>.jsonl, written under its open name
+# (".{name}.inprogress") and renamed to its name when closed. The server writes them, monitor
+# and doctor read them.
+OPEN_SUFFIX = ".inprogress"
+
+
+def segment_name(pid: int, seq: int, when: dt.datetime | None = None) -> str:
+    """The final name of a log segment opened now (or at ``when``) by process ``pid``."""
+    stamp = (when or dt.datetime.now(dt.UTC)).strftime("%Y%m%dT%H%M%S%f")
+    return f"part-{stamp}-{pid}-{seq:06d}.jsonl"
+
+
+def open_name(name: str) -> str:
+    """The hidden name a segment has while it is written."""
+    return f".{name}{OPEN_SUFFIX}"
+
+
+def is_open(path: str) -> bool:
+    """An open segment: ``.part-….jsonl.inprogress``."""
+    name = path.rsplit("/", 1)[-1]
+    return name.startswith(".") and name.endswith(OPEN_SUFFIX)
+
+
+def final_name(path: str) -> str:
+    """The name an open segment gets when its writer closes it (a closed one's own name)."""
+    if not is_open(path):
+        return path
+    folder, _, name = path.rpartition("/")
+    return f"{folder}/{name[1 : -len(OPEN_SUFFIX)]}" if folder else name[1 : -len(OPEN_SUFFIX)]
+
+
+def writer_pid(path: str) -> int | None:
+    """The pid of the process that wrote a segment, from its name; None for another name."""
+    try:
+        return int(final_name(path).rsplit("/", 1)[-1].rsplit("-", 2)[1])
+    except (IndexError, ValueError):
+        return None
+
+
 def iso_time(when: dt.datetime | None = None) -> str:
     """A record's time: UTC with milliseconds, ``2026-11-26T12:00:00.000Z`` (now by default)."""
     when = (when or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)

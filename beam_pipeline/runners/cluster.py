@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from beam_pipeline.core.liveness import pid_exists
 from beam_pipeline.runners import engines
 from beam_pipeline.runners.engines import FLINK, SPARK, Engine
 
@@ -136,12 +137,8 @@ def listening(port: int) -> bool:
 
 
 def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    if not pid_exists(pid):
         return False
-    except PermissionError:
-        return True
     # A zombie (our own exited child not yet reaped) counts as gone.
     try:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"

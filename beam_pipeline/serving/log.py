@@ -26,7 +26,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from beam_pipeline.io.predictions import iso_time, json_lines
+from beam_pipeline.core.liveness import pid_exists
+from beam_pipeline.io.predictions import (
+    final_name,
+    iso_time,
+    json_lines,
+    open_name,
+    segment_name,
+    writer_pid,
+)
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +67,10 @@ class Segment:
         with Segment._seq_lock:
             Segment._seq += 1
             seq = Segment._seq
-        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f")
-        self.name = f"part-{stamp}-{os.getpid()}-{seq:06d}.jsonl"
+        self.name = segment_name(os.getpid(), seq)
         folder.mkdir(parents=True, exist_ok=True)
         self.final = folder / self.name
-        self.hidden = folder / f".{self.name}.inprogress"
+        self.hidden = folder / open_name(self.name)
         self.file = open(self.hidden, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
         self.opened = time.monotonic()
         self.bytes = 0
@@ -261,16 +268,6 @@ def read_records(folder: Path) -> tuple[list[dict[str, Any]], list[str]]:
     return records, problems
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def finalize_orphans(root: str | os.PathLike[str], dry_run: bool = False) -> list[Path]:
     """Rename to its final name every open segment (``.part-…-<pid>-<seq>.jsonl.inprogress``)
     under ``{root}/logs`` whose writer process is gone (a ``kill -9``, a crash): its records
@@ -278,15 +275,11 @@ def finalize_orphans(root: str | os.PathLike[str], dry_run: bool = False) -> lis
     monitor skips it and names it). Returns the final paths. The next ``serve`` and ``doctor``
     call this."""
     done = []
-    for hidden in sorted(Path(root, "logs").glob("*/*/.part-*.jsonl.inprogress")):
-        name = hidden.name[1 : -len(".inprogress")]
-        try:
-            pid = int(name.rsplit("-", 2)[1])
-        except (IndexError, ValueError):
+    for hidden in sorted(Path(root, "logs").glob(f"*/*/{open_name('part-*.jsonl')}")):
+        pid = writer_pid(str(hidden))
+        if pid is None or pid == os.getpid() or pid_exists(pid):
             continue
-        if pid == os.getpid() or _pid_alive(pid):
-            continue
-        final = hidden.with_name(name)
+        final = Path(final_name(str(hidden)))
         if not dry_run:
             try:
                 os.rename(hidden, final)
