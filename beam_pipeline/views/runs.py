@@ -335,9 +335,12 @@ def produced_version(store: Store, run: RunView) -> int | None:
     if model is None:
         return None
     from beam_pipeline.core import registry
+    from beam_pipeline.core.errors import ConfigError
 
-    ids = [a.id for a in registry.models(store)]
-    return ids.index(model.id) + 1 if model.id in ids else None
+    try:
+        return registry.version_of(store, model)
+    except ConfigError:  # a model of another pipeline in a shared store: no version here
+        return None
 
 
 def run_overview(

@@ -157,9 +157,8 @@ def _missing(common: Any, total: int) -> str:
 
 
 def _numeric_rows(name: str, per: dict[str, Any], totals: dict[str, int]) -> str:
-    chart = numeric_chart(name, per)
-    rows = []
-    for i, (split, n) in enumerate(per.items()):
+    cells_per_split = []
+    for split, n in per.items():
         total = totals.get(split, 0)
         cells = [
             esc(split),
@@ -171,16 +170,13 @@ def _numeric_rows(name: str, per: dict[str, Any], totals: dict[str, int]) -> str
             fmt(n.max),
             f"{(n.num_zeros / total if total else 0.0):.1%}",
         ]
-        first = f'<td rowspan="{len(per)}">{esc(name)}</td>' if i == 0 else ""
-        last = f'<td rowspan="{len(per)}" class="chart-cell">{chart}</td>' if i == 0 else ""
-        rows.append(f"<tr>{first}{''.join(f'<td>{c}</td>' for c in cells)}{last}</tr>")
-    return "".join(rows)
+        cells_per_split.append(cells)
+    return _feature_rows(name, numeric_chart(name, per), cells_per_split)
 
 
 def _string_rows(name: str, per: dict[str, Any], totals: dict[str, int]) -> str:
-    chart = string_chart(name, per, totals)
-    rows = []
-    for i, (split, s) in enumerate(per.items()):
+    cells_per_split = []
+    for split, s in per.items():
         top = ", ".join(f"{esc(v.value)} ({fmt(int(v.frequency))})" for v in s.top_values[:5])
         cells = [
             esc(split),
@@ -189,7 +185,16 @@ def _string_rows(name: str, per: dict[str, Any], totals: dict[str, int]) -> str:
             fmt(s.avg_length),
             f'<span class="left">{top}</span>',
         ]
-        first = f'<td rowspan="{len(per)}">{esc(name)}</td>' if i == 0 else ""
-        last = f'<td rowspan="{len(per)}" class="chart-cell">{chart}</td>' if i == 0 else ""
+        cells_per_split.append(cells)
+    return _feature_rows(name, string_chart(name, per, totals), cells_per_split)
+
+
+def _feature_rows(name: str, chart: str, cells_per_split: list[list[str]]) -> str:
+    """One table row per split; the feature's name and its chart span them all."""
+    span = len(cells_per_split)
+    rows = []
+    for i, cells in enumerate(cells_per_split):
+        first = f'<td rowspan="{span}">{esc(name)}</td>' if i == 0 else ""
+        last = f'<td rowspan="{span}" class="chart-cell">{chart}</td>' if i == 0 else ""
         rows.append(f"<tr>{first}{''.join(f'<td>{c}</td>' for c in cells)}{last}</tr>")
     return "".join(rows)
