@@ -565,24 +565,36 @@ def _nonblank_lines(body: bytes) -> np.ndarray:
     newline = arr == 10
     blank = newline | (arr == 32) | (arr == 9) | (arr == 13)
     line_of = np.cumsum(newline) - newline  # a newline belongs to the line it ends
-    return np.unique(line_of[~blank])
+    lines = line_of[~blank]  # ascending: each line's index once per non-blank byte
+    return lines[np.r_[True, lines[1:] != lines[:-1]]] if len(lines) else lines
+
+
+JSON_BLOCK_ROWS = 50_000  # pyarrow's JSON parser refuses 100,000 rows in one block
 
 
 def json_table(body: bytes) -> pa.Table:
     """JSON Lines bytes as a table, one row per line, or `pa.ArrowInvalid` (the caller then
     reads line by line).
 
-    Read as one block: with pyarrow's default 1 MiB blocks a line straddling two blocks fails the
-    read, and pyarrow can then deadlock on the GIL while its reader thread lets go of the Python
-    buffer (a 50 MB line hung for good). Only bytes whose every non-blank line starts with ``{``
-    reach pyarrow 10, and its row count must be theirs: it crashes the process on a file of
-    ``null`` lines and reads a line such as ``}1`` as no row at all (found by tests/fuzz).
+    Read in blocks of about `JSON_BLOCK_ROWS` lines (pyarrow 10 refuses 100,000 rows in one
+    block), never smaller than twice the longest line: with pyarrow's default 1 MiB blocks a line
+    straddling two blocks fails the read, and pyarrow can then deadlock on the GIL or abort at
+    exit while its reader threads let go of the buffer (a 50 MB line hung for good). Only bytes
+    whose every non-blank line starts with ``{`` reach pyarrow 10, and its row count must be
+    theirs: it crashes the process on a file of ``null`` lines and reads a line such as ``}1``
+    as no row at all (found by tests/fuzz). Used by ingest's JSON Lines reader and by monitor's
+    prediction-log reader.
     """
     if _NOT_AN_OBJECT_LINE.search(body):
         raise pa.ArrowInvalid("a line that is not a JSON object")
-    options = pajson.ReadOptions(block_size=len(body) + 1)
-    table = pajson.read_json(io.BytesIO(body), read_options=options)
-    if table.num_rows != len(_nonblank_lines(body)):
+    nonblank = _nonblank_lines(body)
+    ends = np.flatnonzero(np.frombuffer(body, dtype=np.uint8) == 10)
+    longest = int(np.diff(ends, prepend=-1).max()) if len(ends) else 0
+    longest = max(longest, len(body) - (int(ends[-1]) + 1 if len(ends) else 0))
+    block = max(len(body) * JSON_BLOCK_ROWS // max(len(nonblank), 1), 2 * longest + 1, 1 << 16)
+    options = pajson.ReadOptions(block_size=min(block, len(body) + 1))
+    table = pajson.read_json(pa.BufferReader(pa.py_buffer(body)), read_options=options)
+    if table.num_rows != len(nonblank):
         raise pa.ArrowInvalid("pyarrow read a different number of rows than lines")
     return table
 

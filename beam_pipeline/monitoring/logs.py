@@ -28,9 +28,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.json as pajson
 
-from beam_pipeline.io.readers import ARROW_TYPES, Rejected
+from beam_pipeline.core.liveness import pid_exists
+from beam_pipeline.io.predictions import OPEN_SUFFIX, final_name, is_open, writer_pid  # noqa: F401
+from beam_pipeline.io.readers import ARROW_TYPES, Rejected, json_table
 from beam_pipeline.monitoring.times import iso, parse_time  # noqa: F401  (light: config uses it)
 
 PREDICTIONS, FEEDBACK = "predictions", "feedback"
@@ -38,32 +39,11 @@ META = ("request_id", "model_name", "model_version", "time")
 TIME_TYPE = pa.timestamp("us", tz="UTC")
 # part-<UTC yyyymmddTHHMMSSffffff>-<pid>-<seq>.jsonl: the time the segment was opened
 _SEGMENT_TIME = re.compile(r"part-(\d{8}T\d{6})(\d{0,6})")
-OPEN_SUFFIX = ".inprogress"
-
-
-def is_open(path: str) -> bool:
-    """An open segment: ``.part-….jsonl.inprogress``."""
-    name = Path(path).name
-    return name.startswith(".") and name.endswith(OPEN_SUFFIX)
-
-
-def final_name(path: str) -> str:
-    """The name an open segment gets when its writer closes it."""
-    p = Path(path)
-    return str(p.with_name(p.name[1 : -len(OPEN_SUFFIX)])) if is_open(path) else path
 
 
 def _writer_alive(path: str) -> bool:
-    import os
-
-    try:
-        pid = int(Path(final_name(path)).name.rsplit("-", 2)[1])
-        os.kill(pid, 0)
-    except (IndexError, ValueError, ProcessLookupError):
-        return False
-    except PermissionError:
-        return True
-    return True
+    pid = writer_pid(path)
+    return pid is not None and pid_exists(pid)
 
 
 @dataclass
@@ -174,7 +154,7 @@ def read_segment(path: str) -> Segment:
     if not body.strip():
         return Segment(path, pa.table({}), [], 0)
     try:
-        return Segment(path, _parse(body), [], lines)
+        return Segment(path, json_table(body), [], lines)
     except pa.ArrowInvalid:
         pass
     rows: list[dict[str, Any]] = []
@@ -191,25 +171,6 @@ def read_segment(path: str) -> Segment:
             text = raw.decode("utf-8", "replace")
             rejected.append(Rejected(path, i, f"invalid JSON: {exc}", text[:2000]))
     return Segment(path, _table_of(rows), rejected, lines)
-
-
-BLOCK_ROWS = 50_000  # pyarrow's JSON parser takes fewer than 100,000 rows per block
-
-
-def _parse(body: bytes) -> pa.Table:
-    """JSON Lines bytes as one table, read by pyarrow in blocks of about ``BLOCK_ROWS`` lines
-    (its parser refuses 100,000 rows in one block) and never smaller than twice the longest
-    line (a line straddling two blocks fails the read); pyarrow unifies the blocks' types
-    (an int column that turns float later). Read from an Arrow buffer, not a Python file object:
-    no Python call inside pyarrow's reader threads. Raises ArrowInvalid on a line that is not
-    JSON (the caller then reads line by line)."""
-    ends = np.flatnonzero(np.frombuffer(body, dtype=np.uint8) == 10)
-    lines = len(ends) + (0 if body.endswith(b"\n") else 1)
-    longest = int(np.diff(ends, prepend=-1).max()) if len(ends) else len(body)
-    longest = max(longest, len(body) - (int(ends[-1]) + 1 if len(ends) else 0))
-    block = max(len(body) * BLOCK_ROWS // max(lines, 1), 2 * longest + 1, 1 << 16)
-    options = pajson.ReadOptions(block_size=min(block, len(body) + 1))
-    return pajson.read_json(pa.BufferReader(pa.py_buffer(body)), read_options=options)
 
 
 def _table_of(rows: list[dict[str, Any]]) -> pa.Table:

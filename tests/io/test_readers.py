@@ -320,3 +320,30 @@ def test_an_int_past_2_53_in_a_float_column_is_its_nearest_float(tmp_path: Path)
     p.write_text('{"a": 9007199254740993}\n{"a": -4611686018427387904}\n')
     [chunk] = list(readers.read_jsonl(str(p), ["a"], {"a": "float"}))
     assert chunk.batch.column("a").to_pylist() == [2.0**53, -(2.0**62)] and not chunk.rejected
+
+
+def test_json_lines_past_pyarrows_rows_per_block_stay_on_the_bulk_path(tmp_path: Path) -> None:
+    """pyarrow 10 refuses 100,000 rows in one block: a chunk of 8 MB of short lines (about
+    200,000) was one block, failed, and went row by row through Python."""
+    lines = [json.dumps({"a": i, "b": f"x{i % 7}", "c": i * 0.5}) for i in range(150_000)]
+    body = ("\n".join(lines) + "\n").encode()
+    table = readers.json_table(body)  # raised ArrowInvalid("Exceeded maximum rows") before
+    assert table.num_rows == 150_000
+    assert table.column("a").to_pylist()[-1] == 149_999
+    path = tmp_path / "big.jsonl"
+    path.write_bytes(body)
+    chunks = list(
+        readers.read_jsonl(str(path), ["a", "b", "c"], {"a": "int", "b": "string", "c": "float"})
+    )
+    assert sum(c.batch.num_rows for c in chunks) == 150_000
+    assert not any(c.rejected for c in chunks)
+
+
+def test_nonblank_lines_match_a_line_by_line_reference() -> None:
+    rng = random.Random(5)
+    pieces = [b"", b" ", b"\t", b"\r", b'{"a": 1}', b" x "]
+    for _ in range(300):
+        body = b"\n".join(rng.choice(pieces) for _ in range(rng.randint(0, 12)))
+        body += rng.choice([b"", b"\n"])
+        expected = [i for i, line in enumerate(body.split(b"\n")) if line.strip(b" \t\r")]
+        assert readers._nonblank_lines(body).tolist() == expected, body

@@ -9,6 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from beam_pipeline.io import readers
 from beam_pipeline.monitoring import logs
 
 T0 = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
@@ -235,7 +236,7 @@ def test_a_segment_longer_than_a_parser_block_is_read_in_pieces(
 ) -> None:
     """pyarrow's JSON parser takes fewer than 100,000 rows per block: a long segment is read in
     pieces (it fell back to Python line by line: 13 s for 100,000 records instead of 1 s)."""
-    monkeypatch.setattr(logs, "BLOCK_ROWS", 3)
+    monkeypatch.setattr(readers, "JSON_BLOCK_ROWS", 3)
     f = write(tmp_path / "part-f.jsonl", [json.dumps(record(i)) for i in range(10)])
     seg = logs.read_segment(str(f))
     assert seg.table.num_rows == 10 and not seg.rejected
