@@ -182,7 +182,7 @@ class MetricsAccumulator:
         sids = np.empty((rows, len(slices)), np.int64)  # slice id per row and spec; -1: none
         for k, keys in enumerate(slices):
             codes, ids = self._encode(keys, rows)
-            sids[:, k] = np.where(codes >= 0, ids[np.maximum(codes, 0)], -1) if len(ids) else -1
+            sids[:, k] = np.append(ids, -1)[codes]  # a null key (code -1): the appended -1
         # Batches are buffered and folded in together: the fixed cost of the numpy calls is
         # paid per ~64k rows, not per model batch.
         if self._pending and self._pending[-1][2].shape[1] != sids.shape[1]:

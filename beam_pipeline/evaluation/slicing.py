@@ -8,6 +8,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from beam_pipeline.evaluation.metrics import int_codes
+
 
 def first_values(column: pa.Array | pa.ChunkedArray) -> pa.Array:
     """The first value of each row of a list column (strings for binary); null where it has none.
@@ -51,6 +53,12 @@ def slice_keys(
     """
     boundaries = boundaries or {}
     rows = batch.num_rows
+    if len(spec) == 1:  # the feature's own dictionary, its codes as the indices
+        [name] = spec
+        codes, texts = _codes(batch, name, boundaries.get(name), rows)
+        keys = pc.binary_join_element_wise(f"{name}=", texts, "")
+        # The codes index `keys` by construction: no bounds check (safe=False).
+        return pa.DictionaryArray.from_arrays(_masked(codes, codes >= 0), keys, safe=False)
     codes = np.zeros(rows, np.int64)
     texts: list[pa.Array] = []  # per feature: the text of each of its codes
     for name in spec:
@@ -59,18 +67,15 @@ def slice_keys(
         codes = np.where((codes < 0) | (feature_codes < 0), -1, codes * width + feature_codes)
         texts.append(feature_texts)
     valid = codes >= 0
-    if len(spec) == 1:  # the feature's own dictionary
-        distinct = [np.arange(len(texts[0]))]
-        indices = np.where(valid, codes, 0)
-    else:  # the combinations present, decoded into one code per feature
-        combos, inverse = np.unique(codes[valid], return_inverse=True)
-        distinct = []
-        for feature_texts in reversed(texts):
-            combos, code = np.divmod(combos, len(feature_texts))
-            distinct.append(code)
-        distinct.reverse()
-        indices = np.zeros(rows, np.int64)
-        indices[valid] = inverse
+    # The combinations present, decoded into one code per feature.
+    combos, inverse = np.unique(codes[valid], return_inverse=True)
+    distinct = []
+    for feature_texts in reversed(texts):
+        combos, code = np.divmod(combos, len(feature_texts))
+        distinct.append(code)
+    distinct.reverse()
+    indices = np.zeros(rows, np.int64)
+    indices[valid] = inverse
     parts: list[Any] = []
     for i, (name, feature_texts, code) in enumerate(zip(spec, texts, distinct, strict=True)):
         parts += [("," if i else "") + f"{name}=", feature_texts.take(pa.array(code))]
@@ -101,17 +106,23 @@ def _codes(
         if column.null_count:
             has &= column.is_valid().to_numpy(zero_copy_only=False)
         column = column.values.slice(offsets[0], offsets[-1] - offsets[0])
+    # Bytes are hashed as strings (zero-copy view: hashing binary is ~2x slower in Arrow); only
+    # the distinct values are checked for UTF-8, below.
+    if pa.types.is_binary(column.type):
+        column = column.view(pa.string())
+    elif pa.types.is_large_binary(column.type):
+        column = column.view(pa.large_string())
     encoded = column.dictionary_encode()
-    codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+    codes = int_codes(encoded.indices)
     if has is not None:
         first = codes[np.minimum(starts, len(codes) - 1)] if len(codes) else -1
         codes = np.where(has, first, -1)
     dictionary = encoded.dictionary
-    if pa.types.is_binary(dictionary.type) or pa.types.is_large_binary(dictionary.type):
-        dictionary = pc.cast(dictionary, pa.string())
-    elif not pa.types.is_string(dictionary.type):
-        dictionary = pc.cast(dictionary, pa.string())
-    return codes, dictionary
+    if pa.types.is_string(dictionary.type) or pa.types.is_large_string(dictionary.type):
+        dictionary = dictionary.view(
+            pa.binary() if pa.types.is_string(dictionary.type) else pa.large_binary()
+        )
+    return codes, pc.cast(dictionary, pa.string())
 
 
 def _masked(values: np.ndarray, valid: np.ndarray) -> pa.Array:
