@@ -240,7 +240,7 @@ class MetricsAccumulator:
             for k, values in zip(columns, stats, strict=True):
                 self._add(self.sums[:, k], g, values, False)
         if self.kind != "regression":
-            self._add_hist(p, truth, [] if first is None else [sids[:, 0], *further])
+            self._add_hist(p, truth, [sids[:, k] for k in range(sids.shape[1])])
 
     def _add(self, target: np.ndarray, g: np.ndarray | None, values: Any, whole: bool) -> None:
         """``target[slice] += sum of values`` of the rows on slice ids ``g`` (None: Overall
@@ -282,8 +282,7 @@ class MetricsAccumulator:
         with one small bincount (as when nothing is sliced); a row's offset within its slice's
         block is the same in every slice, so each spec's rows are one scatter of flat cells
         (``np.add.at``: ~5 ns a row, where a bincount over the whole 150 x 20k histogram costs
-        its size every time). Rows in no slice land on the spare row past the last slice,
-        which is cleared."""
+        its size every time). Rows in no slice land on the spare row past the last slice."""
         c, b = self._hist_classes, self.buckets
         block = c * 2 * b
         bucket = np.clip((p[:, :c] * b).astype(np.int64), 0, b - 1)  # [rows, c]
@@ -292,12 +291,11 @@ class MetricsAccumulator:
         self.hist[0] += np.bincount(local.reshape(-1), minlength=block).reshape(self.hist.shape[1:])
         if not groups:
             return
-        spare = self._capacity  # the spare row past the last slice
+        spare = self._capacity  # the spare row past the last slice: never read, not grown
         flat = self.hist.reshape(-1)
-        for g in groups:  # slice ids, -1 or `spare` where the row is in no slice
+        for g in groups:  # slice ids, -1 where the row is in no slice
             on = np.where(g >= 0, g, spare) * block
             np.add.at(flat, (on[:, None] + local).reshape(-1), 1)
-        self.hist[spare] = 0
 
     def _encode(self, keys: Any, rows: int) -> tuple[np.ndarray, np.ndarray]:
         """(per-row code into ids or -1, slice id per dictionary entry)."""
