@@ -10,6 +10,10 @@ exit) on the bundled taxi data with a short training budget:
 
 Tests that change the registry (reviews, rollbacks) work on `copy_pipeline`, a copy of the root
 and its SQLite store with its own serving folder.
+
+`penguins_run` runs a bundled penguins config (``penguins``: the 3-class species model with its
+curated schema; ``penguins_mass``: the regression example) once per session through push, with
+a short training budget.
 """
 
 from __future__ import annotations
@@ -105,14 +109,7 @@ def taxi_runs() -> dict[str, Any]:
     """The three runs (see the module doc); their summaries, the config and folders."""
     # Developing: build once into KEEP_ENV's folder, then reuse it. Under pytest-xdist the
     # workers share one build in the session's folder (tests/parallel.py), under a file lock.
-    shared = os.environ.get(SHARED_ENV)
-    kept = os.environ.get(KEEP_ENV) or (shared and str(Path(shared) / "taxi"))
-    if kept:
-        base = Path(kept)
-        base.mkdir(parents=True, exist_ok=True)
-    else:
-        base = Path(tempfile.mkdtemp(prefix="pipeline-taxi-"))
-        atexit.register(shutil.rmtree, base, True)
+    base, kept = _build_folder("taxi")
     config = base / "taxi.yaml"
     done = base / "runs.json"
     with open(base / ".lock", "w") as lock:
@@ -133,6 +130,68 @@ def taxi_runs() -> dict[str, Any]:
         "root": base / "root",
         "serving": base / "serving",
         "runs": runs,
+    }
+
+
+def _build_folder(name: str) -> tuple[Path, bool]:
+    """(the folder a session-wide build lives in, whether it outlives this process)."""
+    shared = os.environ.get(SHARED_ENV)
+    kept = os.environ.get(KEEP_ENV)
+    folder = str(Path(kept) / name) if kept and name != "taxi" else kept
+    folder = folder or (shared and str(Path(shared) / name))
+    if folder:
+        base = Path(folder)
+        base.mkdir(parents=True, exist_ok=True)
+        return base, True
+    base = Path(tempfile.mkdtemp(prefix=f"pipeline-{name}-"))
+    atexit.register(shutil.rmtree, base, True)
+    return base, False
+
+
+# A short budget per bundled penguins config (its own settings otherwise).
+PENGUINS_BUDGET: dict[str, dict[str, Any]] = {
+    "penguins": {
+        "tune": {"enabled": False},
+        "train": {"epochs": 25, "early_stopping_patience": 0},
+    },
+    "penguins_mass": {"train": {"epochs": 25}},  # the README's figure is from the config's 60
+}
+
+
+@functools.cache
+def penguins_run(name: str) -> dict[str, Any]:
+    """``configs/{name}.yaml`` run through push on the bundled data (its curated schema, its
+    transform and model modules) with `PENGUINS_BUDGET`; its summary, config and folders."""
+    base, kept = _build_folder(name)
+    config = base / f"{name}.yaml"
+    done = base / "run.json"
+    with open(base / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if kept and done.is_file():
+            summary = json.loads(done.read_text())
+        else:
+            cfg = yaml.safe_load((ROOT / "configs" / f"{name}.yaml").read_text())
+            cfg["pipeline"]["root"] = str(base / "root")
+            cfg["push"]["serving_dir"] = str(base / "serving")
+            for section, key in (
+                ("ingest", "source"),
+                ("transform", "module"),
+                ("train", "module"),
+            ):
+                cfg[section][key] = str((ROOT / "configs" / cfg[section][key]).resolve())
+            cfg["schema"]["path"] = str(ROOT / "configs" / cfg["schema"]["path"])
+            for section, values in PENGUINS_BUDGET[name].items():
+                cfg[section] = {**cfg.get(section, {}), **values}
+            config.write_text(yaml.safe_dump(cfg))
+            code, summary, err = cli("run", str(config), "--json")
+            assert code == 0 and summary.get("status") == "completed", err[-4000:]
+            done.write_text(json.dumps(summary))
+    return {
+        "base": base,
+        "config": config,
+        "root": base / "root",
+        "serving": base / "serving" / name,
+        "summary": summary,
     }
 
 

@@ -4,7 +4,8 @@
     GET  /v1/models/{name}[/versions/{v}|/labels/{label}]/metadata   signature defs
     POST /v1/models/{name}[/versions/{v}|/labels/{label}]:predict    {"instances": [...]} or
          {"inputs": {...}}, optional "signature_name"
-    POST /v1/models/{name}:classify | :regress                       400: predict signatures only
+    POST /v1/models/{name}[/versions/{v}|/labels/{label}]:classify | :regress
+         {"examples": [...], "context": {...}}: TF Serving's classify/regress (`inference`)
     POST /v1/models/{name}:feedback                    {"request_id": R, "label": L} or a list
     GET  /healthz  /readyz  /metrics  /monitoring/prometheus/metrics (TF Serving's path)
 
@@ -40,6 +41,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from beam_pipeline.serving import inference
 from beam_pipeline.serving.batching import ModelRefused, Overloaded, TooManyRows
 from beam_pipeline.serving.inputs import (
     Inputs,
@@ -302,14 +304,8 @@ def build_app(service: Service) -> ASGIApp:
                 response = _feedback(name, body, rid)
             elif verb == "predict":
                 response = await _predict(m, body, rid, served)
-            elif verb in ("classify", "regress"):
-                v = pick(m)
-                raise RequestError(
-                    f":{verb} needs a {'classification' if verb == 'classify' else 'regression'} "
-                    f"signature (method tensorflow/serving/{verb}); {v.name} version {v.version} "
-                    f"exports predict signatures only ({', '.join(sorted(v.signatures))}): use "
-                    ":predict"
-                )
+            elif verb in (inference.CLASSIFY, inference.REGRESS):
+                response = await _infer(m, verb, body, rid, served)
             else:
                 raise NotFound(
                     f"unknown method :{verb}; expected :predict, :classify, :regress or :feedback"
@@ -361,6 +357,21 @@ def build_app(service: Service) -> ASGIApp:
         else:
             data = {"outputs": shape_outputs(answer.outputs, False)}
         return _json(data, 200, headers)
+
+    async def _infer(
+        m: re.Match[str], method: str, body: Any, rid: str, served: list[str]
+    ) -> Response:
+        v = pick(m)
+        served[0] = str(v.version)
+        task = inference.check_method(v, method, inference.rest_signature(body))
+        examples = inference.rest_examples(body, v.spec)
+        manager.acquire(v)
+        try:
+            values = await inference.infer(service, v, task, method, examples, "examples", rid)
+        finally:
+            manager.release(v)
+        headers = {"X-Request-Id": rid, "X-Model-Version": str(v.version)}
+        return _json(inference.rest_results(method, values), 200, headers)
 
     def _feedback(name: str, body: Any, rid: str) -> Response:
         items = body if isinstance(body, list) else [body]

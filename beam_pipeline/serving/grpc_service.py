@@ -10,8 +10,9 @@ loop; their values are decoded, checked and typed with their batch on the model 
 ``output_filter`` names outputs to return (an unknown name is INVALID_ARGUMENT). Every decode
 error is INVALID_ARGUMENT naming the input. The request id is the ``x-request-id`` metadata when
 sent; it comes back in the initial metadata, and the rows are logged as ``R/i`` like REST
-requests. ``Classify``, ``Regress`` and ``MultiInference`` answer UNIMPLEMENTED (the models
-export predict signatures only; TF Serving refuses these calls on them too).
+requests. ``Classify`` and ``Regress`` read serialized tf.Examples through ``serving_default``
+(`beam_pipeline.serving.inference`: UNIMPLEMENTED, without a traceback, where the model's output
+has no such meaning); ``MultiInference`` answers UNIMPLEMENTED.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
+from beam_pipeline.serving import inference
 from beam_pipeline.serving.batching import ModelRefused, Overloaded, TooManyRows
 from beam_pipeline.serving.inputs import (
     Inputs,
@@ -188,19 +190,53 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         finally:
             self._count(name, version, "metadata", code)
 
-    async def _unimplemented(self, method: str, request: Any, context: Any) -> Any:
-        self._count(request.model_spec.name, "?", method, "UNIMPLEMENTED")
-        await context.abort(
-            grpc.StatusCode.UNIMPLEMENTED,
-            f"{method}: the served models export predict signatures only "
-            "(serving_default, serving_raw); use Predict",
-        )
+    async def _infer(self, method: str, request: Any, context: Any) -> Any:
+        """Classify / Regress (`inference`), with Predict's errors and counting."""
+        service = self.service
+        t0 = time.perf_counter()
+        name, version, code = request.model_spec.name, "?", "OK"
+        try:
+            given = dict(context.invocation_metadata() or ()).get("x-request-id")
+            rid = request_id(given)
+            v = _version(service, request.model_spec)
+            version = str(v.version)
+            task = inference.check_method(v, method, request.model_spec.signature_name)
+            examples = inference.grpc_examples(request)
+            service.manager.acquire(v)
+            try:
+                values = await inference.infer(
+                    service, v, task, method, examples, "input.examples", rid
+                )
+            finally:
+                service.manager.release(v)
+            await context.send_initial_metadata((("x-request-id", rid),))
+            return inference.grpc_response(method, v, values)
+        except inference.Unsupported as exc:
+            code = "UNIMPLEMENTED"
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, str(exc))
+        except (RequestError, ModelRefused, TooManyRows) as exc:
+            code = "INVALID_ARGUMENT"
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except NotFound as exc:
+            code = "NOT_FOUND"
+            await context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+        except Overloaded as exc:
+            code = "RESOURCE_EXHAUSTED"
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+        except Exception:
+            code = "INTERNAL"
+            log.exception("serve: gRPC %s for %r failed", method, name)
+            await context.abort(grpc.StatusCode.INTERNAL, "internal error; see the server log")
+        finally:
+            self._count(name, version, method, code)
+            if name in service.manager.models:
+                service.metrics.latency.labels(name, "grpc").observe(time.perf_counter() - t0)
 
     async def Classify(self, request: Any, context: Any) -> Any:  # noqa: N802
-        return await self._unimplemented("classify", request, context)
+        return await self._infer(inference.CLASSIFY, request, context)
 
     async def Regress(self, request: Any, context: Any) -> Any:  # noqa: N802
-        return await self._unimplemented("regress", request, context)
+        return await self._infer(inference.REGRESS, request, context)
 
     async def MultiInference(self, request: Any, context: Any) -> Any:  # noqa: N802
         spec = (

@@ -20,6 +20,7 @@ with its dtype, and a dense feature without a default is required.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -233,16 +234,105 @@ def prepare_raw(schema: RawSchema, items: list[Inputs]) -> Prepared:
     return Prepared(inputs, errors, spans, typed)
 
 
-def prepare_examples(items: list[Inputs]) -> Prepared:
+def prepare_examples(items: list[Inputs], schema: RawSchema | None = None) -> Prepared:
+    """Serialized tf.Examples of a batch, checked as raw rows are: their values are read into
+    columns in one parse (`example_columns`) and go through the shared row check, so an example
+    missing a required feature is refused with the same reason as a raw row (not filled in by
+    the model's parse op); the accepted requests' examples go to the model unchanged."""
     examples: list[bytes] = []
-    spans = []
-    for item in items:
+    owner: list[int] = []
+    for i, item in enumerate(items):
         assert item.examples is not None
-        spans.append((len(examples), len(examples) + item.rows))
         examples.extend(item.examples)
-    return Prepared(
-        {"examples": np.array(examples, dtype=object)}, [None] * len(items), spans, None
-    )
+        owner.extend([i] * item.rows)
+    errors: list[RequestError | None] = [None] * len(items)
+    if schema is None or not examples:
+        spans, at = [], 0
+        for item in items:
+            spans.append((at, at + item.rows))
+            at += item.rows
+        return Prepared({"examples": np.array(examples, dtype=object)}, errors, spans, None)
+    table, unreadable = example_columns(schema, examples)
+    checked = raw_inputs.check_rows(table, schema)
+    first = np.cumsum([0] + [item.rows for item in items])
+    for row, reason in sorted({**dict(checked.rejected), **unreadable}.items()):
+        i = owner[row]
+        if errors[i] is None:
+            errors[i] = RequestError(f"{items[i].row(row - int(first[i]))}: {reason}")
+    keep = np.array([errors[i] is None for i in owner], bool)
+    typed = checked.batch.filter(pa.array(keep[checked.accepted]))
+    spans = [(0, 0)] * len(items)
+    at = 0
+    for i, item in enumerate(items):
+        if errors[i] is None:
+            spans[i] = (at, at + item.rows)
+            at += item.rows
+    kept = np.array(examples, dtype=object)[keep]
+    return Prepared({"examples": kept}, errors, spans, typed)
+
+
+_TF_KINDS = {"int": "int64", "float": "float32", "string": "string"}
+_TF_NOISE = re.compile(r"^\{\{function_node [^}]*\}\}\s*|\s*\[Op:\w+\]$")
+
+
+def example_columns(schema: RawSchema, examples: list[bytes]) -> tuple[pa.Table, dict[int, str]]:
+    """The raw columns of serialized tf.Examples (null where a feature is absent), parsed in one
+    batch; and the rows that cannot be read as the model's raw features, with the reason (not a
+    tf.Example, a feature of another type, several values where the model takes one, text that
+    is not UTF-8)."""
+    import tensorflow as tf
+
+    spec = {c.name: tf.io.VarLenFeature(getattr(tf, _TF_KINDS[c.kind])) for c in schema.columns}
+    unreadable: dict[int, str] = {}
+    try:
+        parsed = tf.io.parse_example(tf.constant(examples, tf.string), spec)
+    except (tf.errors.InvalidArgumentError, UnicodeDecodeError):  # the bad rows, one by one
+        for i, x in enumerate(examples):
+            try:
+                tf.io.parse_example(tf.constant([x], tf.string), spec)
+            except tf.errors.InvalidArgumentError as exc:
+                message = _TF_NOISE.sub("", exc.message.strip().splitlines()[0])
+                unreadable[i] = f"not a tf.Example of the model's features: {message}"
+            except UnicodeDecodeError:  # TensorFlow could not even quote the bytes back
+                unreadable[i] = "not a serialized tf.Example"
+        good = [b"" if i in unreadable else x for i, x in enumerate(examples)]
+        parsed = tf.io.parse_example(tf.constant(good, tf.string), spec)
+    n = len(examples)
+    columns = {}
+    for c in schema.columns:
+        sparse = parsed[c.name]
+        rows = sparse.indices.numpy()[:, 0]
+        counts = np.bincount(rows, minlength=n)
+        present = counts > 0
+        values = sparse.values.numpy()[np.searchsorted(rows, np.flatnonzero(present))]
+        for row in np.flatnonzero(counts > 1):
+            unreadable.setdefault(
+                int(row), f"column {c.name!r}: expected one value; received {counts[row]}"
+            )
+        if c.kind == "string":
+            full = np.full(n, None, dtype=object)
+            full[present] = values
+            columns[c.name] = _texts(full, c.name, unreadable)
+        else:
+            full = np.zeros(n, values.dtype)
+            full[present] = values
+            columns[c.name] = pa.array(full, mask=~present).cast(raw_inputs.ARROW[c.kind])
+    return pa.table(columns), unreadable
+
+
+def _texts(values: np.ndarray, name: str, unreadable: dict[int, str]) -> pa.Array:
+    binary = pa.array(values.tolist(), pa.binary())
+    try:
+        return binary.cast(pa.string())
+    except pa.ArrowInvalid:  # not UTF-8 somewhere: find it (this path only)
+        out = []
+        for row, v in enumerate(values.tolist()):
+            try:
+                out.append(None if v is None else v.decode("utf-8"))
+            except UnicodeDecodeError:
+                unreadable.setdefault(row, f"column {name!r}: not valid UTF-8 text")
+                out.append(None)
+        return pa.array(out, pa.string())
 
 
 # -- NaN and Infinity in a JSON body ----------------------------------------------------------

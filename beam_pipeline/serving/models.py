@@ -72,7 +72,7 @@ class Version:
             if signature == RAW:
                 prepared = prepare_raw(self.spec, items)
             else:
-                prepared = prepare_examples(items)
+                prepared = prepare_examples(items, self.spec)
             results: list[Answered | BaseException] = [
                 e if e is not None else Answered({}) for e in prepared.errors
             ]

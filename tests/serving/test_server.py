@@ -241,8 +241,8 @@ def test_bad_requests_get_tf_serving_errors_naming_the_field(
         ("/v1/models/taxi/labels/canary:predict", 404, "canary"),
         ("/v1/models/..%2F..%2Fetc:predict", 404, "no such model"),
         ("/v1/models/%2Fetc%2Fpasswd:predict", 404, "no such model"),
-        ("/v1/models/taxi:classify", 400, "predict signatures only"),
-        ("/v1/models/taxi:regress", 400, "predict signatures only"),
+        ("/v1/models/taxi:classify", 400, "unknown field 'instances'"),
+        ("/v1/models/taxi:explain", 404, "unknown method :explain"),
     ],
 )
 def test_unknown_models_versions_labels_and_paths(
@@ -465,7 +465,7 @@ def _example(row: dict[str, Any]) -> bytes:
 def test_tf_serving_client_conventions_work_unchanged(server: sf.Server, in_process: Any) -> None:
     """What a TF Serving client sends, with no signature name: serialized tf.Examples go to
     serving_default (REST b64 instances or an examples input; gRPC examples tensor); exact
-    bodies; Classify/Regress refused cleanly; GetModelStatus.status; output_filter checked; the
+    bodies; Classify/Regress; GetModelStatus.status; output_filter checked; the
     Prometheus path, with a version label on the request counters."""
     import grpc
     import tensorflow as tf
@@ -508,15 +508,13 @@ def test_tf_serving_client_conventions_work_unchanged(server: sf.Server, in_proc
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "output_filter" in err.value.details()
 
-        for call, message in (
+        for call, message in (  # the binary taxi model: Classify and Regress (test_inference)
             (stub.Classify, classification_pb2.ClassificationRequest()),
             (stub.Regress, regression_pb2.RegressionRequest()),
         ):
             message.model_spec.name = "taxi"
-            with pytest.raises(grpc.RpcError) as err:
-                call(message, timeout=60)
-            assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
-            assert "predict signatures only" in err.value.details()
+            message.input.example_list.examples.add().ParseFromString(serialized[0])
+            call(message, timeout=60)
 
         status = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(
             get_model_status_pb2.GetModelStatusRequest(model_spec={"name": "taxi"})
@@ -535,7 +533,7 @@ def test_tf_serving_client_conventions_work_unchanged(server: sf.Server, in_proc
     assert ("rest", "predict", "1", "200") in seen
     assert ("grpc", "predict", "1", "OK") in seen
     assert ("grpc", "predict", "1", "INVALID_ARGUMENT") in seen
-    assert ("grpc", "classify", "?", "UNIMPLEMENTED") in seen
+    assert ("grpc", "classify", "1", "OK") in seen
     assert any(api == "grpc" and method == "status" for api, method, _, _ in seen)
     assert "Traceback" not in server.stderr()
 
