@@ -332,8 +332,18 @@ class MetricsAccumulator:
         return self
 
     def __getstate__(self) -> dict[str, Any]:
-        self._flush()  # pickled between Beam stages: ship the folded statistics only
-        return self.__dict__
+        """Pickled between Beam stages: the folded statistics of the known slices only (the
+        arrays' room for more slices, up to 2x, is not shipped)."""
+        self._flush()
+        state = dict(self.__dict__)
+        known = len(self.keys)
+        state["_capacity"] = known
+        for name in ("n", "sums", "confusion", "residuals"):
+            if name in state:
+                state[name] = state[name][:known]
+        if "hist" in state:
+            state["hist"] = state["hist"][: known + 1]  # and the spare row
+        return state
 
     # -- results ----------------------------------------------------------------------------
 
