@@ -5,7 +5,9 @@
 Needs a trained model in the config's pipeline (run the pipeline first). Generates the rows with
 scripts/gen_taxi.py, then measures, on the same file and the same batches:
 
-- job: ``beam_pipeline.jobs.score.score`` end to end (Beam DirectRunner, read, model, write JSONL);
+- job: ``beam_pipeline.jobs.score.score`` end to end (read, check, model, write JSONL), on the
+  path it takes for the config (DirectRunner in_memory: in-process, `score.run_in_process`);
+  ``--beam-too`` also times the same job through the Beam DirectRunner each round;
 - in-process: ``serving_raw`` called on the same batches, tensors built beforehand (model time
   only), and the same loop including reading and building the tensors (no Beam, no output);
 - evaluation time against training time, from the latest evaluate and train executions in MLMD.
@@ -82,6 +84,11 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=REPO / "bench" / "taxi-1m" / "data.csv")
     ap.add_argument("--batch-size", type=int, default=8192)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument(
+        "--beam-too",
+        action="store_true",
+        help="also run the job through the Beam DirectRunner (as other runners do) each round",
+    )
     a = ap.parse_args()
 
     import logging
@@ -111,18 +118,29 @@ def main() -> None:
 
     import tensorflow as tf  # noqa: F401 - imported before timing (the baseline excludes it)
 
-    jobs, bases = [], []
-    for _ in range(max(a.rounds, 1)):
+    in_process_path = scoring.runs_in_process
+
+    def run_score(beam: bool) -> tuple[float, dict, int]:
+        scoring.runs_in_process = (lambda *_: False) if beam else in_process_path
         out = Path(tempfile.mkdtemp(prefix="bench-score-"))
         try:
             t0 = time.time()
             summary = scoring.score(
                 config, str(csv), str(out / "preds"), model_version=version, batch_size=a.batch_size
             )
-            jobs.append(time.time() - t0)
+            seconds = time.time() - t0
             size = sum(f.stat().st_size for f in (out / "preds").glob("predictions-*"))
         finally:
             shutil.rmtree(out, ignore_errors=True)
+            scoring.runs_in_process = in_process_path
+        return seconds, summary, size
+
+    jobs, bases, beams = [], [], []
+    for _ in range(max(a.rounds, 1)):
+        seconds, summary, size = run_score(beam=False)
+        jobs.append(seconds)
+        if a.beam_too:
+            beams.append(run_score(beam=True)[0])
         bases.append(
             in_process(str(model.path / "saved_model"), str(csv), columns, features, a.batch_size)
         )
@@ -144,6 +162,11 @@ def main() -> None:
         },
         "model_rows_per_s_median": round(rows / statistics.median(model_s)),
     }
+    if beams:
+        job["beam_direct_runner_seconds"] = {
+            "min": round(min(beams), 2),
+            "median": round(statistics.median(beams), 2),
+        }
     train_s, eval_s = stage_seconds(store, "train"), stage_seconds(store, "evaluate")
     ratio = statistics.median(model_s) / median_job
     result = {

@@ -88,10 +88,19 @@ def test_bench_score(tmp_path: Path) -> None:
     config = pf.copy_pipeline(tmp_path)
     data = tmp_path / "bench" / "data.csv"
     out = bench(
-        "bench_score.py", str(config), "--rows", "2000", "--rounds", "1", "--data", str(data)
+        "bench_score.py",
+        str(config),
+        "--rows",
+        "2000",
+        "--rounds",
+        "1",
+        "--data",
+        str(data),
+        "--beam-too",
     )
     result = last_json(out)
     assert result["score_job"]["rows"] == 2000 and len(result["load_average"]) == 3
+    assert result["score_job"]["beam_direct_runner_seconds"]["min"] > 0
 
 
 def test_bench_trace(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -331,3 +332,79 @@ def test_both_signatures_serve_or_refuse_the_same_rows(taxi: dict) -> None:
                 feature.float_list.value.append(float(v))
         with pytest.raises(tf.errors.InvalidArgumentError):
             example_fn(examples=tf.constant([example.SerializeToString()]))
+
+
+@pytest.fixture(scope="module")
+def small_with_bad_rows(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """300 taxi rows, a short row (unreadable) and a row with a non-number fare (refused)."""
+    lines = pf.TAXI_CSV.read_text().splitlines()
+    bad_number = lines[6].split(",")
+    bad_number[1] = "twelve"  # fare
+    data = tmp_path_factory.mktemp("small") / "small.csv"
+    data.write_text("\n".join([*lines[:151], "1,2,3", *lines[151:301], ",".join(bad_number)]))
+    return data
+
+
+def _normalized(out: Path) -> dict[str, bytes]:
+    """Every file under a score output, by relative name; record times blanked (they differ
+    between two runs), gzip TFRecords decompressed, Parquet files as their table's IPC bytes."""
+    import gzip
+    import re
+
+    import pyarrow.parquet as pq
+
+    files: dict[str, bytes] = {}
+    for path in sorted(p for p in out.rglob("*") if p.is_file()):
+        name = str(path.relative_to(out))
+        if name.endswith(".parquet"):
+            table = pq.read_table(path).drop(["time"])
+            sink = pa.BufferOutputStream()
+            with pa.ipc.new_stream(sink, table.schema) as writer:
+                writer.write_table(table)
+            data = sink.getvalue().to_pybytes()
+        elif name.endswith(".gz"):
+            data = gzip.decompress(path.read_bytes())
+        else:
+            data = re.sub(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", b"TIME", path.read_bytes())
+        files[name] = data
+    return files
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", scoring.FORMATS)
+def test_in_process_path_writes_what_the_beam_job_writes(
+    taxi: dict, small_with_bad_rows: Path, tmp_path: Path, fmt: str, monkeypatch
+) -> None:
+    """The DirectRunner in-memory shortcut (`run_in_process`) against the Beam job: the same
+    files, the same bytes per record (times aside), the same counts in the summary."""
+    from beam_pipeline.core.config import load
+
+    config = load(taxi["config"])
+    assert scoring.runs_in_process(config, None, str(tmp_path))
+    processes = dataclasses.replace(
+        config, beam=dataclasses.replace(config.beam, direct_running_mode="multi_processing")
+    )
+    assert not scoring.runs_in_process(processes, None, str(tmp_path))
+    assert not scoring.runs_in_process(config, ["--runner=PortableRunner"], str(tmp_path))
+    assert not scoring.runs_in_process(config, None, "s3://bucket/out")
+
+    class SameId:  # both jobs get the same job id, so request ids (and TFRecord CRCs) agree
+        @staticmethod
+        def uuid4() -> object:
+            return type("U", (), {"hex": "0123456789abcdef"})()
+
+    monkeypatch.setattr(scoring, "uuid", SameId)
+    summaries, outputs = [], []
+    for in_process_path in (True, False):
+        monkeypatch.setattr(scoring, "runs_in_process", lambda *a, _v=in_process_path: _v)
+        out = tmp_path / f"out-{in_process_path}"
+        summary = scoring.score(
+            config, str(small_with_bad_rows), str(out), model_version=1, output_format=fmt
+        )
+        summaries.append((summary["rows"], summary["rejected"]))
+        outputs.append(_normalized(out))
+    assert summaries[0] == summaries[1] == (300, 2)  # rows in = rows out + rows rejected
+    assert outputs[0].keys() == outputs[1].keys()
+    assert f"predictions-00000-of-00001{scoring.SUFFIX[fmt]}" in outputs[0]
+    for name in outputs[0]:
+        assert outputs[0][name] == outputs[1][name], name

@@ -50,7 +50,7 @@ import pyarrow.compute as pc
 from apache_beam.metrics.metric import Metrics
 
 from beam_pipeline.core import registry
-from beam_pipeline.core.artifacts import Artifact, saved_model_dir
+from beam_pipeline.core.artifacts import Artifact, rejected_dir, rejected_prefix, saved_model_dir
 from beam_pipeline.core.config import Config
 from beam_pipeline.core.errors import ConfigError, DataError
 from beam_pipeline.core.executor import Execution, Executor
@@ -139,6 +139,11 @@ class ScoreFile(beam.DoFn):
         self._job = job
         self._scored = Metrics.counter(NAMESPACE, "scored")
         self._rejected = Metrics.counter(NAMESPACE, "rejected")
+        self.counts = {"scored": 0, "rejected": 0}  # the same counts, for `run_in_process`
+
+    def _count(self, name: str, n: int = 1) -> None:
+        (self._scored if name == "scored" else self._rejected).inc(n)
+        self.counts[name] += n
 
     def setup(self) -> None:
         from concurrent.futures import ThreadPoolExecutor
@@ -189,13 +194,13 @@ class ScoreFile(beam.DoFn):
         pending = None
         for rejected, part, rows, inputs in readers.read_ahead(self._parts(file)):
             for r in rejected:
-                self._rejected.inc()
+                self._count("rejected")
                 yield beam.pvalue.TaggedOutput(self.REJECTED, r.to_json())
             if not part.num_rows:
                 continue
             predictions, good, failures = self.predict(part, inputs)
             for i, reason in failures:
-                self._rejected.inc()
+                self._count("rejected")
                 raw = strict_json(part.slice(i, 1).to_pylist()[0])
                 yield beam.pvalue.TaggedOutput(
                     self.REJECTED, Rejected(file, -1, f"row {rows[i]}: {reason}", raw).to_json()
@@ -204,7 +209,7 @@ class ScoreFile(beam.DoFn):
                 part, rows = part.filter(pa.array(good)), rows[good]
             if not part.num_rows:
                 continue
-            self._scored.inc(part.num_rows)
+            self._count("scored", part.num_rows)
             ids = pc.binary_join_element_wise(base, pc.cast(pa.array(rows), pa.string()), "")
             future = self._formatter.submit(self.format, part, predictions, ids)
             if pending is not None:
@@ -472,6 +477,8 @@ def run_job(
 
     output_format = job.output_format
     schema = _schema(job, model) if output_format in ("csv", "parquet") else None
+    if runs_in_process(config, beam_args, job.output):
+        return run_in_process(job, schema)
     with beam.Pipeline(options=pipeline_options(config, beam_args)) as p:
         scored, rejected = p | "Score" >> ScoreFiles(job)
         _ = scored | "Write" >> WritePredictions(job, schema)
@@ -499,3 +506,95 @@ def _schema(job: ScoreJob, model: Artifact) -> pa.Schema:
         nested=job.output_format == "parquet",
     )
     return table.schema
+
+
+def runs_in_process(config: Config, beam_args: list[str] | None, output: str) -> bool:
+    """Whether the job runs without a Beam runner: DirectRunner in its ``in_memory`` mode (one
+    thread of this process runs the DoFn anyway) writing to a local folder. Any other runner,
+    ``multi_processing`` and object-store outputs go through Beam."""
+    from beam_pipeline.runners.options import beam_args as all_beam_args
+
+    runner = mode = None
+    for arg in all_beam_args(config, beam_args):
+        if arg.startswith("--runner="):
+            runner = arg.split("=", 1)[1]
+        elif arg.startswith("--direct_running_mode="):
+            mode = arg.split("=", 1)[1]
+    return (
+        runner in ("DirectRunner", "direct")
+        and mode in (None, "in_memory")
+        and not filesystem.is_remote(output)
+    )
+
+
+def run_in_process(job: ScoreJob, schema: pa.Schema | None) -> dict[str, int]:
+    """The Beam job's work without the runner: the same `ScoreFile` DoFn over the files in turn,
+    its batches written to the single shard the in-memory DirectRunner writes
+    (``predictions-00000-of-00001``, ``rejected/rejected-00000-of-00001.jsonl``), the same bytes
+    per record as `WritePredictions` and `WriteDeadLetters` (tests/test_scoring.py compares the
+    two paths). Saves Beam's pipeline construction, bundle set-up and temporary-shard renames."""
+    shard = "-00000-of-00001"
+    out = filesystem.as_path(job.output)
+    filesystem.makedirs(rejected_dir(job.output))
+    scorer = ScoreFile(job)
+    scorer.setup()
+    sink = _PredictionFile(
+        str(out / f"predictions{shard}{SUFFIX[job.output_format]}"), job.output_format, schema
+    )
+    try:
+        with open(rejected_prefix(job.output) + shard + ".jsonl", "wb") as dead:
+            for file in job.files:
+                for item in scorer.process(file):
+                    if isinstance(item, beam.pvalue.TaggedOutput):
+                        dead.write(item.value.encode("utf-8") + b"\n")
+                    else:
+                        sink.write(item)
+        sink.close()
+    finally:
+        sink.abort()
+        scorer.teardown()
+    return dict(scorer.counts)
+
+
+class _PredictionFile:
+    """One output file written as `WritePredictions` writes a shard: text lines (JSON Lines,
+    CSV with its header), a Parquet file of the given schema, or framed gzip TFRecords."""
+
+    def __init__(self, path: str, output_format: str, schema: pa.Schema | None) -> None:
+        self._format = output_format
+        self._raw: Any = open(path, "wb")
+        self._parquet: Any = None
+        if output_format == "csv":
+            assert schema is not None
+            self._raw.write(",".join(schema.names).encode("utf-8") + b"\n")
+        elif output_format == "parquet":
+            import pyarrow.parquet as pq
+
+            self._parquet = pq.ParquetWriter(self._raw, schema, compression="none")
+        elif output_format == "tfrecord":
+            from beam_pipeline.io.tfrecord import ThreadedGzipWriter
+
+            self._raw = ThreadedGzipWriter(self._raw)
+
+    def write(self, item: Any) -> None:
+        if self._format in ("jsonl", "csv"):
+            self._raw.write(item.encode("utf-8") + b"\n")
+        elif self._parquet is not None:
+            self._parquet.write_table(item)
+        else:
+            self._raw.write(item)
+
+    def close(self) -> None:
+        if self._parquet is not None:
+            self._parquet.close()
+            self._parquet = None
+        raw, self._raw = self._raw, None
+        if raw is not None:
+            raw.close()
+
+    def abort(self) -> None:
+        """Closes what is still open after a failure (the executor removes the staging)."""
+        try:
+            self.close()
+        except Exception:  # the job's own error is the one to report
+            log.debug("closing a failed prediction file", exc_info=True)
