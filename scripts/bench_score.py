@@ -7,7 +7,8 @@ scripts/gen_taxi.py, then measures, on the same file and the same batches:
 
 - job: ``beam_pipeline.jobs.score.score`` end to end (read, check, model, write JSONL), on the
   path it takes for the config (DirectRunner in_memory: in-process, `score.run_in_process`);
-  ``--beam-too`` also times the same job through the Beam DirectRunner each round;
+  ``--beam-too`` also times the same job through the Beam DirectRunner each round; CPU seconds
+  (all threads) beside wall seconds, since other processes' load slows wall time only;
 - in-process: ``serving_raw`` called on the same batches, tensors built beforehand (model time
   only), and the same loop including reading and building the tensors (no Beam, no output);
 - evaluation time against training time, from the latest evaluate and train executions in MLMD.
@@ -54,17 +55,27 @@ def in_process(
     prepare = time.time() - t0
     rows = sum(int(next(iter(b.values())).shape[0]) for b in batches)
     fn(**batches[0])  # warm-up (tracing, thread pools)
-    t0 = time.time()
+    t0, cpu0 = time.time(), cpu_seconds()
     for b in batches:
         fn(**b)["predictions"].numpy()
     model = time.time() - t0
+    model_cpu = cpu_seconds() - cpu0
     return {
         "rows": rows,
         "model_seconds": round(model, 2),
+        "model_cpu_seconds": round(model_cpu, 2),
         "prepare_seconds": round(prepare, 2),
         "model_rows_per_s": round(rows / model),
         "read_and_model_rows_per_s": round(rows / (model + prepare)),
     }
+
+
+def cpu_seconds() -> float:
+    """User + system CPU time of this process, all threads (robust to other processes' load)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def stage_seconds(store: object, stage: str) -> float | None:
@@ -124,23 +135,27 @@ def main() -> None:
         scoring.runs_in_process = (lambda *_: False) if beam else in_process_path
         out = Path(tempfile.mkdtemp(prefix="bench-score-"))
         try:
-            t0 = time.time()
+            t0, cpu0 = time.time(), cpu_seconds()
             summary = scoring.score(
                 config, str(csv), str(out / "preds"), model_version=version, batch_size=a.batch_size
             )
             seconds = time.time() - t0
+            cpus.append(cpu_seconds() - cpu0)
             size = sum(f.stat().st_size for f in (out / "preds").glob("predictions-*"))
         finally:
             shutil.rmtree(out, ignore_errors=True)
             scoring.runs_in_process = in_process_path
         return seconds, summary, size
 
-    jobs, bases, beams = [], [], []
+    jobs, bases, beams, cpus, beam_cpus = [], [], [], [], []
     for _ in range(max(a.rounds, 1)):
         seconds, summary, size = run_score(beam=False)
         jobs.append(seconds)
+        job_cpus = cpus.pop()
         if a.beam_too:
             beams.append(run_score(beam=True)[0])
+            beam_cpus.append(cpus.pop())
+        cpus.append(job_cpus)
         bases.append(
             in_process(str(model.path / "saved_model"), str(csv), columns, features, a.batch_size)
         )
@@ -152,6 +167,7 @@ def main() -> None:
         "rows": rows,
         "seconds": {"min": round(min(jobs), 2), "median": round(median_job, 2)},
         "rows_per_s_median": round(rows / median_job),
+        "cpu_seconds_median": round(statistics.median(cpus), 2),
         "output_mb": round(size / 1e6),
     }
     base = {
@@ -161,12 +177,14 @@ def main() -> None:
             "median": round(statistics.median(both_s), 2),
         },
         "model_rows_per_s_median": round(rows / statistics.median(model_s)),
+        "model_cpu_seconds_median": statistics.median(b["model_cpu_seconds"] for b in bases),
     }
     if beams:
         job["beam_direct_runner_seconds"] = {
             "min": round(min(beams), 2),
             "median": round(statistics.median(beams), 2),
         }
+        job["beam_direct_runner_cpu_seconds_median"] = round(statistics.median(beam_cpus), 2)
     train_s, eval_s = stage_seconds(store, "train"), stage_seconds(store, "evaluate")
     ratio = statistics.median(model_s) / median_job
     result = {

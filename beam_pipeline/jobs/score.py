@@ -57,7 +57,7 @@ from beam_pipeline.core.executor import Execution, Executor
 from beam_pipeline.core.metadata import Store
 from beam_pipeline.io import dead_letters, filesystem, readers
 from beam_pipeline.io.dead_letters import WriteDeadLetters
-from beam_pipeline.io.predictions import iso_time, json_records, output_table, record_header
+from beam_pipeline.io.predictions import iso_time, json_record_bytes, output_table, record_header
 from beam_pipeline.io.raw_inputs import RawColumn, RawSchema, check_rows, strict_json
 from beam_pipeline.io.readers import Rejected
 
@@ -117,7 +117,7 @@ def to_tensor(strings: pa.Array) -> Any:
 
     _, offsets, data = strings.buffers()
     off = np.frombuffer(offsets, np.int32)[strings.offset : strings.offset + len(strings) + 1]
-    blob = data.to_pybytes()[off[0] : off[-1]] if data is not None else b""
+    blob = bytes(memoryview(data)[off[0] : off[-1]]) if data is not None else b""
     return tf.strings.substr(tf.constant(blob), off[:-1] - off[0], np.diff(off))
 
 
@@ -257,7 +257,7 @@ class ScoreFile(beam.DoFn):
         now = iso_time()
         if job.output_format == "jsonl":
             header = record_header(job.model_name, job.model_version, now)
-            return json_records(part, predictions, ids, header)
+            return json_record_bytes(part, predictions, ids, header)
         name, version = job.model_name, job.model_version
         if job.output_format == "parquet":
             return output_table(part, predictions, ids, name, version, now, nested=True)
@@ -267,7 +267,7 @@ class ScoreFile(beam.DoFn):
 
             buf = io.BytesIO()
             pacsv.write_csv(table, buf, pacsv.WriteOptions(include_header=False))
-            return buf.getvalue().decode().rstrip("\n")
+            return buf.getvalue().rstrip(b"\n")
         from beam_pipeline.io.example_coder import encode
         from beam_pipeline.io.tfrecord import frame
 
@@ -577,8 +577,9 @@ class _PredictionFile:
             self._raw = ThreadedGzipWriter(self._raw)
 
     def write(self, item: Any) -> None:
-        if self._format in ("jsonl", "csv"):
-            self._raw.write(item.encode("utf-8") + b"\n")
+        if self._format in ("jsonl", "csv"):  # bytes, as `WriteToText` writes them
+            self._raw.write(item)
+            self._raw.write(b"\n")
         elif self._parquet is not None:
             self._parquet.write_table(item)
         else:
