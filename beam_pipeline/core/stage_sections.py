@@ -2,7 +2,8 @@
 
 They live apart from the stages so that loading a config (and every read-only command: ``runs``,
 ``models``, ``lineage``) needs neither Beam nor TensorFlow: this module imports only the standard
-library and `beam_pipeline.core.config`. A stage module imports its section from here.
+library, core and evaluation's import-light catalog and threshold model. A stage module imports its
+section from here.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from beam_pipeline.core.comparators import ComparatorSection
 from beam_pipeline.core.config import path
 from beam_pipeline.core.errors import ConfigError
 from beam_pipeline.evaluation.catalog import ALWAYS, DEFAULT_METRICS, KNOWN_METRICS, metrics_for  # noqa: F401
+from beam_pipeline.evaluation.thresholds import MetricThreshold, SliceThreshold, check_thresholds
 
 # The stages in pipeline order (the orchestrator derives the same order from the DAG).
 STAGE_ORDER = [
@@ -326,35 +328,6 @@ class TrainSection:
 
 
 @dataclass(frozen=True)
-class MetricThreshold:
-    """Bounds on one metric. ``lower``/``upper``: absolute. ``min_change_abs``/``min_change_rel``:
-    the least improvement over the baseline, where improvement is ``candidate - baseline`` for
-    metrics where higher is better and ``baseline - candidate`` for losses and errors; a negative
-    value allows that much regression (``auc: {min_change_abs: -0.01}``). Relative changes are
-    divided by ``|baseline|``."""
-
-    lower: float | None = None
-    upper: float | None = None
-    min_change_abs: float | None = None
-    min_change_rel: float | None = None
-
-    def __post_init__(self) -> None:
-        if all(v is None for v in self.__dict__.values()):
-            raise ConfigError(
-                "evaluate thresholds: expected at least one of lower, upper, min_change_abs, "
-                "min_change_rel; received none"
-            )
-
-
-@dataclass(frozen=True)
-class SliceThreshold:
-    """Thresholds for one slice, named by its feature values: ``{payment_type: Cash}``."""
-
-    slice: dict[str, Any]
-    thresholds: dict[str, MetricThreshold]
-
-
-@dataclass(frozen=True)
 class EvaluateSection:
     """``evaluate:`` in the config.
 
@@ -368,7 +341,8 @@ class EvaluateSection:
             trip_start_hour]]``. Rows missing a slice feature are in no slice of that spec.
         bucket_boundaries: numeric slice features sliced by buckets ``[a, b)``:
             ``{fare: [5, 10, 20]}``.
-        thresholds: metric -> `MetricThreshold` on the whole eval split.
+        thresholds: metric -> `MetricThreshold` on the whole eval split (change bounds against
+            the baseline model).
         slice_thresholds: per-slice thresholds (the slice's features must be one of ``slices``).
         require_approval: a blessed model waits for ``beam-pipeline approve`` before push.
         compare_to_baseline: false: absolute bounds only, even when a blessed model exists.
@@ -408,6 +382,7 @@ class EvaluateSection:
                 )
         for metric in self.thresholds:
             self._check_metric(metric, f"evaluate.thresholds.{metric}")
+        check_thresholds(self.thresholds, "evaluate.thresholds")
         for i, st in enumerate(self.slice_thresholds):
             where = f"evaluate.slice_thresholds[{i}]"
             if tuple(sorted(st.slice)) not in specs:
@@ -417,6 +392,7 @@ class EvaluateSection:
                 )
             for metric in st.thresholds:
                 self._check_metric(metric, f"{where}.thresholds.{metric}")
+            check_thresholds(st.thresholds, f"{where}.thresholds")
         if self.batch_size < 1 or self.auc_buckets < 2:
             raise ConfigError(
                 "evaluate.batch_size must be >= 1 and evaluate.auc_buckets >= 2; received "

@@ -15,7 +15,7 @@ import importlib
 from typing import Any
 
 # Names resolved on first use (PEP 562): the config imports `evaluation.catalog`, and that must
-# not load numpy, Arrow or the threshold model that itself reads the config's sections.
+# not load numpy or Arrow (the sections hold the light threshold model, `thresholds`).
 _WHERE = {
     "lower_is_better": "direction",
     "metric_direction": "direction",
@@ -31,13 +31,15 @@ _WHERE = {
     "canonical_slice": "slicing",
     "first_values": "slicing",
     "slice_keys": "slicing",
-    "BASELINE": "thresholds",
-    "CANDIDATE": "thresholds",
+    "BASELINE": "blessing",
+    "CANDIDATE": "blessing",
+    "assemble": "blessing",
+    "blessed": "blessing",
+    "check": "blessing",
     "MetricThreshold": "thresholds",
     "SliceThreshold": "thresholds",
-    "assemble": "thresholds",
-    "blessed": "thresholds",
-    "check": "thresholds",
+    "check_thresholds": "thresholds",
+    "judge": "thresholds",
 }
 
 
@@ -63,7 +65,9 @@ __all__ = [
     "bucket_labels",
     "canonical_slice",
     "check",
+    "check_thresholds",
     "first_values",
+    "judge",
     "kind_of",
     "lower_is_better",
     "metric_direction",

@@ -1,142 +1,133 @@
-"""Threshold checks and blessing: plain functions on metric dicts.
+"""The threshold model: bounds on a metric and the one rule that judges them.
 
-A metric result is ``{"candidate": {metric: value}, "baseline": {...} | None,
-"difference": {...} | None}`` per slice (`assemble` builds it from `MetricsAccumulator` results).
-`check` returns every check, passed or not, as a JSON-ready dict; a model is blessed when all pass.
+Used by evaluate's blessing (the candidate against absolute bounds and against the baseline
+model) and by the monitor's live quality alerts (live traffic against absolute bounds and against
+the same version's evaluation-time value). Import-light: the config sections hold these types.
+
+A `MetricThreshold` has absolute bounds (``lower``, ``upper``) and bounds on the change against
+a reference value of the same metric, read the way the metric improves
+(`beam_pipeline.evaluation.direction`: lower is better for losses and errors). A change bound has
+two spellings, whichever reads better: ``min_change_abs`` / ``min_change_rel``, the least
+improvement (a negative value allows that much regression), or ``max_drop`` / ``max_drop_rel``,
+the most worsening; ``max_drop: 0.02`` is ``min_change_abs: -0.02``. Relative changes are divided
+by ``|reference|``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-# The config types: one definition, with the sections (loading a config imports no evaluation code).
-from beam_pipeline.core.stage_sections import MetricThreshold, SliceThreshold
+from beam_pipeline.core.errors import ConfigError
+from beam_pipeline.evaluation.catalog import ALWAYS, KNOWN_METRICS
 from beam_pipeline.evaluation.direction import lower_is_better
-from beam_pipeline.evaluation.metrics import ALWAYS, OVERALL
-from beam_pipeline.evaluation.slicing import canonical_slice
 
-CANDIDATE, BASELINE = "candidate", "baseline"
-
-
-def assemble(
-    candidate: Mapping[str, Mapping[str, float | None]],
-    baseline: Mapping[str, Mapping[str, float | None]] | None,
-    selected: Sequence[str],
-) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-    """(overall, slices) as ``{"candidate", "baseline", "difference"}`` entries.
-
-    Args:
-        candidate: ``{slice key: metrics}`` of the candidate (`MetricsAccumulator.result`).
-        baseline: the same for the baseline model, or None.
-        selected: the metrics kept (besides `ALWAYS`).
-    """
-    keep = set(selected) | set(ALWAYS)
-    by_slice: dict[str, dict[str, Any]] = {}
-    for name, results in ((CANDIDATE, candidate), (BASELINE, baseline or {})):
-        for key, metrics in results.items():
-            entry = by_slice.setdefault(key, {CANDIDATE: {}, BASELINE: None})
-            entry[name] = {k: v for k, v in metrics.items() if k in keep}
-    for entry in by_slice.values():
-        cand, base = entry[CANDIDATE], entry[BASELINE]
-        entry["difference"] = (
-            {
-                k: (v - base[k]) if v is not None and base.get(k) is not None else None
-                for k, v in cand.items()
-            }
-            if base
-            else None
-        )
-    overall = by_slice.pop(OVERALL, {CANDIDATE: {}, BASELINE: None, "difference": None})
-    return overall, dict(sorted(by_slice.items()))
+ABSOLUTE = ("lower", "upper")
+CHANGE = ("min_change_abs", "min_change_rel", "max_drop", "max_drop_rel")
+KINDS = ABSOLUTE + CHANGE
+# The two spellings of one bound: max_drop d == min_change_abs -d.
+SAME_BOUND = {"max_drop": "min_change_abs", "max_drop_rel": "min_change_rel"}
 
 
-def check(
-    thresholds: Mapping[str, MetricThreshold],
-    slice_thresholds: Sequence[SliceThreshold],
-    overall: Mapping[str, Any],
-    slices: Mapping[str, Mapping[str, Any]],
-    has_baseline: bool,
-) -> list[dict[str, Any]]:
-    """Every threshold check, passed or not: ``{"slice", "metric", "kind", "threshold", "value",
-    "baseline", "change", "passed", "message"}`` (``"skipped": true`` for a change check without
-    a baseline; it passes)."""
-    checks = []
-    targets: list[tuple[str, Mapping[str, MetricThreshold], Mapping[str, Any] | None]] = [
-        (OVERALL, thresholds, overall)
-    ]
-    for st in slice_thresholds:
-        key = canonical_slice(st.slice)
-        targets.append((key, st.thresholds, slices.get(key)))
-    for slice_key, bounds, entry in targets:
-        for metric, t in bounds.items():
-            for kind in ("lower", "upper", "min_change_abs", "min_change_rel"):
-                bound = getattr(t, kind)
-                if bound is not None:
-                    checks.append(_check_one(slice_key, metric, kind, bound, entry, has_baseline))
-    return checks
+@dataclass(frozen=True)
+class MetricThreshold:
+    """Bounds on one metric (see the module docstring). ``lower``/``upper``: absolute.
+    ``min_change_abs``/``min_change_rel``: the least improvement over the reference;
+    ``max_drop``/``max_drop_rel``: the most worsening. The reference is the baseline model at
+    evaluate and the evaluation-time value at monitor."""
+
+    lower: float | None = None
+    upper: float | None = None
+    min_change_abs: float | None = None
+    min_change_rel: float | None = None
+    max_drop: float | None = None
+    max_drop_rel: float | None = None
+
+    def bounds(self) -> list[tuple[str, float]]:
+        """``(kind, bound)`` of every bound set, in `KINDS` order."""
+        return [(kind, v) for kind in KINDS if (v := getattr(self, kind)) is not None]
 
 
-def blessed(checks: Sequence[Mapping[str, Any]]) -> bool:
-    """True when every check passed."""
-    return all(c["passed"] for c in checks)
+@dataclass(frozen=True)
+class SliceThreshold:
+    """Thresholds for one slice, named by its feature values: ``{payment_type: Cash}``."""
+
+    slice: dict[str, Any]
+    thresholds: dict[str, MetricThreshold]
 
 
-def _check_one(
-    slice_key: str,
-    metric: str,
-    kind: str,
-    bound: float,
-    entry: Mapping[str, Any] | None,
-    has_baseline: bool,
-) -> dict[str, Any]:
-    result: dict[str, Any] = {
-        "slice": slice_key,
-        "metric": metric,
-        "kind": kind,
-        "threshold": bound,
-        "value": None,
-        "baseline": None,
-        "change": None,
-        "passed": False,
-    }
-    where = "" if slice_key == OVERALL else f" on slice {slice_key}"
-    if entry is None:
-        result["message"] = f"{metric}{where}: no eval rows in this slice"
-        return result
-    value = entry[CANDIDATE].get(metric)
-    result["value"] = value
-    if value is None:
-        result["message"] = f"{metric}{where} is undefined for the candidate (too few rows?)"
-        return result
+def check_thresholds(thresholds: Mapping[str, MetricThreshold], where: str) -> None:
+    """Raise a `ConfigError` naming the key for a threshold with no bound, a bound given in both
+    spellings, an unknown metric, or a change bound on a metric that improves neither way."""
+    for metric, t in thresholds.items():
+        key = f"{where}.{metric}"
+        if metric not in KNOWN_METRICS:
+            raise ConfigError(
+                f"{key}: unknown metric {metric!r}; expected one of {sorted(KNOWN_METRICS)}"
+            )
+        kinds = [kind for kind, _ in t.bounds()]
+        if not kinds:
+            raise ConfigError(f"{key}: expected at least one of {', '.join(KINDS)}; received none")
+        for drop, change in SAME_BOUND.items():
+            if drop in kinds and change in kinds:
+                raise ConfigError(
+                    f"{key}: {drop} and {change} are one bound ({drop}: d is {change}: -d); "
+                    "expected one of them; received both"
+                )
+        changes = [k for k in kinds if k in CHANGE]
+        if changes and metric in ALWAYS:
+            raise ConfigError(
+                f"{key}.{changes[0]}: {metric!r} is neither better higher nor lower; "
+                "expected lower or upper bounds only"
+            )
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """One bound judged. ``change``: the improvement (``min_change_*``) or the worsening
+    (``max_drop*``) against the reference, relative for ``*_rel``; None for absolute bounds.
+    ``text``: the comparison, to follow the value (``>= lower bound 0.7``) or the reference
+    (``improvement -0.0500 < min_change_abs -0.01``)."""
+
+    passed: bool
+    change: float | None
+    text: str
+
+
+def judge(
+    metric: str, kind: str, bound: float, value: float, reference: float | None = None
+) -> Judgement:
+    """Judge ``value`` of ``metric`` against one bound (``reference`` needed for change kinds)."""
     if kind == "lower":
-        result["passed"] = value >= bound
-        op = ">=" if result["passed"] else "<"
-        result["message"] = f"{metric}{where} {value:.4f} {op} lower bound {bound:g}"
-        return result
+        passed = value >= bound
+        return Judgement(passed, None, f"{'>=' if passed else '<'} lower bound {bound:g}")
     if kind == "upper":
-        result["passed"] = value <= bound
-        op = "<=" if result["passed"] else ">"
-        result["message"] = f"{metric}{where} {value:.4f} {op} upper bound {bound:g}"
-        return result
-    base = (entry.get(BASELINE) or {}).get(metric)
-    result["baseline"] = base
-    if not has_baseline or base is None:
-        result["passed"] = True
-        result["skipped"] = True
-        why = "no baseline model" if not has_baseline else "undefined for the baseline"
-        result["message"] = f"{metric}{where}: {kind} not checked: {why}"
-        return result
-    improvement = (base - value) if lower_is_better(metric) else (value - base)
-    if kind == "min_change_rel":
-        improvement = improvement / abs(base) if base else math.copysign(math.inf, improvement)
-    result["change"] = improvement
-    result["passed"] = bool(improvement >= bound)
-    op = ">=" if result["passed"] else "<"
-    unit = " (relative)" if kind == "min_change_rel" else ""
-    result["message"] = (
-        f"{metric}{where} {value:.4f} vs baseline {base:.4f}: improvement {improvement:+.4f}"
-        f"{unit} {op} {kind} {bound:g}"
-    )
-    return result
+        passed = value <= bound
+        return Judgement(passed, None, f"{'<=' if passed else '>'} upper bound {bound:g}")
+    if kind not in CHANGE:
+        raise ValueError(f"threshold kind: expected one of {KINDS}; received {kind!r}")
+    if reference is None:
+        raise ValueError(f"{metric} {kind}: a change bound needs a reference value")
+    change = improvement(metric, value, reference, relative=kind.endswith("_rel"))
+    unit = " (relative)" if kind.endswith("_rel") else ""
+    if kind in SAME_BOUND:  # max_drop*: the worsening may not exceed the bound
+        drop = -change
+        passed = bool(drop <= bound)
+        text = f"drop {drop:+.4f}{unit} {'<=' if passed else '>'} {kind} {bound:g}"
+        return Judgement(passed, drop, text)
+    passed = bool(change >= bound)
+    text = f"improvement {change:+.4f}{unit} {'>=' if passed else '<'} {kind} {bound:g}"
+    return Judgement(passed, change, text)
+
+
+def improvement(metric: str, value: float, reference: float, relative: bool = False) -> float:
+    """How much better ``value`` is than ``reference`` (negative: worse); divided by
+    ``|reference|`` when ``relative`` (an infinite ratio, signed, when the reference is 0)."""
+    change = (reference - value) if lower_is_better(metric) else (value - reference)
+    if not relative:
+        return change
+    if reference:
+        return change / abs(reference)
+    return math.copysign(math.inf, change) if change else 0.0

@@ -7,9 +7,9 @@ from typing import Any, Literal
 
 from beam_pipeline.core.config import path
 from beam_pipeline.core.errors import ConfigError
+from beam_pipeline.evaluation.thresholds import MetricThreshold, SliceThreshold, check_thresholds
 
 ALERT_KINDS = ("skew", "drift", "quality", "prediction_shift", "bad_input")
-LOWER_IS_BETTER = {"log_loss", "rmse", "mae"}
 
 
 @dataclass(frozen=True)
@@ -61,34 +61,6 @@ class DistanceRule:
 
 
 @dataclass(frozen=True)
-class QualityRule:
-    """Bounds on one live metric. ``lower`` / ``upper``: absolute. ``max_drop``: how much worse
-    than at evaluation time (same model version, same slice) the metric may get; worse is lower
-    for most metrics, higher for ``log_loss``, ``rmse`` and ``mae``. ``max_drop_rel``: the same,
-    divided by the evaluation-time value."""
-
-    lower: float | None = None
-    upper: float | None = None
-    max_drop: float | None = None
-    max_drop_rel: float | None = None
-
-    def __post_init__(self) -> None:
-        if all(v is None for v in self.__dict__.values()):
-            raise ConfigError(
-                "monitor.quality: expected at least one of lower, upper, max_drop, "
-                "max_drop_rel; received none"
-            )
-
-
-@dataclass(frozen=True)
-class SliceQualityRule:
-    """Rules for one slice named by its feature values: ``{payment_type: Cash}``."""
-
-    slice: dict[str, Any]
-    thresholds: dict[str, QualityRule]
-
-
-@dataclass(frozen=True)
 class RetrainSection:
     """``monitor.retrain``: how labelled traffic becomes a new span and a new model.
 
@@ -119,19 +91,22 @@ class RetrainSection:
                 )
 
 
-def default_quality() -> dict[str, QualityRule]:
+def default_quality() -> dict[str, MetricThreshold]:
     """Live quality rules on by default: relative drops against evaluation time (a metric the
     task does not have is skipped: ``auc``/``accuracy`` for classification, ``rmse`` for
     regression)."""
     return {
-        "auc": QualityRule(max_drop_rel=0.1),
-        "accuracy": QualityRule(max_drop_rel=0.15),
-        "rmse": QualityRule(max_drop_rel=0.25),
+        "auc": MetricThreshold(max_drop_rel=0.1),
+        "accuracy": MetricThreshold(max_drop_rel=0.15),
+        "rmse": MetricThreshold(max_drop_rel=0.25),
     }
 
 
-def default_every_slice() -> dict[str, QualityRule]:
-    return {"accuracy": QualityRule(max_drop_rel=0.2), "rmse": QualityRule(max_drop_rel=0.3)}
+def default_every_slice() -> dict[str, MetricThreshold]:
+    return {
+        "accuracy": MetricThreshold(max_drop_rel=0.2),
+        "rmse": MetricThreshold(max_drop_rel=0.3),
+    }
 
 
 @dataclass(frozen=True)
@@ -151,9 +126,11 @@ class MonitorSection:
             (``{"yes": 1, "no": 0}``); labels not listed are kept as they are.
         min_labelled: quality rules on all traffic of a version need this many labelled rows.
         min_slice_labelled: quality rules on a slice need this many labelled rows of the slice.
-        quality: metric -> `QualityRule` on all labelled traffic of a version; default: relative
-            drops of ``auc``, ``accuracy`` (classification) and ``rmse`` (regression).
-        every_slice: metric -> `QualityRule` on every slice of ``evaluate.slices`` that has
+        quality: metric -> `MetricThreshold` (evaluate's threshold model) on all labelled
+            traffic of a version; change bounds (``max_drop``, ``min_change_abs``, ...) are
+            against the same version's evaluation-time value. Default: relative drops of ``auc``,
+            ``accuracy`` (classification) and ``rmse`` (regression).
+        every_slice: metric -> `MetricThreshold` on every slice of ``evaluate.slices`` that has
             ``min_slice_labelled`` rows; default: relative drops of ``accuracy`` / ``rmse``.
         slice_quality: rules for named slices (their features must be one of
             ``evaluate.slices``).
@@ -180,9 +157,9 @@ class MonitorSection:
     label_values: dict[str, Any] = field(default_factory=dict)
     min_labelled: int = 200
     min_slice_labelled: int = 200
-    quality: dict[str, QualityRule] = field(default_factory=default_quality)
-    every_slice: dict[str, QualityRule] = field(default_factory=default_every_slice)
-    slice_quality: list[SliceQualityRule] = field(default_factory=list)
+    quality: dict[str, MetricThreshold] = field(default_factory=default_quality)
+    every_slice: dict[str, MetricThreshold] = field(default_factory=default_every_slice)
+    slice_quality: list[SliceThreshold] = field(default_factory=list)
     skew: DistanceRule = field(default_factory=DistanceRule)
     drift: DistanceRule = field(default_factory=DistanceRule)
     prediction_shift: float | None = 0.1
@@ -210,6 +187,10 @@ class MonitorSection:
                     f"monitor.retrain_on[{i}]: expected one of {list(ALERT_KINDS)}; "
                     f"received {kind!r}"
                 )
+        check_thresholds(self.quality, "monitor.quality")
+        check_thresholds(self.every_slice, "monitor.every_slice")
+        for i, rule in enumerate(self.slice_quality):
+            check_thresholds(rule.thresholds, f"monitor.slice_quality[{i}].thresholds")
         self.skew.check("monitor.skew")
         self.drift.check("monitor.drift")
         if self.prediction_shift is not None and not 0 < self.prediction_shift <= 1:

@@ -10,20 +10,14 @@ keeps. A feature with fewer than ``min_count`` values on either side is listed, 
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
 
 from beam_pipeline.core import comparators
 from beam_pipeline.core.comparators import ComparatorSection, with_comparators
-from beam_pipeline.monitoring.config import (
-    ALERT_KINDS,
-    LOWER_IS_BETTER,
-    DistanceRule,
-    MonitorSection,
-    QualityRule,
-)
+from beam_pipeline.evaluation.thresholds import ABSOLUTE, SAME_BOUND, MetricThreshold, judge
+from beam_pipeline.monitoring.config import ALERT_KINDS, DistanceRule, MonitorSection
 
 OVERALL = "Overall"
 NUMERIC, CATEGORICAL = "JENSEN_SHANNON_ON_DECILES", "L_INFINITY"
@@ -190,7 +184,7 @@ def quality_checks(
 ) -> list[dict[str, Any]]:
     """Every configured quality rule for one version: live metrics (slice -> metrics) against
     bounds and against evaluation time (slice -> metrics). ``canonical`` names a config slice."""
-    targets: list[tuple[str, dict[str, QualityRule], int]] = [
+    targets: list[tuple[str, dict[str, MetricThreshold], int]] = [
         (OVERALL, section.quality, section.min_labelled)
     ]
     named = {canonical(s.slice) for s in section.slice_quality}
@@ -209,10 +203,7 @@ def quality_checks(
         for metric, rule in rules.items():
             if now.get(metric) is None and then.get(metric) is None and count:
                 continue  # not a metric of this task (auc of a regression, rmse of a classifier)
-            for kind in ("lower", "upper", "max_drop", "max_drop_rel"):
-                bound = getattr(rule, kind)
-                if bound is None:
-                    continue
+            for kind, bound in rule.bounds():
                 checks.append(
                     _check(
                         version,
@@ -262,31 +253,18 @@ def _check(
     if value is None:
         row["message"] = f"{where}: undefined on the labelled traffic"
         return row
-    if kind == "lower":
-        row["alert"] = value < bound
-        row["message"] = (
-            f"{where} {value:.4f} {'<' if row['alert'] else '>='} lower bound {bound:g}"
-        )
-        return row
-    if kind == "upper":
-        row["alert"] = value > bound
-        row["message"] = (
-            f"{where} {value:.4f} {'>' if row['alert'] else '<='} upper bound {bound:g}"
-        )
+    if kind in ABSOLUTE:
+        verdict = judge(metric, kind, bound, value)
+        row["alert"] = not verdict.passed
+        row["message"] = f"{where} {value:.4f} {verdict.text}"
         return row
     if evaluated is None:
         row["message"] = f"{where}: {kind} not checked: no evaluation-time value"
         return row
-    drop = (value - evaluated) if metric in LOWER_IS_BETTER else (evaluated - value)
-    if kind == "max_drop_rel":
-        drop = drop / abs(evaluated) if evaluated else math.copysign(math.inf, drop)
-    row["drop"] = drop
-    row["alert"] = bool(drop > bound)
-    unit = " (relative)" if kind == "max_drop_rel" else ""
-    row["message"] = (
-        f"{where} {value:.4f} vs {evaluated:.4f} at evaluation: drop {drop:+.4f}{unit} "
-        f"{'>' if row['alert'] else '<='} {kind} {bound:g}"
-    )
+    verdict = judge(metric, kind, bound, value, evaluated)
+    row["drop" if kind in SAME_BOUND else "change"] = verdict.change
+    row["alert"] = not verdict.passed
+    row["message"] = f"{where} {value:.4f} vs {evaluated:.4f} at evaluation: {verdict.text}"
     return row
 
 

@@ -10,8 +10,9 @@ import yaml
 from beam_pipeline.core.config import load
 from beam_pipeline.core.errors import ConfigError
 from beam_pipeline.evaluation import canonical_slice
+from beam_pipeline.evaluation.thresholds import MetricThreshold, SliceThreshold
 from beam_pipeline.monitoring import rules
-from beam_pipeline.monitoring.config import MonitorSection, QualityRule, SliceQualityRule
+from beam_pipeline.monitoring.config import MonitorSection
 from beam_pipeline.sections import all_sections
 
 
@@ -29,11 +30,11 @@ def section(**kw: object) -> MonitorSection:
 def test_quality_rules_against_bounds_and_evaluation_time() -> None:
     s = section(
         quality={
-            "auc": QualityRule(lower=0.8, max_drop=0.05),
-            "log_loss": QualityRule(max_drop=0.1),
+            "auc": MetricThreshold(lower=0.8, max_drop=0.05),
+            "log_loss": MetricThreshold(max_drop=0.1),
         },
         slice_quality=[
-            SliceQualityRule({"payment_type": "Cash"}, {"accuracy": QualityRule(lower=0.9)})
+            SliceThreshold({"payment_type": "Cash"}, {"accuracy": MetricThreshold(lower=0.9)})
         ],
         min_labelled=10,
         min_slice_labelled=10,
@@ -117,7 +118,16 @@ def test_monitor_section_loads_with_every_key(tmp_path: Path) -> None:
         ({"window": "soon"}, "monitor.window"),
         ({"retrain_on": ["rain"]}, r"monitor.retrain_on\[0\]"),
         ({"skew": {"threshold": 2}}, "monitor.skew.threshold must be in"),
-        ({"quality": {"auc": {}}}, "expected at least one of"),
+        ({"quality": {"auc": {}}}, "monitor.quality.auc: expected at least one of"),
+        ({"quality": {"acu": {"lower": 0.5}}}, "monitor.quality.acu: unknown metric 'acu'"),
+        (
+            {"quality": {"auc": {"max_drop": 0.1, "min_change_abs": -0.1}}},
+            "max_drop and min_change_abs are one bound",
+        ),
+        (
+            {"slice_quality": [{"slice": {"a": 1}, "thresholds": {"label_mean": {"max_drop": 1}}}]},
+            r"slice_quality\[0\].thresholds.label_mean.max_drop: 'label_mean' is neither",
+        ),
         ({"retrain": {"overrides": ["nodot"]}}, r"monitor.retrain.overrides\[0\]"),
     ],
 )

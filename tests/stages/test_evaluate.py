@@ -51,7 +51,7 @@ def test_empty_threshold_is_a_config_error(tmp_path: Path) -> None:
     config.write_text(
         "pipeline: {name: t}\ningest: {source: x.csv}\nevaluate: {thresholds: {auc: {}}}\n"
     )
-    with pytest.raises(ConfigError, match="evaluate thresholds: expected at least one of"):
+    with pytest.raises(ConfigError, match="evaluate.thresholds.auc: expected at least one of"):
         load(config)
 
 
