@@ -25,8 +25,9 @@ Requests, as TF Serving takes them: gRPC ``input.example_list`` or
 feature wins, as with TF Serving's concatenated serializations); REST ``{"signature_name":
 optional, "context": optional {feature: value}, "examples": [{feature: value or [values]}, ...]}``
 with TF Serving's JSON to tf.Example rules (text and ``{"b64": ...}`` are bytes, integers int64,
-decimals float; a float feature takes integers too), except that a feature the model does not
-take is refused by name, as REST Predict refuses it. Answers: REST ``{"results": [[[label,
+decimals float), typed by the model's raw schema as REST Predict types them (a float feature
+takes integers, a string feature numbers as their text; a feature the model does not take is
+refused by name). Answers: REST ``{"results": [[[label,
 score], ...], ...]}`` / ``{"results": [value, ...]}``; gRPC ``ClassificationResponse`` /
 ``RegressionResponse`` with ``model_spec`` (name, version, ``serving_default``).
 """
@@ -262,6 +263,8 @@ def _int(x: Any, where: str) -> int:
 def _bytes(x: Any, where: str) -> bytes:
     if type(x) is str:
         return x.encode()
+    if type(x) in (int, float):  # as Predict takes a number for a string feature: its text
+        return str(x).encode()
     if type(x) is dict and set(x) == {"b64"} and type(x["b64"]) is str:
         try:
             return base64.b64decode(x["b64"], validate=True)

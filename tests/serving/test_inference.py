@@ -89,6 +89,7 @@ def test_rest_examples_follow_tf_servings_json_rules() -> None:
         "examples": [
             {"fare": 12, "hour": [7]},  # an integer in a float feature; a one-value list
             {"fare": 1.5, "pay": {"b64": base64.b64encode(b"Card").decode()}, "hour": True},
+            {"fare": 2.0, "pay": 42},  # a number in a string feature: its text, as Predict
         ],
     }
     assert inference.rest_signature(body) == "serving_default"
@@ -99,6 +100,7 @@ def test_rest_examples_follow_tf_servings_json_rules() -> None:
     assert parsed[0]["pay"].bytes_list.value == [b"Cash"]  # from the context
     assert parsed[1]["pay"].bytes_list.value == [b"Card"]
     assert parsed[1]["hour"].int64_list.value == [1]
+    assert parsed[2]["pay"].bytes_list.value == [b"42"]
 
 
 @pytest.mark.parametrize(
@@ -112,7 +114,7 @@ def test_rest_examples_follow_tf_servings_json_rules() -> None:
         ({"examples": [{"fare": 1e39}]}, "examples[0].fare: expected a float32 number"),
         ({"examples": [{"hour": 1.5}]}, "examples[0].hour: expected an int64 integer"),
         ({"examples": [{"hour": 2**63}]}, "examples[0].hour: expected an int64 integer"),
-        ({"examples": [{"pay": 3}]}, 'examples[0].pay: expected text or {"b64": ...}'),
+        ({"examples": [{"pay": None}]}, 'examples[0].pay: expected text or {"b64": ...}'),
         ({"examples": [{"pay": {"b64": "%%"}}]}, "examples[0].pay: b64 is not valid base64"),
         ({"examples": [{}], "context": [1]}, "context: expected an object"),
         ({"examples": [{}], "signature_name": 3}, "signature_name: expected a string"),
