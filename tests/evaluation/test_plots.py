@@ -55,6 +55,12 @@ def test_multiclass_one_curve_per_class() -> None:
     plots = acc.plots()
     assert len(plots["classes"]) == 3 and np.array(plots["confusion"]).sum() == 600
     assert [c["positives"] for c in plots["classes"]] == [int(np.sum(y == k)) for k in range(3)]
+    for k, curves in enumerate(plots["classes"]):  # class k vs rest, on p[:, k]
+        t = np.array(curves["threshold"])
+        for j in (0, 25, 60, 90):
+            pred, truth = p[:, k] >= t[j], y == k
+            assert curves["tpr"][j] == round(np.sum(pred & truth) / truth.sum(), 6)
+            assert curves["fpr"][j] == round(np.sum(pred & ~truth) / (~truth).sum(), 6)
 
 
 def test_regression_residuals_merge() -> None:
