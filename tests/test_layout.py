@@ -65,17 +65,8 @@ KNOWN_WRITES = {
     "monitoring/monitor.py": 9,
     "monitoring/reference.py": 2,
     "monitoring/retrain.py": 8,
-    "runners/cluster.py": 14,
-    "runners/engines.py": 6,
-    "scaffold/write.py": 4,
     "serving/log.py": 4,
     "serving/models.py": 3,
-    "stages/push.py": 6,
-    "stages/schema.py": 3,
-    "stages/statistics.py": 2,
-    "stages/train.py": 4,
-    "stages/tune.py": 3,
-    "stages/validate.py": 4,
 }
 
 

@@ -204,6 +204,47 @@ def write_text(uri: str | os.PathLike[str], text: str) -> None:
     p.write_text(text)
 
 
+def write_bytes(uri: str | os.PathLike[str], data: bytes) -> None:
+    p = as_path(uri)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_bytes(data)
+
+
+def open_append(path: str | os.PathLike[str]) -> Any:
+    """A local file opened for appending bytes (its folder made): a child process's log."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    return open(p, "ab")  # the caller closes it (it outlives this call)
+
+
+def copy_folder_atomically(
+    source: str | os.PathLike[str],
+    target: str | os.PathLike[str],
+    staging: str,
+    last: Iterable[str] = (),
+) -> None:
+    """Copy a folder to ``target`` whole or not at all.
+
+    Local: through the hidden sibling ``staging`` (a name in ``target``'s folder) and one rename;
+    the sibling is removed when the copy fails. Object store, which cannot rename: the files are
+    copied in place, the names in ``last`` after all the others (a reader that waits for them
+    sees a whole tree).
+    """
+    src, dst = as_path(source), as_path(target)
+    if not (isinstance(src, Path) and isinstance(dst, Path)):
+        copytree(src, dst, last=last)
+        return
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.parent / staging
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        shutil.copytree(src, tmp)
+        os.rename(tmp, dst)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def write_text_atomic(uri: str | os.PathLike[str], text: str) -> None:
     """Write a file whole or not at all: a hidden sibling renamed into place (local); an object
     store's single PUT is atomic already."""

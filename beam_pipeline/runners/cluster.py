@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from beam_pipeline.core.liveness import pid_exists
+from beam_pipeline.io import filesystem
 from beam_pipeline.runners import engines
 from beam_pipeline.runners.engines import FLINK, SPARK, Engine
 
@@ -109,7 +110,7 @@ class ClusterState:
     procs: list[Proc] = field(default_factory=list)
 
     def save(self, run_dir: Path) -> None:
-        (run_dir / "cluster.json").write_text(json.dumps(asdict(self), indent=1))
+        filesystem.write_text(run_dir / "cluster.json", json.dumps(asdict(self), indent=1))
 
     @classmethod
     def load(cls, run_dir: Path) -> ClusterState | None:
@@ -148,9 +149,8 @@ def alive(pid: int) -> bool:
 
 def _start(name: str, cmd: list[str], run_dir: Path, env: dict[str, str]) -> Proc:
     cwd = run_dir / name
-    cwd.mkdir(parents=True, exist_ok=True)
     log = cwd / f"{name}.out"
-    with open(log, "ab") as out:
+    with filesystem.open_append(log) as out:
         proc = subprocess.Popen(
             cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True,
@@ -197,7 +197,7 @@ def spark_env(home: Path, run_dir: Path) -> dict[str, str]:
 
 
 def spark_up(home: Path, run_dir: Path, workers: int, port: int, rest_port: int) -> ClusterState:
-    (run_dir / "conf").mkdir(parents=True, exist_ok=True)
+    filesystem.makedirs(run_dir / "conf")
     env = spark_env(home, run_dir)
     spark_class = str(home / "bin" / "spark-class")
     master_url = f"spark://{HOST}:{port}"
@@ -216,7 +216,7 @@ def spark_up(home: Path, run_dir: Path, workers: int, port: int, rest_port: int)
         ui = rest_port + i
         state.ports.append(ui)
         work = run_dir / f"worker-{i}" / "work"
-        work.mkdir(parents=True, exist_ok=True)
+        filesystem.makedirs(work)
         state.procs.append(
             _start(
                 f"worker-{i}",
@@ -269,7 +269,6 @@ def _finished_spark_app(state: ClusterState, name: str, timeout: float = 60) -> 
 
 def flink_conf(run_dir: Path, workers: int, port: int, rest_port: int) -> Path:
     conf = run_dir / "conf"
-    conf.mkdir(parents=True, exist_ok=True)
     settings = {
         "jobmanager.rpc.address": HOST,
         "jobmanager.rpc.port": port,
@@ -288,9 +287,10 @@ def flink_conf(run_dir: Path, workers: int, port: int, rest_port: int) -> Path:
         "taskmanager.rpc.port": 0,
         "env.java.opts.all": " ".join(FLINK_JAVA_OPTS),
     }
-    (conf / "flink-conf.yaml").write_text("".join(f"{k}: {v}\n" for k, v in settings.items()))
-    (conf / "log4j.properties").write_text(FLINK_LOG4J)
-    (conf / "log4j-cli.properties").write_text(FLINK_LOG4J)
+    text = "".join(f"{k}: {v}\n" for k, v in settings.items())
+    filesystem.write_text(conf / "flink-conf.yaml", text)
+    filesystem.write_text(conf / "log4j.properties", FLINK_LOG4J)
+    filesystem.write_text(conf / "log4j-cli.properties", FLINK_LOG4J)
     return conf
 
 
@@ -333,7 +333,7 @@ def flink_up(home: Path, run_dir: Path, workers: int, port: int, rest_port: int)
          "--configDir", str(conf), *dyn, "-D", f"io.tmp.dirs={cwd / 'tmp'}"],
         run_dir, env,
     )  # fmt: skip
-    (cwd / "tmp").mkdir(exist_ok=True)
+    filesystem.makedirs(cwd / "tmp")
     state.procs.append(jm)
     state.save(run_dir)
     _wait("Flink JobManager", lambda: "taskmanagers" in get_json(rest), [jm], 90)
@@ -341,7 +341,7 @@ def flink_up(home: Path, run_dir: Path, workers: int, port: int, rest_port: int)
     for i in range(1, workers + 1):
         name = f"taskmanager-{i}"
         cwd = run_dir / name
-        (cwd / "tmp").mkdir(parents=True, exist_ok=True)
+        filesystem.makedirs(cwd / "tmp")
         state.procs.append(
             _start(
                 name,
@@ -396,7 +396,7 @@ def smoke_jar(engine: Engine, home: Path, cache: Path) -> Path:
     jar = out / f"{cls}.jar"
     if jar.is_file():
         return jar
-    out.mkdir(parents=True, exist_ok=True)
+    filesystem.makedirs(out)
     libs = f"{home}/jars/*" if engine is SPARK else f"{home}/lib/*"
     source = str(JOBS_SRC / f"{cls}.java")
     for cmd in (
@@ -426,7 +426,7 @@ def up(engine: Engine, cache: Path, run_dir: Path, workers: int, port: int, rest
             if listening(p):
                 raise ClusterError(f"{HOST}:{p} is already in use; choose other ports")
     home = engines.fetch(engine, cache, log=log)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    filesystem.makedirs(run_dir)
     start = spark_up if engine is SPARK else flink_up
     try:
         return start(home, run_dir, workers, port, rest_port)
@@ -458,7 +458,7 @@ def down_state(state: ClusterState, run_dir: Path, timeout: float = 30) -> list[
     deadline = time.monotonic() + 15
     while any(listening(port) for port in state.ports) and time.monotonic() < deadline:
         time.sleep(0.3)
-    (run_dir / "cluster.json").unlink(missing_ok=True)
+    filesystem.remove(run_dir / "cluster.json")
     return stopped
 
 

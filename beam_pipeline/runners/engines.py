@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from beam_pipeline.core.errors import ConfigError
+from beam_pipeline.io import filesystem
 
 REPO = Path(__file__).resolve().parents[2]
 CACHE_ENV = "BEAM_PIPELINE_ENGINE_CACHE"
@@ -92,11 +93,11 @@ def fetch(engine: Engine, cache: Path, log=print) -> Path:  # noqa: ANN001 (a pr
     if fetched(engine, cache):
         return home
     downloads = cache / "downloads"
-    downloads.mkdir(parents=True, exist_ok=True)
+    filesystem.makedirs(downloads)
     archive = _download(engine, downloads, log)
     log(f"{engine.name}: unpacking {archive.name} into {home}")
     partial = home.with_name(home.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
+    filesystem.rmtree(partial)
     with tarfile.open(archive) as tar:
         members = []
         for member in tar.getmembers():
@@ -107,10 +108,12 @@ def fetch(engine: Engine, cache: Path, log=print) -> Path:  # noqa: ANN001 (a pr
         if not members:
             raise ConfigError(f"{archive}: expected the engine's files under deps/; found none")
         tar.extractall(partial, members=members, filter="data")
-    shutil.rmtree(home, ignore_errors=True)
-    partial.rename(home)
-    (home / ".complete").write_text(f"{engine.package}=={engine.version}\n")
-    archive.unlink()  # the unpacked folder is what runs; the archive would double the cache
+    filesystem.rmtree(home)
+    filesystem.move(partial, home)
+    filesystem.write_text(home / ".complete", f"{engine.package}=={engine.version}\n")
+    filesystem.remove(
+        archive
+    )  # the unpacked folder is what runs; the archive would double the cache
     return home
 
 
@@ -149,7 +152,7 @@ def fetch_job_server(engine: Engine, cache: Path, log=print) -> Path | None:  # 
     if shutil.which("mvn") is None:
         log(f"{engine.name}: mvn not found; cannot fetch {engine.job_server}:{BEAM_VERSION}")
         return None
-    jar.parent.mkdir(parents=True, exist_ok=True)
+    filesystem.makedirs(jar.parent)
     coords = f"{engine.job_server}:{BEAM_VERSION}"
     log(f"{engine.name}: resolving {coords} with Maven")
     cmd = ["mvn", "-B", "-q", "dependency:copy", f"-Dartifact={coords}"]

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from beam_pipeline.core.errors import ConfigError
+from beam_pipeline.io import filesystem
 from beam_pipeline.scaffold.profile import Profile, profile
 
 OBJECTIVE = {"regression": "val_rmse", "binary": "val_auc", "multiclass": "val_accuracy"}
@@ -71,11 +72,9 @@ def init(
         raise ConfigError(f"init: {', '.join(existing)} exists; pass --force to overwrite")
     source = data if "://" in data else os.path.abspath(data)
     prof = profile(source, label, task, fmt)
-    for p in (paths.config, paths.transform, paths.model):
-        p.parent.mkdir(parents=True, exist_ok=True)
-    paths.config.write_text(config_text(name, prof, paths.config.parent))
-    paths.transform.write_text(transform_text(name, prof))
-    paths.model.write_text(model_text(name, prof))
+    filesystem.write_text(paths.config, config_text(name, prof, paths.config.parent))
+    filesystem.write_text(paths.transform, transform_text(name, prof))
+    filesystem.write_text(paths.model, model_text(name, prof))
     return Written(paths.config, paths.transform, paths.model, prof)
 
 

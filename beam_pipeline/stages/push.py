@@ -26,7 +26,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -50,18 +49,8 @@ def copy_atomically(source: Path, target: Path) -> None:
     On an object store, which cannot rename, the files are copied in place with
     ``saved_model.pb`` last: TF Serving treats a version folder as loadable once that file exists.
     """
-    if filesystem.is_remote(target) or filesystem.is_remote(source):
-        filesystem.copytree(source, target, last=["saved_model.pb"])
-        return
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        shutil.copytree(source, tmp)
-        os.rename(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    staging = f".{target.name}.tmp-{os.getpid()}"
+    filesystem.copy_folder_atomically(source, target, staging, last=["saved_model.pb"])
 
 
 def decide(
@@ -162,7 +151,7 @@ def run(
         serving_path=str(target),
         reason=reason,
     )
-    (out.path / "push.json").write_text(json.dumps(out.properties, indent=1))
+    filesystem.write_text(out.path / "push.json", json.dumps(out.properties, indent=1))
     if pushed_version is None:
         log.warning("push: model v%s not pushed: %s", version, reason)
     else:

@@ -144,8 +144,7 @@ def export_latest(store: Store, dest: str, run_id: str | None = None) -> str:
     target = Path(dest)
     if target.is_dir():
         target = target / SCHEMA_FILE
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(filesystem.read_text(src))
+    filesystem.write_text(target, filesystem.read_text(src))
     log.info("schema: exported artifact %s (%s) to %s", art.id, src, target)
     return str(target)
 
@@ -230,7 +229,7 @@ def run(
         out.properties["path"] = section.path
     if source == "reused":
         out.properties["reused_from"] = inputs[PIPELINE_SCHEMA].id
-    schema_path(out).write_text(text_format.MessageToString(schema))
+    filesystem.write_text(schema_path(out), text_format.MessageToString(schema))
     log.info(
         "schema: %s, %d features, %.1f s",
         f"curated from {section.path}"

@@ -29,6 +29,7 @@ from beam_pipeline.core.artifacts import (
 from beam_pipeline.core.errors import DataError
 from beam_pipeline.core.stage import Stage, StageContext
 from beam_pipeline.core.stage_sections import StatisticsSection
+from beam_pipeline.io import filesystem
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ def run(
     options = stats_options(section)
     with beam.Pipeline(options=ctx.beam_options()) as pipeline:
         for split in splits:
-            split_dir(out.path, split).mkdir(parents=True, exist_ok=True)
+            filesystem.makedirs(split_dir(out.path, split))
             _ = pipeline | f"Statistics[{split}]" >> ComputeStatistics(
                 str(examples.split_dir(split) / EXAMPLES_GLOB), stats_path(out, split), options
             )
@@ -97,7 +98,8 @@ def run(
         features = max(features, len(stats.datasets[0].features) if stats.datasets else 0)
         if section.html:
             title = f"{ctx.config.pipeline.name}: {split} statistics"
-            (out.split_dir(split) / HTML_FILE).write_text(views.statistics_page(stats, title))
+            page = views.statistics_page(stats, title)
+            filesystem.write_text(out.split_dir(split) / HTML_FILE, page)
     out.properties.update(num_examples=counts, num_features=features)
     if section.sample_rate < 1:
         out.properties["sample_rate"] = section.sample_rate

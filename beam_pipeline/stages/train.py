@@ -34,7 +34,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -47,6 +46,7 @@ from beam_pipeline.core.errors import ConfigError
 from beam_pipeline.core.stage import Prepared, Stage, StageContext
 from beam_pipeline.core.stage_sections import TrainSection
 from beam_pipeline.evaluation.direction import metric_direction
+from beam_pipeline.io import filesystem
 from beam_pipeline.io.raw_inputs import RawSchema, always_present
 from beam_pipeline.training import modeling
 
@@ -160,7 +160,8 @@ def train_model(
         metrics = {
             k: float(v) for k, v in model.evaluate(eval_ds, return_dict=True, verbose=0).items()
         }
-        (run_dir / "history.json").write_text(json.dumps(history.history, indent=1, default=float))
+        history_text = json.dumps(history.history, indent=1, default=float)
+        filesystem.write_text(run_dir / "history.json", history_text)
         signatures = export_signatures(model, tft_output, job.raw_label_keys)
         model.save(
             str(saved_model_dir(model_dir)),
@@ -190,11 +191,11 @@ def train_model(
         }
     finally:
         if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
+            filesystem.rmtree(scratch)
 
 
 def _callbacks(section: TrainSection, run_dir: Path, tf_keras: Any) -> list[Any]:
-    run_dir.mkdir(parents=True, exist_ok=True)
+    filesystem.makedirs(run_dir)
     callbacks = [
         tf_keras.callbacks.TensorBoard(log_dir=str(run_dir / "logs")),
         tf_keras.callbacks.ModelCheckpoint(
@@ -368,7 +369,7 @@ def run_worker(config_file: str, overrides: list[str] | None = None) -> None:
     try:
         train_model(section, _job(inputs), scratch / "model", scratch / "run")
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        filesystem.rmtree(scratch)
 
 
 STAGE = Stage(

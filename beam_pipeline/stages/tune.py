@@ -24,7 +24,6 @@ import contextlib
 import json
 import logging
 import os
-import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -264,7 +263,7 @@ def run(
         try:
             result = search(section, job, directory)
         finally:
-            shutil.rmtree(directory, ignore_errors=True)
+            filesystem.rmtree(directory)
         source = "search"
     else:
         import tensorflow_transform as tft
@@ -288,8 +287,8 @@ def run(
         "score": result["score"],
         "algorithm": section.algorithm if section.enabled else None,
     }
-    hyperparameters_path(out).write_text(json.dumps(document, indent=2) + "\n")
-    (out.path / "trials.txt").write_text(result["summary"])
+    filesystem.write_text(hyperparameters_path(out), json.dumps(document, indent=2) + "\n")
+    filesystem.write_text(out.path / "trials.txt", result["summary"])
     out.properties.update(
         values=result["values"], source=source, score=result["score"], trials=result["trials"]
     )

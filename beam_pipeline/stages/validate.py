@@ -181,8 +181,8 @@ def run(
     ]
     counts = {c: sum(r["category"] == c for r in rows) for c in CATEGORIES}
     counts["blocking"] = len(blocking)
-    (out.path / "anomalies.json").write_text(json.dumps(rows, indent=2) + "\n")
-    (out.path / "anomalies.txt").write_text(_text(rows))
+    filesystem.write_text(out.path / "anomalies.json", json.dumps(rows, indent=2) + "\n")
+    filesystem.write_text(out.path / "anomalies.txt", _text(rows))
     out.properties.update(
         passed=not blocking,
         blocking=blocking,
@@ -216,8 +216,7 @@ def gate(section: ValidationSection, outputs: dict[str, Artifact]) -> None:
 
 
 def _write(path: Path, anomalies: anomalies_pb2.Anomalies) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(anomalies.SerializeToString())
+    filesystem.write_bytes(path, anomalies.SerializeToString())
 
 
 def _text(rows: list[dict[str, Any]]) -> str:
