@@ -22,6 +22,10 @@ def test_json_values_escape_like_json_dumps() -> None:
     values = ["plain", 'say "hi"', "back\\slash", "tab\tand\nnewline", "ünï", None]
     text = predictions.json_values(pa.array(values)).to_pylist()
     assert [json.loads(t) for t in text] == values
+    # Without control characters (escaped in Arrow), and with nothing to escape (quoted only).
+    for values in (['say "hi"', "back\\slash", "ünï", None, ""], ["plain", None, "a b"]):
+        text = predictions.json_values(pa.array(values)).to_pylist()
+        assert text == [json.dumps(v, ensure_ascii=False) for v in values]
     numbers = predictions.json_values(pa.array([1.5, None, float("nan"), 12.45])).to_pylist()
     assert numbers == ["1.5", "null", "null", "12.45"]
     assert predictions.json_values(pa.array([3, None], pa.int64())).to_pylist() == ["3", "null"]
@@ -408,3 +412,36 @@ def test_in_process_path_writes_what_the_beam_job_writes(
     assert f"predictions-00000-of-00001{scoring.SUFFIX[fmt]}" in outputs[0]
     for name in outputs[0]:
         assert outputs[0][name] == outputs[1][name], name
+
+
+def test_number_texts_give_the_json_text_json_values_gives() -> None:
+    """score casts the model's numeric inputs to text once, for the model and for the records:
+    the records must read as they do when each column is formatted on its own."""
+    part = pa.RecordBatch.from_pydict(
+        {
+            "fare": pa.array([12.45, None, 1e-7, 3.0]),
+            "hour": pa.array([19, 0, None, -3], pa.int64()),
+            "company": pa.array(["a", None, 'q"', ""]),
+            "tips": pa.array([float("nan"), 1.0, 2.5, None]),  # not a model input
+        }
+    )
+    typed = pa.RecordBatch.from_pydict(
+        {
+            "fare": part.column("fare"),
+            "hour": part.column("hour"),
+            "company": part.column("company"),
+            "tips": pa.array([0.0, 1.0, 2.5, None]),  # differs from the row as read: not shared
+        }
+    )
+    texts = scoring.number_texts(part, typed)
+    assert sorted(texts) == ["fare", "hour"]
+    preds, ids = np.array([[0.5], [0.25], [1.0], [0.0]]), pa.array(["a", "b", "c", "d"])
+    header = predictions.record_header("taxi", 1, "t")
+    shared = predictions.json_record_bytes(part, preds, ids, header, texts)
+    assert shared == predictions.json_records(part, preds, ids, header).encode()
+    assert [json.loads(line)["features"]["fare"] for line in shared.splitlines()] == [
+        12.45,
+        None,
+        1e-7,
+        3.0,
+    ]

@@ -115,15 +115,21 @@ def prediction_strings(predictions: np.ndarray) -> pa.Array:
 def json_values(column: pa.Array) -> pa.Array:
     """JSON text of every value of a column (``null`` for a missing one), computed column-wise."""
     if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-        if pc.any(pc.match_substring_regex(column, "[\\x00-\\x1f]")).as_py():
-            return pa.array(
-                [json.dumps(v) if v is not None else None for v in column.to_pylist()], pa.string()
-            ).fill_null("null")
-        escaped = pc.replace_substring(pc.replace_substring(column, "\\", "\\\\"), '"', '\\"')
+        escaped = column
+        # One scan for anything JSON escapes; most text columns have none and are only quoted.
+        if pc.any(pc.match_substring_regex(column, '[\\x00-\\x1f"\\\\]')).as_py():
+            if pc.any(pc.match_substring_regex(column, "[\\x00-\\x1f]")).as_py():
+                return pa.array(
+                    [json.dumps(v) if v is not None else None for v in column.to_pylist()],
+                    pa.string(),
+                ).fill_null("null")
+            escaped = pc.replace_substring(pc.replace_substring(column, "\\", "\\\\"), '"', '\\"')
         text = pc.binary_join_element_wise('"', escaped, '"', "")
     elif pa.types.is_floating(column.type):
+        text = pc.cast(column, pa.string())
         finite = pc.is_finite(column)
-        text = pc.if_else(finite, pc.cast(column, pa.string()), pa.scalar(None, pa.string()))
+        if not pc.all(finite).as_py():  # NaN, ±Infinity: JSON has none, they are null
+            text = pc.if_else(finite, text, pa.scalar(None, pa.string()))
     elif pa.types.is_boolean(column.type) or pa.types.is_integer(column.type):
         text = pc.cast(column, pa.string())
     else:
@@ -142,13 +148,22 @@ def json_records(batch: pa.RecordBatch, predictions: np.ndarray, ids: pa.Array, 
 
 
 def json_record_bytes(
-    batch: pa.RecordBatch, predictions: np.ndarray, ids: pa.Array, header: str
+    batch: pa.RecordBatch,
+    predictions: np.ndarray,
+    ids: pa.Array,
+    header: str,
+    number_texts: dict[str, pa.Array] | None = None,
 ) -> bytes:
     """`json_records` as UTF-8 bytes, as a file receives them (no decoding and re-encoding of a
-    batch's hundreds of megabytes)."""
+    batch's hundreds of megabytes). ``number_texts``: for int or float columns whose values are
+    all finite, their ``pc.cast(column, pa.string())`` when the caller made it already (score
+    casts them for the model's inputs): the JSON text is that, ``null`` for a missing value."""
+    texts = number_texts or {}
     parts: list[Any] = []
     for i, name in enumerate(batch.schema.names):
-        parts += [("{" if i == 0 else ",") + json.dumps(name) + ":", json_values(batch.column(i))]
+        text = texts.get(name)
+        value = pc.fill_null(text, "null") if text is not None else json_values(batch.column(i))
+        parts += [("{" if i == 0 else ",") + json.dumps(name) + ":", value]
     if not parts:
         parts = ["{"]
     joined = pc.binary_join_element_wise(

@@ -121,6 +121,20 @@ def to_tensor(strings: pa.Array) -> Any:
     return tf.strings.substr(tf.constant(blob), off[:-1] - off[0], np.diff(off))
 
 
+def number_texts(part: pa.RecordBatch, typed: pa.RecordBatch) -> dict[str, pa.Array]:
+    """The text of the model's int and float inputs (nulls stay null), cast once for both the
+    model's string inputs and the JSON records: only for a column of ``part`` (the rows as read)
+    equal to its ``typed`` model input (the checked rows: finite numbers), so both agree."""
+    texts = {}
+    names = set(part.schema.names)
+    for name in typed.schema.names:
+        column = typed.column(name)
+        numeric = pa.types.is_integer(column.type) or pa.types.is_floating(column.type)
+        if numeric and name in names and part.column(name).equals(column):
+            texts[name] = pc.cast(column, pa.string())
+    return texts
+
+
 def raw_inputs(batch: pa.RecordBatch, features: list[str]) -> dict[str, Any]:
     """The serving_raw inputs of a batch: one [n] string tensor per raw feature."""
     return {name: to_tensor(col) for name, col in raw_strings(batch, features).items()}
@@ -184,20 +198,29 @@ class ScoreFile(beam.DoFn):
                         rejected.append(Rejected(file, -1, f"row {rows[i]}: {reason}", raw))
                     keep = pa.array(checked.accepted)
                     part, rows = part.filter(keep), rows[checked.accepted]
-                inputs = {k: to_tensor(v) for k, v in checked.raw_strings().items()}
-                yield rejected, part, rows, inputs
+                texts = number_texts(part, checked.batch)
+                inputs = {
+                    name: to_tensor(
+                        pc.fill_null(texts[name], "")
+                        if name in texts
+                        else raw_strings(checked.batch, [name])[name]
+                    )
+                    for name in checked.batch.schema.names
+                }
+                yield rejected, part, rows, (inputs, texts)
 
     def process(self, file: str) -> Iterator[Any]:
         """Three stages overlap: reading and building inputs (a thread), the model call (here),
         and formatting the output (another thread); outputs keep the input order."""
         base = f"{self._job.job_id}/{Path(file).name}/"
         pending = None
-        for rejected, part, rows, inputs in readers.read_ahead(self._parts(file)):
+        for rejected, part, rows, model_in in readers.read_ahead(self._parts(file)):
             for r in rejected:
                 self._count("rejected")
                 yield beam.pvalue.TaggedOutput(self.REJECTED, r.to_json())
             if not part.num_rows:
                 continue
+            inputs, texts = model_in
             predictions, good, failures = self.predict(part, inputs)
             for i, reason in failures:
                 self._count("rejected")
@@ -207,11 +230,12 @@ class ScoreFile(beam.DoFn):
                 )
             if good is not None:
                 part, rows = part.filter(pa.array(good)), rows[good]
+                texts = {k: v.filter(pa.array(good)) for k, v in texts.items()}
             if not part.num_rows:
                 continue
             self._count("scored", part.num_rows)
             ids = pc.binary_join_element_wise(base, pc.cast(pa.array(rows), pa.string()), "")
-            future = self._formatter.submit(self.format, part, predictions, ids)
+            future = self._formatter.submit(self.format, part, predictions, ids, texts)
             if pending is not None:
                 yield pending.result()
             pending = future
@@ -252,12 +276,18 @@ class ScoreFile(beam.DoFn):
         width = kept[0].shape[1] if kept else 1
         return (np.concatenate(kept) if kept else np.zeros((0, width))), good, failures
 
-    def format(self, part: pa.RecordBatch, predictions: np.ndarray, ids: pa.Array) -> Any:
+    def format(
+        self,
+        part: pa.RecordBatch,
+        predictions: np.ndarray,
+        ids: pa.Array,
+        texts: dict[str, pa.Array] | None = None,
+    ) -> Any:
         job = self._job
         now = iso_time()
         if job.output_format == "jsonl":
             header = record_header(job.model_name, job.model_version, now)
-            return json_record_bytes(part, predictions, ids, header)
+            return json_record_bytes(part, predictions, ids, header, texts)
         name, version = job.model_name, job.model_version
         if job.output_format == "parquet":
             return output_table(part, predictions, ids, name, version, now, nested=True)
