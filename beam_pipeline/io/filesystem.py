@@ -217,6 +217,14 @@ def open_append(path: str | os.PathLike[str]) -> Any:
     return open(p, "ab")  # the caller closes it (it outlives this call)
 
 
+def open_write(path: str | os.PathLike[str]) -> Any:
+    """A local file opened for writing bytes (its folder made): a job's output file, written in
+    pieces (the caller closes it)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    return open(p, "wb")
+
+
 def copy_folder_atomically(
     source: str | os.PathLike[str],
     target: str | os.PathLike[str],

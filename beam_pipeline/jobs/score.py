@@ -572,7 +572,7 @@ def run_in_process(job: ScoreJob, schema: pa.Schema | None) -> dict[str, int]:
         str(out / f"predictions{shard}{SUFFIX[job.output_format]}"), job.output_format, schema
     )
     try:
-        with open(rejected_prefix(job.output) + shard + ".jsonl", "wb") as dead:
+        with filesystem.open_write(rejected_prefix(job.output) + shard + ".jsonl") as dead:
             for file in job.files:
                 for item in scorer.process(file):
                     if isinstance(item, beam.pvalue.TaggedOutput):
@@ -592,7 +592,7 @@ class _PredictionFile:
 
     def __init__(self, path: str, output_format: str, schema: pa.Schema | None) -> None:
         self._format = output_format
-        self._raw: Any = open(path, "wb")
+        self._raw: Any = filesystem.open_write(path)
         self._parquet: Any = None
         if output_format == "csv":
             assert schema is not None
