@@ -23,6 +23,18 @@ def _quiet() -> None:
 
 _quiet()
 
+
+def _wire_sections() -> None:
+    # core.config loads whatever sections it is given; the full set (the stages', serving's, the
+    # monitor's) lives above core, so the composition root names it as the default.
+    from beam_pipeline.core import config
+    from beam_pipeline.sections import all_sections
+
+    config.default_sections = all_sections
+
+
+_wire_sections()
+
 __version__ = "0.1.0"
 
 _API = ("Artifact", "Pipeline", "Run", "load", "show", "write_report")

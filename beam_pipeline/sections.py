@@ -1,8 +1,9 @@
 """Every config section beyond ``pipeline``, ``metadata`` and ``beam``, by its YAML name.
 
 The stages' sections and the services' (``serving``, ``monitor``) are collected here, so that
-`beam_pipeline.core.config` (core) never imports the parts above it: callers pass
-`all_sections()` to `config.load`, which falls back to it only when none are given.
+`beam_pipeline.core.config` (core) never imports the parts above it: the package root makes
+`all_sections` the default of `config.load` (``config.default_sections``); a caller may pass
+its own.
 
 This is the light seam: it imports section dataclasses only (`beam_pipeline.core.stage_sections`
 and the like), never a stage implementation, so loading a config costs no Beam, TensorFlow or

@@ -12,6 +12,7 @@ import dataclasses
 import os
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -85,6 +86,11 @@ class Config:
 # ---------------------------------------------------------------------------------------------
 # Loading
 
+# Every section beyond pipeline, metadata and beam, for a `load` given none. The sections are
+# defined above core (the stages', serving's, the monitor's), so the package root wires this to
+# `beam_pipeline.sections.all_sections`: core names none of them.
+default_sections: Callable[[], dict[str, type]] | None = None
+
 
 def load(
     config_file: str | os.PathLike[str],
@@ -93,12 +99,13 @@ def load(
 ) -> Config:
     """Read, override (``section.key=value``), type-check and resolve one config file.
 
-    ``sections`` maps each section name to its dataclass; by default, `sections.all_sections()`.
+    ``sections`` maps each section name to its dataclass; by default, `default_sections()`
+    (`beam_pipeline.sections.all_sections`).
     """
     if sections is None:
-        from beam_pipeline.sections import all_sections
-
-        sections = all_sections()
+        if default_sections is None:
+            raise ConfigError(f"{config_file}: no config sections are known (none registered)")
+        sections = default_sections()
     file = Path(config_file)
     if not file.is_file():
         raise ConfigError(f"{file}: config file not found")

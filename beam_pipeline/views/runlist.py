@@ -7,14 +7,13 @@ passes the query string in and gets the table, the pager and the filter form bac
 
 from __future__ import annotations
 
-import shlex
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from beam_pipeline.core.stage_sections import STAGE_ORDER
 from beam_pipeline.views.artifacts import Raw, esc, table
-from beam_pipeline.views.runs import STATE, label_tags, when
+from beam_pipeline.views.runs import STATE, label_tags, overrides, when
 from beam_pipeline.views.svg import fmt
 
 if TYPE_CHECKING:
@@ -91,25 +90,6 @@ class RunsQuery:
         }
         d.update(changes)
         return "?" + urlencode({k: v for k, v in d.items() if v not in ("", None)})
-
-
-def overrides(command: str) -> dict[str, str]:
-    """``--set section.key=value`` pairs of a recorded command line."""
-    try:
-        words = shlex.split(command or "")
-    except ValueError:
-        return {}
-    out: dict[str, str] = {}
-    for i, word in enumerate(words):
-        item = None
-        if word == "--set" and i + 1 < len(words):
-            item = words[i + 1]
-        elif word.startswith("--set="):
-            item = word[len("--set=") :]
-        if item and "=" in item:
-            key, _, value = item.partition("=")
-            out[key] = value
-    return out
 
 
 def ordered_stages(statuses: dict[str, str]) -> dict[str, str]:

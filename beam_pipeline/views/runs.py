@@ -7,6 +7,7 @@ functions feed both.
 from __future__ import annotations
 
 import datetime as dt
+import shlex
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -315,10 +316,27 @@ def models_table(
 # A run's overview: what it was asked to do (params), what it measured, what it produced
 
 
+def overrides(command: str) -> dict[str, str]:
+    """``--set section.key=value`` pairs of a recorded command line."""
+    try:
+        words = shlex.split(command or "")
+    except ValueError:
+        return {}
+    out: dict[str, str] = {}
+    for i, word in enumerate(words):
+        item = None
+        if word == "--set" and i + 1 < len(words):
+            item = words[i + 1]
+        elif word.startswith("--set="):
+            item = word[len("--set=") :]
+        if item and "=" in item:
+            key, _, value = item.partition("=")
+            out[key] = value
+    return out
+
+
 def run_params(store: Store, run: RunView) -> dict[str, Any]:
     """The run's ``--set`` overrides, then the hyperparameters of the model it trained."""
-    from beam_pipeline.views.runlist import overrides
-
     params: dict[str, Any] = dict(overrides(str(run.properties.get("command") or "")))
     model = run.outputs().get("train.model")
     for k, v in sorted(((model.properties if model else {}).get("hyperparameters") or {}).items()):
