@@ -182,23 +182,9 @@ def _tangles(graph: dict[str, set[str]]) -> list[frozenset[str]]:
     return found
 
 
-# Modules tied in a cycle through function-level imports (each broken only by importing late);
-# the list may only shrink.
-KNOWN_LATE_TANGLES = {
-    frozenset({"views.runs", "views.runlist"}),
-    frozenset({"sections", "core.config", "core.stage_sections", "monitoring.config"}),
-    frozenset({"io.readers", "io.byte_ranges"}),
-    frozenset({"io.filesystem", "io.s3_plugin"}),
-}
-
-
 def test_the_import_graph_has_no_cycle() -> None:
-    assert _tangles(_import_graph(module_level_only=True)) == []
-    late = {
-        frozenset(m.removeprefix("beam_pipeline.") for m in tangle)
-        for tangle in _tangles(_import_graph(module_level_only=False))
-    }
-    assert late <= KNOWN_LATE_TANGLES, f"new import cycles: {late - KNOWN_LATE_TANGLES}"
+    # Not even through a function-level import: a late import is for cost, never for a cycle.
+    assert _tangles(_import_graph(module_level_only=False)) == []
     assert not _tangles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [], "it finds one"
 
 

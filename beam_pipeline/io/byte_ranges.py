@@ -23,7 +23,6 @@ one range for the whole file (read sequentially, still exact). Compressed files 
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,7 +95,7 @@ def nominal_ranges(path: str, split_bytes: int, splits: int | None = None) -> li
 def scan_range(path: str, fmt: str, index: int, start: int, end: int) -> RangeScan:
     """Pass 1 for the nominal range ``[start, end)`` of ``path`` (range ``index``)."""
     size = _size(path)
-    with _raw(path) as f:
+    with readers.open_uncompressed(path) as f:
         floor = 0 if fmt == "jsonl" else len(f.readline())  # CSV: the header is no record
         begin = floor if index == 0 else max(_aligned(f, start), floor)
         stop = max(_aligned(f, end), floor) if end < size else size
@@ -154,10 +153,6 @@ def plan(scans: list[RangeScan], size: int | None = None) -> list[ByteRange]:
 def _size(path: str) -> int:
     [result] = FileSystems.match([path])
     return int(result.metadata_list[0].size_in_bytes)
-
-
-def _raw(path: str) -> Any:
-    return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
 
 
 def _aligned(f: Any, offset: int) -> int:
@@ -225,34 +220,3 @@ def _scan_csv(f: Any, start: int, stop: int, quoted: bool) -> tuple[Scan, int]:
     tail = stop - record if record is not None else 0
     is_open = bool(data) and readers.scan_csv(data).open_at is not None
     return Scan(first, lines_before_first, tail, longest, is_open), newlines
-
-
-def open_range(path: str, start: int, end: int) -> io.BufferedReader:
-    """Bytes ``[start, end)`` of an uncompressed file, as a file of their own."""
-    return io.BufferedReader(RangeFile(_raw(path), start, end), buffer_size=1 << 20)
-
-
-class RangeFile(io.RawIOBase):
-    """``[start, end)`` of a seekable file, as a file of its own (for `io.BufferedReader`)."""
-
-    def __init__(self, f: Any, start: int, end: int) -> None:
-        super().__init__()
-        f.seek(start)
-        self._f = f
-        self._left = end - start
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        if self._left <= 0:
-            return 0
-        data = self._f.read(min(len(buffer), self._left))
-        buffer[: len(data)] = data
-        self._left -= len(data)
-        return len(data)
-
-    def close(self) -> None:
-        if not self.closed:
-            self._f.close()
-        super().close()

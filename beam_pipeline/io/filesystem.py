@@ -27,6 +27,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from beam_pipeline.io.s3_writer import mend_s3_writer
+
 REMOTE_SCHEMES = ("s3://", "gs://", "hdfs://")
 
 
@@ -402,25 +404,6 @@ def configure(beam_args: list[str], uris: Iterable[str] = ()) -> None:
     mend_s3_writer()
     for uri in uris:
         enable_tensorflow(uri)
-
-
-def mend_s3_writer() -> None:
-    """Beam 2.72's S3 writer completes a multipart upload with no part for an empty file, which
-    S3 rejects (MalformedXML): an empty output (no rejected rows) failed its write. One zero-byte
-    part, which S3 accepts as the last part, makes it an ordinary empty object."""
-    from apache_beam.io.aws import s3io
-
-    finish = s3io.S3Uploader.finish
-    if getattr(finish, "_mended", False):
-        return
-
-    def finish_with_a_part(self: Any) -> None:
-        if not self.parts and not self.buffer and self.last_error is None:
-            self._write_to_s3(b"")
-        finish(self)
-
-    finish_with_a_part._mended = True  # type: ignore[attr-defined]
-    s3io.S3Uploader.finish = finish_with_a_part  # type: ignore[method-assign]
 
 
 def enable_tensorflow(uri: str) -> None:

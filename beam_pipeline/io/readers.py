@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from beam_pipeline.core.errors import ConfigError, DataError
@@ -129,12 +130,45 @@ def _open(path: str) -> Any:
     return FileSystems.open(path, compression_type="auto")
 
 
+def open_uncompressed(path: str) -> Any:
+    return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+
+
+def open_range(path: str, start: int, end: int) -> io.BufferedReader:
+    """Bytes ``[start, end)`` of an uncompressed file, as a file of their own."""
+    return io.BufferedReader(RangeFile(open_uncompressed(path), start, end), buffer_size=1 << 20)
+
+
+class RangeFile(io.RawIOBase):
+    """``[start, end)`` of a seekable file, as a file of its own (for `io.BufferedReader`)."""
+
+    def __init__(self, f: Any, start: int, end: int) -> None:
+        super().__init__()
+        f.seek(start)
+        self._f = f
+        self._left = end - start
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self._left <= 0:
+            return 0
+        data = self._f.read(min(len(buffer), self._left))
+        buffer[: len(data)] = data
+        self._left -= len(data)
+        return len(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._f.close()
+        super().close()
+
+
 def _open_range(path: str, byte_range: tuple[int, int, int] | None) -> Any:
     """The whole file, or bytes ``[start, end)`` of it as a file of their own."""
     if byte_range is None:
         return _open(path)
-    from beam_pipeline.io.byte_ranges import open_range
-
     return open_range(path, byte_range[0], byte_range[1])
 
 

@@ -13,6 +13,6 @@ from __future__ import annotations
 
 import tensorflow_io  # noqa: F401  (registers s3:// with tf.io.gfile)
 
-from beam_pipeline.io.filesystem import mend_s3_writer
+from beam_pipeline.io.s3_writer import mend_s3_writer
 
 mend_s3_writer()
