@@ -23,10 +23,14 @@ import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from beam_pipeline.core.errors import ConfigError, PipelineError
 from beam_pipeline.core.jsonout import iso_time
+
+if TYPE_CHECKING:  # the CLI starts light: the config and the store are imported per command
+    from beam_pipeline.core.config import Config
+    from beam_pipeline.core.metadata import Store
 
 log = logging.getLogger("beam_pipeline")
 
@@ -387,7 +391,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_stages(store: Any, record: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def run_stages(store: Store, record: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """A run's stages in pipeline order: from its summary when it finished, else (killed, or
     still running) from its executions as the UI's run page reads them."""
     from beam_pipeline.core.stage_sections import STAGE_ORDER
@@ -456,7 +460,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 # The model registry: models, lineage --model, approve/reject, rollback, score
 
 
-def _model_lineage(config: Any, store: Any, version: int, as_json: bool) -> int:
+def _model_lineage(config: Config, store: Store, version: int, as_json: bool) -> int:
     from beam_pipeline.core import registry
 
     model = registry.model_by_version(store, version)

@@ -16,6 +16,9 @@ from beam_pipeline.core.errors import ConfigError
 if TYPE_CHECKING:  # the section is loaded with every config: no proto import for it
     from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
 
+    from beam_pipeline.core.artifacts import Artifact
+    from beam_pipeline.core.metadata import Store
+
 
 @dataclass(frozen=True)
 class ComparatorSection:
@@ -227,7 +230,7 @@ def js_noise_floor(buckets: int, n: int, m: int, z: float = 3.09) -> float:
 ACK_TYPE = "DriftAcknowledgement"
 
 
-def acknowledged_drift(store: Any, statistics: Any) -> list[Any]:
+def acknowledged_drift(store: Store, statistics: Artifact) -> list[Artifact]:
     """The DriftAcknowledgement artifacts that cover the data behind ``statistics``.
 
     ``monitor --retrain`` writes a DataSpan of served traffic and records, with the id of the

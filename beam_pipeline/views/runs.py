@@ -22,6 +22,7 @@ from beam_pipeline.views.artifacts import Raw, esc, table
 from beam_pipeline.views.svg import bar_chart, fmt
 
 if TYPE_CHECKING:
+    from beam_pipeline.core.config import Config
     from beam_pipeline.core.metadata import Store
 
 STATE = {
@@ -429,7 +430,7 @@ def run_overview(
     return "".join(parts)
 
 
-def version_labels(config: Any) -> dict[int, list[str]]:
+def version_labels(config: Config) -> dict[int, list[str]]:
     """Version -> its serving labels (``beam-pipeline label --label stable``), as the server
     reads them from the model's base folder; {} when there are none."""
     from beam_pipeline.core import registry
