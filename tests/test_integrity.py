@@ -430,6 +430,37 @@ def test_doctor_removes_the_staging_folder_of_a_killed_push_only(tmp_path) -> No
     assert examine(config) == []
 
 
+def test_doctor_removes_the_labels_file_of_a_killed_label_command_only(tmp_path) -> None:
+    """kill -9 between ``label``'s write and its rename leaves ``.labels.json.tmp-PID`` in the
+    serving folder; doctor removes it, and keeps the one of a ``label`` still running."""
+    cfg = toy_config(tmp_path)
+    assert toy_run(cfg).status == "completed"
+    config = load(cfg, sections=TOY_SECTIONS)
+    serving = tmp_path / "serving" / "toy"
+    script = (
+        "import os, signal, sys; from pathlib import Path\n"
+        f"sys.path.insert(0, {str(REPO)!r})\n"
+        "from beam_pipeline.serving.models import write_labels\n"
+        "os.replace = lambda *a: os.kill(os.getpid(), signal.SIGKILL)  # killed before the rename\n"
+        f"write_labels(Path({str(serving)!r}), {{'stable': 3}})\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=REPO)
+    assert proc.wait(timeout=120) == -9
+    [left] = serving.iterdir()
+    assert left.name == f".labels.json.tmp-{proc.pid}"
+    held = serving / f".labels.json.tmp-{os.getpid()}"  # a label command running now
+    held.write_text("{}")
+
+    from beam_pipeline.jobs.doctor import examine
+
+    [finding] = examine(config, dry_run=True)
+    assert finding["kind"] == "label leftover" and str(left) in finding["what"], finding
+    assert left.exists()
+    assert examine(config) == [finding]
+    assert not left.exists() and held.exists()
+    assert examine(config) == []
+
+
 def _doctor(cfg: Path, capsys: Any) -> tuple[int, str, str]:
     capsys.readouterr()
     code = main(["doctor", str(cfg)])

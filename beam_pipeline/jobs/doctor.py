@@ -6,7 +6,8 @@
 3. Orphan folders under ``{root}/{stage}/``: a staging folder (``.N.tmp``) of an execution that
    is not running, or an execution folder (``N``) that holds no LIVE artifact. In the serving
    folder (``{serving_dir}/{pipeline}/``), a push's staging folder (``.V.tmp-PID``) whose pid is
-   no running push execution's (TF Serving ignores them, but each holds a whole SavedModel).
+   no running push execution's (TF Serving ignores them, but each holds a whole SavedModel),
+   and a ``label`` command's ``.labels.json.tmp-PID`` whose process is gone.
 4. Prediction-log segments left open (``.part-….jsonl.inprogress``) by a server process that is
    gone: renamed to their final name, so every answered prediction is in the log.
 5. Attributions and events that point at an artifact (or execution) the store does not hold
@@ -22,6 +23,7 @@ Every repair is a finding in the returned list; ``dry_run`` finds without repair
 from __future__ import annotations
 
 import logging
+import re
 import sqlite3
 from typing import Any
 
@@ -30,6 +32,7 @@ from ml_metadata.proto import metadata_store_pb2 as pb
 from beam_pipeline.core import registry
 from beam_pipeline.core.config import Config
 from beam_pipeline.core.executor import Executor
+from beam_pipeline.core.liveness import pid_exists
 from beam_pipeline.core.metadata import MetadataError, Store, props, sqlite_path
 from beam_pipeline.io import filesystem
 from beam_pipeline.stages.push import STAGING
@@ -69,6 +72,7 @@ def examine(config: Config, dry_run: bool = False) -> list[dict[str, Any]]:
                 )
         findings += _orphan_folders(config, store, dry_run)
         findings += _push_leftovers(config, store, dry_run)
+        findings += _label_leftovers(config, dry_run)
         findings += _open_log_segments(config, dry_run)
     finally:
         store.close()
@@ -164,6 +168,32 @@ def _push_leftovers(config: Config, store: Store, dry_run: bool) -> list[dict[st
         )
         if not dry_run:
             filesystem.rmtree(entry)
+    return found
+
+
+def _label_leftovers(config: Config, dry_run: bool) -> list[dict[str, Any]]:
+    """``{labels file}.tmp-PID`` files of ``label`` commands that are gone (killed between the
+    write and the rename), in the serving folder."""
+    from beam_pipeline.serving.models import LABELS_FILE  # serving's imports only when needed
+
+    folder = registry.model_dir(config)
+    if filesystem.is_remote(folder) or not folder.is_dir():
+        return []
+    staging = re.compile(rf"^{re.escape(LABELS_FILE)}\.tmp-(\d+)$")
+    found = []
+    for entry in sorted(folder.iterdir()):
+        match = staging.match(entry.name)
+        if not match or pid_exists(int(match.group(1))):
+            continue
+        found.append(
+            {
+                "kind": "label leftover",
+                "what": f"{entry} (written by `label` process {match.group(1)}, which is gone)",
+                "repair": "removed",
+            }
+        )
+        if not dry_run:
+            filesystem.remove(entry)
     return found
 
 
