@@ -25,6 +25,10 @@ as ``prediction_0..k``); ``parquet`` keeps ``features`` as a struct column; ``tf
 tf.Examples (features + ``prediction`` or ``prediction_0..k``, ``model_version``,
 ``request_id``).
 
+On the DirectRunner in its ``in_memory`` mode with a local output, the same DoFn runs in this
+process without a Beam pipeline (`run_in_process`; the same files and bytes, tested against the
+Beam job); every other runner, ``multi_processing`` and object-store outputs run the Beam job.
+
 Files: ``DIR/predictions-SSSSS-of-NNNNN.{jsonl,csv,parquet,tfrecord.gz}`` and
 ``DIR/rejected/rejected-*.jsonl`` (file, line, reason, raw). The job is recorded in ML Metadata
 as a ``score`` execution: the Model as input, an ``InferenceResult`` artifact (``DIR``) as output,
