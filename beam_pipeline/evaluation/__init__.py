@@ -23,7 +23,7 @@ _WHERE = {
     "DEFAULT_METRICS": "catalog",
     "KNOWN_METRICS": "catalog",
     "metrics_for": "catalog",
-    "OVERALL": "metrics",
+    "OVERALL": "catalog",
     "MetricsAccumulator": "metrics",
     "auc_from_histograms": "metrics",
     "kind_of": "metrics",

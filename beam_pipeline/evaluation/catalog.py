@@ -12,6 +12,7 @@ DEFAULT_METRICS = {
     "regression": ["rmse", "mae"],
 }
 ALWAYS = ["example_count", "label_mean", "prediction_mean"]
+OVERALL = "Overall"  # the key of every row's slice (beside its own, named by feature values)
 KNOWN_METRICS = {m for ms in DEFAULT_METRICS.values() for m in ms} | set(ALWAYS)
 
 

@@ -32,10 +32,10 @@ from beam_pipeline.evaluation.catalog import (  # noqa: F401 - the catalog, re-e
     DEFAULT_METRICS,
     KINDS,
     KNOWN_METRICS,
+    OVERALL,
     metrics_for,
 )
 
-OVERALL = "Overall"
 EPSILON = 1e-7  # probabilities are clipped to [eps, 1 - eps] for log loss (as Keras does)
 FLUSH_ROWS = 1 << 16  # rows buffered before they are folded into the statistics
 

@@ -16,10 +16,10 @@ from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_p
 
 from beam_pipeline.core import comparators
 from beam_pipeline.core.comparators import ComparatorSection, with_comparators
+from beam_pipeline.evaluation.catalog import OVERALL
 from beam_pipeline.evaluation.thresholds import ABSOLUTE, SAME_BOUND, MetricThreshold, judge
 from beam_pipeline.monitoring.config import ALERT_KINDS, DistanceRule, MonitorSection
 
-OVERALL = "Overall"
 NUMERIC, CATEGORICAL = "JENSEN_SHANNON_ON_DECILES", "L_INFINITY"
 js_divergence = comparators.js_divergence
 

@@ -23,6 +23,7 @@ from beam_pipeline.core.artifacts import (
     metrics_path,
     rejected_dir,
 )
+from beam_pipeline.evaluation.catalog import OVERALL
 from beam_pipeline.views import svg
 from beam_pipeline.views.evaluation import evaluation_view, slice_pairs
 from beam_pipeline.views.svg import fmt
@@ -544,7 +545,7 @@ def blessing_view(reasons: dict[str, Any]) -> str:
     checks = reasons.get("checks") or []
     rows = [
         [
-            c.get("slice") or "Overall",
+            c.get("slice") or OVERALL,
             c.get("metric"),
             c.get("kind"),
             c.get("threshold"),
