@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 
 from beam_pipeline.core.errors import ConfigError
+from beam_pipeline.evaluation.catalog import ALWAYS
 
 LOWER = {
     "loss",
@@ -69,18 +70,23 @@ def metric_direction(name: str, explicit: str | None = None, key: str = "metric"
         return "min"
     if base in HIGHER or re.search(r"accuracy|auc|precision|recall", base):
         return "max"
-    try:
-        from keras_tuner.engine.metrics_tracking import infer_metric_direction
-
-        found = infer_metric_direction(base)
-    except (ImportError, ValueError, TypeError):
-        found = None
-    if found in ("min", "max"):
-        return found
+    if base not in ALWAYS:  # counts and means improve neither way: no need to ask KerasTuner
+        found = _keras_direction(base)
+        if found in ("min", "max"):
+            return found
     raise ConfigError(
         f"{key}: cannot tell whether {name!r} improves up or down; expected a known Keras "
         "metric or an explicit direction (min or max)"
     )
+
+
+def _keras_direction(base: str) -> str | None:
+    try:
+        from keras_tuner.engine.metrics_tracking import infer_metric_direction
+
+        return infer_metric_direction(base)
+    except (ImportError, ValueError, TypeError):
+        return None
 
 
 def lower_is_better(name: str) -> bool:

@@ -1,6 +1,9 @@
-"""One metric-direction rule for tune, train and evaluate (issue 9, item 5)."""
+"""One metric-direction rule for tune, train, evaluate, monitor and the views (issue 9)."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
 
 import pytest
 
@@ -61,3 +64,21 @@ def test_a_metric_that_does_not_fit_the_task_is_a_config_error() -> None:
     section = EvaluateSection(thresholds={"rmse": MetricThreshold(upper=5)})
     with pytest.raises(ConfigError, match="evaluate.thresholds.rmse: 'rmse' does not apply"):
         section.check_task("classification")
+
+
+def test_counts_and_means_have_no_direction_without_asking_keras() -> None:
+    # The views ask for every metric's direction: example_count must not import TensorFlow.
+    code = (
+        "import sys\n"
+        "from beam_pipeline.core.errors import ConfigError\n"
+        "from beam_pipeline.evaluation.direction import metric_direction\n"
+        "for name in ('example_count', 'label_mean', 'prediction_mean'):\n"
+        "    try:\n"
+        "        metric_direction(name)\n"
+        "        raise SystemExit(name + ' has a direction')\n"
+        "    except ConfigError:\n"
+        "        pass\n"
+        "assert 'keras_tuner' not in sys.modules and 'tensorflow' not in sys.modules\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
