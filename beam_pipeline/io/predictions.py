@@ -158,11 +158,17 @@ def json_record_bytes(
     batch's hundreds of megabytes). ``number_texts``: for int or float columns whose values are
     all finite, their ``pc.cast(column, pa.string())`` when the caller made it already (score
     casts them for the model's inputs): the JSON text is that, ``null`` for a missing value."""
+    from beam_pipeline.io.raw_inputs import per_type
+
     texts = number_texts or {}
+    rest = [n for n in batch.schema.names if n not in texts]
+    # the other columns of one type at once (a few Arrow calls per batch, not per column)
+    part = pa.RecordBatch.from_arrays([batch.column(n) for n in rest], rest)
+    values = per_type(part, json_values) if rest else {}
     parts: list[Any] = []
     for i, name in enumerate(batch.schema.names):
         text = texts.get(name)
-        value = pc.fill_null(text, "null") if text is not None else json_values(batch.column(i))
+        value = pc.fill_null(text, "null") if text is not None else values[name]
         parts += [("{" if i == 0 else ",") + json.dumps(name) + ":", value]
     if not parts:
         parts = ["{"]

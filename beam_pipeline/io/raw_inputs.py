@@ -173,14 +173,11 @@ class CheckedRows:
     extra: list[str] = field(default_factory=list)
 
     def raw_strings(self) -> dict[str, pa.Array]:
-        """``serving_raw`` inputs: CSV-like text per column, ``""`` for a missing value."""
-        out = {}
-        for name in self.batch.schema.names:
-            column = self.batch.column(name)
-            if not pa.types.is_string(column.type):
-                column = pc.cast(column, pa.string())
-            out[name] = pc.fill_null(column, "")
-        return out
+        """``serving_raw`` inputs: CSV-like text per column, ``""`` for a missing value.
+
+        Columns of one type are cast and filled together (a few Arrow calls per batch, not two
+        per column: at a server's batch of 15 rows the calls' fixed cost was the work)."""
+        return per_type(self.batch, lambda values: pc.fill_null(_as_text(values), ""))
 
     def examples(self) -> pa.BinaryArray:
         """``serving_default`` inputs: one serialized tf.Example per accepted row."""
@@ -233,6 +230,99 @@ def check_rows(
     known = set(schema.names)
     extra = [n for n in names if n not in known]
     return CheckedRows(~bad, sorted(reasons.items()), batch, extra)
+
+
+def per_type(batch: pa.RecordBatch, fn: Any) -> dict[str, pa.Array]:
+    """``fn`` applied to the columns of each type of ``batch`` at once (concatenated, then cut
+    back into columns, zero-copy): ``{name: fn(column)}`` in the batch's column order. ``fn``
+    must work value by value."""
+    rows = batch.num_rows
+    by_type: dict[pa.DataType, list[int]] = {}
+    for i, f in enumerate(batch.schema):
+        by_type.setdefault(f.type, []).append(i)
+    out: dict[int, pa.Array] = {}
+    for indices in by_type.values():
+        columns = [_combined(batch.column(i)) for i in indices]
+        done = fn(pa.concat_arrays(columns) if len(columns) > 1 else columns[0])
+        for j, i in enumerate(indices):
+            out[i] = done.slice(j * rows, rows) if len(indices) > 1 else done
+    return {batch.schema.names[i]: out[i] for i in range(batch.num_columns)}
+
+
+def _as_text(values: pa.Array) -> pa.Array:
+    return values if pa.types.is_string(values.type) else pc.cast(values, pa.string())
+
+
+_NONE = type(None)
+_PLAIN = {"int": {int, _NONE}, "float": {int, float, _NONE}, "string": {str, _NONE}}
+
+
+def check_json_columns(
+    columns: Mapping[str, Sequence[Any]], rows: int, schema: RawSchema
+) -> CheckedRows:
+    """`check_rows` for JSON values given as one list per column (``rows`` values each; an
+    absent column is missing in every row), with the same verdicts, messages and typed values.
+
+    A shortcut for what a well-formed request sends: when every int column holds only ints,
+    every float column only finite numbers and every string column only text (None: missing),
+    the columns of each kind are typed together, in about five Arrow calls per batch instead
+    of about eight per column; so are number columns that hold only text (gRPC's string
+    tensors), parsed by `to_numbers` once per kind. Any other value (text in a number column,
+    a bool, NaN, an int past int64...) sends the batch through `check_rows`, which decides it
+    and words the message (tests/io/test_raw_inputs.py compares both on random batches)."""
+    kinds: dict[str, list[RawColumn]] = {}
+    for col in schema.columns:
+        kinds.setdefault(col.kind, []).append(col)
+    typed: dict[str, pa.Array] = {}
+    for kind, cols in kinds.items():
+        values = [v for c in cols for v in (columns.get(c.name) or (None,) * rows)]
+        types = set(map(type, values))
+        text = kind != "string" and types <= _PLAIN["string"] and str in types
+        if not (text or types <= _PLAIN[kind]):
+            return _check_json_slowly(columns, rows, schema)
+        try:
+            array = pa.array(values, pa.string() if text else ARROW[kind])
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):  # past int64 / 2**53
+            return _check_json_slowly(columns, rows, schema)
+        if kind == "string" or text:  # blank text is a missing value
+            trimmed = pc.utf8_trim_whitespace(array)
+            blank = pc.fill_null(pc.equal(trimmed, ""), False)
+            if pc.any(blank).as_py():
+                array = pc.if_else(blank, pa.scalar(None, pa.string()), array)
+                trimmed = pc.if_else(blank, pa.scalar(None, pa.string()), trimmed)
+            if text:  # numbers as text (gRPC's string tensors): one parse per kind
+                array, invalid = to_numbers(trimmed, kind)
+                if invalid.any():
+                    return _check_json_slowly(columns, rows, schema)
+        if kind == "float":
+            numbers = array.to_numpy(zero_copy_only=False)
+            if not np.isfinite(numbers[array.is_valid().to_numpy(zero_copy_only=False)]).all():
+                return _check_json_slowly(columns, rows, schema)
+        for j, c in enumerate(cols):
+            typed[c.name] = array.slice(j * rows, rows)
+    bad = np.zeros(rows, bool)
+    reasons: dict[int, str] = {}
+    for col in schema.columns:
+        if col.required and typed[col.name].null_count:
+            missing = ~typed[col.name].is_valid().to_numpy(zero_copy_only=False)
+            for i in np.flatnonzero(missing & ~bad):
+                reasons[int(i)] = f"column {col.name!r}: missing value (the model requires it)"
+            bad |= missing
+    batch = pa.RecordBatch.from_arrays([typed[n] for n in schema.names], names=schema.names)
+    if bad.any():
+        batch = batch.filter(pa.array(~bad))
+    return CheckedRows(~bad, sorted(reasons.items()), batch)
+
+
+def _check_json_slowly(
+    columns: Mapping[str, Sequence[Any]], rows: int, schema: RawSchema
+) -> CheckedRows:
+    table = pa.table(
+        {n: json_column(list(columns.get(n) or [None] * rows)) for n in schema.names}
+        if rows
+        else {c.name: pa.array([], ARROW[c.kind]) for c in schema.columns}
+    )
+    return check_rows(table, schema)
 
 
 def _combined(column: pa.Array | pa.ChunkedArray) -> pa.Array:

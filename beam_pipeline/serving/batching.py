@@ -39,11 +39,9 @@ class ModelRefused(ValueError):
 
 @dataclass
 class Answered:
-    """One request's answer: its rows of every output, and its rows' values for the log
-    (parts in row order; empty when the caller logs from its own inputs)."""
+    """One request's answer: its rows of every output."""
 
     outputs: dict[str, np.ndarray]
-    logged: list[Any] = field(default_factory=list)
 
 
 Call = Callable[[list[Any]], list["Answered | BaseException"]]
@@ -105,8 +103,7 @@ class Batcher:
             )
         )
         return Answered(
-            {k: np.concatenate([p.outputs[k] for p in parts]) for k in parts[0].outputs},
-            [x for p in parts for x in p.logged],
+            {k: np.concatenate([p.outputs[k] for p in parts]) for k in parts[0].outputs}
         )
 
     async def _enqueue(self, payload: Any, rows: int) -> Answered:

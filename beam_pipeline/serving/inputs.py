@@ -190,40 +190,46 @@ def _segment(item: Inputs, name: str) -> list[Any]:
 def prepare_raw(schema: RawSchema, items: list[Inputs]) -> Prepared:
     """Check and type the rows of every request of a batch at once (see the module doc)."""
     errors: list[RequestError | None] = [None] * len(items)
-    columns: dict[str, list[Any]] = {c.name: [] for c in schema.columns}
+    names = schema.names
     starts = []
     total = 0
-    for i, item in enumerate(items):
-        try:
-            segments = {name: _segment(item, name) for name in columns}
-        except RequestError as exc:
-            errors[i] = exc
-            continue
-        for name, values in segments.items():
-            columns[name].extend(values)
-        starts.append((i, total))
-        total += item.rows
-    table = pa.table(
-        {name: raw_inputs.json_column(v) for name, v in columns.items()}
-        if total
-        else {c.name: pa.array([], raw_inputs.ARROW[c.kind]) for c in schema.columns}
-    )
+    if all(item.records is not None for item in items):  # row format: one pass per feature
+        records = [r for item in items for r in item.records or ()]
+        columns: dict[str, list[Any]] = {n: [r.get(n) for r in records] for n in names}
+        for i, item in enumerate(items):
+            starts.append((i, total))
+            total += item.rows
+    else:
+        columns = {n: [] for n in names}
+        for i, item in enumerate(items):
+            try:
+                segments = {n: _segment(item, n) for n in names}
+            except RequestError as exc:
+                errors[i] = exc
+                continue
+            for n, values in segments.items():
+                columns[n].extend(values)
+            starts.append((i, total))
+            total += item.rows
     try:
-        checked = raw_inputs.check_rows(table, schema)
+        checked = raw_inputs.check_json_columns(columns, total, schema)
     except DataError as exc:  # the values as a whole (cannot happen for JSON values)
         raise RequestError(str(exc)) from None
-    owner = np.zeros(total, np.int64)
-    first = np.zeros(len(items), np.int64)
-    for i, start in starts:
-        owner[start : start + items[i].rows] = i
-        first[i] = start
-    for row, reason in checked.rejected:
-        i = int(owner[row])
-        if errors[i] is None:
-            errors[i] = RequestError(f"{items[i].row(row - int(first[i]))}: {reason}")
-    ok = np.array([e is None for e in errors], bool)
-    keep = ok[owner][checked.accepted]
-    typed = checked.batch if keep.all() else checked.batch.filter(pa.array(keep))
+    if checked.rejected:
+        owner = np.zeros(total, np.int64)
+        first = np.zeros(len(items), np.int64)
+        for i, start in starts:
+            owner[start : start + items[i].rows] = i
+            first[i] = start
+        for row, reason in checked.rejected:
+            i = int(owner[row])
+            if errors[i] is None:
+                errors[i] = RequestError(f"{items[i].row(row - int(first[i]))}: {reason}")
+        ok = np.array([e is None for e in errors], bool)
+        keep = ok[owner][checked.accepted]
+        typed = checked.batch if keep.all() else checked.batch.filter(pa.array(keep))
+    else:
+        typed = checked.batch
     spans: list[tuple[int, int]] = [(0, 0)] * len(items)
     at = 0
     for i, _ in starts:

@@ -7,14 +7,18 @@ never written again. JSON Lines rather than Parquet: a record is appended as soo
 answered (Parquet needs whole row groups, so a crash would lose a buffer of answers), `score`
 already writes the same records as JSON Lines, and Beam's ``ReadFromText`` splits them.
 
-`LogWriter` runs on one background thread behind a bounded queue: a request only enqueues its
-rows (`submit` never blocks); when the queue is full the rows are counted as dropped. `close`
-drains the queue and closes every open segment.
+Predictions are appended by the model's worker thread, a batch's records with one
+``os.write`` to the open segment *before* the batch's answers are released (`LogWriter.append`):
+once a client has its answer, its records are in the kernel's page cache, which a ``kill -9``
+of the server does not lose (the next ``serve`` or ``doctor`` renames the segment the dead
+process left open; ``monitor`` reads open segments too). Feedback goes through a background
+thread behind a bounded queue (`submit` never blocks; when the queue is full the records are
+counted as dropped). That thread also closes segments (``fsync``, then the rename), so no
+request waits for a disk flush. `close` drains the queue and closes every open segment.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import os
@@ -30,7 +34,6 @@ from beam_pipeline.core.liveness import pid_exists
 from beam_pipeline.io.predictions import (
     final_name,
     iso_time,
-    json_lines,
     open_name,
     segment_name,
     writer_pid,
@@ -71,20 +74,23 @@ class Segment:
         folder.mkdir(parents=True, exist_ok=True)
         self.final = folder / self.name
         self.hidden = folder / open_name(self.name)
-        self.file = open(self.hidden, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self.fd = os.open(self.hidden, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         self.opened = time.monotonic()
         self.bytes = 0
         self.records = 0
 
-    def write(self, text: str, records: int) -> None:
-        self.file.write(text)
-        self.bytes += len(text)
+    def write(self, data: bytes, records: int) -> None:
+        """Appends whole records with one system call (unbuffered: in the page cache when it
+        returns)."""
+        view = memoryview(data)
+        while view:  # a regular file takes it in one call; a short write continues
+            view = view[os.write(self.fd, view) :]
+        self.bytes += len(data)
         self.records += records
 
     def close(self) -> Path:
-        self.file.flush()
-        os.fsync(self.file.fileno())
-        self.file.close()
+        os.fsync(self.fd)
+        os.close(self.fd)
         os.rename(self.hidden, self.final)
         return self.final
 
@@ -94,7 +100,7 @@ def write_segment(
 ) -> Path:
     """Write one whole segment synchronously (bulk imports); returns its final path."""
     segment = Segment(log_dir(root, kind, model))
-    segment.write(text, records)
+    segment.write(text.encode("utf-8"), records)
     return segment.close()
 
 
@@ -130,6 +136,8 @@ class LogWriter:
         self._on_dropped = on_dropped or (lambda kind, model, n: None)
         self._queue: queue.Queue[Item | None] = queue.Queue(maxsize=queue_size)
         self._segments: dict[tuple[str, str], Segment] = {}
+        self._lock = threading.Lock()  # the open segments (model threads and the writer)
+        self._full: list[Segment] = []  # segments at segment_bytes, for the writer to close
         self._last_drop_warning = 0.0
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._closed = False
@@ -150,6 +158,27 @@ class LogWriter:
         except queue.Full:
             self._drop(item)
             return False
+
+    def append(self, kind: str, model: str, data: bytes, rows: int) -> bool:
+        """Write ``rows`` records now, on the caller's thread, with one system call (see the
+        module doc); a full segment is handed to the writer thread to be closed. False (and
+        counted as dropped, with a log line) when the write fails."""
+        key = (kind, model)
+        try:
+            with self._lock:
+                segment = self._segments.get(key)
+                if segment is None:
+                    segment = self._segments[key] = Segment(log_dir(self.root, *key))
+                segment.write(data, rows)
+                if segment.bytes >= self.segment_bytes:  # closed by the writer thread
+                    self._full.append(self._segments.pop(key))
+        except OSError:
+            log.exception("prediction log: could not write %d records of %s", rows, model)
+            self._drop(Item(kind, model, rows, str))
+            return False
+        self.written += rows
+        self._on_written(kind, model, rows)
+        return True
 
     def _drop(self, item: Item) -> None:
         self.dropped += item.rows
@@ -173,36 +202,40 @@ class LogWriter:
                 break
             self._write(item)
             self._rotate_old()
-        for key in list(self._segments):
-            self._close(key)
+        with self._lock:
+            segments, self._segments = [*self._full, *self._segments.values()], {}
+            self._full = []
+        for segment in segments:
+            self._close(segment)
 
     def _write(self, item: Item) -> None:
         try:
-            text = item.render()
-            key = (item.kind, item.model)
-            segment = self._segments.get(key)
-            if segment is None:
-                segment = self._segments[key] = Segment(log_dir(self.root, *key))
-            segment.write(text, item.rows)
-            segment.file.flush()
-            self.written += item.rows
-            self._on_written(item.kind, item.model, item.rows)
-            if segment.bytes >= self.segment_bytes:
-                self._close(key)
+            data = item.render().encode("utf-8")
         except Exception:  # the writer must outlive one bad record; it is counted, not hidden
             log.exception("prediction log: could not write %d records of %s", item.rows, item.model)
-            self.dropped += item.rows
-            self._on_dropped(item.kind, item.model, item.rows)
+            self._drop(item)
+            return
+        self.append(item.kind, item.model, data, item.rows)
 
     def _rotate_old(self) -> None:
         now = time.monotonic()
-        for key, segment in list(self._segments.items()):
-            if now - segment.opened >= self.segment_seconds:
-                self._close(key)
+        with self._lock:
+            old = [
+                self._segments.pop(key)
+                for key, segment in list(self._segments.items())
+                if now - segment.opened >= self.segment_seconds
+            ]
+            old += self._full
+            self._full = []
+        for segment in old:
+            self._close(segment)
 
-    def _close(self, key: tuple[str, str]) -> None:
-        segment = self._segments.pop(key)
-        path = segment.close()
+    def _close(self, segment: Segment) -> None:
+        try:
+            path = segment.close()
+        except OSError:
+            log.exception("prediction log: could not close %s", segment.hidden)
+            return
         log.debug("log segment closed: %s (%d records)", path, segment.records)
 
     def close(self, timeout: float = 60.0) -> None:
@@ -212,37 +245,6 @@ class LogWriter:
         self._closed = True
         self._queue.put(None)  # blocks only while the queue is full; the writer is draining it
         self._thread.join(timeout)
-
-
-class BatchLog:
-    """The log records of one model batch, rendered together on the writer's thread (the first
-    request of the batch to be written renders them all, column by column in Arrow with
-    `io.predictions.json_lines`; a per-request render cost more than the request)."""
-
-    def __init__(self, typed: Any, outputs: dict[str, Any], spans: list[tuple[Any, int, int]]):
-        self.typed = typed  # the batch's typed rows (pa.RecordBatch)
-        self.outputs = outputs
-        self.spans = spans  # (the request's Inputs, start, end) per answered request
-        self._lines: list[str] | None = None
-
-    def lines(self, model: str, version: int, excluded: set[str]) -> list[str]:
-        if self._lines is None:
-            import pyarrow as pa
-
-            ids = [
-                f"{item.request_id}/{item.offset + i}"
-                for item, start, end in self.spans
-                for i in range(end - start)
-            ]
-            key = "predictions" if "predictions" in self.outputs else next(iter(self.outputs))
-            predictions = self.outputs[key].reshape(len(ids), -1)
-            batch = self.typed
-            keep = [n for n in batch.schema.names if n not in excluded]
-            if len(keep) < batch.num_columns:
-                batch = pa.RecordBatch.from_arrays([batch.column(n) for n in keep], keep)
-            text = json_lines(batch, predictions, ids, model, version, iso_time())
-            self._lines = text.splitlines(keepends=True)
-        return self._lines
 
 
 def feedback_lines(records: Iterable[tuple[str, Any]], time_text: str) -> str:

@@ -39,7 +39,8 @@ class ServingSection:
         poll_seconds: how often the serving folders are checked for new or removed versions.
         log_predictions: write the prediction log under ``{pipeline.root}/logs/predictions``.
         log_exclude_features: raw features never written to the log.
-        log_queue_size: requests waiting for the log writer before new records are dropped.
+        log_queue_size: feedback requests waiting for the log writer before new ones are dropped
+            (predictions are written by the model thread, see `serving.log`).
         log_segment_bytes, log_segment_seconds: a log segment is closed (made immutable) when
             it reaches this size or age.
         access_log: one log line per HTTP request.

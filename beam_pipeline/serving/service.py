@@ -2,8 +2,10 @@
 
 `Service.predict` is the one path for every prediction: the request's rows are queued on the
 version's batcher unchecked, checked and typed with their batch on the model thread (raw values
-by `inputs.prepare_raw`; serialized tf.Examples are checked by the model), answered, and handed to
-the prediction log writer (one record per row, ``request_id`` ``R/i``) before the answer leaves.
+by `inputs.prepare_raw`; serialized tf.Examples are checked by the model), and answered. The
+batch's records (one per row, ``request_id`` ``R/i``) are rendered column by column and written
+to the prediction log on the model thread, with one system call, before any answer of the batch
+is released (`Service.record`): an answered row is in the log even if the server is killed.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import pyarrow as pa
 
 from beam_pipeline.io.predictions import json_lines
 from beam_pipeline.serving import log as plog
-from beam_pipeline.serving.batching import Answered, Batcher, Overloaded
+from beam_pipeline.serving.batching import Batcher, Overloaded
 from beam_pipeline.serving.inputs import Inputs, RequestError
 from beam_pipeline.serving.metrics import Metrics
 from beam_pipeline.serving.models import ModelManager, Version
@@ -101,7 +103,7 @@ class Service:
             s = self.section
             model = v.name
             b = v.batchers[signature] = Batcher(
-                v.call(signature),
+                v.call(signature, self.record if s.log_predictions else None),
                 self.executor,
                 max_batch_size=s.max_batch_size,
                 timeout_ms=s.batch_timeout_ms,
@@ -127,33 +129,32 @@ class Service:
             gauge.set(b.queued_rows)
         ids = [f"{rid}/{i}" for i in range(inputs.rows)]
         self._remember(v.name, rid, inputs.rows)
-        if self.section.log_predictions:
-            self._log(v, inputs, answered, ids)
         return Answer(v, answered.outputs, ids)
 
-    def _log(self, v: Version, inputs: Inputs, answered: Answered, ids: list[str]) -> None:
-        time_text = plog.now_iso()
-        name, version, excluded = v.name, v.version, self.excluded
-        outputs = answered.outputs
+    def record(
+        self,
+        v: Version,
+        answered: list[tuple[Inputs, int, int]],
+        typed: pa.RecordBatch | None,
+        outputs: dict[str, np.ndarray],
+    ) -> None:
+        """Write a batch's records to the log (on the model thread, before its answers leave):
+        rendered together by `io.predictions.json_lines`, appended with one system call."""
+        ids = [
+            f"{item.request_id}/{item.offset + i}"
+            for item, start, end in answered
+            for i in range(end - start)
+        ]
         key = "predictions" if "predictions" in outputs else next(iter(outputs))
-        predictions = outputs[key].reshape(len(ids), -1)
-        parts = answered.logged  # the request's typed rows (RecordBatch slices), in order
-
-        def render() -> str:  # on the writer's thread, column by column (io.predictions)
-            if parts:  # raw values: the batch's records, rendered once for all its requests
-                return "".join(
-                    line
-                    for batch_log, start, end in parts
-                    for line in batch_log.lines(name, version, excluded)[start:end]
-                )
-            batch = _examples_batch(v, inputs.examples or [])
-            keep = [n for n in batch.schema.names if n not in excluded]
-            if len(keep) < batch.num_columns:
-                batch = pa.RecordBatch.from_arrays([batch.column(n) for n in keep], keep)
-            return json_lines(batch, predictions, ids, name, version, time_text)
-
-        self.writer.submit(plog.Item(plog.PREDICTIONS, name, len(ids), render))
-        self.metrics.log_queue.set(self.writer.depth())
+        predictions = outputs[key].reshape(len(outputs[key]), -1)
+        if typed is None:  # serialized tf.Examples: their values parsed for the log
+            examples = [e for item, _, _ in answered for e in item.examples or ()]
+            typed = _examples_batch(v, examples)
+        if self.excluded:
+            keep_names = [n for n in typed.schema.names if n not in self.excluded]
+            typed = pa.RecordBatch.from_arrays([typed.column(n) for n in keep_names], keep_names)
+        text = json_lines(typed, predictions, ids, v.name, v.version, plog.now_iso())
+        self.writer.append(plog.PREDICTIONS, v.name, text.encode("utf-8"), len(ids))
 
     def _remember(self, model: str, rid: str, rows: int) -> None:
         recent = self._recent.setdefault(model, OrderedDict())

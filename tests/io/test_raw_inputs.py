@@ -211,3 +211,50 @@ def test_non_finite_floats_are_refused_and_rejected_rows_stay_strict_json() -> N
     assert all("expected a finite float" in reason for _, reason in checked.rejected)
     text = strict_json({"fare": -math.inf, "n": 1})
     assert json.loads(text) == {"fare": "-inf", "n": 1}
+
+
+def test_json_columns_shortcut_decides_as_check_rows_on_random_batches(monkeypatch) -> None:
+    """check_json_columns (typed per kind, falling back to check_rows on any unusual value) and
+    check_rows give the same verdicts, messages, typed values and serving_raw strings."""
+    from beam_pipeline.io import raw_inputs
+    from beam_pipeline.io.raw_inputs import check_json_columns
+
+    slowly = []
+    original = raw_inputs._check_json_slowly
+    monkeypatch.setattr(
+        raw_inputs, "_check_json_slowly", lambda *a: slowly.append(1) or original(*a)
+    )
+
+    plain = {
+        "fare": [12.5, 7, None, 0.1, -3.25, 1e300],
+        "hour": [3, 0, None, -12, 2**62],
+        "payment": ["Cash", " Card ", None, "é", "   ", ""],
+        "tips": [1.0, 2, None],
+    }
+    odd = ["7", " 4.0 ", "abc", True, "nan", 2**70, 3.5, "", "1e400", "-0"]
+    as_text = {"fare": ["7.5", " 1 ", "", "1e3"], "hour": ["4", " 5 ", "", "4.0"]}
+    rng = random.Random(7)
+    for trial in range(300):
+        rows = rng.randint(0, 12)
+        style = rng.choice(["plain", "plain", "text", "odd"])
+        columns: dict[str, list] = {}
+        for col in SCHEMA.columns:
+            if rng.random() < 0.1:
+                continue  # absent: missing in every row
+            pool = plain[col.name]
+            if style == "text" and col.name in as_text:
+                pool = as_text[col.name] + [None]
+            values = [rng.choice(pool) for _ in range(rows)]
+            if style == "odd" and rows:
+                values[rng.randrange(rows)] = rng.choice(odd)
+            columns[col.name] = values
+        fast = check_json_columns(columns, rows, SCHEMA)
+        records = [{k: v[i] for k, v in columns.items() if v[i] is not None} for i in range(rows)]
+        slow = check_rows(records, SCHEMA)
+        where = f"trial {trial}: {columns}"
+        assert fast.rejected == slow.rejected, where
+        assert fast.accepted.tolist() == slow.accepted.tolist(), where
+        assert fast.batch.to_pydict() == slow.batch.to_pydict(), where
+        fast_text = {k: v.to_pylist() for k, v in fast.raw_strings().items()}
+        assert fast_text == {k: v.to_pylist() for k, v in slow.raw_strings().items()}, where
+    assert len(slowly) < 120  # the odd batches (about a quarter); the rest took the shortcut
