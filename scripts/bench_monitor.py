@@ -91,6 +91,7 @@ def make_logs(config: object, csv: Path, version: int, logs_dir: Path, labelled:
 def tfdv_direct(segments: list[str], columns: dict[str, str], out: Path) -> float:
     """TFDV's GenerateStatistics over the same records, read and flattened with pyarrow."""
     import apache_beam as beam
+    import pyarrow as pa
     import tensorflow_data_validation as tfdv
     from apache_beam.options.pipeline_options import PipelineOptions
 
@@ -100,7 +101,7 @@ def tfdv_direct(segments: list[str], columns: dict[str, str], out: Path) -> floa
             p
             | beam.Create(segments)
             | beam.Reshuffle()
-            | beam.FlatMap(_features, columns)
+            | beam.FlatMap(_features, columns).with_output_types(pa.RecordBatch)
             | tfdv.GenerateStatistics(tfdv.StatsOptions())
             | tfdv.WriteStatisticsToBinaryFile(str(out))
         )
@@ -110,7 +111,7 @@ def tfdv_direct(segments: list[str], columns: dict[str, str], out: Path) -> floa
 def _features(path: str, columns: dict[str, str]) -> object:
     import pyarrow.json as pajson
 
-    from beam_pipeline.monitoring.job import features_of
+    from beam_pipeline.monitoring.job import features_of, own
     from beam_pipeline.monitoring.logs import typed
 
     t = pajson.read_json(path)
@@ -120,7 +121,7 @@ def _features(path: str, columns: dict[str, str]) -> object:
     arrays = {name: typed(feats.field(name), kind)[0] for name, kind in columns.items()}
     batch = pa.RecordBatch.from_arrays(list(arrays.values()), names=list(arrays))
     for start in range(0, batch.num_rows, 65536):
-        yield features_of(batch.slice(start, 65536), list(columns))
+        yield features_of(own(batch.slice(start, 65536)), list(columns))
 
 
 def join_only(segments: list[str], feedback: list[str], columns: dict[str, str]) -> dict:

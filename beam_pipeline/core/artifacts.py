@@ -209,6 +209,25 @@ def staging_path(final: Path, execution_id: int) -> Path:
     return final.parent / f".{name}.tmp"
 
 
+# The monitor's folders: {root}/monitor/{report}/ (report.json|txt|html, FeatureStats.pb,
+# rejected/, labelled/), cache/, retrain.lock, spans/span-N/ (data.csv, request_ids.txt).
+REPORT_FILES = ("report.json", "report.txt", "report.html")
+
+
+def monitor_dir(root: Path | str) -> Path:
+    return _as_path(root) / "monitor"
+
+
+def monitor_cache(root: Path | str) -> Path:
+    """Results the monitor computes once per model (eval predictions, training deciles)."""
+    return monitor_dir(root) / "cache"
+
+
+def span_path(folder: Path, span: int) -> Path:
+    """A retraining span: ``{folder}/span-{span}/`` holding ``data.csv`` and ``request_ids.txt``."""
+    return folder / f"span-{span}"
+
+
 def split_dir(base: Path, split: str) -> Path:
     return base / f"Split-{split}"
 

@@ -92,6 +92,7 @@ class Execution:
     output_dir: Path  # a `Path`, or an `ObjectPath` on an object store (same API)
     destination: Path
     properties: dict[str, Any] = field(default_factory=dict)  # recorded with the outputs
+    inputs: dict[str, Artifact] = field(default_factory=dict)  # inputs found while writing
 
     def output(self, key: str, type_name: str, **properties: Any) -> Artifact:
         """A new output artifact whose folder is ``{output_dir}/{key}`` (created here)."""
@@ -207,6 +208,7 @@ class Executor:
                 fingerprint(key, exec_id) if fingerprint else digest(kind, exec_id, key)
             )
         seconds = time.time() - t0
+        inputs.update(execution.inputs)
         try:
             self._finish(
                 exec_id,

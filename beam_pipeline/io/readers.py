@@ -590,17 +590,32 @@ def read_jsonl(
             yield _conform(table, columns, types, path, np.array(good_lines), rejected)
 
 
-_NOT_AN_OBJECT_LINE = re.compile(rb"(?:^|\n)[ \t\r]*[^{ \t\r\n]")
+_PADDING = np.array([32, 9, 13], dtype=np.uint8)  # what may precede a line's first character
+
+
+def _lines(body: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each line of ``body``: where it starts, where it stops (its newline or the end), and its
+    first byte that is not a space, tab or CR (10, a newline, for a blank line).
+
+    Column-wise: one pass for the newlines; only a line starting with padding is looked at in
+    Python (``body.strip()``, a regex or a cumulative sum over every byte cost 15-25 s on a
+    600 MB log segment)."""
+    arr = np.frombuffer(body, dtype=np.uint8)
+    ends = np.flatnonzero(arr == 10)
+    starts = np.concatenate(([0], ends + 1))
+    stops = np.concatenate((ends, [len(arr)]))
+    first = np.full(len(starts), 10, dtype=np.uint8)
+    filled = stops > starts
+    first[filled] = arr[starts[filled]]
+    for i in np.flatnonzero(np.isin(first, _PADDING)):
+        rest = body[starts[i] : stops[i]].lstrip(b" \t\r")
+        first[i] = rest[0] if rest else 10
+    return starts, stops, first
 
 
 def _nonblank_lines(body: bytes) -> np.ndarray:
     """0-based indexes of the lines of ``body`` that hold more than whitespace."""
-    arr = np.frombuffer(body, dtype=np.uint8)
-    newline = arr == 10
-    blank = newline | (arr == 32) | (arr == 9) | (arr == 13)
-    line_of = np.cumsum(newline) - newline  # a newline belongs to the line it ends
-    lines = line_of[~blank]  # ascending: each line's index once per non-blank byte
-    return lines[np.r_[True, lines[1:] != lines[:-1]]] if len(lines) else lines
+    return np.flatnonzero(_lines(body)[2] != 10)
 
 
 JSON_BLOCK_ROWS = 50_000  # pyarrow's JSON parser refuses 100,000 rows in one block
@@ -619,16 +634,16 @@ def json_table(body: bytes) -> pa.Table:
     as no row at all (found by tests/fuzz). Used by ingest's JSON Lines reader and by monitor's
     prediction-log reader.
     """
-    if _NOT_AN_OBJECT_LINE.search(body):
+    starts, stops, first = _lines(body)
+    nonblank = first != 10
+    if (first[nonblank] != ord("{")).any():
         raise pa.ArrowInvalid("a line that is not a JSON object")
-    nonblank = _nonblank_lines(body)
-    ends = np.flatnonzero(np.frombuffer(body, dtype=np.uint8) == 10)
-    longest = int(np.diff(ends, prepend=-1).max()) if len(ends) else 0
-    longest = max(longest, len(body) - (int(ends[-1]) + 1 if len(ends) else 0))
-    block = max(len(body) * JSON_BLOCK_ROWS // max(len(nonblank), 1), 2 * longest + 1, 1 << 16)
+    rows = int(nonblank.sum())
+    longest = int((stops - starts).max()) + 1  # with its newline
+    block = max(len(body) * JSON_BLOCK_ROWS // max(rows, 1), 2 * longest + 1, 1 << 16)
     options = pajson.ReadOptions(block_size=min(block, len(body) + 1))
     table = pajson.read_json(pa.BufferReader(pa.py_buffer(body)), read_options=options)
-    if table.num_rows != len(nonblank):
+    if table.num_rows != rows:
         raise pa.ArrowInvalid("pyarrow read a different number of rows than lines")
     return table
 

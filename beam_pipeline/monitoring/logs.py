@@ -151,7 +151,7 @@ def read_segment(path: str) -> Segment:
         if is_open(path) and not body.endswith(b"\n") and _writer_alive(path):
             body = body[: body.rfind(b"\n") + 1]  # a record being written: the next read has it
     lines = body.count(b"\n") + (1 if body and not body.endswith(b"\n") else 0)
-    if not body.strip():
+    if not body or body.isspace():  # strip() would copy the segment
         return Segment(path, pa.table({}), [], 0)
     try:
         return Segment(path, json_table(body), [], lines)

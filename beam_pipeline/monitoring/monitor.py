@@ -7,11 +7,13 @@
 3. apply the rules (`rules.py`): skew against the training data, drift against the previous
    report, prediction shift against the eval split, live quality against evaluation time;
 4. write ``report.json``, ``report.txt``, ``report.html``, ``FeatureStats.pb`` and
-   ``rejected/`` into a hidden folder, rename it into place, and record a ``monitor`` execution
-   (the Model versions covered, their training statistics and the previous report as inputs; the
-   ``MonitoringReport`` as output) in ML Metadata.
+   ``rejected/`` as a ``monitor`` execution of the one executor (`core.executor`): RUNNING first,
+   a staging folder renamed into place, the record (the Model versions covered, their training
+   statistics and the previous report as inputs; the ``MonitoringReport`` as output) as the
+   commit point, cleanup on failure, a killed monitor's leftovers removed by the next one.
 
-An empty window (no prediction in it) writes nothing and records nothing.
+An empty window (no prediction in it) publishes nothing: no segment, nothing recorded; segments
+without a prediction of the window, a CANCELED execution and no folder.
 """
 
 from __future__ import annotations
@@ -19,16 +21,24 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
-import shutil
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from beam_pipeline.core import registry
-from beam_pipeline.core.artifacts import STATS_FILE, Artifact, rejected_dir
+from beam_pipeline.core.artifacts import (
+    REPORT_FILES,
+    STATS_FILE,
+    Artifact,
+    monitor_cache,
+    monitor_dir,
+    rejected_dir,
+)
 from beam_pipeline.core.errors import ConfigError
+from beam_pipeline.core.executor import Execution, Executor
+from beam_pipeline.io import filesystem
 from beam_pipeline.monitoring import logs, report, rules
 from beam_pipeline.monitoring.config import MonitorSection
 from beam_pipeline.monitoring.job import OVERALL, MonitorJob, run_job
@@ -111,8 +121,7 @@ def eval_predictions(info: ModelInfo, bins: int, cache: Path) -> dict[str, Any] 
         return None
     preds = np.concatenate(parts).reshape(sum(len(p) for p in parts), -1).astype(np.float64)
     result = summary(preds, np.zeros(len(preds), dtype=bool), bins)
-    cache.mkdir(parents=True, exist_ok=True)
-    file.write_text(json.dumps(result))
+    filesystem.write_text_atomic(file, json.dumps(result))
     return result
 
 
@@ -159,7 +168,7 @@ def monitor(
     evaluate = config.stages.get("evaluate")
     models = {v: (info if v == ref else _safe_info(store, v)) for v in _versions(store)}
     models = {v: m for v, m in models.items() if m is not None}
-    reports_dir = Path(config.pipeline.root) / EXECUTION
+    root = config.pipeline.root
     schema = _schema(info)
     categorical = rules.categorical_features(schema, columns)
     buckets: dict[str, list[float]] = {}
@@ -168,55 +177,67 @@ def monitor(
 
         training = tfdv.load_stats_binary(info.train_statistics)
         buckets = rules.numeric_buckets(training, columns, categorical)
-    tmp = reports_dir / f".{uuid.uuid4().hex[:12]}.tmp"
-    tmp.mkdir(parents=True)
-    try:
-        job = MonitorJob(
-            segments=segments,
-            feedback=feedback,
-            model_name=name,
-            columns=columns,
-            label_column=label_column,
-            label_kind=label_kind,
-            since=start,
-            until=end,
-            models=models,
-            output=str(tmp),
-            label_values=dict(section.label_values),
-            slice_specs=list(getattr(evaluate, "slice_specs", []) or []),
-            boundaries=dict(getattr(evaluate, "bucket_boundaries", {}) or {}),
-            task=_task(info, evaluate),
-            auc_buckets=int(getattr(evaluate, "auc_buckets", 10_000)),
-            threshold=float(getattr(evaluate, "decision_threshold", 0.5)),
-            bins=section.bins,
-            only_version=version,
-            buckets=buckets,
-            float_columns=[c for c, kind in columns.items() if kind == "float"],
-        )
-        results = run_job(job, pipeline_options(config, beam_args))
-        counters = results["counters"]
-        if not counters.get("predictions"):
-            shutil.rmtree(tmp, ignore_errors=True)
-            log.info("monitor: no prediction of %s in %s", name, _brief(window))
-            return {
-                **base,
-                "empty": True,
-                "alerts": [],
-                "counts": dict(sorted(counters.items())),
-                "message": _empty_message(window, pred_dir, segments),
-            }
-        body = _assemble(config, store, section, job, results, models, ref, reports_dir, window)
+    job = MonitorJob(
+        segments=segments,
+        feedback=feedback,
+        model_name=name,
+        columns=columns,
+        label_column=label_column,
+        label_kind=label_kind,
+        since=start,
+        until=end,
+        models=models,
+        output="",  # the execution's staging folder, set in `write`
+        label_values=dict(section.label_values),
+        slice_specs=list(getattr(evaluate, "slice_specs", []) or []),
+        boundaries=dict(getattr(evaluate, "bucket_boundaries", {}) or {}),
+        task=_task(info, evaluate),
+        auc_buckets=int(getattr(evaluate, "auc_buckets", 10_000)),
+        threshold=float(getattr(evaluate, "decision_threshold", 0.5)),
+        bins=section.bins,
+        only_version=version,
+        buckets=buckets,
+        float_columns=[c for c, kind in columns.items() if kind == "float"],
+    )
+    options = pipeline_options(config, beam_args)
+    outcome: dict[str, Any] = {}
+
+    def write(execution: Execution) -> dict[str, Artifact]:
+        out = execution.output_dir
+        run = replace(job, output=str(out))
+        results = run_job(run, options)
+        if not results["counters"].get("predictions"):
+            outcome["counters"] = results["counters"]
+            return {}  # nothing of the window: nothing published, the execution CANCELED
+        body = _assemble(config, store, section, run, results, models, ref, root, window)
         body["seconds"] = round(time.time() - t0, 2)
-        final = reports_dir / _report_name(end)
-        (tmp / "report.json").write_text(json.dumps(body, indent=1, default=str))
-        (tmp / "report.txt").write_text(report.text(body))
-        (tmp / "report.html").write_text(report.html(body))
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    body["report_dir"] = str(final)
-    _record(store, body, models, final)
+        body["report_dir"] = str(execution.destination)
+        for file, text in zip(REPORT_FILES, _report_texts(body), strict=True):
+            filesystem.write_text(out / file, text)
+        execution.inputs.update(_inputs(store, body, models))
+        execution.properties.update(_properties(body))
+        outcome["body"] = body
+        return {"report": _report_artifact(body, out, execution.destination.name)}
+
+    done = Executor(store).execute(
+        EXECUTION,
+        write,
+        destination=monitor_dir(root) / _report_name(end),
+        properties={"window": window, "segments": len(segments)},
+    )
+    if "body" not in outcome:
+        counters = outcome.get("counters") or {}
+        log.info("monitor: no prediction of %s in %s", name, _brief(window))
+        return {
+            **base,
+            "empty": True,
+            "alerts": [],
+            "counts": dict(sorted(counters.items())),
+            "message": _empty_message(window, pred_dir, segments),
+        }
+    body = outcome["body"]
+    body["execution"] = done.id
+    body["artifact"] = done.outputs["report"].id
     log.info(
         "monitor: %s predictions (%s labelled) in %s; %d alerts; %.1f s → %s",
         f"{body['traffic']['predictions']:,}",
@@ -224,7 +245,7 @@ def monitor(
         _brief(window),
         len(body["alerts"]),
         body["seconds"],
-        final,
+        done.destination,
     )
     return body
 
@@ -277,7 +298,7 @@ def _assemble(
     results: dict[str, Any],
     models: dict[int, ModelInfo],
     ref: int,
-    reports_dir: Path,
+    root: str,
     window: dict[str, str],
 ) -> dict[str, Any]:
     """The report body: traffic, feedback, predictions, quality, skew, drift, alerts."""
@@ -346,7 +367,7 @@ def _assemble(
             if t.get("prediction_sum") is not None and t["rows"]
             else None,
         }
-        ev = eval_predictions(models[v], section.bins, reports_dir / "cache")
+        ev = eval_predictions(models[v], section.bins, monitor_cache(root))
         if ev:
             key = "histogram" if t.get("histogram") else "classes"
             entry["eval_" + key] = ev.get(key)
@@ -423,7 +444,7 @@ def _assemble(
     if info.train_statistics:
         training = tfdv.load_stats_binary(info.train_statistics)
         reference = training_buckets(
-            info.train_examples, job.buckets, reports_dir / "cache", str(info.statistics_id)
+            info.train_examples, job.buckets, monitor_cache(root), str(info.statistics_id)
         )
         skew = rules.distances(
             "skew",
@@ -522,9 +543,14 @@ def _previous_buckets(previous: Artifact, buckets: dict[str, list[float]]) -> di
     }
 
 
-def _record(store: Any, body: dict[str, Any], models: dict[int, ModelInfo], final: Path) -> None:
-    """The ``monitor`` execution: models (and their training statistics, the drift baseline) in,
-    the MonitoringReport out."""
+def _report_texts(body: dict[str, Any]) -> tuple[str, str, str]:
+    """report.json, report.txt, report.html."""
+    return json.dumps(body, indent=1, default=str), report.text(body), report.html(body)
+
+
+def _inputs(store: Any, body: dict[str, Any], models: dict[int, ModelInfo]) -> dict[str, Artifact]:
+    """The ``monitor`` execution's inputs: the models covered, the reference's training
+    statistics, the drift baseline."""
     inputs: dict[str, Artifact] = {}
     for v in body["versions"]:
         [model] = store.artifacts([models[v].model_id])
@@ -534,9 +560,13 @@ def _record(store: Any, body: dict[str, Any], models: dict[int, ModelInfo], fina
         inputs["training_statistics"] = store.artifacts([ref.statistics_id])[0]
     if body.get("drift_baseline"):
         inputs["previous_report"] = store.artifacts([body["drift_baseline"]["id"]])[0]
-    art = Artifact(
+    return inputs
+
+
+def _report_artifact(body: dict[str, Any], folder: Path, name: str) -> Artifact:
+    return Artifact(
         REPORT_TYPE,
-        str(final),
+        str(folder),
         {
             "window": body["window"],
             "versions": body["versions"],
@@ -546,9 +576,12 @@ def _record(store: Any, body: dict[str, Any], models: dict[int, ModelInfo], fina
             "alert_kinds": body["alert_kinds"],
             "healthy": not body["alerts"],
         },
-        fingerprint=final.name,
+        fingerprint=name,
     )
-    props = {
+
+
+def _properties(body: dict[str, Any]) -> dict[str, Any]:
+    return {
         "time": time.time(),
         "window": body["window"],
         "versions": body["versions"],
@@ -556,5 +589,3 @@ def _record(store: Any, body: dict[str, Any], models: dict[int, ModelInfo], fina
         "predictions": body["traffic"]["predictions"],
         "labelled": body["traffic"]["labelled"],
     }
-    body["execution"] = store.record_execution(EXECUTION, props, inputs, {"report": art})
-    body["artifact"] = art.id

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from beam_pipeline.core.comparators import bucket_counts
+from beam_pipeline.io import filesystem
 
 log = logging.getLogger(__name__)
 BATCH = 16384
@@ -60,8 +61,7 @@ def training_buckets(
                 continue
             totals[name] += bucket_counts(_values(batch.column(idx)), edges)
     out = {name: c.tolist() for name, c in totals.items()}
-    cache.mkdir(parents=True, exist_ok=True)
-    file.write_text(json.dumps(out))
+    filesystem.write_text_atomic(file, json.dumps(out))
     log.info(
         "monitor: training data counted on its deciles (%s rows, %d features), %.1f s",
         f"{rows:,}",

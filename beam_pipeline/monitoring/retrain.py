@@ -1,12 +1,14 @@
 """Closing the loop: labelled logged traffic becomes a new span, and the pipeline runs on it.
 
-1. The report's labelled rows (``labelled/rows-*.csv``: the logged raw features plus the label
-   column, written by the monitor job) are copied into ``{span_dir}/span-{N}/data.csv`` (N: one
-   more than the highest span there), with ``request_ids.txt`` beside it, through a hidden folder
-   renamed into place.
-2. A ``retrain_span`` execution records the MonitoringReport as input and a ``DataSpan`` artifact
-   (the folder) as output; ingest links a DataSpan whose folder holds its files as an input, so
-   ``lineage --model N+1`` walks back to the report and, through it, to the served requests.
+1. A ``retrain_span`` execution of the one executor (`core.executor`) copies the report's
+   labelled rows (``labelled/rows-*.csv``: the logged raw features plus the label column,
+   written by the monitor job) into ``{span_dir}/span-{N}/data.csv`` (N: one more than the
+   highest span there), with ``request_ids.txt`` beside it: staged, renamed into place, and
+   recorded (the MonitoringReport in; the ``DataSpan`` and the drift acknowledgement out) as the
+   commit point. A span holding the same rows is reused, never duplicated; a writer killed
+   before its record leaves nothing the next one does not remove.
+2. Ingest links a DataSpan whose folder holds its files as an input, so ``lineage --model N+1``
+   walks back to the report and, through it, to the served requests.
 3. The orchestrator runs the pipeline with ``ingest.source={span_dir}/span-{SPAN}/data.csv``,
    ``ingest.span=N``, ``ingest.spans=K`` (``monitor.retrain.spans``) and the overrides of
    ``monitor.retrain.overrides``: validate, transform, train, evaluate (against the model being
@@ -26,15 +28,16 @@ import json
 import logging
 import os
 import re
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from beam_pipeline.core.artifacts import Artifact, file_digest
+from beam_pipeline.core.artifacts import Artifact, file_digest, monitor_dir, span_path
 from beam_pipeline.core.comparators import ACK_TYPE
 from beam_pipeline.core.errors import PipelineError
+from beam_pipeline.core.executor import Execution, Executor
+from beam_pipeline.io import filesystem
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +54,8 @@ class Busy(PipelineError):
 @contextlib.contextmanager
 def retrain_lock(root: str | Path) -> Iterator[Path]:
     """Hold ``{root}/monitor/retrain.lock`` exclusively (never waits: raises `Busy`)."""
-    path = Path(root) / "monitor" / LOCK_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = monitor_dir(root) / LOCK_FILE
+    filesystem.makedirs(path.parent)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
@@ -74,9 +77,7 @@ def retrain_lock(root: str | Path) -> Iterator[Path]:
 def span_dir(config: Any) -> Path:
     section = config.stages["monitor"].retrain
     return (
-        Path(section.span_dir)
-        if section.span_dir
-        else Path(config.pipeline.root) / "monitor" / "spans"
+        Path(section.span_dir) if section.span_dir else monitor_dir(config.pipeline.root) / "spans"
     )
 
 
@@ -112,26 +113,12 @@ def span_digest(header: str, rows: list[str]) -> str:
     return h.hexdigest()
 
 
-def write_span(report_dir: Path, folder: Path) -> tuple[int, Path, int]:
-    """Copy the report's labelled rows into a new span folder (through a hidden folder renamed
-    into place); (span, folder, rows)."""
+def write_span(report_dir: Path, out: Path) -> int:
+    """Write the report's labelled rows as a span's files into ``out``; returns the rows."""
     header, rows, ids = labelled_rows(report_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    span = next_span(folder)
-    tmp = folder / f".span-{span}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        with open(tmp / "data.csv", "w") as out:
-            out.write(header + "\n")
-            out.writelines(row + "\n" for row in rows)
-        (tmp / "request_ids.txt").write_text("".join(i + "\n" for i in ids))
-        final = folder / f"span-{span}"
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return span, final, len(rows)
+    filesystem.write_text(out / "data.csv", "".join(f"{line}\n" for line in [header, *rows]))
+    filesystem.write_text(out / "request_ids.txt", "".join(i + "\n" for i in ids))
+    return len(rows)
 
 
 def acknowledged(body: dict[str, Any]) -> dict[str, Any]:
@@ -150,6 +137,17 @@ def acknowledged(body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _ack(
+    ack_props: dict[str, Any], report_id: int, span: int, digest: str, folder: Path
+) -> Artifact:
+    return Artifact(
+        ACK_TYPE,
+        str(folder),
+        {**ack_props, "span": span, "content_digest": digest},
+        fingerprint=f"{report_id}:{digest}",
+    )
+
+
 def existing_span(store: Any, digest: str, folder: Path) -> Artifact | None:
     """A LIVE DataSpan under ``folder`` holding exactly these bytes, its files still there."""
     for art in store.artifacts_of_type("DataSpan"):
@@ -159,18 +157,6 @@ def existing_span(store: Any, digest: str, folder: Path) -> Artifact | None:
             and (Path(art.uri) / "data.csv").is_file()
         ):
             return art
-    return None
-
-
-def unrecorded_span(store: Any, digest: str, folder: Path) -> tuple[int, Path] | None:
-    """A ``span-N`` folder holding exactly these bytes that no DataSpan records (a monitor killed
-    between writing it and recording it): (N, folder)."""
-    recorded = {Path(a.uri) for a in store.artifacts_of_type("DataSpan", live_only=False)}
-    for p in sorted(folder.iterdir()) if folder.is_dir() else []:
-        m = re.fullmatch(r"span-(\d+)", p.name)
-        if m and p not in recorded and (p / "data.csv").is_file():
-            if hashlib.sha256((p / "data.csv").read_bytes()).hexdigest() == digest:
-                return int(m.group(1)), p
     return None
 
 
@@ -204,51 +190,64 @@ def retrain(
         digest = span_digest(header, sorted_rows)
         [report] = store.artifacts([body["artifact"]])
         ack_props = acknowledged(body)
-        data = existing_span(store, digest, span_dir(config))
+        folder = span_dir(config)
+        data = existing_span(store, digest, folder)
         reused = data is not None
-        if data is None:
-            orphan = unrecorded_span(store, digest, span_dir(config))
-            if orphan is not None:
-                span, folder = orphan
-                rows = len(sorted_rows)
-            else:
-                span, folder, rows = write_span(report_dir, span_dir(config))
-            data = Artifact(
-                "DataSpan",
-                str(folder),
-                {
-                    "span": span,
-                    "rows": rows,
-                    "files": [str(folder / "data.csv")],
-                    "request_ids": str(folder / "request_ids.txt"),
-                    "window": body["window"],
-                    "report_id": report.id,
-                    "label_column": body["feedback"]["label_column"],
-                    "content_digest": digest,
-                },
-                fingerprint=file_digest([str(folder / "data.csv")]),
+        props = {"time": time.time(), "window": body["window"], "reused": reused}
+        if data is not None:  # the same rows are a span already: only the acknowledgement
+            span, rows = int(data.properties["span"]), int(data.properties["rows"])
+            ack = _ack(ack_props, report.id, span, digest, data.path)
+            store.record_execution(
+                SPAN_EXECUTION,
+                {**props, "span": span, "rows": rows},
+                {"report": report, "span": data},
+                {"acknowledged": ack},
             )
-        span, folder, rows = int(data.properties["span"]), data.path, int(data.properties["rows"])
-        ack = Artifact(
-            ACK_TYPE,
-            str(folder),
-            {**ack_props, "span": span, "content_digest": digest},
-            fingerprint=f"{report.id}:{digest}",
-        )
-        inputs = {"report": report, **({"span": data} if reused else {})}
-        outputs = {"acknowledged": ack, **({} if reused else {"span": data})}
-        store.record_execution(
-            SPAN_EXECUTION,
-            {
-                "time": time.time(),
-                "span": span,
-                "rows": rows,
+        else:
+            executor = Executor(store)
+            executor.abandon_dead(
+                SPAN_EXECUTION
+            )  # a killed writer's span-N goes before N is chosen
+            span = next_span(folder)
+            facts = {
                 "window": body["window"],
-                "reused": reused,
-            },
-            inputs,
-            outputs,
-        )
+                "report_id": report.id,
+                "label_column": body["feedback"]["label_column"],
+                "content_digest": digest,
+            }
+
+            def write(execution: Execution) -> dict[str, Artifact]:
+                out, final = execution.output_dir, execution.destination
+                n = write_span(report_dir, out)
+                execution.properties.update(span=span, rows=n)
+                files = [str(final / "data.csv")]
+                span_art = Artifact(
+                    "DataSpan",
+                    str(out),
+                    {
+                        "span": span,
+                        "rows": n,
+                        "files": files,
+                        "request_ids": str(final / "request_ids.txt"),
+                        **facts,
+                    },
+                    fingerprint=file_digest([str(out / "data.csv")]),
+                )
+                return {
+                    "span": span_art,
+                    "acknowledged": _ack(ack_props, report.id, span, digest, out),
+                }
+
+            done = executor.execute(
+                SPAN_EXECUTION,
+                write,
+                destination=span_path(folder, span),
+                inputs={"report": report},
+                properties=props,
+            )
+            data, ack = done.outputs["span"], done.outputs["acknowledged"]
+            rows = int(data.properties["rows"])
+        folder = data.path
         log.info(
             "monitor: %s span %d (%s labelled rows) → %s; drift acknowledged for %s "
             "(MonitoringReport #%s); running the pipeline",

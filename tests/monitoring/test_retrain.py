@@ -26,12 +26,13 @@ def test_write_span_numbers_spans_and_keeps_one_header(tmp_path: Path) -> None:
     _labelled(tmp_path / "report", [["1.5,Cash,0", "2.5,Cash,1"], [], ["3.0,Credit Card,2"]])
     spans = tmp_path / "spans"
     (spans / "span-4").mkdir(parents=True)
-    span, folder, rows = retrain.write_span(tmp_path / "report", spans)
-    assert span == 5 and folder == spans / "span-5" and rows == 3
+    assert retrain.next_span(spans) == 5
+    folder = tmp_path / "staged"
+    rows = retrain.write_span(tmp_path / "report", folder)
+    assert rows == 3
     lines = (folder / "data.csv").read_text().splitlines()  # rows sorted: the same bytes always
     assert lines == ["fare,payment_type,tips", "1.5,Cash,0", "2.5,Cash,1", "3.0,Credit Card,2"]
     assert (folder / "request_ids.txt").read_text().split() == ["r0/0", "r1/0", "r2/0"]
-    assert not list(spans.glob(".*"))  # nothing half-written left behind
 
 
 def _hold(root: str, ready: Any, release: Any) -> None:
@@ -173,20 +174,22 @@ def test_rounds_needs_watch(healthy: dict, capsys) -> None:
     assert code == 2 and "--rounds" in err
 
 
-def test_a_span_written_but_never_recorded_is_recorded_not_written_again(
-    healthy: dict, report: dict, tmp_path: Path
+def test_a_span_written_but_never_recorded_is_not_written_twice(
+    healthy: dict, report: dict, tmp_path: Path, killed_at: Any
 ) -> None:
-    """A monitor killed between writing span-N and recording it: the next one records that
-    folder (same bytes) instead of writing span-N+1."""
+    """A monitor killed between publishing span-N and recording it: the next retrain removes
+    that folder (the executor abandons the dead execution) and writes span-N once, recorded."""
     from beam_pipeline.core.config import load
     from beam_pipeline.core.metadata import Store
 
     spans = tmp_path / "spans"
-    config = load(
-        healthy["config"], ["monitor.retrain.min_rows=10", f"monitor.retrain.span_dir={spans}"]
-    )
-    body = report["body"]
-    span, folder, rows = retrain.write_span(Path(body["report_dir"]), spans)  # then "killed"
+    sets = ["monitor.retrain.min_rows=10", f"monitor.retrain.span_dir={spans}"]
+    config = load(healthy["config"], sets)
+    args = ["monitor", str(healthy["config"]), "--retrain", "--set", sets[0], "--set", sets[1]]
+    child = killed_at(f"{retrain.SPAN_EXECUTION}:published", "cli", *args)
+    assert child.returncode == -9, child.stderr[-2000:]
+    [left] = list(spans.iterdir())  # published, never recorded
+    assert not [s for s in Store(config).artifacts_of_type("DataSpan") if s.uri == str(left)]
 
     class Done:
         exit_code = 0
@@ -194,8 +197,8 @@ def test_a_span_written_but_never_recorded_is_recorded_not_written_again(
         def to_json(self) -> dict[str, Any]:
             return {"run_id": "r", "status": "completed", "model_version": 5}
 
-    out = retrain.retrain(config, body, lambda overrides: Done())
-    assert out["span"] == span and out["span_dir"] == str(folder) and out["rows"] == rows
-    assert sorted(p.name for p in spans.iterdir()) == [folder.name]
-    recorded = [s for s in Store(config).artifacts_of_type("DataSpan") if s.uri == str(folder)]
+    out = retrain.retrain(config, report["body"], lambda overrides: Done())
+    assert out["span_dir"] == str(left) and not out["span_reused"]
+    assert sorted(p.name for p in spans.iterdir()) == [left.name]
+    recorded = [s for s in Store(config).artifacts_of_type("DataSpan") if s.uri == str(left)]
     assert len(recorded) == 1
