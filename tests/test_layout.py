@@ -61,7 +61,7 @@ DIRECT_WRITES = re.compile(
 # Direct file writes not yet moved behind io.filesystem or the catalog: module -> line count.
 # This list may only shrink: a new write anywhere else, or one more here, fails the test.
 KNOWN_WRITES = {
-    "serving/log.py": 4,
+    "serving/log.py": 3,
     "serving/models.py": 3,
 }
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import json
 import queue
-import re
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
