@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from beam_pipeline.core.config import Config
 from beam_pipeline.core.errors import ConfigError
 from beam_pipeline.monitoring.monitor import monitor, section_of
 
@@ -22,7 +23,7 @@ ALERT_EXIT = 4
 
 
 def one_round(
-    config: Any,
+    config: Config,
     *,
     since: str | None,
     until: str | None,
@@ -58,7 +59,7 @@ def one_round(
 
 
 def main(
-    config: Any,
+    config: Config,
     args: argparse.Namespace,
     beam_args: list[str],
     run_pipeline: Callable[[list[str]], Any],
@@ -81,7 +82,7 @@ def main(
 
 
 def watch(
-    config: Any,
+    config: Config,
     args: argparse.Namespace,
     beam_args: list[str],
     run_pipeline: Callable[[list[str]], Any],

@@ -20,6 +20,7 @@ from beam_pipeline.core.artifacts import (
     saved_model_dir,
     schema_path,
 )
+from beam_pipeline.core.metadata import Store
 
 
 @dataclass
@@ -46,7 +47,7 @@ class ModelInfo:
     eval_split: str = "eval"
 
 
-def model_info(store: Any, version: int) -> ModelInfo:
+def model_info(store: Store, version: int) -> ModelInfo:
     """Everything `ModelInfo` holds for a version of this pipeline."""
     model = registry.model_by_version(store, version)
     producer = store.producer(model.id)
@@ -80,7 +81,7 @@ def model_info(store: Any, version: int) -> ModelInfo:
     return info
 
 
-def _statistics_of(store: Any, examples: Artifact) -> Artifact | None:
+def _statistics_of(store: Store, examples: Artifact) -> Artifact | None:
     for exec_id in store.consumers(examples.id):
         out = store.execution_outputs(exec_id).get("statistics")
         if out is not None and out.type == "ExampleStatistics":
@@ -88,7 +89,7 @@ def _statistics_of(store: Any, examples: Artifact) -> Artifact | None:
     return None
 
 
-def _evaluation(store: Any, model: Artifact, info: ModelInfo, examples: Artifact | None) -> None:
+def _evaluation(store: Store, model: Artifact, info: ModelInfo, examples: Artifact | None) -> None:
     """Evaluation-time metrics (the newest evaluation of this model) and the eval split."""
     for exec_id in sorted(store.consumers(model.id), reverse=True):
         outputs = store.execution_outputs(exec_id)

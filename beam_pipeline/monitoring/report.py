@@ -6,6 +6,8 @@ from __future__ import annotations
 import html as _html
 from typing import Any
 
+from beam_pipeline.evaluation.catalog import OVERALL
+
 TEXT_SLICES = 12  # the largest slices; report.html and report.json have them all
 SHOWN = ("example_count", "auc", "accuracy", "precision", "recall", "log_loss", "rmse", "mae")
 
@@ -72,7 +74,7 @@ def text(body: dict[str, Any]) -> str:
     out += ["", "live quality (labelled traffic) vs evaluation time:"]
     for v, q in body["quality"].items():
         out.append(f"  v{v}:")
-        out.append(_metric_line("Overall", q["overall"]))
+        out.append(_metric_line(OVERALL, q["overall"]))
         shown = [(k, e) for k, e in q["slices"].items() if e["live"]]
         shown.sort(key=lambda ke: -(ke[1]["live"].get("example_count") or 0))
         for key, entry in shown[:TEXT_SLICES]:
@@ -217,7 +219,7 @@ def html(body: dict[str, Any]) -> str:
         )
     parts.append("<h2>Live quality vs evaluation time</h2>")
     for v, q in body["quality"].items():
-        rows = [["Overall"] + _pairs(q["overall"])]
+        rows = [[OVERALL] + _pairs(q["overall"])]
         rows += [[k] + _pairs(e) for k, e in q["slices"].items() if e["live"]]
         parts.append(f"<p>v{_e(v)} (live / at evaluation)</p>")
         parts.append(_table(["slice", *SHOWN], rows))

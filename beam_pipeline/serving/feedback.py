@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from beam_pipeline.core.config import Config
 from beam_pipeline.core.errors import ConfigError, DataError
 from beam_pipeline.serving import log as plog
 
@@ -23,7 +24,7 @@ def _label(text: str) -> Any:
     return value if isinstance(value, int | float | bool) and not isinstance(value, str) else text
 
 
-def import_labels(config: Any, input_csv: str, model: str | None = None) -> dict[str, Any]:
+def import_labels(config: Config, input_csv: str, model: str | None = None) -> dict[str, Any]:
     """Write every (request_id, label) row of a CSV as one feedback segment."""
     path = Path(input_csv)
     if not path.is_file():
