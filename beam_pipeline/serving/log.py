@@ -19,22 +19,28 @@ request waits for a disk flush. `close` drains the queue and closes every open s
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+import pyarrow as pa
 
 from beam_pipeline.core.liveness import pid_exists
 from beam_pipeline.io.predictions import (
     final_name,
     iso_time,
+    json_values,
     open_name,
+    prediction_strings,
     segment_name,
     writer_pid,
 )
@@ -245,6 +251,142 @@ class LogWriter:
         self._closed = True
         self._queue.put(None)  # blocks only while the queue is full; the writer is draining it
         self._thread.join(timeout)
+
+
+def render_batch(
+    features: pa.RecordBatch,
+    predictions: np.ndarray,
+    request_ids: Sequence[str],
+    rows: Sequence[int],
+    offsets: Sequence[int],
+    model_name: str,
+    model_version: int,
+    time_text: str,
+) -> bytes:
+    """A served batch's records as JSON Lines bytes, the text `io.predictions.json_lines` writes
+    (score's records), in a fixed number of Arrow calls whatever the batch's rows and columns.
+
+    ``request_ids[k]`` answered ``rows[k]`` rows of the batch, in order, its first one being row
+    ``offsets[k]`` of its request (row ids ``R/i`` are made here, not in Python per row). The
+    value texts of the columns of each type are made at once (`io.predictions.json_values`, the
+    same text as score's), then every piece of every record (constants, ids, row numbers, value
+    texts, predictions) is gathered by one ``take`` from one pool of strings, whose data buffer
+    is the file's bytes. At a server's batch of 1-64 rows and 16 features this is a tenth of
+    `json_lines`' time (its element-wise join of 37 arguments and per-column slices cost ~0.5 ms
+    a batch, a fifth of the server's throughput)."""
+    predictions = np.asarray(predictions)
+    n = len(predictions)  # (a batch with every feature excluded from the log has no columns)
+    if not n:
+        return b""
+    layout = _layout(features.schema, model_name, int(model_version))
+    columns = features.columns
+    counts = np.asarray(rows, np.int64)
+    starts = np.asarray(offsets, np.int64)
+    owner = np.repeat(np.arange(len(counts)), counts)
+    row_numbers = starts[owner] + (np.arange(n) - np.repeat(np.cumsum(counts) - counts, counts))
+    top = int(row_numbers.max()) + 1
+    texts = [
+        json_values(pa.concat_arrays([columns[i] for i in group]))
+        if len(group) > 1
+        else json_values(columns[group[0]])
+        for group in layout.groups
+    ]
+    pool = pa.concat_arrays(
+        [
+            layout.constants,
+            pa.array([time_text], pa.string()),
+            pa.array(request_ids, pa.string()),
+            _numbers(max(64, 1 << (top - 1).bit_length())).slice(0, top),
+            *texts,
+            prediction_strings(predictions.reshape(n, -1)),
+        ]
+    )
+    # where each piece of a record comes from, row by row
+    at_time = len(layout.constants)
+    at_ids = at_time + 1
+    at_numbers = at_ids + len(counts)
+    at_values = at_numbers + top
+    at_predictions = at_values + n * features.num_columns
+    arange = np.arange(n)
+    index = np.empty((n, len(layout.pieces)), np.int64)
+    index[:] = layout.pieces
+    index[:, layout.id_at] = at_ids + owner
+    index[:, layout.number_at] = at_numbers + row_numbers
+    index[:, layout.time_at] = at_time
+    index[:, layout.value_at] = at_values + layout.value_from * n + arange[:, None]
+    index[:, layout.prediction_at] = at_predictions + arange
+    joined = pool.take(pa.array(index.reshape(-1)))
+    _, offsets_buffer, data = joined.buffers()
+    ends = np.frombuffer(offsets_buffer, np.int32)[[joined.offset, joined.offset + len(joined)]]
+    return bytes(memoryview(data)[ends[0] : ends[1]])
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """How the records of a batch of one schema are cut into pieces (see `render_batch`)."""
+
+    constants: pa.Array  # the constant pieces, in the order of their first use
+    pieces: np.ndarray  # per piece of a record: the constant's index (overwritten elsewhere)
+    groups: list[list[int]]  # the feature columns of each type, in the order texts are pooled
+    id_at: int
+    number_at: int
+    time_at: int
+    value_at: np.ndarray  # the piece of each feature column (schema order)
+    value_from: np.ndarray  # its place among the pooled value texts (in units of rows)
+    prediction_at: int
+
+
+_LAYOUTS: dict[tuple[str, int, tuple[str, ...]], tuple[pa.Schema, _Layout]] = {}
+
+
+def _layout(schema: pa.Schema, model_name: str, model_version: int) -> _Layout:
+    """The layout of ``schema``'s records, made once (hashing a schema costs more than
+    comparing it to the one cached under its names)."""
+    key = (model_name, model_version, tuple(schema.names))
+    cached = _LAYOUTS.get(key)
+    if cached is not None and cached[0].equals(schema):
+        return cached[1]
+    if len(_LAYOUTS) > 64:
+        _LAYOUTS.clear()
+    layout = _LAYOUTS[key] = (schema, _make_layout(schema, model_name, model_version))
+    return layout[1]
+
+
+def _make_layout(schema: pa.Schema, model_name: str, model_version: int) -> _Layout:
+    groups: dict[pa.DataType, list[int]] = {}
+    for i, f in enumerate(schema):
+        groups.setdefault(f.type, []).append(i)
+    order = [i for group in groups.values() for i in group]
+    value_from = np.empty(len(schema), np.int64)
+    value_from[order] = np.arange(len(schema))
+    head = f'","model_name":{json.dumps(model_name)},"model_version":{model_version},"time":"'
+    keys = [("{" if i == 0 else ",") + json.dumps(f.name) + ":" for i, f in enumerate(schema)]
+    constants = ['{"request_id":"', "/", head, '","features":', *keys]
+    constants += ["}" if keys else "{}", ',"prediction":', "}\n"]
+    k = len(keys)
+    # a record: {"request_id":" R / i head T ","features": {"a": v , "b": v } ,"prediction": p }
+    pieces = [0, -1, 1, -1, 2, -1, 3]
+    for j in range(k):
+        pieces += [4 + j, -1]
+    pieces += [4 + k, 5 + k, -1, 6 + k]
+    at = np.array(pieces, np.int64)
+    return _Layout(
+        pa.array(constants, pa.string()),
+        at,
+        list(groups.values()),
+        id_at=1,
+        number_at=3,
+        time_at=5,
+        value_at=np.arange(k, dtype=np.int64) * 2 + 8,
+        value_from=value_from,
+        prediction_at=len(pieces) - 2,
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _numbers(size: int) -> pa.Array:
+    """The texts of row numbers ``0 .. size-1`` (a request's rows are ``R/0``, ``R/1``...)."""
+    return pa.array([str(i) for i in range(size)], pa.string())
 
 
 def feedback_lines(records: Iterable[tuple[str, Any]], time_text: str) -> str:

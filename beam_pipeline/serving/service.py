@@ -3,9 +3,10 @@
 `Service.predict` is the one path for every prediction: the request's rows are queued on the
 version's batcher unchecked, checked and typed with their batch on the model thread (raw values
 by `inputs.prepare_raw`; serialized tf.Examples are checked by the model), and answered. The
-batch's records (one per row, ``request_id`` ``R/i``) are rendered column by column and written
-to the prediction log on the model thread, with one system call, before any answer of the batch
-is released (`Service.record`): an answered row is in the log even if the server is killed.
+batch's records (one per row, ``request_id`` ``R/i``) are rendered together (`log.render_batch`)
+and written to the prediction log on the model thread, with one system call, before any answer
+of the batch is released (`Service.record`): an answered row is in the log even if the server is
+killed.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from beam_pipeline.io.predictions import json_lines
 from beam_pipeline.serving import log as plog
 from beam_pipeline.serving.batching import Batcher, Overloaded
 from beam_pipeline.serving.inputs import Inputs, RequestError
@@ -59,7 +59,13 @@ def request_id(given: str | None) -> str:
 class Answer:
     version: Version
     outputs: dict[str, np.ndarray]
-    row_ids: list[str]
+    request_id: str = ""
+
+    @property
+    def row_ids(self) -> list[str]:
+        """The log's ids of the answered rows (``R/0``, ``R/1``...)."""
+        rows = len(next(iter(self.outputs.values()))) if self.outputs else 0
+        return [f"{self.request_id}/{i}" for i in range(rows)]
 
 
 class Service:
@@ -80,6 +86,7 @@ class Service:
         )
         self.root = Path(root)
         self._recent: dict[str, OrderedDict[str, int]] = {}
+        self._gauges: dict[str, Any] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self.excluded = set(section.log_exclude_features)
 
@@ -122,14 +129,15 @@ class Service:
         model thread); log them; the caller holds ``v``."""
         inputs.request_id = rid
         b = self.batcher(v, signature)
-        gauge = self.metrics.queued_rows.labels(v.name)
+        gauge = self._gauges.get(v.name)
+        if gauge is None:  # labels() takes a lock per call
+            gauge = self._gauges[v.name] = self.metrics.queued_rows.labels(v.name)
         try:
             answered = await b.submit(inputs, inputs.rows)
         finally:
             gauge.set(b.queued_rows)
-        ids = [f"{rid}/{i}" for i in range(inputs.rows)]
         self._remember(v.name, rid, inputs.rows)
-        return Answer(v, answered.outputs, ids)
+        return Answer(v, answered.outputs, rid)
 
     def record(
         self,
@@ -139,22 +147,26 @@ class Service:
         outputs: dict[str, np.ndarray],
     ) -> None:
         """Write a batch's records to the log (on the model thread, before its answers leave):
-        rendered together by `io.predictions.json_lines`, appended with one system call."""
-        ids = [
-            f"{item.request_id}/{item.offset + i}"
-            for item, start, end in answered
-            for i in range(end - start)
-        ]
+        rendered together by `log.render_batch`, appended with one system call."""
         key = "predictions" if "predictions" in outputs else next(iter(outputs))
-        predictions = outputs[key].reshape(len(outputs[key]), -1)
+        predictions = outputs[key]
         if typed is None:  # serialized tf.Examples: their values parsed for the log
             examples = [e for item, _, _ in answered for e in item.examples or ()]
             typed = _examples_batch(v, examples)
         if self.excluded:
             keep_names = [n for n in typed.schema.names if n not in self.excluded]
             typed = pa.RecordBatch.from_arrays([typed.column(n) for n in keep_names], keep_names)
-        text = json_lines(typed, predictions, ids, v.name, v.version, plog.now_iso())
-        self.writer.append(plog.PREDICTIONS, v.name, text.encode("utf-8"), len(ids))
+        data = plog.render_batch(
+            typed,
+            predictions.reshape(len(predictions), -1),
+            [item.request_id for item, _, _ in answered],
+            [end - start for _, start, end in answered],
+            [item.offset for item, _, _ in answered],
+            v.name,
+            v.version,
+            plog.now_iso(),
+        )
+        self.writer.append(plog.PREDICTIONS, v.name, data, typed.num_rows)
 
     def _remember(self, model: str, rid: str, rows: int) -> None:
         recent = self._recent.setdefault(model, OrderedDict())
