@@ -165,12 +165,17 @@ class CheckedRows:
         batch: the accepted rows, one typed column per schema column (int64, float64, string;
             null = missing).
         extra: input columns the model does not take (ignored).
+        kinds: when `check_json_columns` typed every column by its shortcut and accepted every
+            row: per kind, ``(names, values)``, the kind's columns concatenated (column
+            ``names[j]`` is rows ``j*n .. j*n+n``), as they were typed (a server's batch is
+            turned into inputs and log records from them, a few calls per kind, not per column).
     """
 
     accepted: np.ndarray
     rejected: list[tuple[int, str]]
     batch: pa.RecordBatch
     extra: list[str] = field(default_factory=list)
+    kinds: tuple[tuple[tuple[str, ...], pa.Array], ...] | None = None
 
     def raw_strings(self) -> dict[str, pa.Array]:
         """``serving_raw`` inputs: CSV-like text per column, ``""`` for a missing value.
@@ -274,6 +279,7 @@ def check_json_columns(
     for col in schema.columns:
         kinds.setdefault(col.kind, []).append(col)
     typed: dict[str, pa.Array] = {}
+    grouped = []
     for kind, cols in kinds.items():
         values = [v for c in cols for v in (columns.get(c.name) or (None,) * rows)]
         types = set(map(type, values))
@@ -300,6 +306,7 @@ def check_json_columns(
                 return _check_json_slowly(columns, rows, schema)
         for j, c in enumerate(cols):
             typed[c.name] = array.slice(j * rows, rows)
+        grouped.append((tuple(c.name for c in cols), array))
     bad = np.zeros(rows, bool)
     reasons: dict[int, str] = {}
     for col in schema.columns:
@@ -310,8 +317,8 @@ def check_json_columns(
             bad |= missing
     batch = pa.RecordBatch.from_arrays([typed[n] for n in schema.names], names=schema.names)
     if bad.any():
-        batch = batch.filter(pa.array(~bad))
-    return CheckedRows(~bad, sorted(reasons.items()), batch)
+        return CheckedRows(~bad, sorted(reasons.items()), batch.filter(pa.array(~bad)))
+    return CheckedRows(~bad, [], batch, kinds=tuple(grouped))
 
 
 def _check_json_slowly(

@@ -1,10 +1,13 @@
 """Adaptive batching across requests.
 
 Each model version has one `Batcher` per signature. A request's rows join a queue; a batch is
-cut as soon as a model worker is free: everything queued (up to ``max_batch_size`` rows), after
-waiting at most ``batch_timeout_ms`` for more (default 0: no wait). While the model runs one
-batch the next one fills, so batches grow with the load and a lone request waits for nobody
-(with the default). The model call runs on a
+cut as soon as a model worker is free: everything queued (up to ``max_batch_size`` rows). While
+the model runs one batch the next one fills, so batches grow with the load. The rows the last
+batch answered that have not come back yet (their clients are most likely sending their next
+request) are waited for, at most ``batch_timeout_ms``: a model call costs about the same at 12
+rows as at 32 (~1 ms of TensorFlow per call on the taxi model), so under load one batch of
+every client replaces two half batches. A lone client, already back, never waits; 0 turns the
+wait off. The model call runs on a
 worker thread (TensorFlow releases the GIL), never on the event loop; each caller gets its own
 rows back, in order. The call gets the requests of a batch (each request's own inputs, unchecked)
 and answers each one, or fails it alone (a refused row fails its own request only, see
@@ -78,6 +81,8 @@ class Batcher:
         self._queue: asyncio.Queue[_Item | None] = asyncio.Queue()
         self._carry: _Item | None = None
         self.queued_rows = 0
+        self._returning = 0  # rows the last batch answered, less the rows queued since
+        self._waiting: tuple[asyncio.Future[None], int] | None = None
         self._running: set[asyncio.Task[None]] = set()
         self._task = asyncio.get_running_loop().create_task(self._loop())
 
@@ -109,7 +114,11 @@ class Batcher:
     async def _enqueue(self, payload: Any, rows: int) -> Answered:
         future: asyncio.Future[Answered] = asyncio.get_running_loop().create_future()
         self.queued_rows += rows
+        self._returning = max(0, self._returning - rows)
         self._queue.put_nowait(_Item(payload, rows, future))
+        waiting = self._waiting
+        if waiting is not None and self.queued_rows >= waiting[1] and not waiting[0].done():
+            waiting[0].set_result(None)
         return await future
 
     async def _next(self) -> _Item | None:
@@ -125,8 +134,9 @@ class Batcher:
             if first is None:
                 return
             await self._slots.acquire()
-            if self._timeout > 0 and self.queued_rows < self.max_batch_size:
-                await asyncio.sleep(self._timeout)  # one short wait for company, then take it all
+            wanted = min(self.queued_rows + self._returning, self.max_batch_size)
+            if self._timeout > 0 and self.queued_rows < wanted:
+                await self._company(loop, wanted)
             batch, rows = [first], first.rows
             stop = False
             while rows < self.max_batch_size:
@@ -154,6 +164,17 @@ class Batcher:
             if stop:
                 return
 
+    async def _company(self, loop: asyncio.AbstractEventLoop, rows: int) -> None:
+        """Wait until ``rows`` rows are queued, at most the batch timeout."""
+        done: asyncio.Future[None] = loop.create_future()
+        self._waiting = (done, rows)
+        timer = loop.call_later(self._timeout, lambda: done.done() or done.set_result(None))
+        try:
+            await done
+        finally:
+            timer.cancel()
+            self._waiting = None
+
     async def _run(self, batch: list[_Item], rows: int) -> None:
         loop = asyncio.get_running_loop()
         try:
@@ -175,6 +196,7 @@ class Batcher:
             self._on_batch(rows, time.perf_counter() - t0)
             for item, result in zip(batch, results, strict=True):
                 _answer(item, result)
+            self._returning = rows
         finally:
             self._slots.release()
 

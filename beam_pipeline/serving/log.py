@@ -253,8 +253,13 @@ class LogWriter:
         self._thread.join(timeout)
 
 
+Groups = Sequence[tuple[Sequence[str], pa.Array]]
+"""Feature columns by kind: ``(names, values)`` with column ``names[j]`` at rows ``j*n .. j*n+n``
+of ``values`` (`io.raw_inputs.CheckedRows.kinds`, as the row check typed them)."""
+
+
 def render_batch(
-    features: pa.RecordBatch,
+    features: pa.RecordBatch | Groups,
     predictions: np.ndarray,
     request_ids: Sequence[str],
     rows: Sequence[int],
@@ -262,42 +267,42 @@ def render_batch(
     model_name: str,
     model_version: int,
     time_text: str,
+    names: Sequence[str] | None = None,
 ) -> bytes:
     """A served batch's records as JSON Lines bytes, the text `io.predictions.json_lines` writes
     (score's records), in a fixed number of Arrow calls whatever the batch's rows and columns.
 
+    ``features``: the logged values, a record batch or the row check's columns by kind;
+    ``names``: the order of the features in a record (the batch's, by default).
     ``request_ids[k]`` answered ``rows[k]`` rows of the batch, in order, its first one being row
     ``offsets[k]`` of its request (row ids ``R/i`` are made here, not in Python per row). The
-    value texts of the columns of each type are made at once (`io.predictions.json_values`, the
-    same text as score's), then every piece of every record (constants, ids, row numbers, value
-    texts, predictions) is gathered by one ``take`` from one pool of strings, whose data buffer
-    is the file's bytes. At a server's batch of 1-64 rows and 16 features this is a tenth of
-    `json_lines`' time (its element-wise join of 37 arguments and per-column slices cost ~0.5 ms
-    a batch, a fifth of the server's throughput)."""
+    value texts of each kind are made at once (`io.predictions.json_values`, score's text), then
+    every piece of every record (constants, ids, row numbers, value texts, predictions) is
+    gathered by one ``take`` from one pool of strings, whose data buffer is the file's bytes:
+    about 15 Arrow calls a batch where `json_lines` made ~40 calls and slices (~0.5 ms a batch,
+    a fifth of the server's throughput at 32 clients)."""
     predictions = np.asarray(predictions)
     n = len(predictions)  # (a batch with every feature excluded from the log has no columns)
     if not n:
         return b""
-    layout = _layout(features.schema, model_name, int(model_version))
-    columns = features.columns
+    if isinstance(features, pa.RecordBatch):
+        names = names or features.schema.names
+        features = _by_type(features)
+    groups = tuple(tuple(g[0]) for g in features)
+    order = tuple(names) if names is not None else tuple(n for g in groups for n in g)
+    layout = _layout(model_name, int(model_version), order, groups)
     counts = np.asarray(rows, np.int64)
     starts = np.asarray(offsets, np.int64)
     owner = np.repeat(np.arange(len(counts)), counts)
     row_numbers = starts[owner] + (np.arange(n) - np.repeat(np.cumsum(counts) - counts, counts))
     top = int(row_numbers.max()) + 1
-    texts = [
-        json_values(pa.concat_arrays([columns[i] for i in group]))
-        if len(group) > 1
-        else json_values(columns[group[0]])
-        for group in layout.groups
-    ]
     pool = pa.concat_arrays(
         [
             layout.constants,
             pa.array([time_text], pa.string()),
             pa.array(request_ids, pa.string()),
             _numbers(max(64, 1 << (top - 1).bit_length())).slice(0, top),
-            *texts,
+            *(json_values(values) for _, values in features),
             prediction_strings(predictions.reshape(n, -1)),
         ]
     )
@@ -306,7 +311,7 @@ def render_batch(
     at_ids = at_time + 1
     at_numbers = at_ids + len(counts)
     at_values = at_numbers + top
-    at_predictions = at_values + n * features.num_columns
+    at_predictions = at_values + n * len(layout.value_at)
     arange = np.arange(n)
     index = np.empty((n, len(layout.pieces)), np.int64)
     index[:] = layout.pieces
@@ -321,46 +326,63 @@ def render_batch(
     return bytes(memoryview(data)[ends[0] : ends[1]])
 
 
+def without(features: pa.RecordBatch | Groups, excluded: set[str], rows: int) -> Groups:
+    """``features`` less the ``excluded`` ones (``serving.log_exclude_features``)."""
+    if isinstance(features, pa.RecordBatch):
+        features = _by_type(features)
+    kept: list[tuple[list[str], pa.Array]] = []
+    for names, values in features:
+        keep = [j for j, name in enumerate(names) if name not in excluded]
+        if len(keep) == len(names):
+            kept.append((list(names), values))
+        elif keep:
+            parts = [values.slice(j * rows, rows) for j in keep]
+            kept.append(([names[j] for j in keep], pa.concat_arrays(parts)))
+    return kept
+
+
+def _by_type(batch: pa.RecordBatch) -> list[tuple[list[str], pa.Array]]:
+    """A record batch's columns as `Groups`: those of one type concatenated."""
+    names = batch.schema.names
+    columns = batch.columns
+    groups: dict[pa.DataType, list[int]] = {}
+    for i, column in enumerate(columns):
+        groups.setdefault(column.type, []).append(i)
+    return [
+        (
+            [names[i] for i in group],
+            pa.concat_arrays([columns[i] for i in group]) if len(group) > 1 else columns[group[0]],
+        )
+        for group in groups.values()
+    ]
+
+
 @dataclass(frozen=True)
 class _Layout:
-    """How the records of a batch of one schema are cut into pieces (see `render_batch`)."""
+    """How the records of a batch are cut into pieces (see `render_batch`)."""
 
     constants: pa.Array  # the constant pieces, in the order of their first use
     pieces: np.ndarray  # per piece of a record: the constant's index (overwritten elsewhere)
-    groups: list[list[int]]  # the feature columns of each type, in the order texts are pooled
     id_at: int
     number_at: int
     time_at: int
-    value_at: np.ndarray  # the piece of each feature column (schema order)
-    value_from: np.ndarray  # its place among the pooled value texts (in units of rows)
+    value_at: np.ndarray  # the piece of each feature's value
+    value_from: np.ndarray  # its column's place among the pooled value texts (in rows)
     prediction_at: int
 
 
-_LAYOUTS: dict[tuple[str, int, tuple[str, ...]], tuple[pa.Schema, _Layout]] = {}
-
-
-def _layout(schema: pa.Schema, model_name: str, model_version: int) -> _Layout:
-    """The layout of ``schema``'s records, made once (hashing a schema costs more than
-    comparing it to the one cached under its names)."""
-    key = (model_name, model_version, tuple(schema.names))
-    cached = _LAYOUTS.get(key)
-    if cached is not None and cached[0].equals(schema):
-        return cached[1]
-    if len(_LAYOUTS) > 64:
-        _LAYOUTS.clear()
-    layout = _LAYOUTS[key] = (schema, _make_layout(schema, model_name, model_version))
-    return layout[1]
-
-
-def _make_layout(schema: pa.Schema, model_name: str, model_version: int) -> _Layout:
-    groups: dict[pa.DataType, list[int]] = {}
-    for i, f in enumerate(schema):
-        groups.setdefault(f.type, []).append(i)
-    order = [i for group in groups.values() for i in group]
-    value_from = np.empty(len(schema), np.int64)
-    value_from[order] = np.arange(len(schema))
+@functools.lru_cache(maxsize=64)
+def _layout(
+    model_name: str,
+    model_version: int,
+    names: tuple[str, ...],
+    groups: tuple[tuple[str, ...], ...],
+) -> _Layout:
+    pooled = {name: i for i, name in enumerate(n for group in groups for n in group)}
+    if set(pooled) != set(names) or len(pooled) != len(names):
+        raise ValueError(f"the record's features {names} are not those given {groups}")
     head = f'","model_name":{json.dumps(model_name)},"model_version":{model_version},"time":"'
-    keys = [("{" if i == 0 else ",") + json.dumps(f.name) + ":" for i, f in enumerate(schema)]
+    keys = [("{" if i == 0 else ",") + json.dumps(name) + ":" for i, name in enumerate(names)]
     constants = ['{"request_id":"', "/", head, '","features":', *keys]
     constants += ["}" if keys else "{}", ',"prediction":', "}\n"]
     k = len(keys)
@@ -369,16 +391,14 @@ def _make_layout(schema: pa.Schema, model_name: str, model_version: int) -> _Lay
     for j in range(k):
         pieces += [4 + j, -1]
     pieces += [4 + k, 5 + k, -1, 6 + k]
-    at = np.array(pieces, np.int64)
     return _Layout(
         pa.array(constants, pa.string()),
-        at,
-        list(groups.values()),
+        np.array(pieces, np.int64),
         id_at=1,
         number_at=3,
         time_at=5,
         value_at=np.arange(k, dtype=np.int64) * 2 + 8,
-        value_from=value_from,
+        value_from=np.array([pooled[name] for name in names], np.int64),
         prediction_at=len(pieces) - 2,
     )
 

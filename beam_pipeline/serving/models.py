@@ -90,8 +90,9 @@ class Version:
                 for i, (start, end) in enumerate(prepared.spans)
                 if prepared.errors[i] is None
             ]
-            if record is not None and answered:
-                record(self, answered, prepared.typed, arrays)
+            if record is not None and answered:  # the log: by kind when the check typed so
+                logged = prepared.kinds if prepared.kinds is not None else prepared.typed
+                record(self, answered, logged, arrays)
             for i, (start, end) in enumerate(prepared.spans):
                 if prepared.errors[i] is None:
                     results[i] = Answered({k: a[start:end] for k, a in arrays.items()})
@@ -103,7 +104,8 @@ class Version:
 
 
 # (the version, the answered requests with their rows' place in the batch, the batch's typed
-# raw values (None for serialized examples), the batch's outputs)
+# raw values (a record batch, or `log.Groups` by kind; None for serialized examples), the batch's
+# outputs)
 Record = Callable[["Version", list[tuple[Inputs, int, int]], Any, dict[str, np.ndarray]], None]
 
 

@@ -31,9 +31,14 @@ class ServingSection:
             ``push.serving_dir``.
         version_labels: ``{model: {label: version}}`` (TF Serving's ``version_labels``).
         max_batch_size: rows per model call at most.
-        batch_timeout_ms: how long a batch waits for more rows once a model worker is free
-            (0: take what is queued at once).
+        batch_timeout_ms: how long a batch may wait, once a model worker is free, for as many
+            rows as the last batch had (a lone client never waits; 0: take what is queued at
+            once). See `serving.batching`.
         batch_threads: model calls that may run at once (per model version).
+        model_threads: TensorFlow's inter-op and intra-op threads in the server (0: its
+            default, one per core). 1 runs a batch's graph on the model thread itself: at a
+            server's batch sizes, handing its small ops to other threads cost more CPU than it
+            saved (see docs/serving.md).
         max_queued_rows: rows waiting for the model before requests are refused with 503.
         max_body_bytes: a larger request body is refused with 413.
         poll_seconds: how often the serving folders are checked for new or removed versions.
@@ -52,8 +57,9 @@ class ServingSection:
     models: dict[str, str] = field(default_factory=dict)
     version_labels: dict[str, dict[str, int]] = field(default_factory=dict)
     max_batch_size: int = 64
-    batch_timeout_ms: float = 0.0
+    batch_timeout_ms: float = 2.0
     batch_threads: int = 1
+    model_threads: int = 1
     max_queued_rows: int = 10_000
     max_body_bytes: int = 10 * 1024 * 1024
     poll_seconds: float = 2.0
@@ -89,6 +95,10 @@ class ServingSection:
         for key, value in positive.items():
             if value <= 0:
                 raise ConfigError(f"serving.{key}: expected > 0; received {value!r}")
+        if not isinstance(self.model_threads, int) or self.model_threads < 0:
+            raise ConfigError(
+                f"serving.model_threads: expected an integer >= 0; received {self.model_threads!r}"
+            )
         if self.batch_timeout_ms < 0:
             raise ConfigError(
                 f"serving.batch_timeout_ms: expected >= 0; received {self.batch_timeout_ms!r}"

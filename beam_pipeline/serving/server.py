@@ -149,8 +149,24 @@ async def serve_async(
         )
 
 
+def tensorflow_threads(threads: int) -> None:
+    """TensorFlow's thread pools for this process (``serving.model_threads``; 0 leaves its
+    default). Must run before TensorFlow's first op."""
+    if threads <= 0:
+        return
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+    except RuntimeError:  # TensorFlow already ran an op in this process
+        log.warning("serve: serving.model_threads not applied: TensorFlow is already running")
+
+
 def serve(config: Any, host: str, port: int, grpc_port: int, extra_models: list[str]) -> None:
     import uvloop
+
+    tensorflow_threads(serving_section(config).model_threads)
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(serve_async(config, host, port, grpc_port, extra_models))

@@ -143,7 +143,7 @@ class Service:
         self,
         v: Version,
         answered: list[tuple[Inputs, int, int]],
-        typed: pa.RecordBatch | None,
+        typed: pa.RecordBatch | plog.Groups | None,
         outputs: dict[str, np.ndarray],
     ) -> None:
         """Write a batch's records to the log (on the model thread, before its answers leave):
@@ -153,9 +153,10 @@ class Service:
         if typed is None:  # serialized tf.Examples: their values parsed for the log
             examples = [e for item, _, _ in answered for e in item.examples or ()]
             typed = _examples_batch(v, examples)
+        names = v.spec.names if not isinstance(typed, pa.RecordBatch) else typed.schema.names
         if self.excluded:
-            keep_names = [n for n in typed.schema.names if n not in self.excluded]
-            typed = pa.RecordBatch.from_arrays([typed.column(n) for n in keep_names], keep_names)
+            typed = plog.without(typed, self.excluded, len(predictions))
+            names = [n for n in names if n not in self.excluded]
         data = plog.render_batch(
             typed,
             predictions.reshape(len(predictions), -1),
@@ -165,8 +166,9 @@ class Service:
             v.name,
             v.version,
             plog.now_iso(),
+            names,
         )
-        self.writer.append(plog.PREDICTIONS, v.name, data, typed.num_rows)
+        self.writer.append(plog.PREDICTIONS, v.name, data, len(predictions))
 
     def _remember(self, model: str, rid: str, rows: int) -> None:
         recent = self._recent.setdefault(model, OrderedDict())

@@ -151,3 +151,34 @@ def test_close_answers_everything_queued() -> None:
         return [f.result() for f in futures]
 
     assert [r["y"][0, 0] for r in run(go())] == [2 * i for i in range(9)]
+
+
+def closed_loop(timeout_ms: float, clients: int, rounds: int) -> list[int]:
+    """``clients`` clients, client n sending its next one-row request n ms after its answer."""
+    model = Model(0.002)
+
+    async def client(b: Batcher, n: int) -> None:
+        for i in range(rounds):
+            await submit(b, [n * 1000 + i])
+            await asyncio.sleep(0.001 * n)  # the client's side of the round trip
+
+    async def go() -> None:
+        b = Batcher(model, ThreadPoolExecutor(1), max_batch_size=64, timeout_ms=timeout_ms)
+        await asyncio.gather(*(client(b, n) for n in range(clients)))
+        await b.close()
+
+    run(go())
+    return model.batches
+
+
+def test_a_batch_waits_for_the_clients_the_last_one_answered() -> None:
+    # without the wait the returning clients straggle into small batches; with it, once the
+    # first batches are past, every batch holds every client
+    assert closed_loop(100, clients=8, rounds=6)[-3:] == [8, 8, 8]
+    assert min(closed_loop(0, clients=8, rounds=6)[2:]) < 8
+
+
+def test_a_lone_client_never_waits_for_company() -> None:
+    t0 = time.perf_counter()
+    assert closed_loop(1000, clients=1, rounds=5) == [1] * 5
+    assert time.perf_counter() - t0 < 1.0  # not one 1 s wait

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
+import random
 import threading
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
+
+from beam_pipeline.io.predictions import json_lines
 from beam_pipeline.serving import log as plog
 
 
@@ -78,3 +83,36 @@ def test_feedback_ids_are_normalised_to_rows() -> None:
         {"request_id": "abc/0", "label": 1, "time": "t"},
         {"request_id": "abc/2", "label": "yes", "time": "t"},
     ]
+
+
+def test_render_batch_writes_json_lines_text_from_batches_and_groups() -> None:
+    """The server's renderer gives score's bytes (`json_lines`), whatever the mix of requests,
+    row offsets (a request cut into parts), nulls, NaN, escapes and excluded features."""
+    rng = random.Random(0)
+    for _ in range(50):
+        counts = [rng.randint(1, 4) for _ in range(rng.randint(1, 5))]
+        offsets = [rng.choice([0, 0, 64, 130]) for _ in counts]
+        n = sum(counts)
+        batch = pa.RecordBatch.from_arrays(
+            [
+                pa.array([rng.choice([None, 1, -5, 2**40]) for _ in range(n)], pa.int64()),
+                pa.array([rng.choice([None, 1.5, 1e20, float("nan"), 1.0]) for _ in range(n)]),
+                pa.array([rng.choice([None, "a", 'q"x', "b\\c", "é\n", ""]) for _ in range(n)]),
+                pa.array([rng.choice([None, 3, 4]) for _ in range(n)], pa.int64()),
+            ],
+            names=["n", "x", "s", "m"],
+        )
+        predictions = np.random.default_rng(0).random((n, rng.choice([1, 3]))).astype(np.float32)
+        pairs = enumerate(zip(counts, offsets, strict=True))
+        ids = [f"r{k}/{o + i}" for k, (c, o) in pairs for i in range(c)]
+        want = json_lines(batch, predictions, ids, "taxi", 3, "2026-01-01T00:00:00.000Z")
+        rids = [f"r{k}" for k in range(len(counts))]
+        args = (predictions, rids, counts, offsets, "taxi", 3, "2026-01-01T00:00:00.000Z")
+        assert plog.render_batch(batch, *args) == want.encode()
+        kinds = [(["n", "m"], pa.concat_arrays([batch.column(0), batch.column(3)]))]
+        kinds += [(["x"], batch.column(1)), (["s"], batch.column(2))]
+        assert plog.render_batch(kinds, *args, ["n", "x", "s", "m"]) == want.encode()
+        kept = plog.without(kinds, {"m", "x"}, n)
+        narrow = pa.RecordBatch.from_arrays([batch.column(0), batch.column(2)], names=["n", "s"])
+        want = json_lines(narrow, predictions, ids, "taxi", 3, "2026-01-01T00:00:00.000Z")
+        assert plog.render_batch(kept, *args, ["n", "s"]) == want.encode()
