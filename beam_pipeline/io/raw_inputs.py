@@ -154,6 +154,18 @@ class RawSchema:
         return cls.from_json(path.read_text()) if path.is_file() else None
 
 
+@dataclass(frozen=True)
+class Kind:
+    """The columns of one kind as `check_json_columns` typed them, concatenated: column
+    ``names[j]`` is rows ``j*n .. j*n+n`` of ``values``. ``json``: the same values as the JSON
+    values they were typed from (a list), when those are exactly them (ints in an int column,
+    numbers in a float column, text with no blank in a string column), else None."""
+
+    names: tuple[str, ...]
+    values: pa.Array
+    json: list[Any] | None = None
+
+
 @dataclass
 class CheckedRows:
     """The outcome of `check_rows`.
@@ -166,16 +178,15 @@ class CheckedRows:
             null = missing).
         extra: input columns the model does not take (ignored).
         kinds: when `check_json_columns` typed every column by its shortcut and accepted every
-            row: per kind, ``(names, values)``, the kind's columns concatenated (column
-            ``names[j]`` is rows ``j*n .. j*n+n``), as they were typed (a server's batch is
-            turned into inputs and log records from them, a few calls per kind, not per column).
+            row: the columns of each kind concatenated (`Kind`; a server's batch is turned into
+            inputs and log records from them, a few calls per kind, not per column).
     """
 
     accepted: np.ndarray
     rejected: list[tuple[int, str]]
     batch: pa.RecordBatch
     extra: list[str] = field(default_factory=list)
-    kinds: tuple[tuple[tuple[str, ...], pa.Array], ...] | None = None
+    kinds: tuple[Kind, ...] | None = None
 
     def raw_strings(self) -> dict[str, pa.Array]:
         """``serving_raw`` inputs: CSV-like text per column, ``""`` for a missing value.
@@ -290,10 +301,12 @@ def check_json_columns(
             array = pa.array(values, pa.string() if text else ARROW[kind])
         except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):  # past int64 / 2**53
             return _check_json_slowly(columns, rows, schema)
+        exact = not text
         if kind == "string" or text:  # blank text is a missing value
             trimmed = pc.utf8_trim_whitespace(array)
             blank = pc.fill_null(pc.equal(trimmed, ""), False)
             if pc.any(blank).as_py():
+                exact = False
                 array = pc.if_else(blank, pa.scalar(None, pa.string()), array)
                 trimmed = pc.if_else(blank, pa.scalar(None, pa.string()), trimmed)
             if text:  # numbers as text (gRPC's string tensors): one parse per kind
@@ -306,7 +319,7 @@ def check_json_columns(
                 return _check_json_slowly(columns, rows, schema)
         for j, c in enumerate(cols):
             typed[c.name] = array.slice(j * rows, rows)
-        grouped.append((tuple(c.name for c in cols), array))
+        grouped.append(Kind(tuple(c.name for c in cols), array, values if exact else None))
     bad = np.zeros(rows, bool)
     reasons: dict[int, str] = {}
     for col in schema.columns:

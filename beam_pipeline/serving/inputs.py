@@ -156,7 +156,7 @@ class Prepared:
     errors: list[RequestError | None]
     spans: list[tuple[int, int]]
     typed: pa.RecordBatch | None
-    kinds: tuple[tuple[tuple[str, ...], pa.Array], ...] | None = None  # `CheckedRows.kinds`
+    kinds: tuple[raw_inputs.Kind, ...] | None = None  # `CheckedRows.kinds`
 
 
 def _flat(value: Any) -> Any:
@@ -246,7 +246,7 @@ def prepare_raw(schema: RawSchema, items: list[Inputs]) -> Prepared:
 
 
 def _prepared_by_kind(
-    kinds: tuple[tuple[tuple[str, ...], pa.Array], ...],
+    kinds: tuple[raw_inputs.Kind, ...],
     items: list[Inputs],
     errors: list[RequestError | None],
     starts: list[tuple[int, int]],
@@ -256,7 +256,8 @@ def _prepared_by_kind(
     """The ``serving_raw`` strings of each kind's columns at once (one cast, fill and numpy
     conversion per kind; each column a view), where `raw_strings` went column by column."""
     inputs: dict[str, np.ndarray] = {}
-    for names, values in kinds:
+    for kind in kinds:
+        names, values = kind.names, kind.values
         text = values if pa.types.is_string(values.type) else pc.cast(values, pa.string())
         strings = pc.fill_null(text, "").to_numpy(zero_copy_only=False).reshape(len(names), total)
         for j, name in enumerate(names):

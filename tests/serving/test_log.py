@@ -11,6 +11,7 @@ import numpy as np
 import pyarrow as pa
 
 from beam_pipeline.io.predictions import json_lines
+from beam_pipeline.io.raw_inputs import Kind
 from beam_pipeline.serving import log as plog
 
 
@@ -109,10 +110,38 @@ def test_render_batch_writes_json_lines_text_from_batches_and_groups() -> None:
         rids = [f"r{k}" for k in range(len(counts))]
         args = (predictions, rids, counts, offsets, "taxi", 3, "2026-01-01T00:00:00.000Z")
         assert plog.render_batch(batch, *args) == want.encode()
-        kinds = [(["n", "m"], pa.concat_arrays([batch.column(0), batch.column(3)]))]
-        kinds += [(["x"], batch.column(1)), (["s"], batch.column(2))]
+        kinds = [Kind(("n", "m"), pa.concat_arrays([batch.column(0), batch.column(3)]))]
+        kinds += [Kind(("x",), batch.column(1)), Kind(("s",), batch.column(2))]
         assert plog.render_batch(kinds, *args, ["n", "x", "s", "m"]) == want.encode()
         kept = plog.without(kinds, {"m", "x"}, n)
         narrow = pa.RecordBatch.from_arrays([batch.column(0), batch.column(2)], names=["n", "s"])
         want = json_lines(narrow, predictions, ids, "taxi", 3, "2026-01-01T00:00:00.000Z")
         assert plog.render_batch(kept, *args, ["n", "s"]) == want.encode()
+
+
+def test_render_batch_from_json_values_gives_the_same_records() -> None:
+    """A well-formed request's own JSON values (`Kind.json`) are rendered with orjson, no Arrow:
+    the same JSON values as score's writer (numbers may be spelled otherwise: 1.0 for 1)."""
+    rng = random.Random(1)
+    for _ in range(50):
+        counts = [rng.randint(1, 4) for _ in range(rng.randint(1, 5))]
+        offsets = [rng.choice([0, 0, 64, 130]) for _ in counts]
+        n = sum(counts)
+        ints = [rng.choice([None, 1, -5, 2**40]) for _ in range(2 * n)]
+        floats = [1.0] + [rng.choice([None, 1.5, 1e20, 2.5e-05, 3, 0.1]) for _ in range(n - 1)]
+        texts = [rng.choice([None, "a", 'q"x', "b\\c", "é\n", ","]) for _ in range(n)]
+        kinds = [
+            Kind(("n", "m"), pa.array(ints, pa.int64()), ints),
+            Kind(("x",), pa.array(floats, pa.float64()), floats),
+            Kind(("s",), pa.array(texts, pa.string()), texts),
+        ]
+        predictions = np.random.default_rng(0).random((n, 1)).astype(np.float32)
+        rids = [f"r{k}" for k in range(len(counts))]
+        args = (predictions, rids, counts, offsets, "taxi", 3, "2026-01-01T00:00:00.000Z")
+        order = ["s", "n", "x", "m"]
+        fast = plog.render_batch(kinds, *args, order)
+        arrow = plog.render_batch([Kind(k.names, k.values) for k in kinds], *args, order)
+        assert fast != arrow  # the orjson path was taken (1.0 is spelled "1" by Arrow)
+        fast_lines, arrow_lines = fast.decode().splitlines(), arrow.decode().splitlines()
+        assert [json.loads(x) for x in fast_lines] == [json.loads(x) for x in arrow_lines]
+        assert [list(json.loads(x)["features"]) for x in fast_lines] == [order] * n
