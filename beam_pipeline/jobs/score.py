@@ -64,6 +64,7 @@ from beam_pipeline.io.dead_letters import WriteDeadLetters
 from beam_pipeline.io.predictions import iso_time, json_record_bytes, output_table, record_header
 from beam_pipeline.io.raw_inputs import RawColumn, RawSchema, check_rows, strict_json
 from beam_pipeline.io.readers import Rejected
+from beam_pipeline.runners.options import runs_in_process
 
 log = logging.getLogger(__name__)
 
@@ -540,25 +541,6 @@ def _schema(job: ScoreJob, model: Artifact) -> pa.Schema:
         nested=job.output_format == "parquet",
     )
     return table.schema
-
-
-def runs_in_process(config: Config, beam_args: list[str] | None, output: str) -> bool:
-    """Whether the job runs without a Beam runner: DirectRunner in its ``in_memory`` mode (one
-    thread of this process runs the DoFn anyway) writing to a local folder. Any other runner,
-    ``multi_processing`` and object-store outputs go through Beam."""
-    from beam_pipeline.runners.options import beam_args as all_beam_args
-
-    runner = mode = None
-    for arg in all_beam_args(config, beam_args):
-        if arg.startswith("--runner="):
-            runner = arg.split("=", 1)[1]
-        elif arg.startswith("--direct_running_mode="):
-            mode = arg.split("=", 1)[1]
-    return (
-        runner in ("DirectRunner", "direct")
-        and mode in (None, "in_memory")
-        and not filesystem.is_remote(output)
-    )
 
 
 def run_in_process(job: ScoreJob, schema: pa.Schema | None) -> dict[str, int]:

@@ -53,7 +53,7 @@ class Segment:
     path: str
     table: pa.Table
     rejected: list[Rejected] = field(default_factory=list)
-    lines: int = 0
+    lines: int = 0  # the lines that are not blank: a row each, or a rejected line
 
 
 def log_dir(root: str | Path, kind: str, model_name: str) -> Path:
@@ -150,11 +150,11 @@ def read_segment(path: str) -> Segment:
     else:
         if is_open(path) and not body.endswith(b"\n") and _writer_alive(path):
             body = body[: body.rfind(b"\n") + 1]  # a record being written: the next read has it
-    lines = body.count(b"\n") + (1 if body and not body.endswith(b"\n") else 0)
     if not body or body.isspace():  # strip() would copy the segment
         return Segment(path, pa.table({}), [], 0)
     try:
-        return Segment(path, json_table(body), [], lines)
+        table = json_table(body)
+        return Segment(path, table, [], table.num_rows)
     except pa.ArrowInvalid:
         pass
     rows: list[dict[str, Any]] = []
@@ -170,7 +170,7 @@ def read_segment(path: str) -> Segment:
         except (ValueError, UnicodeDecodeError) as exc:
             text = raw.decode("utf-8", "replace")
             rejected.append(Rejected(path, i, f"invalid JSON: {exc}", text[:2000]))
-    return Segment(path, _table_of(rows), rejected, lines)
+    return Segment(path, _table_of(rows), rejected, len(rows) + len(rejected))
 
 
 def _table_of(rows: list[dict[str, Any]]) -> pa.Table:
@@ -313,7 +313,8 @@ def predictions(
             )
         )
         return Predictions(empty.batch, n, 0, n)
-    keep = in_window(times(t.column("time")), since, until)
+    when = times(t.column("time"))
+    keep = in_window(when, since, until)
     outside = n - pc.sum(keep).as_py() if n else 0
     if "model_name" in t.column_names:
         mine = pc.fill_null(
@@ -323,7 +324,10 @@ def predictions(
         keep = pc.and_(keep, mine)
     else:
         wrong = 0
+    if isinstance(keep, pa.ChunkedArray):
+        keep = keep.combine_chunks()
     t = t.filter(keep)
+    when = when.filter(keep)
     features = t.column("features").combine_chunks()
     if not pa.types.is_struct(features.type):
         features = pa.StructArray.from_arrays([], names=[]) if not len(features) else features
@@ -340,7 +344,7 @@ def predictions(
             else pa.nulls(t.num_rows),
             "int",
         )[0],
-        "time": times(t.column("time")),
+        "time": when,
         "prediction": _predictions(t.column("prediction").combine_chunks()),
     }
     bad = 0

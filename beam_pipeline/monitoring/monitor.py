@@ -136,24 +136,17 @@ def monitor(
     """One monitoring round; returns the report (``alerts`` empty when healthy, ``empty`` True
     when the window holds no prediction: then nothing is written)."""
     from beam_pipeline.core.metadata import Store
-    from beam_pipeline.runners.options import pipeline_options
+    from beam_pipeline.runners.options import pipeline_options, runs_in_process
 
     t0 = time.time()
     section = section_of(config)
     start, end = _window(section, since, until)
     store = Store(config)
-    ref = _reference_version(config, store, version)
-    info = model_info(store, ref)
-    label_column, label_kind = _label(section, info)
-    features = [c for c in (info.raw_features or info.columns) if c != label_column]
-    columns = {c: info.columns.get(c, "string") for c in features}
+    job, ref = monitor_job(config, store, start, end, version)
+    models = job.models
     name = config.pipeline.name
-    root = logs_root(config)
-    pred_dir = logs.log_dir(root, logs.PREDICTIONS, name)
-    segments = logs.list_segments(pred_dir, end, start)
-    if section.batch_results:
-        segments += logs.batch_segments(store, end, start)
-    feedback = logs.list_segments(logs.log_dir(root, logs.FEEDBACK, name))
+    pred_dir = logs.log_dir(logs_root(config), logs.PREDICTIONS, name)
+    segments = job.segments
     window = {"since": logs.iso(start), "until": logs.iso(end)}
     base = {"window": window, "model_name": name, "segments": len(segments)}
     if not segments:
@@ -164,48 +157,14 @@ def monitor(
             "alerts": [],
             "message": _empty_message(window, pred_dir, segments),
         }
-
-    evaluate = config.stages.get("evaluate")
-    models = {v: (info if v == ref else _safe_info(store, v)) for v in _versions(store)}
-    models = {v: m for v, m in models.items() if m is not None}
     root = config.pipeline.root
-    schema = _schema(info)
-    categorical = rules.categorical_features(schema, columns)
-    buckets: dict[str, list[float]] = {}
-    if info.train_statistics:
-        import tensorflow_data_validation as tfdv
-
-        training = tfdv.load_stats_binary(info.train_statistics)
-        buckets = rules.numeric_buckets(training, columns, categorical)
-    job = MonitorJob(
-        segments=segments,
-        feedback=feedback,
-        model_name=name,
-        columns=columns,
-        label_column=label_column,
-        label_kind=label_kind,
-        since=start,
-        until=end,
-        models=models,
-        output="",  # the execution's staging folder, set in `write`
-        label_values=dict(section.label_values),
-        slice_specs=list(getattr(evaluate, "slice_specs", []) or []),
-        boundaries=dict(getattr(evaluate, "bucket_boundaries", {}) or {}),
-        task=_task(info, evaluate),
-        auc_buckets=int(getattr(evaluate, "auc_buckets", 10_000)),
-        threshold=float(getattr(evaluate, "decision_threshold", 0.5)),
-        bins=section.bins,
-        only_version=version,
-        buckets=buckets,
-        float_columns=[c for c, kind in columns.items() if kind == "float"],
-    )
     options = pipeline_options(config, beam_args)
     outcome: dict[str, Any] = {}
 
     def write(execution: Execution) -> dict[str, Artifact]:
         out = execution.output_dir
         run = replace(job, output=str(out))
-        results = run_job(run, options)
+        results = run_job(run, options, runs_in_process(config, beam_args, str(out)))
         if not results["counters"].get("predictions"):
             outcome["counters"] = results["counters"]
             return {}  # nothing of the window: nothing published, the execution CANCELED
@@ -248,6 +207,61 @@ def monitor(
         done.destination,
     )
     return body
+
+
+def monitor_job(
+    config: Any, store: Any, start: dt.datetime, end: dt.datetime, version: int | None
+) -> tuple[MonitorJob, int]:
+    """The job of a window (its ``output`` still to set) and the reference version: the model
+    versions' lineage, the segments that may hold rows of the window (none: nothing to do),
+    the feedback segments, the numeric features' training deciles."""
+    section = section_of(config)
+    ref = _reference_version(config, store, version)
+    info = model_info(store, ref)
+    label_column, label_kind = _label(section, info)
+    features = [c for c in (info.raw_features or info.columns) if c != label_column]
+    columns = {c: info.columns.get(c, "string") for c in features}
+    name = config.pipeline.name
+    root = logs_root(config)
+    segments = logs.list_segments(logs.log_dir(root, logs.PREDICTIONS, name), end, start)
+    if section.batch_results:
+        segments += logs.batch_segments(store, end, start)
+    feedback = logs.list_segments(logs.log_dir(root, logs.FEEDBACK, name))
+    models: dict[int, ModelInfo] = {}
+    buckets: dict[str, list[float]] = {}
+    if segments:
+        found = {v: (info if v == ref else _safe_info(store, v)) for v in _versions(store)}
+        models = {v: m for v, m in found.items() if m is not None}
+        categorical = rules.categorical_features(_schema(info), columns)
+        if info.train_statistics:
+            import tensorflow_data_validation as tfdv
+
+            training = tfdv.load_stats_binary(info.train_statistics)
+            buckets = rules.numeric_buckets(training, columns, categorical)
+    evaluate = config.stages.get("evaluate")
+    job = MonitorJob(
+        segments=segments,
+        feedback=feedback,
+        model_name=name,
+        columns=columns,
+        label_column=label_column,
+        label_kind=label_kind,
+        since=start,
+        until=end,
+        models=models,
+        output="",  # the execution's staging folder, set in `write`
+        label_values=dict(section.label_values),
+        slice_specs=list(getattr(evaluate, "slice_specs", []) or []),
+        boundaries=dict(getattr(evaluate, "bucket_boundaries", {}) or {}),
+        task=_task(info, evaluate),
+        auc_buckets=int(getattr(evaluate, "auc_buckets", 10_000)),
+        threshold=float(getattr(evaluate, "decision_threshold", 0.5)),
+        bins=section.bins,
+        only_version=version,
+        buckets=buckets,
+        float_columns=[c for c, kind in columns.items() if kind == "float"],
+    )
+    return job, ref
 
 
 def _safe_info(store: Any, version: int) -> ModelInfo | None:

@@ -88,6 +88,21 @@ def pipeline_options(config: Config, extra: list[str] | None = None) -> Pipeline
     return PipelineOptions(beam_args(config, extra))
 
 
+def runs_in_process(config: Config, extra: list[str] | None, output: str) -> bool:
+    """Whether a job may run without a Beam runner, in this process: DirectRunner in its
+    ``in_memory`` mode (one thread of this process runs the DoFns anyway) writing to a local
+    folder. Any other runner, ``multi_processing`` and object-store outputs go through Beam.
+    `jobs.score` and `monitoring.job` have such a path (docs/runners.md)."""
+    from beam_pipeline.io import filesystem
+
+    args = beam_args(config, extra)
+    return (
+        _last_value(args, "--runner") in ("DirectRunner", "direct")
+        and _last_value(args, "--direct_running_mode") in (None, "in_memory")
+        and not filesystem.is_remote(output)
+    )
+
+
 def _last_value(args: list[str], flag: str) -> str | None:
     value = None
     for a in args:
