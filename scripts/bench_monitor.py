@@ -11,7 +11,8 @@ and files its JSON Lines output as prediction-log segments (the record format is
 on those files:
 
 - monitor: `beam_pipeline.monitoring.monitor.monitor` end to end (read, join, statistics,
-  traffic, live quality, skew, report, ML Metadata);
+  traffic, live quality, skew, report, ML Metadata), on the config's runner: with the default
+  DirectRunner in_memory, in this process without a Beam pipeline (`job.run_in_process`);
 - TFDV direct: a Beam pipeline that reads the same segments with pyarrow and runs
   ``tfdv.GenerateStatistics`` on the same features (no join, no metrics, no report);
 - join: reading the feedback, keeping the last label per id and joining every prediction batch

@@ -10,6 +10,7 @@
                                                         └─ LabelledRows (CSV for retraining)
 
 Every element is an Arrow record batch (one per segment part): no per-row Python on the hot path.
+On the DirectRunner in_memory the same DoFns run without a runner (`run_in_process`).
 The feedback log is small next to the prediction log (a label per labelled request), so it is
 read and deduplicated before the pipeline starts (`read_feedback`) and travels inside the join's
 DoFn: the read, the join and every branch after it fuse into one stage, and no joined batch is

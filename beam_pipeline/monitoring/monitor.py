@@ -2,8 +2,9 @@
 
 1. resolve the window and the model version(s) (lineage: training statistics, schema, transform
    graph, evaluation-time metrics);
-2. run the Beam job (`job.py`) over the prediction segments and score outputs in the window,
-   joined with the feedback log;
+2. run the job (`job.py`) over the prediction segments and score outputs in the window, joined
+   with the feedback log: the Beam job, or on the DirectRunner in_memory with a local root the
+   same DoFns in this process (`runners.options.runs_in_process`, `job.run_in_process`);
 3. apply the rules (`rules.py`): skew against the training data, drift against the previous
    report, prediction shift against the eval split, live quality against evaluation time;
 4. write ``report.json``, ``report.txt``, ``report.html``, ``FeatureStats.pb`` and

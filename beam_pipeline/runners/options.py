@@ -92,7 +92,7 @@ def runs_in_process(config: Config, extra: list[str] | None, output: str) -> boo
     """Whether a job may run without a Beam runner, in this process: DirectRunner in its
     ``in_memory`` mode (one thread of this process runs the DoFns anyway) writing to a local
     folder. Any other runner, ``multi_processing`` and object-store outputs go through Beam.
-    `jobs.score` and `monitoring.job` have such a path (docs/runners.md)."""
+    `jobs.score` and `monitoring.job` have such a path (docs/stages.md, docs/monitoring.md)."""
     from beam_pipeline.io import filesystem
 
     args = beam_args(config, extra)
