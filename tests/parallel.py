@@ -27,6 +27,7 @@ _SHARED = pytest.StashKey[str]()
 GROUPS = {
     "tests/monitoring/test_monitor.py": "monitoring",
     "tests/monitoring/test_retrain.py": "monitoring",
+    "tests/monitoring/test_in_process.py": "monitoring",
     "tests/test_object_store.py": "s3",
     "tests/test_portable.py": "s3",
     "tests/stages/test_train.py": "ml",
