@@ -4,10 +4,10 @@ Each model version has one `Batcher` per signature. A request's rows join a queu
 cut as soon as a model worker is free: everything queued (up to ``max_batch_size`` rows). While
 the model runs one batch the next one fills, so batches grow with the load. The rows the last
 batch answered that have not come back yet (their clients are most likely sending their next
-request) are waited for, at most ``batch_timeout_ms``: a model call costs about the same at 12
-rows as at 32 (~1 ms of TensorFlow per call on the taxi model), so under load one batch of
-every client replaces two half batches. A lone client, already back, never waits; 0 turns the
-wait off. The model call runs on a
+request) are waited for, at most ``batch_timeout_ms`` (default 0: no wait): a model call costs
+about the same at 12 rows as at 32 (~1 ms of TensorFlow per call on the taxi model), so under
+load fewer, larger batches cost less CPU per row, for some latency (docs/serving.md). A lone
+client, already back, never waits. The model call runs on a
 worker thread (TensorFlow releases the GIL), never on the event loop; each caller gets its own
 rows back, in order. The call gets the requests of a batch (each request's own inputs, unchecked)
 and answers each one, or fails it alone (a refused row fails its own request only, see

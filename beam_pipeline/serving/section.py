@@ -31,9 +31,9 @@ class ServingSection:
             ``push.serving_dir``.
         version_labels: ``{model: {label: version}}`` (TF Serving's ``version_labels``).
         max_batch_size: rows per model call at most.
-        batch_timeout_ms: how long a batch may wait, once a model worker is free, for as many
-            rows as the last batch had (a lone client never waits; 0: take what is queued at
-            once). See `serving.batching`.
+        batch_timeout_ms: how long a batch may wait, once a model worker is free, for the rows
+            of the clients the last batch answered (a lone client never waits; 0, the default:
+            take what is queued at once). See `serving.batching`.
         batch_threads: model calls that may run at once (per model version).
         model_threads: TensorFlow's inter-op and intra-op threads in the server (0: its
             default, one per core). 1 runs a batch's graph on the model thread itself: at a
@@ -57,7 +57,7 @@ class ServingSection:
     models: dict[str, str] = field(default_factory=dict)
     version_labels: dict[str, dict[str, int]] = field(default_factory=dict)
     max_batch_size: int = 64
-    batch_timeout_ms: float = 2.0
+    batch_timeout_ms: float = 0.0
     batch_threads: int = 1
     model_threads: int = 1
     max_queued_rows: int = 10_000
