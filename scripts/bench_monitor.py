@@ -15,6 +15,9 @@ on those files:
   DirectRunner in_memory, in this process without a Beam pipeline (`job.run_in_process`);
 - TFDV direct: a Beam pipeline that reads the same segments with pyarrow and runs
   ``tfdv.GenerateStatistics`` on the same features (no join, no metrics, no report);
+- TFDV in-process (a reference, not the target): the same reading and TFDV's statistics
+  generators in this process (`monitoring.statistics.InProcessStatistics`, what the monitor's
+  in-process path runs), no Beam: what the statistics alone cost without the runner;
 - join: reading the feedback, keeping the last label per id and joining every prediction batch
   (`logs.latest_labels` + `job.join`), in-process.
 
@@ -106,6 +109,21 @@ def tfdv_direct(segments: list[str], columns: dict[str, str], out: Path) -> floa
             | tfdv.GenerateStatistics(tfdv.StatsOptions())
             | tfdv.WriteStatisticsToBinaryFile(str(out))
         )
+    return time.time() - t0
+
+
+def tfdv_in_process(segments: list[str], columns: dict[str, str], out: Path) -> float:
+    """TFDV's statistics generators over the same records in this process (no Beam)."""
+    import tensorflow_data_validation as tfdv
+
+    from beam_pipeline.monitoring.statistics import InProcessStatistics
+
+    t0 = time.time()
+    stats = InProcessStatistics(tfdv.StatsOptions())
+    for path in segments:
+        for batch in _features(path, columns):
+            stats.add(batch)
+    out.write_bytes(stats.result().SerializeToString())
     return time.time() - t0
 
 
@@ -206,14 +224,17 @@ def main() -> None:
         load_before = os.getloadavg()
         monitor_s: list[float] = []
         direct_s: list[float] = []
+        in_process_s: list[float] = []
         for i in range(a.rounds):  # interleaved: both see the same machine, round by round
             t0 = time.time()
             body = monitor(config, since="2000-01-01T00:00:00Z", version=version)
             monitor_s.append(time.time() - t0)
             columns = {c: body["column_types"][c] for c in body["features"]}
             direct_s.append(tfdv_direct(segments, columns, work / "direct.pb"))
+            in_process_s.append(tfdv_in_process(segments, columns, work / "direct.pb"))
             print(
-                f"round {i + 1}: monitor {monitor_s[-1]:.1f} s, TFDV direct {direct_s[-1]:.1f} s",
+                f"round {i + 1}: monitor {monitor_s[-1]:.1f} s, TFDV direct {direct_s[-1]:.1f} s,"
+                f" TFDV in-process {in_process_s[-1]:.1f} s",
                 file=sys.stderr,
             )
         joined = join_only(segments, feedback, columns)
@@ -239,6 +260,11 @@ def main() -> None:
         "monitor_vs_tfdv_min": round(min(monitor_s) / min(direct_s), 3),
         "monitor_vs_tfdv_median": round(
             statistics.median(monitor_s) / statistics.median(direct_s), 3
+        ),
+        "tfdv_in_process_seconds": stats(in_process_s),
+        "monitor_vs_tfdv_in_process_min": round(min(monitor_s) / min(in_process_s), 3),
+        "monitor_vs_tfdv_in_process_median": round(
+            statistics.median(monitor_s) / statistics.median(in_process_s), 3
         ),
         "monitor_rows_per_s": round(body["traffic"]["predictions"] / min(monitor_s)),
         "join": joined,

@@ -31,5 +31,6 @@ def test_bench_monitor_runs_interleaved_rounds(tmp_path: Path) -> None:
     assert result["predictions"] == result["logs"]["predictions"] == 2000
     assert len(result["monitor_seconds"]["rounds"]) == 2
     assert len(result["tfdv_direct_seconds"]["rounds"]) == 2
+    assert len(result["tfdv_in_process_seconds"]["rounds"]) == 2
     assert result["monitor_vs_tfdv_min"] > 0 and result["join"]["matched"] == result["labelled"]
     assert len(result["load_average_before"]) == 3
