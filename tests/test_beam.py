@@ -10,7 +10,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from beam_pipeline.core.config import load
 from beam_pipeline.core.metadata import Store
 from beam_pipeline.runners import engines
-from beam_pipeline.runners.options import beam_args
+from beam_pipeline.runners.options import beam_args, runs_in_process
 from tests.conftest import run_cli, write_config
 
 
@@ -25,6 +25,16 @@ def test_direct_runner_gets_its_running_mode(tmp_path, tiny_csv) -> None:
     assert "--runner=DirectRunner" in args
     assert "--direct_running_mode=multi_processing" in args
     assert not any(a.startswith("--setup_file") for a in args)
+
+
+def test_a_command_line_running_mode_overrides_the_config(tmp_path, tiny_csv) -> None:
+    cfg = load(_config(tmp_path, tiny_csv, direct_running_mode="in_memory"))
+    args = beam_args(cfg, ["--direct_running_mode=multi_processing", "--direct_num_workers=3"])
+    opts = PipelineOptions(args).get_all_options()
+    assert opts["direct_running_mode"] == "multi_processing"
+    assert opts["direct_num_workers"] == 3
+    assert not runs_in_process(cfg, ["--direct_running_mode=multi_processing"], str(tmp_path))
+    assert runs_in_process(cfg, None, str(tmp_path))
 
 
 def test_remote_runners_ship_this_package_with_setup_py(tmp_path, tiny_csv, monkeypatch) -> None:

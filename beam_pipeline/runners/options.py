@@ -20,10 +20,14 @@ def beam_args(config: Config, extra: list[str] | None = None) -> list[str]:
     args = [f"--runner={beam.runner}", *beam.options, *(extra or [])]
     runner = _last_value(args, "--runner") or beam.runner
     if runner in ("DirectRunner", "direct"):
-        args += [
-            f"--direct_running_mode={beam.direct_running_mode}",
-            f"--direct_num_workers={beam.direct_num_workers}",
-        ]
+        # The config's values are defaults: a flag given on the command line (``--beam-option``)
+        # or in ``beam.options`` wins.
+        for flag, value in (
+            ("--direct_running_mode", beam.direct_running_mode),
+            ("--direct_num_workers", beam.direct_num_workers),
+        ):
+            if _last_value(args, flag) is None:
+                args.append(f"{flag}={value}")
     elif runner not in LOCAL_RUNNERS and not any(a.startswith("--setup_file") for a in args):
         # Remote workers install the same package (and so the same DoFns) from our setup.py.
         setup = Path(__file__).resolve().parents[2] / "setup.py"
