@@ -4,7 +4,8 @@
 one row of each array per slice (slice 0 is ``Overall``). A batch updates all slices with one
 ``np.bincount`` per statistic over slice ids (``slice x cell`` for the confusion matrix) and one
 ``np.add.at`` scatter into the ``slice x bucket`` AUC histograms; no per-slice Python loop runs
-per batch. Accumulators merge (Beam's combiner lifting, or a monitor merging windows).
+per batch.
+Accumulators merge (Beam's combiner lifting, or a monitor merging windows).
 
 Metrics. Binary classification (``[rows, 1]`` probabilities): ``auc``, ``accuracy``,
 ``precision``, ``recall`` (at ``threshold``), ``log_loss``; multi-class (``[rows, classes]``):
@@ -128,9 +129,12 @@ class MetricsAccumulator:
             self.hist = grown(get("hist"), (c, 2, self.buckets), np.int64, spare=1)
 
     def _ids(self, keys: pa.Array) -> np.ndarray:
-        """Slice ids of distinct string keys (new keys get new ids); -1 for a null key."""
+        """Slice ids of distinct string keys (new keys get new ids); 0 (Overall: no slice) for a
+        null key."""
         ids = int_codes(pc.index_in(keys, value_set=self._known))
-        new = np.flatnonzero((ids < 0) & keys.is_valid().to_numpy(zero_copy_only=False))
+        if keys.null_count:
+            ids[~keys.is_valid().to_numpy(zero_copy_only=False)] = 0
+        new = np.flatnonzero(ids < 0)
         if len(new):  # rare: only the first time a slice is seen
             for i, key in zip(new.tolist(), keys.take(pa.array(new)).to_pylist(), strict=True):
                 j = self._index.get(key)
@@ -179,10 +183,9 @@ class MetricsAccumulator:
                     f"evaluate: label value {y[bad][0]:g} is out of range for a "
                     f"{self.classes}-class model (expected 0..{self.classes - 1})"
                 )
-        sids = np.empty((rows, len(slices)), np.int64)  # slice id per row and spec; -1: none
+        sids = np.empty((rows, len(slices)), np.int64)  # slice id per row and spec; 0: none
         for k, keys in enumerate(slices):
-            codes, ids = self._encode(keys, rows)
-            sids[:, k] = np.append(ids, -1)[codes]  # a null key (code -1): the appended -1
+            sids[:, k] = self._slice_ids(keys, rows)
         # Batches are buffered and folded in together: the fixed cost of the numpy calls is
         # paid per ~64k rows, not per model batch.
         if self._pending and self._pending[-1][2].shape[1] != sids.shape[1]:
@@ -201,12 +204,10 @@ class MetricsAccumulator:
         self._pending, self._pending_rows = [], 0
         rows = len(y)
         # Each row is accumulated once per slice spec, never twice for Overall: the first spec's
-        # slice ids, with its rows in no slice on Overall's id 0, give per-id sums whose total
-        # is Overall's. Further specs add their sliced rows on their own ids; their rows in no
-        # slice go to a spare id past the last slice that is dropped (no masking, no copies).
-        spare = len(self.keys)
-        first = sids[:, 0].clip(min=0) if sids.shape[1] else None
-        further = [np.where(sids[:, k] >= 0, sids[:, k], spare) for k in range(1, sids.shape[1])]
+        # slice ids (0 for its rows in no slice: Overall's id) give per-id sums whose total is
+        # Overall's. Further specs add their sliced rows on their own ids; their rows in no
+        # slice (id 0) are dropped.
+        groups = [sids[:, k] for k in range(sids.shape[1])]
         if self.kind == "multiclass":
             yi = y.astype(np.int64)
             stats = [y, -np.log(np.clip(p[np.arange(rows), yi], EPSILON, 1.0))]
@@ -232,30 +233,26 @@ class MetricsAccumulator:
                 truth = y.astype(np.int64)
                 predicted = p.argmax(axis=1)
             target, size, cell = self.confusion, w * w, truth * w + predicted
-        self._add_cells(target, size, first, cell, True)
-        for k, values in zip(columns, stats, strict=True):
-            self._add(self.sums[:, k], first, values, True)
-        for g in further:
-            self._add_cells(target, size, g, cell, False)
-            for k, values in zip(columns, stats, strict=True):
-                self._add(self.sums[:, k], g, values, False)
+        for k, g in enumerate(groups or [None]):
+            whole = k == 0
+            self._add_cells(target, size, g, cell, whole)
+            for column, values in zip(columns, stats, strict=True):
+                self._add(self.sums[:, column], g, values, whole)
         if self.kind != "regression":
-            self._add_hist(p, truth, [sids[:, k] for k in range(sids.shape[1])])
+            self._add_hist(p, truth, groups)
 
     def _add(self, target: np.ndarray, g: np.ndarray | None, values: Any, whole: bool) -> None:
         """``target[slice] += sum of values`` of the rows on slice ids ``g`` (None: Overall
-        only). `whole`: every row is on `g` and Overall gets their total; otherwise ids past the
-        known slices (rows in no slice) are dropped."""
+        only). Rows on id 0 are in no slice: `whole`, Overall gets the total of all rows;
+        otherwise they are dropped."""
         if g is None:
             target[0] += values.sum()
             return
-        if whole:
-            delta = np.bincount(g, weights=values, minlength=self._capacity)
-            target += delta
-            target[0] += delta[1:].sum()
-            return
         known = len(self.keys)
-        target[:known] += np.bincount(g, weights=values, minlength=known + 1)[:known]
+        delta = np.bincount(g, weights=values, minlength=known)
+        target[1:known] += delta[1:]
+        if whole:
+            target[0] += delta.sum()
 
     def _add_cells(
         self, target: np.ndarray, size: int, g: np.ndarray | None, cell: np.ndarray, whole: bool
@@ -268,37 +265,36 @@ class MetricsAccumulator:
             self.n[0] += delta.sum()
             return
         known = len(self.keys)
-        delta = np.bincount(g * size + cell, minlength=(known + 1) * size)
-        delta = delta[: known * size].reshape(known, *target.shape[1:])
-        target[:known] += delta
+        delta = np.bincount(g * size + cell, minlength=known * size)
+        delta = delta.reshape(known, *target.shape[1:])
         counts = delta.reshape(known, size).sum(axis=1)
-        self.n[:known] += counts
+        target[1:known] += delta[1:]
+        self.n[1:known] += counts[1:]
         if whole:
-            target[0] += delta[1:].sum(axis=0)
-            self.n[0] += counts[1:].sum()
+            target[0] += delta.sum(axis=0)
+            self.n[0] += counts.sum()
 
     def _add_hist(self, p: np.ndarray, truth: np.ndarray, groups: list[np.ndarray]) -> None:
         """AUC histograms [slice, class, negative|positive, bucket]. Overall counts every row
         with one small bincount (as when nothing is sliced); a row's offset within its slice's
         block is the same in every slice, so each spec's rows are one scatter of flat cells
-        (``np.add.at``: ~5 ns a row, where a bincount over the whole 150 x 20k histogram costs
-        its size every time). Rows in no slice land on the spare row past the last slice."""
+        (``np.add.at``: ~7 ns a row, random access to the whole histogram; a bincount over the
+        150 x 20k histogram costs as much, and its size every time). Rows in no slice (id 0)
+        land on the spare row past the last slice."""
         c, b = self._hist_classes, self.buckets
         block = c * 2 * b
         bucket = np.clip((p[:, :c] * b).astype(np.int64), 0, b - 1)  # [rows, c]
         positive = truth[:, None] == (np.arange(c) if c > 1 else 1)  # [rows, c]
         local = (np.arange(c) * 2 + positive) * b + bucket  # [rows, c]
         self.hist[0] += np.bincount(local.reshape(-1), minlength=block).reshape(self.hist.shape[1:])
-        if not groups:
-            return
         spare = self._capacity  # the spare row past the last slice: never read, not grown
         flat = self.hist.reshape(-1)
-        for g in groups:  # slice ids, -1 where the row is in no slice
-            on = np.where(g >= 0, g, spare) * block
-            np.add.at(flat, (on[:, None] + local).reshape(-1), 1)
+        for g in groups:  # slice ids, 0 where the row is in no slice
+            on = np.where(g > 0, g, spare) * block
+            np.add.at(flat, on + local[:, 0] if c == 1 else (on[:, None] + local).reshape(-1), 1)
 
-    def _encode(self, keys: Any, rows: int) -> tuple[np.ndarray, np.ndarray]:
-        """(per-row code into ids or -1, slice id per dictionary entry)."""
+    def _slice_ids(self, keys: Any, rows: int) -> np.ndarray:
+        """The slice id of each row (0: in no slice) from its slice key."""
         if isinstance(keys, pa.ChunkedArray):
             keys = keys.combine_chunks()
         if not isinstance(keys, pa.Array):
@@ -307,9 +303,12 @@ class MetricsAccumulator:
             raise DataError(f"evaluate: expected {rows} slice keys; received {len(keys)}")
         if not pa.types.is_dictionary(keys.type):
             keys = pc.dictionary_encode(keys)
-        codes = int_codes(keys.indices)
         ids = self._ids(keys.dictionary)
-        return codes, ids
+        indices = keys.indices
+        if indices.null_count:  # a null key: the id past the dictionary's, 0 (no slice)
+            ids = np.append(ids, 0)
+            indices = pc.fill_null(indices, len(keys.dictionary))
+        return ids[indices.to_numpy()]
 
     def merge(self, other: MetricsAccumulator) -> MetricsAccumulator:
         """Adds `other` into this accumulator (same kind and width); returns self."""
@@ -358,13 +357,13 @@ class MetricsAccumulator:
         """AUC per [slice, class] from the histograms, all slices at once; NaN where undefined."""
         hist = self.hist[: len(self.keys)]
         negatives, positives = hist[:, :, 0, :], hist[:, :, 1, :]
-        # In integers (exact): twice the wins, each positive beating the negatives in lower
-        # buckets and tying (one half) those in its own.
-        twice = np.cumsum(negatives, axis=2)
-        twice *= 2
-        twice -= negatives
-        wins = np.einsum("sck,sck->sc", positives, twice) / 2
-        pairs = positives.sum(axis=2) * negatives.sum(axis=2)
+        # In integers (exact): each positive beats the negatives in lower buckets and ties (one
+        # half) those in its own: twice the wins = 2 * pos . cumsum(neg) - pos . neg.
+        below = np.cumsum(negatives, axis=2)  # negatives in this bucket or a lower one
+        twice = 2 * np.einsum("sck,sck->sc", positives, below)
+        twice -= np.einsum("sck,sck->sc", positives, negatives)
+        wins = twice / 2
+        pairs = positives.sum(axis=2) * below[:, :, -1]
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(pairs > 0, wins / np.where(pairs > 0, pairs, 1), np.nan)
 

@@ -8,8 +8,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from beam_pipeline.evaluation.metrics import int_codes
-
 
 def first_values(column: pa.Array | pa.ChunkedArray) -> pa.Array:
     """The first value of each row of a list column (strings for binary); null where it has none.
@@ -55,10 +53,10 @@ def slice_keys(
     rows = batch.num_rows
     if len(spec) == 1:  # the feature's own dictionary, its codes as the indices
         [name] = spec
-        codes, texts = _codes(batch, name, boundaries.get(name), rows)
+        codes, valid, texts = _encoded(batch, name, boundaries.get(name), rows)
         keys = pc.binary_join_element_wise(f"{name}=", texts, "")
         # The codes index `keys` by construction: no bounds check (safe=False).
-        return pa.DictionaryArray.from_arrays(_masked(codes, codes >= 0), keys, safe=False)
+        return pa.DictionaryArray.from_arrays(_masked(codes, valid), keys, safe=False)
     codes = np.zeros(rows, np.int64)
     texts: list[pa.Array] = []  # per feature: the text of each of its codes
     for name in spec:
@@ -87,8 +85,17 @@ def _codes(
     batch: pa.RecordBatch | pa.Table, name: str, boundaries: list[float] | None, rows: int
 ) -> tuple[np.ndarray, pa.Array]:
     """(per-row code, -1 where missing; the text of each code) of one feature."""
+    codes, valid, texts = _encoded(batch, name, boundaries, rows)
+    return np.where(valid, codes, -1), texts
+
+
+def _encoded(
+    batch: pa.RecordBatch | pa.Table, name: str, boundaries: list[float] | None, rows: int
+) -> tuple[np.ndarray, np.ndarray, pa.Array]:
+    """(per-row code, any value where missing; where present; the text of each code) of one
+    feature. The codes stay Arrow's int32 indices (no widening, no masking pass)."""
     if name not in batch.schema.names:
-        return np.full(rows, -1, np.int64), pa.array([], pa.string())
+        return np.zeros(rows, np.int32), np.zeros(rows, bool), pa.array([], pa.string())
     column = batch.column(name)
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
@@ -96,7 +103,7 @@ def _codes(
         numbers = pc.cast(first_values(column), pa.float64()).to_numpy(zero_copy_only=False)
         present = ~np.isnan(numbers)
         idx = np.digitize(np.where(present, numbers, 0.0), boundaries)
-        return np.where(present, idx, -1), pa.array(bucket_labels(boundaries), pa.string())
+        return idx, present, pa.array(bucket_labels(boundaries), pa.string())
     has = None
     if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
         # Encode the flat values, then pick each row's first: no per-row take or null mask.
@@ -114,16 +121,25 @@ def _codes(
     elif pa.types.is_large_binary(column.type):
         column = column.view(pa.large_string())
     encoded = column.dictionary_encode()
-    codes = int_codes(encoded.indices)
+    indices = encoded.indices
+    codes = np.frombuffer(indices.buffers()[1], np.int32, len(indices), indices.offset * 4)
+    valid = (
+        indices.is_valid().to_numpy(zero_copy_only=False)
+        if indices.null_count
+        else np.ones(len(indices), bool)
+    )
     if has is not None:
-        first = codes[np.minimum(starts, len(codes) - 1)] if len(codes) else -1
-        codes = np.where(has, first, -1)
+        if len(codes):
+            first = np.minimum(starts, len(codes) - 1)
+            codes, valid = codes[first], has & valid[first]
+        else:
+            codes, valid = np.zeros(rows, np.int32), np.zeros(rows, bool)
     dictionary = encoded.dictionary
     if pa.types.is_string(dictionary.type) or pa.types.is_large_string(dictionary.type):
         dictionary = dictionary.view(
             pa.binary() if pa.types.is_string(dictionary.type) else pa.large_binary()
         )
-    return codes, pc.cast(dictionary, pa.string())
+    return codes, valid, pc.cast(dictionary, pa.string())
 
 
 def _masked(values: np.ndarray, valid: np.ndarray) -> pa.Array:
