@@ -23,6 +23,7 @@ from typing import Any
 
 import grpc
 import numpy as np
+from tensorflow.core.framework import tensor_pb2
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
     get_model_status_pb2,
@@ -46,6 +47,7 @@ log = logging.getLogger(__name__)
 
 _STATES = get_model_status_pb2.ModelVersionStatus.State
 _STRING = 7  # DT_STRING
+_FLOAT = 1  # DT_FLOAT
 
 
 def _version(service: Service, spec: Any) -> Version:
@@ -74,6 +76,23 @@ def _values(name: str, proto: Any) -> np.ndarray:
             f"{len(values)} values"
         )
     return values
+
+
+def _tensor(value: np.ndarray) -> Any:
+    """``tf.make_tensor_proto``'s proto for a float32 output, built directly (``make_tensor_proto``
+    cost ~15 us a request on the event loop); other dtypes go through it."""
+    if value.dtype != np.float32:
+        import tensorflow as tf
+
+        return tf.make_tensor_proto(value)
+    proto = tensor_pb2.TensorProto(dtype=_FLOAT)
+    for size in value.shape:
+        proto.tensor_shape.dim.add(size=size)
+    if value.size > 1:
+        proto.tensor_content = np.ascontiguousarray(value).tobytes()
+    else:
+        proto.float_val.extend(value.ravel().tolist())
+    return proto
 
 
 def _parse(request: Any, v: Version) -> tuple[str, Inputs]:
@@ -117,8 +136,6 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         ).inc()
 
     async def Predict(self, request: Any, context: Any) -> Any:  # noqa: N802 - gRPC's name
-        import tensorflow as tf
-
         service = self.service
         t0 = time.perf_counter()
         code = "OK"
@@ -143,7 +160,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             wanted = set(request.output_filter) or set(answer.outputs)
             for key, value in answer.outputs.items():
                 if key in wanted:
-                    response.outputs[key].CopyFrom(tf.make_tensor_proto(np.asarray(value)))
+                    response.outputs[key].CopyFrom(_tensor(np.asarray(value)))
             return response
         except (RequestError, ModelRefused) as exc:
             code = "INVALID_ARGUMENT"
