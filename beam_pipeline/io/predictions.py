@@ -117,8 +117,9 @@ def json_values(column: pa.Array) -> pa.Array:
     if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
         escaped = column
         # One scan for anything JSON escapes; most text columns have none and are only quoted.
-        if pc.any(pc.match_substring_regex(column, '[\\x00-\\x1f"\\\\]')).as_py():
-            if pc.any(pc.match_substring_regex(column, "[\\x00-\\x1f]")).as_py():
+        data = _data_bytes(column)
+        if ((data < 0x20) | (data == 0x22) | (data == 0x5C)).any():
+            if (data < 0x20).any():
                 return pa.array(
                     [json.dumps(v) if v is not None else None for v in column.to_pylist()],
                     pa.string(),
@@ -183,6 +184,19 @@ def json_record_bytes(
         "",
     )
     return _bytes_of(joined)[:-1]
+
+
+def _data_bytes(strings: pa.Array) -> np.ndarray:
+    """The bytes of a string array's values (its data buffer between its first and last offset;
+    bytes of null values, if any, included), as uint8, without a copy."""
+    if not len(strings):
+        return np.zeros(0, np.uint8)
+    _, offsets, data = strings.buffers()
+    kind = np.int64 if pa.types.is_large_string(strings.type) else np.int32
+    off = np.frombuffer(offsets, kind)[strings.offset : strings.offset + len(strings) + 1]
+    if data is None:
+        return np.zeros(0, np.uint8)
+    return np.frombuffer(data, np.uint8)[off[0] : off[-1]]
 
 
 def _bytes_of(strings: pa.Array) -> bytes:

@@ -231,10 +231,10 @@ def scan_csv(buf: bytes) -> Scan:
     that fails the check (stray quotes) is walked quote by quote.
     """
     arr = np.frombuffer(buf, dtype=np.uint8)
+    if b'"' not in buf:  # memchr: most files quote nothing
+        return Scan(np.flatnonzero(arr == 10), None, None)
     newline = arr == 10
     quotes = np.flatnonzero(arr == 34)
-    if not quotes.size:
-        return Scan(np.flatnonzero(newline), None, None)
     opening, closing = quotes[0::2], quotes[1::2]
     before = arr[np.maximum(opening - 1, 0)]
     escaped = np.zeros(len(opening), bool)
@@ -313,24 +313,27 @@ def read_csv(
             ends = found.ends
             if found.open_at is not None:
                 ends = ends[ends < found.open_at]
+            pos = 0  # the records before it are parsed (one copy of the rest per block)
             while ends.size:
-                take = ends[:batch_rows]
+                take = ends[:batch_rows] - pos
                 cut = int(take[-1]) + 1
-                body, data = data[:cut], data[cut:]
-                inside = found.inside[:cut] if found.inside is not None else None
-                if found.inside is not None:
-                    found.inside = found.inside[cut:]
+                body = data[pos : pos + cut]
+                inside = found.inside[pos : pos + cut] if found.inside is not None else None
                 starts = np.concatenate(([0], take[:-1] + 1))
-                at = np.flatnonzero(np.frombuffer(body, dtype=np.uint8) == 10)
-                if len(at) == len(take):  # no quoted newlines: one line per record
+                # without quotes every newline ends a record
+                newlines = len(take) if inside is None else body.count(b"\n")
+                if newlines == len(take):  # no quoted newlines: one line per record
                     lines = line + np.arange(len(take))
                 else:  # a record's line = the first line + the newlines before its first byte
+                    at = np.flatnonzero(np.frombuffer(body, dtype=np.uint8) == 10)
                     lines = line + np.searchsorted(at, starts)
-                line += len(at)
+                line += newlines
                 yield _parse_csv(path, body, inside, starts, take, lines, columns, types, ncols)
-                ends = ends[batch_rows:] - cut
-                if found.open_at is not None:
-                    found.open_at -= cut
+                ends = ends[batch_rows:]
+                pos += cut
+            data = data[pos:]
+            if found.open_at is not None:
+                found.open_at -= pos
             if found.open_at is None:
                 if eof:
                     break
@@ -366,6 +369,15 @@ def _parse_csv(
     types: dict[str, str],
     ncols: int,
 ) -> Chunk:
+    if ncols > 1 and b"\r" not in body and not (ends == starts).any():
+        # The common case without counting fields: pyarrow refuses a record with the wrong
+        # number of fields, so a typed read without error and with one row per record has
+        # nothing to reject. A blank line (pyarrow makes it a row of nulls) or a carriage
+        # return (a lone one ends a record for pyarrow but not for the line count) takes the
+        # exact path.
+        batch = _typed_batch(body, columns, types)
+        if batch is not None and batch.num_rows == len(ends):
+            return Chunk(batch, [])
     arr = np.frombuffer(body, dtype=np.uint8)
     # Fields per record: commas outside quoted fields + 1, counted per record with one bincount.
     comma = arr == 44
@@ -418,23 +430,12 @@ def _parse_csv(
         starts, ends, lines = _packed(starts[good], ends[good]) + (lines[good],)
     if not body:
         return Chunk(_empty_batch(columns, types), rejected)
+    batch = _typed_batch(body, columns, types)
+    if batch is not None:
+        return Chunk(batch, rejected)
+    # some value does not parse: read strings and find the rows
     read_options = pacsv.ReadOptions(column_names=columns, block_size=max(len(body) + 1, 1 << 20))
     parse_options = pacsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=False)
-    try:  # the fast path: pyarrow types the columns itself; "" is a missing value
-        table = pacsv.read_csv(
-            io.BytesIO(body),
-            read_options=read_options,
-            parse_options=parse_options,
-            convert_options=pacsv.ConvertOptions(
-                column_types={c: ARROW_TYPES[types.get(c, "string")] for c in columns},
-                null_values=[""],
-                strings_can_be_null=True,
-            ),
-        )
-        batch = table.combine_chunks().to_batches()[0]
-        return Chunk(_null_blank_strings(batch), rejected)
-    except pa.ArrowInvalid:
-        pass  # some value does not parse: read strings and find the rows
     table = pacsv.read_csv(
         io.BytesIO(body),
         read_options=read_options,
@@ -453,6 +454,27 @@ def _parse_csv(
         for i, reason in bad_rows.items()
     )
     return Chunk(batch, rejected)
+
+
+def _typed_batch(body: bytes, columns: list[str], types: dict[str, str]) -> pa.RecordBatch | None:
+    """The records of ``body`` typed by pyarrow itself ("" and blank text are missing values);
+    None when a value does not parse as its column's type (or a record is malformed)."""
+    try:
+        table = pacsv.read_csv(
+            io.BytesIO(body),
+            read_options=pacsv.ReadOptions(
+                column_names=columns, block_size=max(len(body) + 1, 1 << 20)
+            ),
+            parse_options=pacsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=False),
+            convert_options=pacsv.ConvertOptions(
+                column_types={c: ARROW_TYPES[types.get(c, "string")] for c in columns},
+                null_values=[""],
+                strings_can_be_null=True,
+            ),
+        )
+    except pa.ArrowInvalid:
+        return None
+    return _null_blank_strings(table.combine_chunks().to_batches()[0])
 
 
 def _packed(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
