@@ -26,6 +26,7 @@ train (`RawSchema.save`); `RawSchema.load` reads it back.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Collection, Mapping, Sequence
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -164,6 +166,14 @@ class Kind:
     names: tuple[str, ...]
     values: pa.Array
     json: list[Any] | None = None
+
+    @functools.cached_property
+    def number_texts(self) -> list[bytes]:
+        """The JSON text of each of ``json``'s numbers (``null`` for a missing one), from one
+        orjson call: a number kind's values as the server's inputs and its log both spell them."""
+        if not self.json:
+            return []
+        return orjson.dumps(self.json)[1:-1].split(b",")
 
 
 @dataclass

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -270,7 +269,7 @@ def _prepared_by_kind(
             strings[:] = kind.json
             strings[strings == None] = ""  # noqa: E711 - numpy's elementwise comparison
         elif kind.json is not None:
-            strings[:] = orjson.dumps(kind.json)[1:-1].split(b",")
+            strings[:] = kind.number_texts
             strings[strings == b"null"] = b""
         else:
             text = values if pa.types.is_string(values.type) else pc.cast(values, pa.string())

@@ -312,7 +312,7 @@ def render_batch(
             layout.constants,
             pa.array([time_text], pa.string()),
             pa.array(request_ids, pa.string()),
-            _numbers(max(64, 1 << (top - 1).bit_length())).slice(0, top),
+            _row_numbers(top)[1].slice(0, top),
             *(json_values(kind.values) for kind in features),
             prediction_strings(predictions),
         ]
@@ -353,14 +353,14 @@ def _join_json(
         assert kind.json is not None
         if pa.types.is_string(kind.values.type):
             texts += map(orjson.dumps, kind.json)
-        else:  # numbers and nulls only: their separators are the array's commas
-            texts += orjson.dumps(kind.json)[1:-1].split(b",")
+        else:  # numbers and nulls, as the model's inputs were made of them
+            texts += kind.number_texts
     pieces = np.empty((n, len(layout.template)), object)
     pieces[:] = layout.template
     ids = np.empty(len(request_ids), object)
     ids[:] = [r.encode() for r in request_ids]
     pieces[:, layout.id_at] = ids[owner]
-    pieces[:, layout.number_at] = _number_bytes(int(row_numbers.max()) + 1)[row_numbers]
+    pieces[:, layout.number_at] = _row_numbers(int(row_numbers.max()) + 1)[0][row_numbers]
     pieces[:, layout.time_at] = time_text.encode()
     if texts:
         values = np.empty(len(texts), object)
@@ -372,17 +372,10 @@ def _join_json(
     return b"".join(pieces.reshape(-1).tolist())
 
 
-_NUMBER_BYTES: list[np.ndarray] = [np.empty(0, object)]
-
-
-def _number_bytes(top: int) -> np.ndarray:
-    """The texts of row numbers ``0 ..`` (at least ``top`` of them), as bytes objects."""
-    if len(_NUMBER_BYTES[0]) < top:
-        size = max(64, 1 << (top - 1).bit_length())
-        numbers = np.empty(size, object)
-        numbers[:] = [str(i).encode() for i in range(size)]
-        _NUMBER_BYTES[0] = numbers
-    return _NUMBER_BYTES[0]
+def _row_numbers(top: int) -> tuple[np.ndarray, pa.Array]:
+    """The texts of row numbers ``0 ..`` (at least ``top`` of them; a request's rows are ``R/0``,
+    ``R/1``...), as bytes objects and as an Arrow array: built once per power of two."""
+    return _numbers(max(64, 1 << (top - 1).bit_length()))
 
 
 def without(features: pa.RecordBatch | Groups, excluded: set[str], rows: int) -> Groups:
@@ -470,9 +463,11 @@ def _layout(
 
 
 @functools.lru_cache(maxsize=8)
-def _numbers(size: int) -> pa.Array:
-    """The texts of row numbers ``0 .. size-1`` (a request's rows are ``R/0``, ``R/1``...)."""
-    return pa.array([str(i) for i in range(size)], pa.string())
+def _numbers(size: int) -> tuple[np.ndarray, pa.Array]:
+    texts = [str(i).encode() for i in range(size)]
+    objects = np.empty(size, object)
+    objects[:] = texts
+    return objects, pa.array(texts, pa.string())
 
 
 def feedback_lines(records: Iterable[tuple[str, Any]], time_text: str) -> str:

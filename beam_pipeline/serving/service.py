@@ -59,13 +59,6 @@ def request_id(given: str | None) -> str:
 class Answer:
     version: Version
     outputs: dict[str, np.ndarray]
-    request_id: str = ""
-
-    @property
-    def row_ids(self) -> list[str]:
-        """The log's ids of the answered rows (``R/0``, ``R/1``...)."""
-        rows = len(next(iter(self.outputs.values()))) if self.outputs else 0
-        return [f"{self.request_id}/{i}" for i in range(rows)]
 
 
 class Service:
@@ -137,7 +130,7 @@ class Service:
         finally:
             gauge.set(b.queued_rows)
         self._remember(v.name, rid, inputs.rows)
-        return Answer(v, answered.outputs, rid)
+        return Answer(v, answered.outputs)
 
     def record(
         self,
