@@ -117,7 +117,7 @@ def json_values(column: pa.Array) -> pa.Array:
     if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
         escaped = column
         # One scan for anything JSON escapes; most text columns have none and are only quoted.
-        data = _data_bytes(column)
+        _, data = string_buffers(column)
         if ((data < 0x20) | (data == 0x22) | (data == 0x5C)).any():
             if (data < 0x20).any():
                 return pa.array(
@@ -186,26 +186,23 @@ def json_record_bytes(
     return _bytes_of(joined)[:-1]
 
 
-def _data_bytes(strings: pa.Array) -> np.ndarray:
-    """The bytes of a string array's values (its data buffer between its first and last offset;
-    bytes of null values, if any, included), as uint8, without a copy."""
+def string_buffers(strings: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """A string array's ``[len + 1]`` value offsets (from 0) and the bytes they point into (its
+    data buffer between the first and last offset, as uint8; bytes of null values, if any,
+    included), without a copy."""
     if not len(strings):
-        return np.zeros(0, np.uint8)
+        return np.zeros(1, np.int32), np.zeros(0, np.uint8)
     _, offsets, data = strings.buffers()
     kind = np.int64 if pa.types.is_large_string(strings.type) else np.int32
     off = np.frombuffer(offsets, kind)[strings.offset : strings.offset + len(strings) + 1]
     if data is None:
-        return np.zeros(0, np.uint8)
-    return np.frombuffer(data, np.uint8)[off[0] : off[-1]]
+        return off - off[0], np.zeros(0, np.uint8)
+    return off - off[0], np.frombuffer(data, np.uint8)[off[0] : off[-1]]
 
 
 def _bytes_of(strings: pa.Array) -> bytes:
     """The concatenation of a string array (one copy of its data buffer; no per-row Python)."""
-    if not len(strings):
-        return b""
-    validity, offsets, data = strings.buffers()
-    off = np.frombuffer(offsets, np.int32)[strings.offset : strings.offset + len(strings) + 1]
-    return bytes(memoryview(data)[off[0] : off[-1]])
+    return string_buffers(strings)[1].tobytes()
 
 
 def output_table(

@@ -61,7 +61,13 @@ from beam_pipeline.core.executor import Execution, Executor
 from beam_pipeline.core.metadata import Store
 from beam_pipeline.io import dead_letters, filesystem, readers
 from beam_pipeline.io.dead_letters import WriteDeadLetters
-from beam_pipeline.io.predictions import iso_time, json_record_bytes, output_table, record_header
+from beam_pipeline.io.predictions import (
+    iso_time,
+    json_record_bytes,
+    output_table,
+    record_header,
+    string_buffers,
+)
 from beam_pipeline.io.raw_inputs import RawColumn, RawSchema, check_rows, strict_json
 from beam_pipeline.io.readers import Rejected
 from beam_pipeline.runners.options import runs_in_process
@@ -160,10 +166,8 @@ def pack(columns: list[pa.Array]) -> Packed:
     and one copy per batch, whatever the number of columns."""
     rows = len(columns[0]) if columns else 0
     joined = pa.concat_arrays([pc.fill_null(c, "") if c.null_count else c for c in columns])
-    _, offsets, data = joined.buffers()
-    off = np.frombuffer(offsets, np.int32)[joined.offset : joined.offset + len(joined) + 1]
-    blob = bytes(memoryview(data)[off[0] : off[-1]]) if data is not None else b""
-    return Packed(blob, off - off[0], rows)
+    offsets, data = string_buffers(joined)
+    return Packed(data.tobytes(), offsets.astype(np.int32, copy=False), rows)
 
 
 class PackedSignature:
@@ -191,7 +195,6 @@ class PackedSignature:
             return fn(**{name: columns[i] for i, name in enumerate(self.names)})["predictions"]
 
         self._call = call
-        self._fn = fn
 
     def __call__(self, packed: Packed) -> np.ndarray:
         """The predictions, ``[rows, outputs]``; raises tf.errors.InvalidArgumentError as the
