@@ -4,8 +4,7 @@
 one row of each array per slice (slice 0 is ``Overall``). A batch updates all slices with one
 ``np.bincount`` per statistic over slice ids (``slice x cell`` for the confusion matrix) and one
 ``np.add.at`` scatter into the ``slice x bucket`` AUC histograms; no per-slice Python loop runs
-per batch.
-Accumulators merge (Beam's combiner lifting, or a monitor merging windows).
+per batch. Accumulators merge (Beam's combiner lifting, or a monitor merging windows).
 
 Metrics. Binary classification (``[rows, 1]`` probabilities): ``auc``, ``accuracy``,
 ``precision``, ``recall`` (at ``threshold``), ``log_loss``; multi-class (``[rows, classes]``):

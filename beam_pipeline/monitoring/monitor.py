@@ -26,7 +26,7 @@ import time
 import uuid
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from beam_pipeline.core import registry
 from beam_pipeline.core.artifacts import (
@@ -45,6 +45,10 @@ from beam_pipeline.monitoring.config import MonitorSection
 from beam_pipeline.monitoring.job import OVERALL, MonitorJob, run_job
 from beam_pipeline.monitoring.lineage import ModelInfo, model_info
 from beam_pipeline.monitoring.reference import training_buckets
+
+if TYPE_CHECKING:  # ML Metadata is imported when a round runs
+    from beam_pipeline.core.config import Config
+    from beam_pipeline.core.metadata import Store
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +131,7 @@ def eval_predictions(info: ModelInfo, bins: int, cache: Path) -> dict[str, Any] 
 
 
 def monitor(
-    config: Any,
+    config: Config,
     *,
     since: str | None = None,
     until: str | None = None,
@@ -211,7 +215,7 @@ def monitor(
 
 
 def monitor_job(
-    config: Any, store: Any, start: dt.datetime, end: dt.datetime, version: int | None
+    config: Config, store: Store, start: dt.datetime, end: dt.datetime, version: int | None
 ) -> tuple[MonitorJob, int]:
     """The job of a window (its ``output`` still to set) and the reference version: the model
     versions' lineage, the segments that may hold rows of the window (none: nothing to do),
