@@ -37,11 +37,18 @@ JS = """
   const initial = body.dataset.state;
   const live = document.getElementById("live");
   if (!initial || !(period > 0)) return;
+  // A submitted form (approve, reject) is a navigation of its own: a reload started by a poll
+  // that sees the state the form just changed would abort it.
+  let leaving = false;
+  document.addEventListener("submit", () => { leaving = true; }, true);
+  window.addEventListener("pagehide", () => { leaving = true; });
   async function tick() {
+    if (leaving) return;
     try {
       const r = await fetch("/api/state", {cache: "no-store"});
       if (r.ok) {
         const data = await r.json();
+        if (leaving) return;
         if (data.state !== initial) { location.reload(); return; }
         if (live) live.textContent = "live · " + new Date().toLocaleTimeString();
       }

@@ -6,6 +6,7 @@ module; each page is watched for console errors, uncaught exceptions and failed 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -120,6 +121,33 @@ def test_approve_records_a_review(site: tuple[str, Path], chromium: object) -> N
     review = registry.latest_review(store, registry.model_by_version(store, 3).id)
     assert review is not None
     assert (review["decision"], review["comment"]) == ("approved", "looked at every slice")
+    assert not errors, errors
+
+
+def test_a_poll_never_aborts_a_submitted_review(site: tuple[str, Path], chromium: object) -> None:
+    """The store changes while the review form's POST is in flight (another user, or the POST
+    itself): the page's poll sees the new state, and must not reload over the form's navigation
+    (it did, under load: net::ERR_ABORTED)."""
+    base, config = site
+    page, errors = open_page(chromium, base + "/models/1")
+    store = Store(load(config))
+
+    def hold(route: object) -> None:
+        registry.record_review(store, 1, "rejected", "from the command line, meanwhile")
+        time.sleep(1.5)  # three poll periods: each poll sees the changed state
+        route.continue_()  # type: ignore[attr-defined]
+
+    page.route("**/models/1/review", hold)  # type: ignore[attr-defined]
+    page.fill("#comment", "submitted while the store changed")
+    with page.expect_navigation():
+        page.click("#approve")
+    assert "latest review: approved" in page.locator(".review").inner_text()
+    review = registry.latest_review(store, registry.model_by_version(store, 1).id)
+    assert review is not None
+    assert (review["decision"], review["comment"]) == (
+        "approved",
+        "submitted while the store changed",
+    )
     assert not errors, errors
 
 
