@@ -588,27 +588,37 @@ def read_jsonl(
                 continue
             except pa.ArrowInvalid:
                 pass
-            good_lines = []
-            for i, raw in enumerate(lines):
-                if not raw.strip():
-                    continue
-                try:
-                    obj = json.loads(raw)
-                    if not isinstance(obj, dict):
-                        raise ValueError("expected a JSON object")
-                    rows.append(obj)
-                    good_lines.append(start + i)
-                except (ValueError, UnicodeDecodeError) as exc:
-                    rejected.append(
-                        Rejected(
-                            path,
-                            start + i,
-                            f"invalid JSON: {exc}",
-                            raw.decode("utf-8", "replace").rstrip("\n"),
-                        )
-                    )
+            good_lines = json_objects(lines, path, start, rows, rejected)
             table = _table_of(rows) if rows else pa.table({})
             yield _conform(table, columns, types, path, np.array(good_lines), rejected)
+
+
+def json_objects(
+    lines: Iterable[bytes],
+    path: str,
+    first_line: int,
+    rows: list[dict[str, Any]],
+    rejected: list[Rejected],
+    max_raw: int | None = None,
+) -> list[int]:
+    """JSON Lines read one line at a time (when pyarrow refused the block): each object is
+    appended to ``rows``, each line that is not one to ``rejected`` (the file, its line number,
+    the reason and the line, cut to ``max_raw`` characters when given); blank lines are skipped.
+    Returns the line numbers of ``rows``."""
+    numbers: list[int] = []
+    for i, raw in enumerate(lines, start=first_line):
+        if not raw.strip():
+            continue
+        try:
+            obj = json.loads(raw)
+            if not isinstance(obj, dict):
+                raise ValueError("expected a JSON object")
+            rows.append(obj)
+            numbers.append(i)
+        except (ValueError, UnicodeDecodeError) as exc:
+            text = raw.decode("utf-8", "replace").rstrip("\n")
+            rejected.append(Rejected(path, i, f"invalid JSON: {exc}", text[:max_raw]))
+    return numbers
 
 
 _PADDING = np.array([32, 9, 13], dtype=np.uint8)  # what may precede a line's first character

@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 
 from beam_pipeline.core.liveness import pid_exists
 from beam_pipeline.io.predictions import OPEN_SUFFIX, final_name, is_open, writer_pid  # noqa: F401
-from beam_pipeline.io.readers import ARROW_TYPES, Rejected, json_table
+from beam_pipeline.io.readers import ARROW_TYPES, Rejected, json_objects, json_table
 from beam_pipeline.monitoring.times import iso, parse_time  # noqa: F401  (light: config uses it)
 
 PREDICTIONS, FEEDBACK = "predictions", "feedback"
@@ -159,17 +159,7 @@ def read_segment(path: str) -> Segment:
         pass
     rows: list[dict[str, Any]] = []
     rejected: list[Rejected] = []
-    for i, raw in enumerate(body.split(b"\n"), start=1):
-        if not raw.strip():
-            continue
-        try:
-            obj = json.loads(raw)
-            if not isinstance(obj, dict):
-                raise ValueError("expected a JSON object")
-            rows.append(obj)
-        except (ValueError, UnicodeDecodeError) as exc:
-            text = raw.decode("utf-8", "replace")
-            rejected.append(Rejected(path, i, f"invalid JSON: {exc}", text[:2000]))
+    json_objects(body.split(b"\n"), path, 1, rows, rejected, max_raw=2000)
     return Segment(path, _table_of(rows), rejected, len(rows) + len(rejected))
 
 
