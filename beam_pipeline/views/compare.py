@@ -9,7 +9,14 @@ import math
 from typing import Any
 
 from beam_pipeline.views import svg
-from beam_pipeline.views.evaluation import _direction, slice_order, slice_pairs, slice_spec
+from beam_pipeline.views.evaluation import (
+    _direction,
+    residuals_chart,
+    roc_pr_charts,
+    slice_order,
+    slice_pairs,
+    slice_spec,
+)
 from beam_pipeline.views.runs import label_tags
 from beam_pipeline.views.svg import fmt
 
@@ -131,40 +138,17 @@ def _plots(records: list[Any], evaluations: dict[int, dict[str, Any] | None]) ->
     if not cands:
         return ""
     if all(v.get("kind") == "regression" for v in cands.values()):
-        from beam_pipeline.views.evaluation import residuals_chart
-
         return "<h3>Residuals</h3><div class='charts'>" + residuals_chart(cands) + "</div>"
     classes = max(len(v.get("classes") or [{}]) for v in cands.values())
     charts = []
     for c in range(classes):  # one ROC and one PR chart per class (one-vs-rest when several)
         suffix = f" (class {c} vs rest)" if classes > 1 else ""
-        roc, pr = {}, {}
-        for name, v in cands.items():
-            curves = v.get("classes") or [{}]
-            if c >= len(curves):
-                continue
-            pts = zip(curves[c].get("fpr") or [], curves[c].get("tpr") or [],
-                      curves[c].get("precision") or [], strict=False)  # fmt: skip
-            pts_list = [(f, t, p) for f, t, p in pts if f is not None and t is not None]
-            roc[name] = [(f, t) for f, t, _ in pts_list]
-            pr[name] = [(t, p) for _, t, p in pts_list if p is not None]
-        charts.append(
-            svg.xy_chart(
-                roc,
-                title="ROC" + suffix,
-                x_label="false positive rate",
-                y_label="true positive rate",
-                diagonal=True,
-                css="roc",
-            )
-            + svg.xy_chart(
-                pr,
-                title="precision-recall" + suffix,
-                x_label="recall",
-                y_label="precision",
-                css="pr",
-            )
-        )
+        curves = {
+            name: (v.get("classes") or [{}])[c]
+            for name, v in cands.items()
+            if c < len(v.get("classes") or [{}])
+        }
+        charts.append("".join(roc_pr_charts(curves, suffix)))
     return "<h3>Curves</h3><div class='charts'>" + "".join(charts) + "</div>"
 
 

@@ -287,8 +287,6 @@ def plots_view(report: dict[str, Any]) -> str:
     for c in range(classes):
         suffix = f" (class {c} vs rest)" if classes > 1 else ""
         curves = {k: (v.get("classes") or [{}])[c] for k, v in names.items()}
-        roc = {k: _points(v.get("fpr"), v.get("tpr")) for k, v in curves.items()}
-        pr = {k: _points(v.get("tpr"), v.get("precision")) for k, v in curves.items()}
         cal = {
             k: [
                 (b["mean_prediction"], b["positive_rate"])
@@ -297,25 +295,7 @@ def plots_view(report: dict[str, Any]) -> str:
             ]
             for k, v in curves.items()
         }
-        charts.append(
-            svg.xy_chart(
-                roc,
-                title="ROC" + suffix,
-                x_label="false positive rate",
-                y_label="true positive rate",
-                diagonal=True,
-                css="roc",
-            )  # fmt: skip
-        )
-        charts.append(
-            svg.xy_chart(
-                pr,
-                title="precision-recall" + suffix,
-                x_label="recall",
-                y_label="precision",
-                css="pr",
-            )  # fmt: skip
-        )
+        charts.extend(roc_pr_charts(curves, suffix))
         charts.append(
             svg.xy_chart(
                 cal,
@@ -336,6 +316,26 @@ def plots_view(report: dict[str, Any]) -> str:
         + "".join(charts)
         + f"</div><h4>Confusion matrix</h4><div class='charts'>{confusion}</div>"
     )
+
+
+def roc_pr_charts(curves: dict[str, dict[str, Any]], suffix: str = "") -> list[str]:
+    """The ROC and the precision-recall chart of one class, a line per named curve (its
+    ``fpr``, ``tpr`` and ``precision`` lists; points with a missing value left out)."""
+    roc = {k: _points(v.get("fpr"), v.get("tpr")) for k, v in curves.items()}
+    pr = {k: _points(v.get("tpr"), v.get("precision")) for k, v in curves.items()}
+    return [
+        svg.xy_chart(
+            roc,
+            title="ROC" + suffix,
+            x_label="false positive rate",
+            y_label="true positive rate",
+            diagonal=True,
+            css="roc",
+        ),
+        svg.xy_chart(
+            pr, title="precision-recall" + suffix, x_label="recall", y_label="precision", css="pr"
+        ),
+    ]
 
 
 def _points(xs: Any, ys: Any) -> list[tuple[float, float]]:
