@@ -22,6 +22,7 @@ setup(
         "keras-tuner==1.3.5",
         "scipy==1.13.1",  # keras-tuner's Bayesian optimization
         "scikit-learn==1.5.2",
+        "numba==0.61.2",  # evaluation's compiled kernels (slice-key hashing, sliced scatters)
         "pyyaml",
         "rich",
         # serving and the web UI: a real ASGI server, metrics in Prometheus' text format

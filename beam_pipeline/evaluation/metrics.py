@@ -1,10 +1,11 @@
 """Sliced model-quality metrics from (labels, predictions, slice keys) batches, vectorised.
 
 `MetricsAccumulator` holds the sufficient statistics of every metric for every slice at once:
-one row of each array per slice (slice 0 is ``Overall``). A batch updates all slices with one
-``np.bincount`` per statistic over slice ids (``slice x cell`` for the confusion matrix) and one
-``np.add.at`` scatter into the ``slice x bucket`` AUC histograms; no per-slice Python loop runs
-per batch. Accumulators merge (Beam's combiner lifting, or a monitor merging windows).
+one row of each array per slice (slice 0 is ``Overall``). Batches are buffered and folded in
+~64k rows at a time: the per-row values (log loss, confusion cell, AUC bucket) in numpy, then,
+unsliced, numpy sums and bincounts into Overall; sliced, one compiled pass (`kernels.scatter`)
+that adds each row to Overall and to its slice of every spec at once. No per-slice Python loop
+runs per batch. Accumulators merge (Beam's combiner lifting, or a monitor merging windows).
 
 Metrics. Binary classification (``[rows, 1]`` probabilities): ``auc``, ``accuracy``,
 ``precision``, ``recall`` (at ``threshold``), ``log_loss``; multi-class (``[rows, classes]``):
@@ -88,6 +89,7 @@ class MetricsAccumulator:
         self._index: dict[str, int] = {OVERALL: 0}
         self._known = pa.array(self.keys, pa.string())
         self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._known_ids: dict[tuple[Any, ...], tuple[pa.Array, np.ndarray]] = {}
         self._pending_rows = 0
         self._capacity = 0
         self._grow(8)
@@ -107,10 +109,8 @@ class MetricsAccumulator:
         old = self._capacity
         self._capacity = capacity
 
-        def grown(
-            array: np.ndarray | None, shape: tuple[int, ...], dtype: Any, spare: int = 0
-        ) -> np.ndarray:
-            new = np.zeros((capacity + spare, *shape), dtype)
+        def grown(array: np.ndarray | None, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+            new = np.zeros((capacity, *shape), dtype)
             if array is not None:
                 new[:old] = array[:old]
             return new
@@ -124,8 +124,7 @@ class MetricsAccumulator:
         else:
             w, c = self._width, self._hist_classes
             self.confusion = grown(get("confusion"), (w, w), np.int64)
-            # One spare slice at the end: where `_add_hist` puts rows in no slice of a spec.
-            self.hist = grown(get("hist"), (c, 2, self.buckets), np.int64, spare=1)
+            self.hist = grown(get("hist"), (c, 2, self.buckets), np.int64)
 
     def _ids(self, keys: pa.Array) -> np.ndarray:
         """Slice ids of distinct string keys (new keys get new ids); 0 (Overall: no slice) for a
@@ -166,7 +165,8 @@ class MetricsAccumulator:
         y = np.asarray(labels, np.float64).reshape(-1)
         p = np.asarray(predictions, np.float64)
         rows = len(y)
-        p = p.reshape(rows, -1)
+        # An empty batch keeps its width (numpy cannot infer -1 from 0 values).
+        p = p.reshape(rows, -1) if rows else p.reshape(0, p.shape[-1] if p.ndim > 1 else 1)
         if p.shape[1] != self.classes:
             raise DataError(
                 f"evaluate: expected predictions of width {self.classes}; received {p.shape[1]}"
@@ -202,11 +202,6 @@ class MetricsAccumulator:
         sids = np.concatenate([b[2] for b in self._pending])
         self._pending, self._pending_rows = [], 0
         rows = len(y)
-        # Each row is accumulated once per slice spec, never twice for Overall: the first spec's
-        # slice ids (0 for its rows in no slice: Overall's id) give per-id sums whose total is
-        # Overall's. Further specs add their sliced rows on their own ids; their rows in no
-        # slice (id 0) are dropped.
-        groups = [sids[:, k] for k in range(sids.shape[1])]
         if self.kind == "multiclass":
             yi = y.astype(np.int64)
             stats = [y, -np.log(np.clip(p[np.arange(rows), yi], EPSILON, 1.0))]
@@ -221,76 +216,46 @@ class MetricsAccumulator:
             stats = [y, p[:, 0], err * err, np.abs(err)]
             columns = [0, 1, 2, 3]
         if self.kind == "regression":  # counts per [slice, cell]; their row sums are `n`
-            target, size = self.residuals, len(RESIDUAL_EDGES) + 1
+            cells, size = self.residuals, len(RESIDUAL_EDGES) + 1
             cell = np.searchsorted(RESIDUAL_EDGES, err, side="right")
+            local = None  # no AUC histogram
         else:
-            w = self._width
+            w, c, b = self._width, self._hist_classes, self.buckets
             if self.kind == "binary":
                 truth = (y > 0.5).astype(np.int64)
                 predicted = (p[:, 0] >= self.threshold).astype(np.int64)
             else:
                 truth = y.astype(np.int64)
                 predicted = p.argmax(axis=1)
-            target, size, cell = self.confusion, w * w, truth * w + predicted
-        for k, g in enumerate(groups or [None]):
-            whole = k == 0
-            self._add_cells(target, size, g, cell, whole)
-            for column, values in zip(columns, stats, strict=True):
-                self._add(self.sums[:, column], g, values, whole)
-        if self.kind != "regression":
-            self._add_hist(p, truth, groups)
-
-    def _add(self, target: np.ndarray, g: np.ndarray | None, values: Any, whole: bool) -> None:
-        """``target[slice] += sum of values`` of the rows on slice ids ``g`` (None: Overall
-        only). Rows on id 0 are in no slice: `whole`, Overall gets the total of all rows;
-        otherwise they are dropped."""
-        if g is None:
-            target[0] += values.sum()
-            return
-        known = len(self.keys)
-        delta = np.bincount(g, weights=values, minlength=known)
-        target[1:known] += delta[1:]
-        if whole:
-            target[0] += delta.sum()
-
-    def _add_cells(
-        self, target: np.ndarray, size: int, g: np.ndarray | None, cell: np.ndarray, whole: bool
-    ) -> None:
-        """Counts per [slice, cell] (confusion matrix, residual histogram) and rows per slice
-        (`n`, the counts' total), as `_add`."""
-        if g is None:
-            delta = np.bincount(cell, minlength=size).reshape(target.shape[1:])
-            target[0] += delta
+            cells, size, cell = self.confusion, w * w, truth * w + predicted
+            # Each row's cell in its slice's AUC histograms [class, negative|positive, bucket],
+            # flattened, per class.
+            bucket = np.clip((p[:, :c] * b).astype(np.int64), 0, b - 1)  # [rows, c]
+            positive = truth[:, None] == (np.arange(c) if c > 1 else 1)  # [rows, c]
+            local = (np.arange(c) * 2 + positive) * b + bucket  # [rows, c]
+        cells = cells.reshape(len(cells), size)
+        if not sids.shape[1]:  # Overall only: numpy's sums and bincounts
+            delta = np.bincount(cell, minlength=size)
+            cells[0] += delta
             self.n[0] += delta.sum()
+            for column, values in zip(columns, stats, strict=True):
+                self.sums[0, column] += values.sum()
+            if local is not None:
+                block = self.hist[0].reshape(-1)
+                block += np.bincount(local.reshape(-1), minlength=len(block))
             return
-        known = len(self.keys)
-        delta = np.bincount(g * size + cell, minlength=known * size)
-        delta = delta.reshape(known, *target.shape[1:])
-        counts = delta.reshape(known, size).sum(axis=1)
-        target[1:known] += delta[1:]
-        self.n[1:known] += counts[1:]
-        if whole:
-            target[0] += delta.sum(axis=0)
-            self.n[0] += counts.sum()
+        # Sliced: compiled passes add each row to Overall and to its slice of every spec at
+        # once (no second pass for Overall, no numpy scatter into the slices' histograms).
+        from beam_pipeline.evaluation import kernels
 
-    def _add_hist(self, p: np.ndarray, truth: np.ndarray, groups: list[np.ndarray]) -> None:
-        """AUC histograms [slice, class, negative|positive, bucket]. Overall counts every row
-        with one small bincount (as when nothing is sliced); a row's offset within its slice's
-        block is the same in every slice, so each spec's rows are one scatter of flat cells
-        (``np.add.at``: ~7 ns a row, random access to the whole histogram; a bincount over the
-        150 x 20k histogram costs as much, and its size every time). Rows in no slice (id 0)
-        land on the spare row past the last slice."""
-        c, b = self._hist_classes, self.buckets
-        block = c * 2 * b
-        bucket = np.clip((p[:, :c] * b).astype(np.int64), 0, b - 1)  # [rows, c]
-        positive = truth[:, None] == (np.arange(c) if c > 1 else 1)  # [rows, c]
-        local = (np.arange(c) * 2 + positive) * b + bucket  # [rows, c]
-        self.hist[0] += np.bincount(local.reshape(-1), minlength=block).reshape(self.hist.shape[1:])
-        spare = self._capacity  # the spare row past the last slice: never read, not grown
-        flat = self.hist.reshape(-1)
-        for g in groups:  # slice ids, 0 where the row is in no slice
-            on = np.where(g > 0, g, spare) * block
-            np.add.at(flat, on + local[:, 0] if c == 1 else (on[:, None] + local).reshape(-1), 1)
+        table = np.zeros((4, rows))
+        for column, values in zip(columns, stats, strict=True):
+            table[column] = values
+        kernels.scatter(sids, cell, table, self.n, self.sums, cells)
+        if local is not None:
+            hist = self.hist.reshape(len(self.hist), -1)
+            for j in range(local.shape[1]):  # per class
+                kernels.scatter_hist(sids, np.ascontiguousarray(local[:, j]), hist)
 
     def _slice_ids(self, keys: Any, rows: int) -> np.ndarray:
         """The slice id of each row (0: in no slice) from its slice key."""
@@ -302,12 +267,18 @@ class MetricsAccumulator:
             raise DataError(f"evaluate: expected {rows} slice keys; received {len(keys)}")
         if not pa.types.is_dictionary(keys.type):
             keys = pc.dictionary_encode(keys)
-        ids = self._ids(keys.dictionary)
-        indices = keys.indices
-        if indices.null_count:  # a null key: the id past the dictionary's, 0 (no slice)
-            ids = np.append(ids, 0)
-            indices = pc.fill_null(indices, len(keys.dictionary))
-        return ids[indices.to_numpy()]
+        dictionary = keys.dictionary
+        # A dictionary seen in an earlier batch (`slice_keys` with a memo hands the same array
+        # until a new value appears): its ids are known. Arrow buffers are immutable; the
+        # cache holds the array, so its addresses are not reused.
+        tag = (dictionary.offset, len(dictionary), *(b and b.address for b in dictionary.buffers()))
+        known = self._known_ids.get(tag)
+        if known is None:
+            if len(self._known_ids) > 16:
+                self._known_ids.clear()
+            # A null key (code -1): the id past the dictionary's, 0 (no slice).
+            known = self._known_ids[tag] = (dictionary, np.append(self._ids(dictionary), 0))
+        return known[1][int_codes(keys.indices)]
 
     def merge(self, other: MetricsAccumulator) -> MetricsAccumulator:
         """Adds `other` into this accumulator (same kind and width); returns self."""
@@ -334,13 +305,12 @@ class MetricsAccumulator:
         arrays' room for more slices, up to 2x, is not shipped)."""
         self._flush()
         state = dict(self.__dict__)
+        state["_known_ids"] = {}  # ids by buffer address: meaningless in another process
         known = len(self.keys)
         state["_capacity"] = known
-        for name in ("n", "sums", "confusion", "residuals"):
+        for name in ("n", "sums", "confusion", "residuals", "hist"):
             if name in state:
                 state[name] = state[name][:known]
-        if "hist" in state:
-            state["hist"] = state["hist"][: known + 1]  # and the spare row
         return state
 
     # -- results ----------------------------------------------------------------------------
@@ -354,17 +324,9 @@ class MetricsAccumulator:
 
     def _aucs(self) -> np.ndarray:
         """AUC per [slice, class] from the histograms, all slices at once; NaN where undefined."""
-        hist = self.hist[: len(self.keys)]
-        negatives, positives = hist[:, :, 0, :], hist[:, :, 1, :]
-        # In integers (exact): each positive beats the negatives in lower buckets and ties (one
-        # half) those in its own: twice the wins = 2 * pos . cumsum(neg) - pos . neg.
-        below = np.cumsum(negatives, axis=2)  # negatives in this bucket or a lower one
-        twice = 2 * np.einsum("sck,sck->sc", positives, below)
-        twice -= np.einsum("sck,sck->sc", positives, negatives)
-        wins = twice / 2
-        pairs = positives.sum(axis=2) * below[:, :, -1]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(pairs > 0, wins / np.where(pairs > 0, pairs, 1), np.nan)
+        from beam_pipeline.evaluation import kernels
+
+        return kernels.aucs(self.hist[: len(self.keys)])
 
     def _metrics(self, i: int, aucs: np.ndarray | None) -> dict[str, float | None]:
         n = int(self.n[i])

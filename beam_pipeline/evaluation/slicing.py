@@ -28,6 +28,74 @@ def first_values(column: pa.Array | pa.ChunkedArray) -> pa.Array:
     return column
 
 
+class _Interned:
+    """One feature's values seen so far, for `SliceMemo`: a hash table of their uint64 keys
+    (`kernels.intern`) and their texts, in order of first appearance."""
+
+    def __init__(self) -> None:
+        self.slot_code = np.full(64, -1, np.int32)
+        self.slot_key = np.zeros(64, np.uint64)
+        self.count = 0
+        self._chunks: list[pa.Array] = []
+        self._texts: pa.Array | None = None
+        self._keys: dict[str, pa.Array] = {}
+
+    def codes(
+        self, keys: np.ndarray, present: np.ndarray, values: pa.Array, index: np.ndarray
+    ) -> np.ndarray:
+        """Per-row int32 codes of `keys` (0 where not `present`); new values' texts are taken
+        from ``values[index[row]]``."""
+        from beam_pipeline.evaluation import kernels
+
+        rows = len(keys)
+        codes = np.zeros(rows, np.int32)
+        firsts = np.empty(min(rows, 256), np.int64)
+        start = 0
+        while True:
+            start, self.count, new = kernels.intern(
+                keys, present, start, codes, self.slot_code, self.slot_key, self.count, firsts
+            )
+            if new:  # UTF-8 checked here, once per distinct value
+                picked = values.take(pa.array(index[firsts[:new]]))
+                self._chunks.append(pc.cast(picked, pa.string()))
+                self._texts = None
+                self._keys.clear()
+            if start == rows:
+                return codes
+            if 2 * (self.count + 1) > len(self.slot_code):
+                size = 2 * len(self.slot_code)
+                self.slot_code, self.slot_key = kernels.rehash(self.slot_code, self.slot_key, size)
+
+    def texts(self) -> pa.Array:
+        if self._texts is None:
+            self._texts = (
+                pa.concat_arrays(self._chunks) if self._chunks else pa.array([], pa.string())
+            )
+        return self._texts
+
+    def keys(self, prefix: str) -> pa.Array:
+        """``prefix + text`` of every value: the same array until a new value appears."""
+        if prefix not in self._keys:
+            self._keys[prefix] = pc.binary_join_element_wise(prefix, self.texts(), "")
+        return self._keys[prefix]
+
+
+class SliceMemo:
+    """What `slice_keys` keeps between the batches of one caller: per feature, the values seen
+    so far (a hash table and their texts), so that a batch costs one table lookup per row and a
+    one-feature spec's dictionary is the same array until a new value appears (the
+    accumulator then maps it to slice ids once). Integers and byte values shorter than 8 bytes
+    are kept; other values are encoded per batch. One per DoFn instance: not for concurrent
+    use."""
+
+    def __init__(self) -> None:
+        self._features: dict[tuple[str, str], _Interned] = {}
+
+    def feature(self, name: str, kind: str) -> _Interned:
+        """The table of feature `name` with values of Arrow type `kind`."""
+        return self._features.setdefault((name, kind), _Interned())
+
+
 def bucket_labels(boundaries: list[float]) -> list[str]:
     """``[lo, hi)`` names of the buckets that `boundaries` make (first and last unbounded)."""
     edges = ["-inf", *(f"{b:g}" for b in boundaries), "inf"]
@@ -38,29 +106,35 @@ def slice_keys(
     batch: pa.RecordBatch | pa.Table,
     spec: tuple[str, ...],
     boundaries: dict[str, list[float]] | None = None,
+    memo: SliceMemo | None = None,
 ) -> pa.DictionaryArray:
     """One slice key per row (``a=x,b=y``, features in `spec` order); null where one is missing.
 
     Keys are built once per distinct value (or value combination), not per row: the result is a
-    dictionary array (per-row indices into the batch's distinct keys).
+    dictionary array (per-row indices into the distinct keys).
 
     Args:
         batch: the raw features (list columns as decoded tf.Examples, or plain columns).
         spec: feature names, sorted (`canonical_slice` sorts the same way).
         boundaries: numeric features sliced by buckets ``[a, b)`` instead of by value.
+        memo: kept by the caller between batches (`SliceMemo`): a one-feature spec's
+            dictionary is then the same array from batch to batch until a new value appears.
     """
     boundaries = boundaries or {}
     rows = batch.num_rows
     if len(spec) == 1:  # the feature's own dictionary, its codes as the indices
         [name] = spec
-        codes, valid, texts = _encoded(batch, name, boundaries.get(name), rows)
-        keys = pc.binary_join_element_wise(f"{name}=", texts, "")
+        codes, valid, texts, interned = _encoded(batch, name, boundaries.get(name), rows, memo)
+        if interned is not None:
+            keys = interned.keys(f"{name}=")
+        else:
+            keys = pc.binary_join_element_wise(f"{name}=", texts, "")
         # The codes index `keys` by construction: no bounds check (safe=False).
         return pa.DictionaryArray.from_arrays(_masked(codes, valid), keys, safe=False)
     codes = np.zeros(rows, np.int64)
     texts: list[pa.Array] = []  # per feature: the text of each of its codes
     for name in spec:
-        feature_codes, feature_texts = _codes(batch, name, boundaries.get(name), rows)
+        feature_codes, feature_texts = _codes(batch, name, boundaries.get(name), rows, memo)
         width = max(len(feature_texts), 1)
         codes = np.where((codes < 0) | (feature_codes < 0), -1, codes * width + feature_codes)
         texts.append(feature_texts)
@@ -82,20 +156,30 @@ def slice_keys(
 
 
 def _codes(
-    batch: pa.RecordBatch | pa.Table, name: str, boundaries: list[float] | None, rows: int
+    batch: pa.RecordBatch | pa.Table,
+    name: str,
+    boundaries: list[float] | None,
+    rows: int,
+    memo: SliceMemo | None,
 ) -> tuple[np.ndarray, pa.Array]:
     """(per-row code, -1 where missing; the text of each code) of one feature."""
-    codes, valid, texts = _encoded(batch, name, boundaries, rows)
+    codes, valid, texts, _ = _encoded(batch, name, boundaries, rows, memo)
     return np.where(valid, codes, -1), texts
 
 
 def _encoded(
-    batch: pa.RecordBatch | pa.Table, name: str, boundaries: list[float] | None, rows: int
-) -> tuple[np.ndarray, np.ndarray, pa.Array]:
-    """(per-row code, any value where missing; where present; the text of each code) of one
-    feature. The codes stay Arrow's int32 indices (no widening, no masking pass)."""
+    batch: pa.RecordBatch | pa.Table,
+    name: str,
+    boundaries: list[float] | None,
+    rows: int,
+    memo: SliceMemo | None = None,
+) -> tuple[np.ndarray, np.ndarray, pa.Array, _Interned | None]:
+    """(per-row int32 code, any value where missing; where present; the text of each code; the
+    memo's table when the codes are its own) of one feature: of a list column, each row's first
+    value. Codes number the distinct values in order of first appearance (in this batch, or
+    since the memo's first batch); only the values that rows use get one."""
     if name not in batch.schema.names:
-        return np.zeros(rows, np.int32), np.zeros(rows, bool), pa.array([], pa.string())
+        return np.zeros(rows, np.int32), np.zeros(rows, bool), pa.array([], pa.string()), None
     column = batch.column(name)
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
@@ -103,43 +187,107 @@ def _encoded(
         numbers = pc.cast(first_values(column), pa.float64()).to_numpy(zero_copy_only=False)
         present = ~np.isnan(numbers)
         idx = np.digitize(np.where(present, numbers, 0.0), boundaries)
-        return idx, present, pa.array(bucket_labels(boundaries), pa.string())
-    has = None
+        return idx, present, pa.array(bucket_labels(boundaries), pa.string()), None
     if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
-        # Encode the flat values, then pick each row's first: no per-row take or null mask.
+        # Each row's first value: its index into the flat values, where the row has one.
         offsets = column.offsets.to_numpy(zero_copy_only=False)
-        starts = offsets[:-1] - offsets[0]
-        has = offsets[1:] > offsets[:-1]
+        index = offsets[:-1].astype(np.int64)
+        present = offsets[1:] > offsets[:-1]
         if column.null_count:
-            has &= column.is_valid().to_numpy(zero_copy_only=False)
-        column = column.values.slice(offsets[0], offsets[-1] - offsets[0])
-    # Bytes are hashed as strings (a zero-copy view; pyarrow 10 hashed it up to 2x faster than
-    # binary in one measurement, the same in another); only the distinct values are checked
-    # for UTF-8, below.
-    if pa.types.is_binary(column.type):
-        column = column.view(pa.string())
-    elif pa.types.is_large_binary(column.type):
-        column = column.view(pa.large_string())
-    encoded = column.dictionary_encode()
+            present &= column.is_valid().to_numpy(zero_copy_only=False)
+        values = column.values
+    else:
+        index = np.arange(rows, dtype=np.int64)
+        present = np.ones(rows, bool)
+        values = column
+    if not present.any():
+        return np.zeros(rows, np.int32), present, pa.array([], pa.string()), None
+    if values.null_count:
+        present &= values.is_valid().to_numpy(zero_copy_only=False)[
+            np.minimum(index, len(values) - 1)
+        ]
+    if memo is not None:
+        keys = _word_keys(values, index, present)
+        if keys is not None:
+            interned = memo.feature(name, str(values.type))
+            codes = interned.codes(keys, present, values, index)
+            return codes, present, interned.texts(), interned
+    found = _hashed(values, index, present)
+    if found is None:  # a type the kernels do not hash (floats, booleans, ...): Arrow's
+        return (*_arrow_encoded(values, index, present), None)
+    codes, firsts = found
+    # Bytes are checked for UTF-8 here, once per distinct value.
+    return codes, present, pc.cast(values.take(pa.array(firsts)), pa.string()), None
+
+
+def _binary_parts(
+    values: pa.Array, index: np.ndarray, present: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """(value offsets, bytes, index) of the span of a binary or string array that the present
+    rows use, offsets and index relative to it; and the span's first value."""
+    wide = pa.types.is_large_binary(values.type) or pa.types.is_large_string(values.type)
+    used = index[present]
+    lo, hi = int(used.min()), int(used.max()) + 1
+    bounds = np.frombuffer(values.buffers()[1], np.int64 if wide else np.int32)
+    bounds = bounds[values.offset + lo : values.offset + hi + 1]
+    data = np.frombuffer(values.buffers()[2], np.uint8)[bounds[0] : bounds[-1]]
+    return bounds - bounds[0], data, index - lo, lo
+
+
+def _is_bytes(kind: pa.DataType) -> bool:
+    return (
+        pa.types.is_binary(kind)
+        or pa.types.is_string(kind)
+        or pa.types.is_large_binary(kind)
+        or pa.types.is_large_string(kind)
+    )
+
+
+def _word_keys(values: pa.Array, index: np.ndarray, present: np.ndarray) -> np.ndarray | None:
+    """Each row's value as one uint64 key, for a `SliceMemo`: integers, and bytes shorter than
+    8 (their length in the top byte); None for anything else."""
+    from beam_pipeline.evaluation import kernels
+
+    kind = values.type
+    if _is_bytes(kind):
+        offsets, data, relative, _ = _binary_parts(values, index, present)
+        return kernels.short_keys(offsets, data, relative, present)
+    if pa.types.is_integer(kind):
+        numbers = np.frombuffer(values.buffers()[1], kind.to_pandas_dtype())
+        numbers = numbers[values.offset : values.offset + len(values)].astype(np.int64)
+        return numbers.view(np.uint64)[np.where(present, index, 0)]
+    return None
+
+
+def _hashed(
+    values: pa.Array, index: np.ndarray, present: np.ndarray
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """(per-row code, each code's first value index) of ``values[index]`` where `present`,
+    hashed by `kernels` in order of first appearance (as ``dictionary_encode``); None for a
+    type they do not hash."""
+    from beam_pipeline.evaluation import kernels
+
+    kind = values.type
+    if _is_bytes(kind):
+        offsets, data, relative, lo = _binary_parts(values, index, present)
+        codes, firsts = kernels.encode_bytes(offsets, data, relative, present)
+        return codes, firsts + lo
+    if pa.types.is_integer(kind):
+        numbers = np.frombuffer(values.buffers()[1], kind.to_pandas_dtype())
+        numbers = numbers[values.offset : values.offset + len(values)].astype(np.int64)
+        return kernels.encode_words(numbers.view(np.uint64), index, present)
+    return None
+
+
+def _arrow_encoded(
+    values: pa.Array, index: np.ndarray, present: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, pa.Array]:
+    """`_encoded` by Arrow's ``dictionary_encode`` of the rows' values."""
+    picked = values.take(pa.array(np.where(present, index, 0), mask=~present))
+    encoded = picked.dictionary_encode()
     indices = encoded.indices
     codes = np.frombuffer(indices.buffers()[1], np.int32, len(indices), indices.offset * 4)
-    valid = (
-        indices.is_valid().to_numpy(zero_copy_only=False)
-        if indices.null_count
-        else np.ones(len(indices), bool)
-    )
-    if has is not None:
-        if len(codes):
-            first = np.minimum(starts, len(codes) - 1)
-            codes, valid = codes[first], has & valid[first]
-        else:
-            codes, valid = np.zeros(rows, np.int32), np.zeros(rows, bool)
-    dictionary = encoded.dictionary
-    if pa.types.is_string(dictionary.type) or pa.types.is_large_string(dictionary.type):
-        dictionary = dictionary.view(
-            pa.binary() if pa.types.is_string(dictionary.type) else pa.large_binary()
-        )
-    return codes, valid, pc.cast(dictionary, pa.string())
+    return codes, present, pc.cast(encoded.dictionary, pa.string())
 
 
 def _masked(values: np.ndarray, valid: np.ndarray) -> pa.Array:

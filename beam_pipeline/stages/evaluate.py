@@ -57,6 +57,7 @@ from beam_pipeline.evaluation import (
     OVERALL,
     MetricsAccumulator,
     MetricThreshold,
+    SliceMemo,
     SliceThreshold,
     assemble,
     check,
@@ -111,6 +112,7 @@ class PredictAndSlice(beam.DoFn):
         import tensorflow as tf
 
         self._tf = tf
+        self._memo = SliceMemo()  # slice codes kept from batch to batch
         for path in self._job.models.values():
             filesystem.enable_tensorflow(path)
         self._models = {
@@ -147,7 +149,8 @@ class PredictAndSlice(beam.DoFn):
         serialized = self._tf.constant(records)
         rows = len(records)
         labels = self._label_values(serialized, batch)
-        keys = [slice_keys(batch, spec, self._job.boundaries) for spec in self._job.slice_specs]
+        boundaries, memo = self._job.boundaries, self._memo
+        keys = [slice_keys(batch, spec, boundaries, memo) for spec in self._job.slice_specs]
         self._rows.inc(rows)
         progress.count("evaluate", rows)  # the live count beside the spinner
         size = self._job.batch_size

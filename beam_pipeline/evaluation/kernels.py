@@ -1,0 +1,361 @@
+"""Compiled (numba) loops for the sliced metrics: what numpy can only do in several passes.
+
+- `encode_bytes` / `encode_words`: each row's value -> a code per distinct value, in order of
+  first appearance (what Arrow's ``dictionary_encode`` gives), through an open-addressing hash
+  table (values up to 8 bytes are compared as one packed word). ~5x Arrow's hashing of short
+  strings.
+- `scatter` and `scatter_hist`: one pass over the rows adds each to Overall and to its slice
+  of every spec (counts, sums, confusion or residual cells), another its AUC histogram bucket.
+- `aucs`: the AUC of every [slice, class] histogram pair, in exact integers.
+
+Compiled on first use and cached on disk next to this file (or, where that folder is
+read-only, in numba's user-wide cache or ``NUMBA_CACHE_DIR``; with no writable place at all,
+compiled in memory each process). Importing this module imports numba (~0.3 s): callers import
+it when they first need it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numba
+import numpy as np
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _jit(fn: Callable[..., Any]) -> Any:
+    """`numba.njit` with the on-disk cache where numba finds a writable folder."""
+    try:
+        return numba.njit(cache=True, nogil=True)(fn)
+    except RuntimeError:  # "cannot cache function ...: no locator available"
+        return numba.njit(nogil=True)(fn)
+
+
+@_jit
+def _mix(word: np.uint64, length: np.int64) -> np.uint64:
+    h = (word ^ np.uint64(length)) * _GOLDEN
+    return h ^ (h >> np.uint64(29))
+
+
+@_jit
+def _word(words: np.ndarray, a: np.int64, length: np.int64) -> np.uint64:  # pragma: no cover
+    """The ``min(length, 8)`` bytes from byte `a` of `words` (the bytes, padded, as uint64),
+    little-endian, zero above them: two aligned loads, not a loop over bytes."""
+    q = a >> 3
+    shift = np.uint64((a & 7) * 8)
+    # Branch-free (the alignment of a value is random): shifting by 63 - shift, then by 1,
+    # gives 0 for an aligned value, where a shift by 64 would be undefined.
+    w = (words[q] >> shift) | ((words[q + 1] << (np.uint64(63) - shift)) << np.uint64(1))
+    half = np.uint64(4 * min(length, 8))
+    return w & (((np.uint64(1) << half) << half) - np.uint64(1))
+
+
+@_jit
+def _encode_bytes(
+    offsets: np.ndarray,
+    words: np.ndarray,
+    index: np.ndarray,
+    present: np.ndarray,
+    codes: np.ndarray,
+    firsts: np.ndarray,
+    slot_code: np.ndarray,
+    slot_key: np.ndarray,
+) -> int:  # pragma: no cover - compiled
+    """`encode_bytes` into preallocated arrays (no reallocation in the loop, where numba's
+    reference counting of the rebound arrays cost a third of the time). Returns the number of
+    codes, or -1 when `firsts` is full (the caller retries with more room)."""
+    mask = len(slot_code) - 1
+    n = 0
+    for r in range(len(index)):
+        if not present[r]:
+            continue
+        i = index[r]
+        a = np.int64(offsets[i])
+        length = np.int64(offsets[i + 1]) - a
+        if length < 8:  # the value itself, with its length in the top byte, is the key
+            key = _word(words, a, length) | (np.uint64(length) << np.uint64(56))
+        else:  # a hash of all its bytes, top byte 0xff (no short key has it); bytes compared
+            key = _mix(_word(words, a, 8), length)
+            for t in range(8, length, 8):
+                key = _mix(key ^ _word(words, a + t, length - t), length)
+            key |= np.uint64(0xFF) << np.uint64(56)
+        s = np.int64((key * _GOLDEN) >> np.uint64(40)) & mask
+        while True:
+            c = slot_code[s]
+            if c < 0:  # a new value
+                if n == len(firsts):
+                    return -1
+                firsts[n] = i
+                slot_code[s] = n
+                slot_key[s] = key
+                codes[r] = n
+                n += 1
+                break
+            if slot_key[s] == key:
+                same = True
+                if length >= 8:
+                    b = np.int64(offsets[firsts[c]])
+                    if np.int64(offsets[firsts[c] + 1]) - b != length:
+                        same = False
+                    for t in range(0, length if same else 0, 8):
+                        if _word(words, a + t, length - t) != _word(words, b + t, length - t):
+                            same = False
+                            break
+                if same:
+                    codes[r] = c
+                    break
+            s = (s + 1) & mask
+    return n
+
+
+@_jit
+def _encode_words(
+    values: np.ndarray,
+    index: np.ndarray,
+    present: np.ndarray,
+    codes: np.ndarray,
+    firsts: np.ndarray,
+    slot_code: np.ndarray,
+    slot_key: np.ndarray,
+) -> int:  # pragma: no cover - compiled
+    """`_encode_bytes` for fixed-width values of up to 8 bytes, given as uint64 words."""
+    mask = len(slot_code) - 1
+    n = 0
+    for r in range(len(index)):
+        if not present[r]:
+            continue
+        i = index[r]
+        key = values[i]
+        s = np.int64(_mix(key, 8) >> np.uint64(40)) & mask
+        while True:
+            c = slot_code[s]
+            if c < 0:
+                if n == len(firsts):
+                    return -1
+                firsts[n] = i
+                slot_code[s] = n
+                slot_key[s] = key
+                codes[r] = n
+                n += 1
+                break
+            if slot_key[s] == key:
+                codes[r] = c
+                break
+            s = (s + 1) & mask
+    return n
+
+
+@_jit
+def _short_keys(
+    offsets: np.ndarray, words: np.ndarray, index: np.ndarray, present: np.ndarray
+) -> tuple[np.ndarray, np.int64]:  # pragma: no cover - compiled
+    """Per row, its value ``bytes[offsets[i]:offsets[i + 1]]`` (``i = index[row]``) as one
+    uint64 key when shorter than 8 bytes: the bytes, with the length in the top byte (0 where
+    not `present`). Also returns the longest length: keys are only valid when it is < 8."""
+    keys = np.zeros(len(index), np.uint64)
+    longest = 0
+    for r in range(len(index)):
+        if present[r]:
+            i = index[r]
+            a = np.int64(offsets[i])
+            length = np.int64(offsets[i + 1]) - a
+            longest = max(longest, length)
+            keys[r] = _word(words, a, length) | (np.uint64(min(length, 255)) << np.uint64(56))
+    return keys, longest
+
+
+@_jit
+def intern(
+    keys: np.ndarray,
+    present: np.ndarray,
+    start: int,
+    codes: np.ndarray,
+    slot_code: np.ndarray,
+    slot_key: np.ndarray,
+    count: int,
+    firsts: np.ndarray,
+) -> tuple[int, int, int]:  # pragma: no cover - compiled
+    """Codes of uint64 `keys` from a hash table kept between batches (`slot_code`, -1: empty,
+    and `slot_key`), new keys numbered from `count` on, from row `start`.
+
+    Returns (the row it stopped at, the number of codes, how many rows of `firsts` hold the
+    rows of new codes): it stops early when the table is half full or `firsts` is full; the
+    caller grows them (`rehash`) and calls again from that row.
+    """
+    mask = len(slot_code) - 1
+    new = 0
+    for r in range(start, len(keys)):
+        if not present[r]:
+            continue
+        key = keys[r]
+        s = np.int64((key * _GOLDEN) >> np.uint64(32)) & mask
+        while True:
+            c = slot_code[s]
+            if c < 0:
+                if 2 * (count + 1) > len(slot_code) or new == len(firsts):
+                    return r, count, new
+                slot_code[s] = count
+                slot_key[s] = key
+                firsts[new] = r
+                new += 1
+                codes[r] = count
+                count += 1
+                break
+            if slot_key[s] == key:
+                codes[r] = c
+                break
+            s = (s + 1) & mask
+    return len(keys), count, new
+
+
+@_jit
+def rehash(
+    slot_code: np.ndarray, slot_key: np.ndarray, size: int
+) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+    """The table of `intern` with `size` slots (a power of 2), holding the same codes."""
+    mask = size - 1
+    code = np.full(size, -1, np.int32)
+    keys = np.zeros(size, np.uint64)
+    for t in range(len(slot_code)):
+        if slot_code[t] >= 0:
+            s = np.int64((slot_key[t] * _GOLDEN) >> np.uint64(32)) & mask
+            while code[s] >= 0:
+                s = (s + 1) & mask
+            code[s] = slot_code[t]
+            keys[s] = slot_key[t]
+    return code, keys
+
+
+def short_keys(
+    offsets: np.ndarray, data: np.ndarray, index: np.ndarray, present: np.ndarray
+) -> np.ndarray | None:
+    """`_short_keys`, or None when a present value has 8 bytes or more."""
+    keys, longest = _short_keys(offsets, _padded(data), index, present)
+    return keys if longest < 8 else None
+
+
+def _padded(data: np.ndarray) -> np.ndarray:
+    """Bytes as uint64 words, with 8 to 15 zero bytes after them (for `_word`)."""
+    words = np.zeros(len(data) // 8 + 2, np.uint64)
+    words.view(np.uint8)[: len(data)] = data
+    return words
+
+
+def encode_bytes(
+    offsets: np.ndarray, data: np.ndarray, index: np.ndarray, present: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Codes of the variable-width values ``data[offsets[i]:offsets[i + 1]]`` picked by
+    `index` (one per row; rows not `present` get code 0 and take no part), numbered in order
+    of first appearance.
+
+    Returns (per-row int32 code, the value index of each code's first row).
+    """
+    return _retried(_encode_bytes, (offsets, _padded(data), index, present))
+
+
+def encode_words(
+    values: np.ndarray, index: np.ndarray, present: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """`encode_bytes` for fixed-width values of up to 8 bytes, given as uint64 words."""
+    return _retried(_encode_words, (values, index, present))
+
+
+def _retried(kernel: Any, args: tuple[np.ndarray, ...]) -> tuple[np.ndarray, np.ndarray]:
+    rows = len(args[-2])
+    codes = np.zeros(rows, np.int32)
+    room = 256  # distinct values; a slice column has a few
+    while True:
+        room = min(room, max(rows, 1))
+        firsts = np.empty(room, np.int64)
+        slots = 1 << (2 * room - 1).bit_length()  # at most half full
+        n = kernel(*args, codes, firsts, np.full(slots, -1, np.int32), np.zeros(slots, np.uint64))
+        if n >= 0:
+            return codes, firsts[:n]
+        room *= 16
+
+
+@_jit
+def scatter(
+    groups: np.ndarray,
+    cell: np.ndarray,
+    stats: np.ndarray,
+    n: np.ndarray,
+    sums: np.ndarray,
+    cells: np.ndarray,
+) -> None:  # pragma: no cover - compiled
+    """Adds each row to Overall (slice 0) and to its slice ``groups[row, spec]`` of every spec
+    (0: in no slice of that spec), in one pass: its count, its cell ``cells[slice, cell[row]]``
+    (confusion matrix or residual histogram) and its four ``stats[:, row]`` into ``sums[slice]``.
+    """
+    rows, specs = groups.shape
+    # Overall's count and sums in registers: its row of `n` and `sums` would otherwise be a
+    # chain of stores and loads through memory, one link per row. (A loop over the four sums,
+    # rather than four statements, made this pass 4x slower.)
+    t0 = t1 = t2 = t3 = 0.0
+    for r in range(rows):
+        x = cell[r]
+        cells[0, x] += 1
+        a, b, c, d = stats[0, r], stats[1, r], stats[2, r], stats[3, r]
+        t0 += a
+        t1 += b
+        t2 += c
+        t3 += d
+        for k in range(specs):
+            g = groups[r, k]
+            if g > 0:
+                n[g] += 1
+                cells[g, x] += 1
+                sums[g, 0] += a
+                sums[g, 1] += b
+                sums[g, 2] += c
+                sums[g, 3] += d
+    n[0] += rows
+    sums[0, 0] += t0
+    sums[0, 1] += t1
+    sums[0, 2] += t2
+    sums[0, 3] += t3
+
+
+@_jit
+def scatter_hist(
+    groups: np.ndarray, local: np.ndarray, hist: np.ndarray
+) -> None:  # pragma: no cover
+    """Adds each row to cell ``local[row]`` of Overall's row of `hist` (slice 0) and of its
+    slice's row of every spec (0: in no slice). Random access to the whole histogram (150
+    slices x 20k cells: 24 MB) is what this pass costs, ~7 ns a row, as numpy's ``add.at``."""
+    rows, specs = groups.shape
+    for r in range(rows):
+        cell = local[r]
+        hist[0, cell] += 1
+        for k in range(specs):
+            g = groups[r, k]
+            if g > 0:
+                hist[g, cell] += 1
+
+
+@_jit
+def aucs(hist: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
+    """AUC per [slice, class] of [slice, class, negative|positive, bucket] histograms; NaN
+    where undefined (no positives or no negatives).
+
+    In integers (exact): each positive beats the negatives in lower buckets and ties (one half)
+    those in its own bucket.
+    """
+    slices, classes, _, buckets = hist.shape
+    out = np.empty((slices, classes), np.float64)
+    for s in range(slices):
+        for c in range(classes):
+            below = 0
+            twice = 0
+            pos = 0
+            for b in range(buckets):
+                neg = hist[s, c, 0, b]
+                hit = hist[s, c, 1, b]
+                twice += hit * (2 * below + neg)
+                below += neg
+                pos += hit
+            pairs = pos * below
+            out[s, c] = twice / 2 / pairs if pairs > 0 else np.nan
+    return out

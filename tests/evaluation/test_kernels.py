@@ -1,0 +1,193 @@
+"""Differential tests of the compiled kernels (beam_pipeline/evaluation/kernels.py) against the
+Arrow and numpy operations they replace: the value encoders against ``dictionary_encode``,
+`SliceMemo` against a Python dict over all batches, the scatters against ``np.bincount`` /
+``np.add.at``, the AUCs against `auc_from_histograms`. Edge cases: empty batch, every row
+missing, one value, values first seen in later batches, non-ASCII and long (> 8 bytes) strings,
+integer columns, a table that has to grow."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from beam_pipeline.evaluation import OVERALL, MetricsAccumulator, SliceMemo, kernels, slice_keys
+from beam_pipeline.evaluation.metrics import auc_from_histograms
+
+WORDS = ["", "a", "é", "ab", "日本", "v149", "seven77", "eight888", "nine99999", "x" * 40, "x" * 41]
+
+
+def _strings(rng: np.random.Generator, rows: int, vocabulary: list[str]) -> list[str | None]:
+    picked = [vocabulary[i] for i in rng.integers(0, len(vocabulary), rows)]
+    return [None if rng.random() < 0.1 else v for v in picked]
+
+
+def _column(values: list, kind: pa.DataType) -> pa.Array:
+    """A tf.Example-like list column: [value], [] for a missing one, and some null rows."""
+    rows = [[v] if v is not None else ([] if i % 2 else None) for i, v in enumerate(values)]
+    return pa.array(rows, pa.large_list(kind))
+
+
+@pytest.mark.parametrize("kind", [pa.binary(), pa.string(), pa.large_binary()])
+@pytest.mark.parametrize("seed", range(4))
+def test_encode_bytes_equals_dictionary_encode(kind: pa.DataType, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    vocabulary = WORDS + [f"w{i}" for i in range(rng.integers(1, 3000))]
+    texts = [w for w in vocabulary if w is not None]
+    rows = int(rng.integers(1, 5000))
+    values = [texts[i] for i in rng.integers(0, len(texts), rows)]
+    data = [
+        v.encode() if pa.types.is_binary(kind) or pa.types.is_large_binary(kind) else v
+        for v in values
+    ]
+    array = pa.array(data, kind)
+    wide = pa.types.is_large_binary(kind)
+    offsets = np.frombuffer(array.buffers()[1], np.int64 if wide else np.int32)[: rows + 1]
+    raw = np.frombuffer(array.buffers()[2], np.uint8)[: offsets[-1]]
+    present = rng.random(rows) > 0.2
+    codes, firsts = kernels.encode_bytes(offsets, raw, np.arange(rows), present)
+    encoded = array.filter(pa.array(present)).dictionary_encode()
+    assert array.take(pa.array(firsts)).to_pylist() == encoded.dictionary.to_pylist()
+    assert codes[present].tolist() == encoded.indices.to_pylist()
+
+
+def test_encode_words_equals_dictionary_encode() -> None:
+    rng = np.random.default_rng(5)
+    numbers = rng.integers(-(2**63), 2**63 - 1, 50, dtype=np.int64)[rng.integers(0, 50, 4000)]
+    numbers[:3] = [0, -1, 2**63 - 1]
+    present = rng.random(len(numbers)) > 0.1
+    codes, firsts = kernels.encode_words(numbers.view(np.uint64), np.arange(len(numbers)), present)
+    encoded = pa.array(numbers[present]).dictionary_encode()
+    assert numbers[firsts].tolist() == encoded.dictionary.to_pylist()
+    assert codes[present].tolist() == encoded.indices.to_pylist()
+
+
+@pytest.mark.parametrize("kind", [pa.binary(), pa.string(), pa.int64(), pa.int32()])
+def test_slice_keys_with_a_memo_equal_slice_keys_without(kind: pa.DataType) -> None:
+    """Batch after batch (values first seen late, an empty batch, one where every row misses
+    the feature, sliced batches), with and without a memo: the same key on every row."""
+    rng = np.random.default_rng(7)
+    integer = pa.types.is_integer(kind)
+    vocabulary = list(range(-5, 400)) if integer else WORDS + [f"é{i}" for i in range(400)]
+    memo = SliceMemo()
+    for size, words in [(300, 20), (0, 20), (500, 40), (200, 0), (3000, 405), (50, 1)]:
+        values = _strings(rng, size, vocabulary[:words] if words else [None])  # type: ignore[list-item]
+        if not integer and pa.types.is_binary(kind):
+            values = [v.encode() if v is not None else None for v in values]
+        batch = pa.RecordBatch.from_arrays(
+            [_column(values, kind), pa.array(np.arange(size))], names=["f", "n"]
+        )
+        for lo, length in ((0, size), (size // 3, size // 2)):
+            part = batch.slice(lo, length)
+            for spec in (("f",), ("f", "n")):
+                plain = slice_keys(part, spec).to_pylist()
+                assert slice_keys(part, spec, memo=memo).to_pylist() == plain
+            texts = [v.decode() if isinstance(v, bytes) else v for v in values[lo : lo + length]]
+            expected = [None if v is None else f"f={v}" for v in texts]
+            assert slice_keys(part, ("f",), memo=memo).to_pylist() == expected
+
+
+def test_a_memo_keeps_its_dictionary_until_a_new_value_appears() -> None:
+    memo = SliceMemo()
+    first = pa.RecordBatch.from_arrays([_column(["a", "b", None], pa.string())], names=["f"])
+    again = pa.RecordBatch.from_arrays([_column(["b", "b", "a"], pa.string())], names=["f"])
+    new = pa.RecordBatch.from_arrays([_column(["c", "a", "a"], pa.string())], names=["f"])
+    one = slice_keys(first, ("f",), memo=memo)
+    two = slice_keys(again, ("f",), memo=memo)
+    assert one.dictionary.buffers()[2].address == two.dictionary.buffers()[2].address
+    assert two.indices.to_pylist() == [1, 1, 0]
+    three = slice_keys(new, ("f",), memo=memo)
+    assert three.dictionary.to_pylist() == ["f=a", "f=b", "f=c"]
+    assert three.to_pylist() == ["f=c", "f=a", "f=a"]
+
+
+def test_invalid_utf8_is_refused_with_or_without_a_memo() -> None:
+    batch = pa.RecordBatch.from_arrays([_column([b"\xff"], pa.binary())], names=["f"])
+    for memo in (None, SliceMemo()):
+        with pytest.raises(pa.ArrowInvalid):
+            slice_keys(batch, ("f",), memo=memo)
+
+
+def _scattered(groups: np.ndarray, local: np.ndarray, slices: int, width: int):
+    """What the kernels must add: per slice (0: every row), numpy's bincount and add.at."""
+    n = np.zeros(slices, np.int64)
+    hist = np.zeros((slices, width), np.int64)
+    n[0] = len(local)
+    hist[0] = np.bincount(local, minlength=width)
+    for k in range(groups.shape[1]):
+        on = groups[:, k] > 0
+        n += np.bincount(groups[on, k], minlength=slices)
+        np.add.at(hist, (groups[on, k], local[on]), 1)
+    return n, hist
+
+
+@pytest.mark.parametrize("rows,specs", [(0, 1), (1, 1), (4000, 1), (4000, 2), (300, 0)])
+def test_scatter_equals_bincounts(rows: int, specs: int) -> None:
+    rng = np.random.default_rng(rows + specs)
+    slices, width, size = 12, 50, 4
+    groups = rng.integers(0, slices, (rows, specs))
+    cell = rng.integers(0, size, rows)
+    stats = rng.random((4, rows))
+    local = rng.integers(0, width, rows)
+    n, sums, cells = (
+        np.zeros(slices, np.int64),
+        np.zeros((slices, 4)),
+        np.zeros((slices, size), np.int64),
+    )
+    hist = np.zeros((slices, width), np.int64)
+    kernels.scatter(groups, cell, stats, n, sums, cells)
+    kernels.scatter_hist(groups, local, hist)
+    want_n, want_hist = _scattered(groups, local, slices, width)
+    assert (n == want_n).all() and (hist == want_hist).all()
+    for g in range(slices):  # a row is in its slice of every spec (twice if two say so)
+        ins = [np.ones(rows, bool)] if g == 0 else [groups[:, k] == g for k in range(specs)]
+        want = sum(np.bincount(cell[i], minlength=size) for i in ins)
+        assert cells[g].tolist() == np.asarray(want + np.zeros(size, np.int64)).tolist()
+        total = sum(stats[:, i].sum(axis=1) for i in ins) + np.zeros(4)
+        assert sums[g] == pytest.approx(total, rel=1e-12, abs=1e-12)
+
+
+def test_aucs_equal_auc_from_histograms() -> None:
+    rng = np.random.default_rng(3)
+    hist = rng.integers(0, 5, (6, 3, 2, 200))
+    hist[1] = 0  # an empty slice
+    hist[2, :, 1] = 0  # no positives
+    got = kernels.aucs(hist)
+    for s in range(6):
+        for c in range(3):
+            want = auc_from_histograms(hist[s, c, 0], hist[s, c, 1])
+            assert (np.isnan(got[s, c]) and want is None) or got[s, c] == pytest.approx(want)
+
+
+def test_sliced_metrics_with_a_memo_equal_those_without() -> None:
+    rng = np.random.default_rng(9)
+    results = []
+    for memo in (None, SliceMemo()):
+        acc = MetricsAccumulator("binary", buckets=100)
+        rng = np.random.default_rng(9)
+        for size in (500, 0, 700, 300):
+            values = _strings(rng, size, WORDS + [f"w{i}" for i in range(30 if size > 600 else 5)])
+            batch = pa.RecordBatch.from_arrays([_column(values, pa.string())], names=["f"])
+            y = rng.integers(0, 2, size)
+            p = rng.random(size)
+            acc.add(y, p[:, None], [slice_keys(batch, ("f",), memo=memo)])
+        results.append(acc.result())
+    assert results[0] == results[1] and results[0][OVERALL]["example_count"] == 1500
+
+
+def test_the_disk_cache_is_optional(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where numba finds no writable folder for its cache, the kernels compile in memory."""
+    import numba
+
+    real = numba.njit
+
+    def refusing(*args, **kwargs):
+        if kwargs.get("cache"):
+            raise RuntimeError("cannot cache function: no locator available")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(numba, "njit", refusing)
+    double = kernels._jit(lambda x: 2 * x)
+    assert double(21) == 42
+    assert pc.sum(pa.array([1])).as_py() == 1
