@@ -67,7 +67,29 @@ def csv_columns(rows: list[dict[str, Any]], names: list[str]) -> dict[str, list[
 # -- the load generator (its own process; one JSON command per stdin line) -------------------
 
 
-async def _rest_load(url: str, body: bytes, method: str, clients: int, seconds: float) -> Any:
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system, every thread) a process has used, from /proc (0.0 where there
+    is no /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _measured(run: Any, server_pid: int) -> Any:
+    """``run()`` (the measured window) and the CPU seconds the server and this load generator
+    spent during it."""
+    server0, own0 = process_cpu(server_pid), time.process_time()
+    t0 = time.perf_counter()
+    await run()
+    elapsed = time.perf_counter() - t0
+    return elapsed, process_cpu(server_pid) - server0, time.process_time() - own0
+
+
+async def _rest_load(
+    url: str, body: bytes, method: str, clients: int, seconds: float, server_pid: int
+) -> Any:
     import aiohttp
 
     latencies: list[float] = []
@@ -90,14 +112,22 @@ async def _rest_load(url: str, body: bytes, method: str, clients: int, seconds: 
         await asyncio.gather(*(client(session) for _ in range(clients)))
         latencies.clear()
         failures.clear()
-        t0 = time.perf_counter()
-        stop_at = t0 + seconds
-        await asyncio.gather(*(client(session) for _ in range(clients)))
-        return latencies, failures, time.perf_counter() - t0
+
+        async def run() -> None:
+            nonlocal stop_at
+            stop_at = time.perf_counter() + seconds
+            await asyncio.gather(*(client(session) for _ in range(clients)))
+
+        return latencies, failures, *await _measured(run, server_pid)
 
 
 async def _grpc_load(
-    target: str, columns: dict[str, list[str]], clients: int, seconds: float
+    target: str,
+    columns: dict[str, list[str]],
+    clients: int,
+    seconds: float,
+    server_pid: int,
+    channels: int,
 ) -> Any:
     import grpc
     from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
@@ -118,40 +148,61 @@ async def _grpc_load(
     failures: list[str] = []
     stop_at = 0.0
 
-    async with grpc.aio.insecure_channel(target) as channel:
-        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+    # One channel (one HTTP/2 connection) per client unless --grpc-channels says fewer: as the
+    # REST clients each hold a keep-alive connection. 32 clients on one channel share one
+    # connection's flow control and its one poller.
+    opened = [grpc.aio.insecure_channel(target) for _ in range(channels or clients)]
+    stubs = [prediction_service_pb2_grpc.PredictionServiceStub(c) for c in opened]
 
-        async def client() -> None:
-            while time.perf_counter() < stop_at:
-                t0 = time.perf_counter()
-                try:
-                    await stub.Predict(request, timeout=30)
-                except grpc.aio.AioRpcError as exc:
-                    failures.append(f"{exc.code().name} {exc.details()[:200]}")
-                latencies.append(time.perf_counter() - t0)
+    async def client(stub: Any) -> None:
+        while time.perf_counter() < stop_at:
+            t0 = time.perf_counter()
+            try:
+                await stub.Predict(request, timeout=30)
+            except grpc.aio.AioRpcError as exc:
+                failures.append(f"{exc.code().name} {exc.details()[:200]}")
+            latencies.append(time.perf_counter() - t0)
 
+    async def run() -> None:
+        nonlocal stop_at
+        stop_at = time.perf_counter() + seconds
+        await asyncio.gather(*(client(stubs[i % len(stubs)]) for i in range(clients)))
+
+    try:
         stop_at = time.perf_counter() + min(1.0, seconds)
-        await asyncio.gather(*(client() for _ in range(clients)))
+        await asyncio.gather(*(client(stubs[i % len(stubs)]) for i in range(clients)))
         latencies.clear()
         failures.clear()
-        t0 = time.perf_counter()
-        stop_at = t0 + seconds
-        await asyncio.gather(*(client() for _ in range(clients)))
-        return latencies, failures, time.perf_counter() - t0
+        return latencies, failures, *await _measured(run, server_pid)
+    finally:
+        for c in opened:
+            await c.close()
 
 
 def load_generator() -> int:
     """Reads one command per line: {"api", "url"|"target", "body"|"columns", "clients",
-    "seconds", "rows", "method"}; writes one JSON result per line."""
+    "seconds", "rows", "method", "pid", "channels"}; writes one JSON result per line."""
     for line in sys.stdin:
         cmd = json.loads(line)
         if cmd["api"] == "rest":
             run = _rest_load(
-                cmd["url"], cmd["body"].encode(), cmd["method"], cmd["clients"], cmd["seconds"]
+                cmd["url"],
+                cmd["body"].encode(),
+                cmd["method"],
+                cmd["clients"],
+                cmd["seconds"],
+                cmd["pid"],
             )
         else:
-            run = _grpc_load(cmd["target"], cmd["columns"], cmd["clients"], cmd["seconds"])
-        latencies, failures, elapsed = asyncio.run(run)
+            run = _grpc_load(
+                cmd["target"],
+                cmd["columns"],
+                cmd["clients"],
+                cmd["seconds"],
+                cmd["pid"],
+                cmd["channels"],
+            )
+        latencies, failures, elapsed, server_cpu, own_cpu = asyncio.run(run)
         latencies.sort()
         n = len(latencies)
         result = {
@@ -161,6 +212,9 @@ def load_generator() -> int:
             "p99_ms": 1000 * latencies[min(n - 1, int(n * 0.99))] if n else 0.0,
             "failures": len(failures),
             "first_failure": failures[0] if failures else None,
+            # CPU per answered request (the server's every thread; the load generator's own)
+            "server_us_per_request": 1e6 * server_cpu / n if n else 0.0,
+            "client_us_per_request": 1e6 * own_cpu / n if n else 0.0,
         }
         print(json.dumps(result), flush=True)
     return 0
@@ -194,12 +248,22 @@ class LoadGenerator:
 # -- the servers ------------------------------------------------------------------------------
 
 
+_GIVEN: set[int] = set()
+
+
 def free_port() -> int:
+    """A free port, never one this process gave before: the servers bind theirs later, so the
+    kernel could hand the same free port out twice (it did: a server died on its bind while
+    another answered its /readyz)."""
     import socket
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _GIVEN:
+            _GIVEN.add(port)
+            return port
 
 
 def wait_ready(url: str, proc: subprocess.Popen, log: Path, timeout: float = 300) -> None:
@@ -233,7 +297,9 @@ class Server:
             self.proc.wait()
 
 
-def start_serve(work: Path, name: str, model_dir: Path, serving: dict[str, Any]) -> Server:
+def start_serve(
+    work: Path, name: str, model_dir: Path, serving: dict[str, Any], repo: Path = REPO
+) -> Server:
     import yaml
 
     folder = work / name
@@ -256,7 +322,8 @@ def start_serve(work: Path, name: str, model_dir: Path, serving: dict[str, Any])
     proc = subprocess.Popen(
         [sys.executable, "-m", "beam_pipeline.cli", "serve", str(config)]
         + ["--port", str(port), "--grpc-port", str(grpc_port)],
-        cwd=REPO,
+        cwd=repo,
+        env={**os.environ, "PYTHONPATH": str(repo)},
         stdout=subprocess.DEVNULL,
         stderr=open(log, "w"),  # noqa: SIM115 - outlives this call with the process
     )
@@ -367,6 +434,8 @@ def summarize(results: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, f
         if "p99_ms" in runs[0]:
             summary["p99_ms_median"] = round(statistics.median(r["p99_ms"] for r in runs), 1)
             summary["failures"] = sum(r["failures"] for r in runs)
+            for key in ("server_us_per_request", "client_us_per_request"):
+                summary[f"{key}_median"] = round(statistics.median(r[key] for r in runs))
         out[case] = summary
     return out
 
@@ -381,6 +450,17 @@ def main() -> int:
     p.add_argument("--sizes", type=ints, default=[1, 64])
     p.add_argument("--apis", default="rest,grpc")
     p.add_argument("--json", help="write every measurement and the summary to this file")
+    p.add_argument(
+        "--grpc-channels",
+        type=int,
+        default=0,
+        help="gRPC channels (HTTP/2 connections) the clients share; 0 (default): one per client",
+    )
+    p.add_argument(
+        "--compare-repo",
+        type=Path,
+        help="also serve from this checkout (e.g. main) as case 'base', interleaved with serve",
+    )
     p.add_argument(
         "--set",
         action="append",
@@ -421,6 +501,10 @@ def main() -> int:
             work, "serve_no_log", model_dir, {**serving, "log_predictions": False}
         )
         servers["naive"] = start_naive(work, model_dir)
+        if args.compare_repo:
+            servers["base"] = start_serve(
+                work, "base", model_dir, serving, args.compare_repo.resolve()
+            )
         ceiling = Ceiling(model_dir, rows)  # while the servers load (started at once)
         for s in servers.values():
             wait_ready(f"{s.url}/readyz", s.proc, s.log)
@@ -429,6 +513,8 @@ def main() -> int:
             results.setdefault(case, []).append(r)
             extra = (
                 f" p50 {r['p50_ms']:6.1f} ms  p99 {r['p99_ms']:6.1f} ms  failures {r['failures']}"
+                f"  CPU us/req server {r['server_us_per_request']:4.0f}"
+                f" client {r['client_us_per_request']:4.0f}"
                 if "p99_ms" in r
                 else ""
             )
@@ -451,6 +537,7 @@ def main() -> int:
                     clients=clients,
                     seconds=args.seconds,
                     rows=1,
+                    pid=servers["serve"].proc.pid,
                 )
                 record(f"floor GET /healthz {clients}c", r)
             for api in apis:
@@ -458,8 +545,8 @@ def main() -> int:
                     body = json.dumps({"instances": rows[:size]})
                     columns = csv_columns(rows[:size], names)
                     for clients in args.clients:
-                        for name in ("serve", "serve_no_log", "naive"):
-                            if api == "grpc" and name == "naive":
+                        for name in ("serve", "base", "serve_no_log", "naive"):
+                            if name not in servers or (api == "grpc" and name == "naive"):
                                 continue
                             s = servers[name]
                             if api == "rest":
@@ -471,6 +558,7 @@ def main() -> int:
                                     clients=clients,
                                     seconds=args.seconds,
                                     rows=size,
+                                    pid=s.proc.pid,
                                 )
                             else:
                                 r = loadgen.run(
@@ -480,6 +568,13 @@ def main() -> int:
                                     clients=clients,
                                     seconds=args.seconds,
                                     rows=size,
+                                    pid=s.proc.pid,
+                                    channels=args.grpc_channels,
+                                )
+                            if s.proc.poll() is not None:
+                                raise SystemExit(
+                                    f"{name} exited with {s.proc.returncode}: "
+                                    f"{s.log.read_text()[-3000:]}"
                                 )
                             record(f"{name} {api} {size}row {clients}c", r)
             for size in (1, 32, 64):
@@ -493,7 +588,12 @@ def main() -> int:
     summary = summarize(results)
     print("summary (rows/s over the rounds: min / median; p99 is the median of the rounds)")
     for case, s in summary.items():
-        p99 = f"  p99 {s['p99_ms_median']:.1f} ms" if "p99_ms_median" in s else ""
+        p99 = (
+            f"  p99 {s['p99_ms_median']:.1f} ms  CPU us/req server "
+            f"{s['server_us_per_request_median']} client {s['client_us_per_request_median']}"
+            if "p99_ms_median" in s
+            else ""
+        )
         print(f"  {case:32} {s['min']:>9,.0f} / {s['median']:>9,.0f}{p99}")
     ratios = {}
     top = max(args.clients)
@@ -512,6 +612,9 @@ def main() -> int:
         grpc = med.get(f"serve grpc {one}row {top}c")
         if grpc:
             ratios[f"serve_grpc_vs_rest_{top}c"] = round(grpc / rest, 2)
+        base_rest, base_grpc = (med.get(f"base {a} {one}row {top}c") for a in ("rest", "grpc"))
+        if base_rest and base_grpc:
+            ratios[f"base_grpc_vs_rest_{top}c"] = round(base_grpc / base_rest, 2)
     print(f"ratios (medians, {one}-row requests, {top} clients): {json.dumps(ratios)}")
     print(f"load average at the end: {os.getloadavg()}")
     if args.json:

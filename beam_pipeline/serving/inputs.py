@@ -47,7 +47,9 @@ class Inputs:
 
     Exactly one of ``records`` (row format: one object per row), ``columns`` (one list of values
     per feature; for gRPC, a tensor's values) and ``examples`` (serialized tf.Examples) is set.
-    ``where`` formats a row's place in the request for messages (``instances[{}]``).
+    ``texts``: every column is a gRPC string tensor's values, a list of UTF-8 bytes (typed with
+    the batch by `raw_inputs.check_text_columns`). ``where`` formats a row's place in the
+    request for messages (``instances[{}]``).
     """
 
     rows: int
@@ -57,6 +59,7 @@ class Inputs:
     examples: list[bytes] | None = None
     offset: int = 0  # the first row's index in the request (a request cut into parts)
     request_id: str = ""  # row i is logged as {request_id}/{offset + i}
+    texts: bool = False
 
     def part(self, start: int, end: int) -> Inputs:
         return Inputs(
@@ -67,6 +70,7 @@ class Inputs:
             None if self.examples is None else self.examples[start:end],
             self.offset + start,
             self.request_id,
+            self.texts,
         )
 
     def row(self, index: int) -> str:
@@ -125,8 +129,11 @@ def columns_inputs(inputs: Any, schema: RawSchema, where: str = "inputs") -> Inp
     return Inputs(n, where + " row {}", columns=inputs)
 
 
-def tensor_inputs(columns: dict[str, np.ndarray], schema: RawSchema) -> Inputs:
-    """gRPC: one tensor of values per feature (strings as bytes, typed per batch)."""
+def tensor_inputs(
+    columns: dict[str, np.ndarray] | dict[str, list[bytes]], schema: RawSchema, texts: bool = False
+) -> Inputs:
+    """gRPC: one tensor of values per feature (strings as bytes, typed per batch); ``texts``:
+    every tensor is a string tensor, its values a list of bytes."""
     lengths = {name: len(values) for name, values in columns.items()}
     if len(set(lengths.values())) > 1:
         raise RequestError(
@@ -135,7 +142,7 @@ def tensor_inputs(columns: dict[str, np.ndarray], schema: RawSchema) -> Inputs:
     if not columns or not next(iter(lengths.values())):
         raise RequestError("inputs: expected at least one row")
     _unknown(set(columns), schema, "inputs")
-    return Inputs(next(iter(lengths.values())), "inputs row {}", columns=columns)
+    return Inputs(next(iter(lengths.values())), "inputs row {}", columns=columns, texts=texts)
 
 
 def examples_inputs(examples: list[bytes], where: str) -> Inputs:
@@ -173,10 +180,10 @@ def _segment(item: Inputs, name: str) -> list[Any]:
     values = item.columns.get(name)
     if values is None:
         return [None] * item.rows
-    if isinstance(values, np.ndarray):  # a gRPC tensor's values
-        if values.dtype.kind in ("S", "O"):
+    if item.texts or isinstance(values, np.ndarray):  # a gRPC tensor's values
+        if item.texts or values.dtype.kind in ("S", "O"):
             out = []
-            for i, v in enumerate(values.tolist()):
+            for i, v in enumerate(values if item.texts else values.tolist()):
                 try:
                     out.append(v.decode("utf-8") if isinstance(v, bytes) else v)
                 except UnicodeDecodeError:
@@ -195,6 +202,10 @@ def prepare_raw(schema: RawSchema, items: list[Inputs]) -> Prepared:
     names = schema.names
     starts = []
     total = 0
+    if items and all(item.texts for item in items):  # gRPC string tensors: typed per kind
+        prepared = _prepared_texts(schema, items)
+        if prepared is not None:
+            return prepared
     if all(item.records is not None for item in items):  # row format: one pass per feature
         records = [r for item in items for r in item.records or ()]
         columns: dict[str, list[Any]] = {n: [r.get(n) for r in records] for n in names}
@@ -243,6 +254,28 @@ def prepare_raw(schema: RawSchema, items: list[Inputs]) -> Prepared:
     strings = raw_inputs.CheckedRows(checked.accepted, [], typed).raw_strings()
     inputs = {k: v.to_numpy(zero_copy_only=False) for k, v in strings.items()}
     return Prepared(inputs, errors, spans, typed)
+
+
+def _prepared_texts(schema: RawSchema, items: list[Inputs]) -> Prepared | None:
+    """A batch of gRPC string tensors by `raw_inputs.check_text_columns` (None: not plain, or
+    a row refused; `prepare_raw` then decodes the values one by one and words the message)."""
+    starts = []
+    total = 0
+    for i, item in enumerate(items):
+        starts.append((i, total))
+        total += item.rows
+    columns: dict[str, list[bytes]] = {}
+    for name in schema.names:
+        if any(item.columns and name in item.columns for item in items):
+            column = columns[name] = []
+            for item in items:
+                assert item.columns is not None
+                column += item.columns.get(name) or (b"",) * item.rows
+    checked = raw_inputs.check_text_columns(columns, total, schema)
+    if checked is None or checked.kinds is None:
+        return None
+    errors: list[RequestError | None] = [None] * len(items)
+    return _prepared_by_kind(checked.kinds, items, errors, starts, checked.batch, total)
 
 
 def _prepared_by_kind(

@@ -232,7 +232,7 @@ def test_json_columns_shortcut_decides_as_check_rows_on_random_batches(monkeypat
         "tips": [1.0, 2, None],
     }
     odd = ["7", " 4.0 ", "abc", True, "nan", 2**70, 3.5, "", "1e400", "-0"]
-    as_text = {"fare": ["7.5", " 1 ", "", "1e3"], "hour": ["4", " 5 ", "", "4.0"]}
+    as_text = {"fare": ["7.5", " 1 ", "", "1e3", "+2.5"], "hour": ["4", " 5 ", "", "4.0"]}
     rng = random.Random(7)
     for trial in range(300):
         rows = rng.randint(0, 12)
@@ -257,4 +257,55 @@ def test_json_columns_shortcut_decides_as_check_rows_on_random_batches(monkeypat
         assert fast.batch.to_pydict() == slow.batch.to_pydict(), where
         fast_text = {k: v.to_pylist() for k, v in fast.raw_strings().items()}
         assert fast_text == {k: v.to_pylist() for k, v in slow.raw_strings().items()}, where
-    assert len(slowly) < 120  # the odd batches (about a quarter); the rest took the shortcut
+    assert len(slowly) < 130  # the odd batches (about a quarter); the rest took the shortcut
+
+
+def test_text_columns_shortcut_types_as_check_rows_on_random_batches() -> None:
+    """check_text_columns (a gRPC client's UTF-8 text, typed per kind from the joined text)
+    either declines (None) or gives check_rows' verdicts and typed values, and its `Kind`
+    values are those typed values; it takes the plain batches and declines every odd one."""
+    from beam_pipeline.io.raw_inputs import check_text_columns
+
+    plain = {
+        "fare": ["12.5", "7", "0.1", "-3.25", "1e300", ".5", "1.", "+2E-3", "0000.10"],
+        "hour": ["3", "0", "-12", "007", "-0", str(10**18 - 1)],
+        "payment": ["Cash", " Card ", "é", "a b", "", "0"],
+        "tips": ["1.0", "2", "", "3.14159265358979311"],
+    }
+    odd = ["nan", "inf", " 4", "4.0", "+5", "abc", "1e400", "   ", "\xa0", "a\nb", "\udcff"]
+    rng = random.Random(11)
+    taken = declined_odd = 0
+    for trial in range(400):
+        rows = rng.randint(0, 10)
+        is_odd = rng.random() < 0.3 and rows > 0
+        columns: dict[str, list[bytes] | None] = {}
+        for col in SCHEMA.columns:
+            if rng.random() < 0.1 and not col.required:
+                continue  # absent: missing in every row
+            columns[col.name] = [rng.choice(plain[col.name]).encode() for _ in range(rows)]
+        if is_odd:
+            name = rng.choice([c.name for c in SCHEMA.columns if c.name in columns])
+            value = rng.choice(odd)
+            text = value.encode("utf-8", "surrogateescape") if value != "\udcff" else b"\xff"
+            columns[name][rng.randrange(rows)] = text  # type: ignore[index]
+        fast = check_text_columns(columns, rows, SCHEMA)
+        decoded = {
+            k: [x.decode("utf-8", "replace") or None for x in v] for k, v in columns.items() if v
+        }
+        slow = check_rows(
+            [{k: v[i] for k, v in decoded.items() if v[i] is not None} for i in range(rows)],
+            SCHEMA,
+        )
+        where = f"trial {trial}: {columns}"
+        if fast is None:
+            assert is_odd or not slow.accepted.all(), where  # plain batches are taken
+            declined_odd += is_odd
+            continue
+        taken += 1
+        assert fast.rejected == slow.rejected == [], where
+        assert fast.accepted.tolist() == slow.accepted.tolist(), where
+        assert fast.batch.to_pydict() == slow.batch.to_pydict(), where
+        assert fast.kinds is not None
+        for kind in fast.kinds:
+            assert kind.json == kind.values.to_pylist(), where
+    assert taken > 200 and declined_odd > 60, (taken, declined_odd)

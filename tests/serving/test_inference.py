@@ -239,7 +239,7 @@ def test_classify_and_regress_over_rest_and_grpc(server: sf.Server, in_process: 
         labels, scores = _classes(response)
         assert labels == [["0", "1", "2"]] * 6
         np.testing.assert_allclose(scores, probabilities, rtol=1e-5, atol=1e-7)
-        assert any(k == "x-request-id" for k, _ in call.initial_metadata())
+        assert any(k == "x-request-id" for k, _ in call.trailing_metadata())
 
         request = regression_pb2.RegressionRequest()
         request.model_spec.name = "penguins_mass"

@@ -121,7 +121,11 @@ def test_grpc_prediction_service_client_gets_the_same_numbers(
         got = tf.make_ndarray(response.outputs["predictions"])
         np.testing.assert_allclose(got, in_process(rows), rtol=1e-6)
         assert response.model_spec.version.value == 1
-        assert ("x-request-id", "grpc-test") in tuple(call.initial_metadata())
+        # the request id comes back in the trailing metadata (as REST's X-Request-Id header)
+        assert ("x-request-id", "grpc-test") in tuple(call.trailing_metadata())
+        assert not any(k == "x-request-id" for k, _ in call.initial_metadata())
+        _, call = stub.Predict.with_call(request, timeout=60)
+        assert [k for k, _ in call.trailing_metadata()].count("x-request-id") == 1  # a new one
 
         meta = stub.GetModelMetadata(
             get_model_metadata_pb2.GetModelMetadataRequest(
@@ -144,6 +148,9 @@ def test_grpc_prediction_service_client_gets_the_same_numbers(
             stub.Predict(request, timeout=60)
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "'fare'" in err.value.details() and "twelve" in err.value.details()
+        with pytest.raises(grpc.RpcError) as err:
+            stub.Predict(request, timeout=60, metadata=(("x-request-id", "grpc-bad"),))
+        assert ("x-request-id", "grpc-bad") in tuple(err.value.trailing_metadata())
         request.model_spec.name = "nope"
         with pytest.raises(grpc.RpcError) as err:
             stub.Predict(request, timeout=60)
