@@ -3,6 +3,7 @@ model in-process and a naive unbatched server, all interleaved in one run on thi
 
     .venv/bin/python scripts/bench_serve.py CONFIG [--model-dir DIR] [--seconds 3] [--rounds 3]
         [--clients 1,8,32] [--sizes 1,64] [--apis rest,grpc] [--set KEY=VALUE] [--json FILE]
+        [--grpc-channels K] [--compare-repo DIR]
 
 CONFIG's served model (the highest version under ``push.serving_dir``) is copied into a temporary
 serving folder, unless ``--model-dir`` names a SavedModel folder. Three servers run side by side
@@ -14,13 +15,19 @@ for the whole benchmark (each started once):
   once per request on uvicorn's thread pool (what most hand-written servers do; REST only).
 
 The load generator is its own process (aiohttp for REST, grpc.aio for gRPC, keep-alive, a fixed
-number of clients each sending its next request when the last is answered). Every round runs every
-case once, one after another, in the same order: ``GET /healthz`` on serve (the HTTP floor: what
-this server and this load generator can do with no work at all), then serve, serve_no_log and
-naive for each API x row size x client count, and the in-process ceiling (``serving_raw`` on
-pre-built tensors at batch 1, 32 and 64). So each ratio compares cases measured under the same load
-of the machine, minutes apart at most. Prints one line per case and round, then min and median
-over the rounds, the ratios (from medians) and the load average; ``--json`` writes them all.
+number of clients each sending its next request when the last is answered; each gRPC client has
+its own channel, as each REST client its own connection, unless ``--grpc-channels`` says fewer).
+Each case reports the CPU per answered request of the server process and of the load generator
+over the measured window (they share the machine's cores). ``--compare-repo DIR`` adds a server
+``base`` run from another checkout (e.g. main), measured right after serve in every case.
+
+Every round runs every case once, one after another, in the same order: ``GET /healthz`` on
+serve (the HTTP floor: what this server and this load generator can do with no work at all),
+then serve, serve_no_log and naive for each API x row size x client count, and the in-process
+ceiling (``serving_raw`` on pre-built tensors at batch 1, 32 and 64). So each ratio compares
+cases measured under the same load of the machine, minutes apart at most. Prints one line per
+case and round, then min and median over the rounds, the ratios (from medians) and the load
+average; ``--json`` writes them all.
 """
 
 from __future__ import annotations
