@@ -309,3 +309,27 @@ def test_text_columns_shortcut_types_as_check_rows_on_random_batches() -> None:
         for kind in fast.kinds:
             assert kind.json == kind.values.to_pylist(), where
     assert taken > 200 and declined_odd > 60, (taken, declined_odd)
+
+
+def test_text_columns_parse_numbers_as_arrow_does() -> None:
+    """numpy's parse of plain decimal text (check_text_columns) gives Arrow's values (check_rows)
+    for random decimals of every length and exponent, and ints up to 18 digits."""
+    from beam_pipeline.io.raw_inputs import check_text_columns
+
+    rng = random.Random(5)
+    n = 3000
+    floats = []
+    for _ in range(n):
+        digits = "".join(rng.choice("0123456789") for _ in range(rng.randint(1, 25)))
+        cut = rng.randint(0, len(digits))
+        text = f"{rng.choice(['', '-', '+'])}{digits[:cut]}.{digits[cut:]}".rstrip(".") or "0"
+        if rng.random() < 0.5:
+            text += f"e{rng.randint(-340, 280)}"  # subnormals and zeros too; all under 1e308
+        floats.append(text.encode())
+    ints = [str(rng.randint(-(10**18) + 1, 10**18 - 1)).encode() for _ in range(n)]
+    columns = {"fare": floats, "hour": ints}
+    fast = check_text_columns(columns, n, SCHEMA)
+    slow = check_rows(pa.table({k: [x.decode() for x in v] for k, v in columns.items()}), SCHEMA)
+    assert fast is not None and slow.accepted.all()
+    assert fast.batch.column("fare").to_pylist() == slow.batch.column("fare").to_pylist()
+    assert fast.batch.column("hour").to_pylist() == slow.batch.column("hour").to_pylist()
