@@ -211,6 +211,84 @@ def intern(
 
 
 @_jit
+def intern_lists(
+    list_offsets: np.ndarray,
+    list_valid: np.ndarray,
+    value_offsets: np.ndarray,
+    value_valid: np.ndarray,
+    words: np.ndarray,
+    base: int,
+    start: int,
+    codes: np.ndarray,
+    valid: np.ndarray,
+    slot_code: np.ndarray,
+    slot_key: np.ndarray,
+    count: int,
+    firsts: np.ndarray,
+) -> tuple[int, int, int]:  # pragma: no cover - compiled
+    """`intern` of each row's first value of a list column of bytes, in one pass: the row's
+    value, its key (`_short_keys`) and its code, from the column's own buffers.
+
+    Args:
+        list_offsets: the rows' offsets into the values (rows + 1).
+        list_valid, value_valid: the rows' and values' validity (empty: all valid).
+        value_offsets: the values' byte offsets; `words` holds their bytes from byte `base`
+            (`padded`).
+        codes, valid: per row, filled from row `start` (a row with no value is not valid).
+
+    Returns `intern`'s triple; the row is -1 where a value has 8 bytes or more (the caller
+    encodes the batch another way; the codes given so far stay in the table, in `firsts`).
+    """
+    mask = len(slot_code) - 1
+    new = 0
+    for r in range(start, len(list_offsets) - 1):
+        i = list_offsets[r]
+        if (
+            list_offsets[r + 1] <= i
+            or (len(list_valid) and not list_valid[r])
+            or (len(value_valid) and not value_valid[i])
+        ):
+            valid[r] = False
+            continue
+        a = np.int64(value_offsets[i])
+        length = np.int64(value_offsets[i + 1]) - a
+        if length >= 8:
+            return -1, count, new
+        key = _word(words, a - base, length) | (np.uint64(length) << np.uint64(56))
+        s = np.int64((key * _GOLDEN) >> np.uint64(32)) & mask
+        while True:
+            c = slot_code[s]
+            if c < 0:
+                if 2 * (count + 1) > len(slot_code) or new == len(firsts):
+                    return r, count, new
+                slot_code[s] = count
+                slot_key[s] = key
+                firsts[new] = i
+                new += 1
+                codes[r] = count
+                count += 1
+                break
+            if slot_key[s] == key:
+                codes[r] = c
+                break
+            s = (s + 1) & mask
+        valid[r] = True
+    return len(list_offsets) - 1, count, new
+
+
+@_jit
+def slice_ids(
+    indices: np.ndarray, valid: np.ndarray, ids: np.ndarray
+) -> np.ndarray:  # pragma: no cover
+    """``ids[indices[row]]`` per row, 0 where not `valid` (empty: all valid)."""
+    out = np.zeros(len(indices), np.int64)
+    for r in range(len(indices)):
+        if len(valid) == 0 or valid[r]:
+            out[r] = ids[indices[r]]
+    return out
+
+
+@_jit
 def rehash(
     slot_code: np.ndarray, slot_key: np.ndarray, size: int
 ) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
@@ -232,11 +310,11 @@ def short_keys(
     offsets: np.ndarray, data: np.ndarray, index: np.ndarray, present: np.ndarray
 ) -> np.ndarray | None:
     """`_short_keys`, or None when a present value has 8 bytes or more."""
-    keys, longest = _short_keys(offsets, _padded(data), index, present)
+    keys, longest = _short_keys(offsets, padded(data), index, present)
     return keys if longest < 8 else None
 
 
-def _padded(data: np.ndarray) -> np.ndarray:
+def padded(data: np.ndarray) -> np.ndarray:
     """Bytes as uint64 words, with 8 to 15 zero bytes after them (for `_word`)."""
     words = np.zeros(len(data) // 8 + 2, np.uint64)
     words.view(np.uint8)[: len(data)] = data
@@ -252,7 +330,7 @@ def encode_bytes(
 
     Returns (per-row int32 code, the value index of each code's first row).
     """
-    return _retried(_encode_bytes, (offsets, _padded(data), index, present))
+    return _retried(_encode_bytes, (offsets, padded(data), index, present))
 
 
 def encode_words(

@@ -46,6 +46,7 @@ REGRESSION_METRICS = {"rmse", "mae"}
 # gets readable buckets without knowing its range in advance (accumulators must merge).
 _POS = 10.0 ** (np.arange(-12, 25) / 4.0)
 RESIDUAL_EDGES = np.concatenate([-_POS[::-1], [0.0], _POS])
+_ALL = np.zeros(0, bool)  # a validity array that says: every row is valid
 PLOT_POINTS = 100  # thresholds on the ROC and PR curves
 CALIBRATION_BINS = 10
 
@@ -276,9 +277,14 @@ class MetricsAccumulator:
         if known is None:
             if len(self._known_ids) > 16:
                 self._known_ids.clear()
-            # A null key (code -1): the id past the dictionary's, 0 (no slice).
-            known = self._known_ids[tag] = (dictionary, np.append(self._ids(dictionary), 0))
-        return known[1][int_codes(keys.indices)]
+            known = self._known_ids[tag] = (dictionary, self._ids(dictionary))
+        from beam_pipeline.evaluation import kernels
+
+        indices = keys.indices
+        codes = np.frombuffer(indices.buffers()[1], indices.type.to_pandas_dtype())
+        codes = codes[indices.offset : indices.offset + len(indices)]
+        valid = indices.is_valid().to_numpy(zero_copy_only=False) if indices.null_count else _ALL
+        return kernels.slice_ids(codes, valid, known[1])
 
     def merge(self, other: MetricsAccumulator) -> MetricsAccumulator:
         """Adds `other` into this accumulator (same kind and width); returns self."""

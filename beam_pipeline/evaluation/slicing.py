@@ -55,16 +55,57 @@ class _Interned:
             start, self.count, new = kernels.intern(
                 keys, present, start, codes, self.slot_code, self.slot_key, self.count, firsts
             )
-            if new:  # UTF-8 checked here, once per distinct value
-                picked = values.take(pa.array(index[firsts[:new]]))
-                self._chunks.append(pc.cast(picked, pa.string()))
-                self._texts = None
-                self._keys.clear()
+            if new:
+                self._add_texts(values.take(pa.array(index[firsts[:new]])))
             if start == rows:
                 return codes
             if 2 * (self.count + 1) > len(self.slot_code):
                 size = 2 * len(self.slot_code)
                 self.slot_code, self.slot_key = kernels.rehash(self.slot_code, self.slot_key, size)
+
+    def first_values(self, column: pa.Array) -> tuple[np.ndarray, np.ndarray] | None:
+        """(per-row int32 code, where present) of each row's first value of a list column of
+        bytes (`kernels.intern_lists`); None when a value has 8 bytes or more."""
+        from beam_pipeline.evaluation import kernels
+
+        rows = len(column)
+        wide = pa.types.is_large_list(column.type)
+        list_offsets = np.frombuffer(column.buffers()[1], np.int64 if wide else np.int32)
+        list_offsets = list_offsets[column.offset : column.offset + rows + 1]
+        values = column.values
+        kind = values.type
+        narrow = pa.types.is_binary(kind) or pa.types.is_string(kind)
+        value_offsets = np.frombuffer(values.buffers()[1], np.int32 if narrow else np.int64)
+        value_offsets = value_offsets[values.offset : values.offset + len(values) + 1]
+        lo, hi = int(list_offsets[0]), int(list_offsets[-1])
+        base = int(value_offsets[lo]) if hi > lo else 0
+        end = int(value_offsets[hi]) if hi > lo else 0
+        words = kernels.padded(np.frombuffer(values.buffers()[2], np.uint8)[base:end])
+        list_valid = _validity(column)
+        value_valid = _validity(values)
+        codes = np.zeros(rows, np.int32)
+        valid = np.zeros(rows, bool)
+        firsts = np.empty(min(rows, 256), np.int64)
+        start = 0
+        while True:
+            start, self.count, new = kernels.intern_lists(
+                list_offsets, list_valid, value_offsets, value_valid, words, base, start,
+                codes, valid, self.slot_code, self.slot_key, self.count, firsts,
+            )  # fmt: skip
+            if new:
+                self._add_texts(values.take(pa.array(firsts[:new])))
+            if start < 0:
+                return None
+            if start == rows:
+                return codes, valid
+            if 2 * (self.count + 1) > len(self.slot_code):
+                size = 2 * len(self.slot_code)
+                self.slot_code, self.slot_key = kernels.rehash(self.slot_code, self.slot_key, size)
+
+    def _add_texts(self, picked: pa.Array) -> None:
+        self._chunks.append(pc.cast(picked, pa.string()))  # UTF-8 checked here, once a value
+        self._texts = None
+        self._keys.clear()
 
     def texts(self) -> pa.Array:
         if self._texts is None:
@@ -188,7 +229,14 @@ def _encoded(
         present = ~np.isnan(numbers)
         idx = np.digitize(np.where(present, numbers, 0.0), boundaries)
         return idx, present, pa.array(bucket_labels(boundaries), pa.string()), None
-    if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
+    listed = pa.types.is_list(column.type) or pa.types.is_large_list(column.type)
+    if memo is not None and listed and _is_bytes(column.type.value_type) and len(column):
+        # The common case (tf.Example bytes features) in one compiled pass over the buffers.
+        interned = memo.feature(name, str(column.type))
+        found = interned.first_values(column)
+        if found is not None:
+            return (*found, interned.texts(), interned)
+    if listed:
         # Each row's first value: its index into the flat values, where the row has one.
         offsets = column.offsets.to_numpy(zero_copy_only=False)
         index = offsets[:-1].astype(np.int64)
@@ -288,6 +336,13 @@ def _arrow_encoded(
     indices = encoded.indices
     codes = np.frombuffer(indices.buffers()[1], np.int32, len(indices), indices.offset * 4)
     return codes, present, pc.cast(encoded.dictionary, pa.string())
+
+
+def _validity(array: pa.Array) -> np.ndarray:
+    """Where `array` is valid, as booleans; empty when it has no nulls (all valid)."""
+    if not array.null_count:
+        return np.zeros(0, bool)
+    return array.is_valid().to_numpy(zero_copy_only=False)
 
 
 def _masked(values: np.ndarray, valid: np.ndarray) -> pa.Array:

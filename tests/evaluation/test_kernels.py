@@ -191,3 +191,13 @@ def test_the_disk_cache_is_optional(monkeypatch: pytest.MonkeyPatch) -> None:
     double = kernels._jit(lambda x: 2 * x)
     assert double(21) == 42
     assert pc.sum(pa.array([1])).as_py() == 1
+
+
+def test_a_null_value_inside_a_list_is_a_missing_key() -> None:
+    column = pa.array([[None], ["a"], [None, "a"], ["b", None], None, []], pa.list_(pa.string()))
+    batch = pa.RecordBatch.from_arrays([column], names=["f"])
+    want = [None, "f=a", None, "f=b", None, None]
+    assert slice_keys(batch, ("f",)).to_pylist() == want
+    memo = SliceMemo()
+    for _ in range(2):
+        assert slice_keys(batch, ("f",), memo=memo).to_pylist() == want
