@@ -173,6 +173,10 @@ def json_record_bytes(
         parts += [("{" if i == 0 else ",") + json.dumps(name) + ":", value]
     if not parts:
         parts = ["{"]
+    _, id_bytes = string_buffers(ids)
+    if ((id_bytes < 0x20) | (id_bytes == 0x22) | (id_bytes == 0x5C)).any():
+        # an id made from a file name with a quote or a backslash: escaped (rare; ids are short)
+        ids = pa.array([json.dumps(v)[1:-1] for v in ids.to_pylist()], pa.string())
     joined = pc.binary_join_element_wise(
         '{"request_id":"',
         ids,

@@ -53,6 +53,15 @@ def test_one_output_is_a_number_and_an_empty_batch_is_empty() -> None:
     assert json_lines(empty, np.zeros((0, 1)), [], "m", 1) == ""
 
 
+def test_request_ids_with_quotes_backslashes_or_controls_stay_json() -> None:
+    """score makes ids from the input file's name (`<job>/<file>/<row>`): a name with a quote
+    or a backslash broke the line's JSON."""
+    features = pa.RecordBatch.from_arrays([pa.array(["a", "b", "c"])], names=["c"])
+    ids = ['j/say "hi".csv/1', "j/back\\slash.csv/2", "j/tab\tname.csv/3"]
+    text = json_lines(features, np.array([0.1, 0.2, 0.3]), ids, "m", 1)
+    assert [json.loads(x)["request_id"] for x in text.splitlines()] == ids
+
+
 def test_iso_time_is_utc_with_milliseconds() -> None:
     when = dt.datetime(2026, 1, 2, 4, 4, 5, 6789, tzinfo=dt.timezone(dt.timedelta(hours=1)))
     assert iso_time(when) == "2026-01-02T03:04:05.006Z"
