@@ -167,6 +167,19 @@ def _short_keys(
 
 
 @_jit
+def _slot(
+    key: np.uint64, slot_code: np.ndarray, slot_key: np.ndarray
+) -> np.int64:  # pragma: no cover - compiled
+    """Where `key` is in the table of `intern` (`slot_code` -1: empty), or the empty slot
+    where it goes: linear probing from its hash (the table is never full)."""
+    mask = len(slot_code) - 1
+    s = np.int64((key * _GOLDEN) >> np.uint64(32)) & mask
+    while slot_code[s] >= 0 and slot_key[s] != key:
+        s = (s + 1) & mask
+    return s
+
+
+@_jit
 def intern(
     keys: np.ndarray,
     present: np.ndarray,
@@ -184,29 +197,21 @@ def intern(
     rows of new codes): it stops early when the table is half full or `firsts` is full; the
     caller grows them (`rehash`) and calls again from that row.
     """
-    mask = len(slot_code) - 1
     new = 0
     for r in range(start, len(keys)):
         if not present[r]:
             continue
         key = keys[r]
-        s = np.int64((key * _GOLDEN) >> np.uint64(32)) & mask
-        while True:
-            c = slot_code[s]
-            if c < 0:
-                if 2 * (count + 1) > len(slot_code) or new == len(firsts):
-                    return r, count, new
-                slot_code[s] = count
-                slot_key[s] = key
-                firsts[new] = r
-                new += 1
-                codes[r] = count
-                count += 1
-                break
-            if slot_key[s] == key:
-                codes[r] = c
-                break
-            s = (s + 1) & mask
+        s = _slot(key, slot_code, slot_key)
+        if slot_code[s] < 0:  # a new key
+            if 2 * (count + 1) > len(slot_code) or new == len(firsts):
+                return r, count, new
+            slot_code[s] = count
+            slot_key[s] = key
+            firsts[new] = r
+            new += 1
+            count += 1
+        codes[r] = slot_code[s]
     return len(keys), count, new
 
 
@@ -239,7 +244,6 @@ def intern_lists(
     Returns `intern`'s triple; the row is -1 where a value has 8 bytes or more (the caller
     encodes the batch another way; the codes given so far stay in the table, in `firsts`).
     """
-    mask = len(slot_code) - 1
     new = 0
     for r in range(start, len(list_offsets) - 1):
         i = list_offsets[r]
@@ -255,23 +259,16 @@ def intern_lists(
         if length >= 8:
             return -1, count, new
         key = _word(words, a - base, length) | (np.uint64(length) << np.uint64(56))
-        s = np.int64((key * _GOLDEN) >> np.uint64(32)) & mask
-        while True:
-            c = slot_code[s]
-            if c < 0:
-                if 2 * (count + 1) > len(slot_code) or new == len(firsts):
-                    return r, count, new
-                slot_code[s] = count
-                slot_key[s] = key
-                firsts[new] = i
-                new += 1
-                codes[r] = count
-                count += 1
-                break
-            if slot_key[s] == key:
-                codes[r] = c
-                break
-            s = (s + 1) & mask
+        s = _slot(key, slot_code, slot_key)
+        if slot_code[s] < 0:  # a new key
+            if 2 * (count + 1) > len(slot_code) or new == len(firsts):
+                return r, count, new
+            slot_code[s] = count
+            slot_key[s] = key
+            firsts[new] = i
+            new += 1
+            count += 1
+        codes[r] = slot_code[s]
         valid[r] = True
     return len(list_offsets) - 1, count, new
 
@@ -293,14 +290,11 @@ def rehash(
     slot_code: np.ndarray, slot_key: np.ndarray, size: int
 ) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - compiled
     """The table of `intern` with `size` slots (a power of 2), holding the same codes."""
-    mask = size - 1
     code = np.full(size, -1, np.int32)
     keys = np.zeros(size, np.uint64)
     for t in range(len(slot_code)):
         if slot_code[t] >= 0:
-            s = np.int64((slot_key[t] * _GOLDEN) >> np.uint64(32)) & mask
-            while code[s] >= 0:
-                s = (s + 1) & mask
+            s = _slot(slot_key[t], code, keys)  # every key differs: its free slot
             code[s] = slot_code[t]
             keys[s] = slot_key[t]
     return code, keys
