@@ -61,6 +61,13 @@ class Version:
     retired: bool = False
     batchers: dict[str, Any] = field(default_factory=dict)
     last_inputs: list[Inputs] | None = None  # the last batch answered (warm-up replays it)
+    _packed: Any = None  # `PackedCall` of serving_raw, made on first use
+
+    def packed(self) -> PackedCall:
+        """``serving_raw`` called with a batch's strings packed in one buffer (`PackedCall`)."""
+        if self._packed is None:
+            self._packed = PackedCall(self.signatures[RAW])
+        return self._packed
 
     def call(
         self, signature: str, record: Record | None = None
@@ -71,7 +78,7 @@ class Version:
         request."""
         import tensorflow as tf
 
-        fn = flat_call(self.signatures[signature])
+        fn = self.packed() if signature == RAW else flat_call(self.signatures[signature])
 
         def run(items: list[Inputs]) -> list[Answered | BaseException]:
             if signature == RAW:
@@ -83,7 +90,10 @@ class Version:
             ]
             if items and all(e is not None for e in prepared.errors):
                 return results
-            out = fn({k: tf.constant(v, tf.string) for k, v in prepared.inputs.items()})
+            if signature == RAW:
+                out = fn(prepared.inputs)
+            else:
+                out = fn({k: tf.constant(v, tf.string) for k, v in prepared.inputs.items()})
             arrays = {k: v.numpy() for k, v in out.items()}
             answered = [
                 (items[i], start, end)
@@ -125,6 +135,68 @@ def flat_call(fn: Any) -> Callable[[dict[str, Any]], dict[str, Any]]:
         return call([tensors[n] for n in names], captured)
 
     return run
+
+
+class PackedCall:
+    """``serving_raw`` called with a batch's string columns packed into one buffer: the values
+    of every column end to end and their offsets, cut back into ``[rows]`` string tensors inside
+    one graph call. Building one tensor per column from Python values (16 ``tf.constant`` calls
+    for the taxi model) cost ~140 µs a 20-row batch, a fifth of the model thread's time under
+    the GIL; the buffer costs ~30 µs (`pack`)."""
+
+    def __init__(self, fn: Any) -> None:
+        import tensorflow as tf
+
+        self._tf = tf
+        self.names = sorted(fn.structured_input_signature[1])
+        width = len(self.names)
+
+        @tf.function(
+            input_signature=[tf.TensorSpec([], tf.string), tf.TensorSpec([None], tf.int32)],
+            autograph=False,
+        )
+        def call(blob: Any, offsets: Any) -> Any:
+            starts, lengths = offsets[:-1], offsets[1:] - offsets[:-1]
+            columns = tf.reshape(tf.strings.substr(blob, starts, lengths), [width, -1])
+            return fn(**{name: columns[i] for i, name in enumerate(self.names)})
+
+        self._call = flat_call(call.get_concrete_function())
+
+    def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, Any]:
+        blob, offsets = pack([inputs[n] for n in self.names])
+        return self._call(  # type: ignore[no-any-return]
+            {"blob": self._tf.constant(blob), "offsets": self._tf.constant(offsets)}
+        )
+
+
+def pack(columns: list[np.ndarray]) -> tuple[bytes, np.ndarray]:
+    """Columns of text (``str`` or ``bytes`` values, one column all of one type) as one buffer
+    and the ``[values + 1]`` int32 offsets of its values, column after column. A column of ASCII
+    ``str`` is joined and encoded once (its byte lengths are its character lengths); other text
+    is encoded value by value."""
+    parts: list[bytes] = []
+    lengths: list[np.ndarray] = []
+    for column in columns:
+        values = column.tolist()
+        if values and type(values[0]) is str:
+            try:
+                text = "".join(values).encode("ascii")
+            except (TypeError, UnicodeEncodeError):  # non-ASCII (or mixed): value by value
+                values = [v.encode() if type(v) is str else v for v in values]
+            else:
+                parts.append(text)
+                lengths.append(np.fromiter(map(len, values), np.int32, len(values)))
+                continue
+        try:
+            parts.append(b"".join(values))
+        except TypeError:  # str among bytes
+            values = [v.encode() if type(v) is str else v for v in values]
+            parts.append(b"".join(values))
+        lengths.append(np.fromiter(map(len, values), np.int32, len(values)))
+    offsets = np.zeros(sum(map(len, lengths)) + 1, np.int32)
+    if len(offsets) > 1:
+        np.cumsum(np.concatenate(lengths), out=offsets[1:])
+    return b"".join(parts), offsets
 
 
 @dataclass
