@@ -2,10 +2,13 @@
 
 `MetricsAccumulator` holds the sufficient statistics of every metric for every slice at once:
 one row of each array per slice (slice 0 is ``Overall``). Batches are buffered and folded in
-~64k rows at a time: the per-row values (log loss, confusion cell, AUC bucket) in numpy, then,
-unsliced, numpy sums and bincounts into Overall; sliced, one compiled pass (`kernels.scatter`)
-that adds each row to Overall and to its slice of every spec at once. No per-slice Python loop
-runs per batch. Accumulators merge (Beam's combiner lifting, or a monitor merging windows).
+~64k rows at a time. Unsliced: the per-row values (log loss, confusion cell, AUC bucket) in
+numpy, then numpy sums and bincounts into Overall. Sliced: a classifier's batches by compiled
+passes (`kernels.fold_binary` / `fold_multiclass`) that compute those values row by row and add
+each row to Overall and to its slice of every spec at once (the AUC histograms' low bytes apart:
+`_settle`); a regressor's by numpy, then one compiled scatter (`kernels.scatter`). No
+per-slice Python loop runs per batch. Accumulators merge (Beam's combiner lifting, or a monitor
+merging windows).
 
 Metrics. Binary classification (``[rows, 1]`` probabilities): ``auc``, ``accuracy``,
 ``precision``, ``recall`` (at ``threshold``), ``log_loss``; multi-class (``[rows, classes]``):
@@ -39,6 +42,10 @@ from beam_pipeline.evaluation.catalog import (  # noqa: F401 - the catalog, re-e
 
 EPSILON = 1e-7  # probabilities are clipped to [eps, 1 - eps] for log loss (as Keras does)
 FLUSH_ROWS = 1 << 16  # rows buffered before they are folded into the statistics
+# AUC histogram counts are int32 (half the memory of int64: 12 MB for 150 slices x 10k buckets)
+# while no cell can exceed it: a cell counts rows of one slice, at most Overall's count. Past
+# that, they become int64.
+HIST_COUNT_MAX = np.iinfo(np.int32).max
 
 CLASSIFICATION_METRICS = {"auc", "accuracy", "precision", "recall", "log_loss"}
 REGRESSION_METRICS = {"rmse", "mae"}
@@ -72,6 +79,10 @@ class MetricsAccumulator:
     Use `add` for each batch, `merge` to combine partial accumulators and `result` for
     ``{slice key: {metric: value}}`` (``Overall`` always present).
     """
+
+    # The low byte of the AUC histograms' counts from sliced batches (`kernels.fold_binary`);
+    # `hist` holds the rest until `_settle` adds it in. None: nothing there.
+    _low: np.ndarray | None = None
 
     def __init__(
         self, kind: str, classes: int = 1, buckets: int = 10_000, threshold: float = 0.5
@@ -111,9 +122,13 @@ class MetricsAccumulator:
         self._capacity = capacity
 
         def grown(array: np.ndarray | None, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
-            new = np.zeros((capacity, *shape), dtype)
+            # np.empty, then zeros written: numpy asks the kernel for huge pages for large
+            # empty arrays, not for np.zeros (calloc), whose 4 KB pages then fault in one by
+            # one under the scatter's random increments (~3,000 for the 12 MB histograms).
+            new = np.empty((capacity, *shape), dtype)
             if array is not None:
                 new[:old] = array[:old]
+            new[old if array is not None else 0 :] = 0
             return new
 
         get = self.__dict__.get
@@ -125,7 +140,16 @@ class MetricsAccumulator:
         else:
             w, c = self._width, self._hist_classes
             self.confusion = grown(get("confusion"), (w, w), np.int64)
-            self.hist = grown(get("hist"), (c, 2, self.buckets), np.int64)
+            hist = get("hist")
+            dtype = np.int32 if hist is None else hist.dtype
+            self.hist = grown(hist, (c, 2, self.buckets), dtype)
+            if get("_low") is not None:
+                self._low = grown(self._low, (c, 2, self.buckets), np.uint8)
+
+    def _hist_room(self, rows: int) -> None:
+        """int64 histograms once Overall's count, plus `rows`, could overflow int32 cells."""
+        if self.hist.dtype == np.int32 and int(self.n[0]) + rows > HIST_COUNT_MAX:
+            self.hist = self.hist.astype(np.int64)
 
     def _ids(self, keys: pa.Array) -> np.ndarray:
         """Slice ids of distinct string keys (new keys get new ids); 0 (Overall: no slice) for a
@@ -198,10 +222,15 @@ class MetricsAccumulator:
     def _flush(self) -> None:
         if not self._pending:
             return
-        y = np.concatenate([b[0] for b in self._pending])
-        p = np.concatenate([b[1] for b in self._pending])
-        sids = np.concatenate([b[2] for b in self._pending])
-        self._pending, self._pending_rows = [], 0
+        pending, self._pending, self._pending_rows = self._pending, [], 0
+        if self.kind != "regression":
+            self._hist_room(sum(len(b[0]) for b in pending))
+            if pending[0][2].shape[1]:
+                self._fold(pending)
+                return
+        y = np.concatenate([b[0] for b in pending])
+        p = np.concatenate([b[1] for b in pending])
+        sids = np.concatenate([b[2] for b in pending])
         rows = len(y)
         if self.kind == "multiclass":
             yi = y.astype(np.int64)
@@ -220,7 +249,7 @@ class MetricsAccumulator:
             cells, size = self.residuals, len(RESIDUAL_EDGES) + 1
             cell = np.searchsorted(RESIDUAL_EDGES, err, side="right")
             local = None  # no AUC histogram
-        else:
+        else:  # Overall only (sliced batches are folded by `_fold`)
             w, c, b = self._width, self._hist_classes, self.buckets
             if self.kind == "binary":
                 truth = (y > 0.5).astype(np.int64)
@@ -245,18 +274,49 @@ class MetricsAccumulator:
                 block = self.hist[0].reshape(-1)
                 block += np.bincount(local.reshape(-1), minlength=len(block))
             return
-        # Sliced: compiled passes add each row to Overall and to its slice of every spec at
-        # once (no second pass for Overall, no numpy scatter into the slices' histograms).
+        # Sliced regression: one compiled pass adds each row to Overall and to its slice of
+        # every spec at once.
         from beam_pipeline.evaluation import kernels
 
         table = np.zeros((4, rows))
         for column, values in zip(columns, stats, strict=True):
             table[column] = values
         kernels.scatter(sids, cell, table, self.n, self.sums, cells)
-        if local is not None:
-            hist = self.hist.reshape(len(self.hist), -1)
-            for j in range(local.shape[1]):  # per class
-                kernels.scatter_hist(sids, np.ascontiguousarray(local[:, j]), hist)
+
+    def _fold(self, pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> None:
+        """Sliced classifier batches, one compiled pass each (`kernels.fold_binary` /
+        `fold_multiclass`): the per-row values that `_flush` computes with numpy, computed row by
+        row and added to Overall and to the row's slices at once. No temporaries stream through
+        the cache between the increments, so the slices' histograms stay in it."""
+        from beam_pipeline.evaluation import kernels
+
+        if self._low is None:
+            self._low = np.empty(self.hist.shape, np.uint8)  # huge pages: see `_grow`
+            self._low.fill(0)
+        confusion = self.confusion.reshape(len(self.confusion), -1)
+        hist = self.hist.reshape(len(self.hist), -1)
+        low = self._low.reshape(len(self._low), -1)
+        n, sums = self.n, self.sums
+        for y, p, sids in pending:
+            likelihood = np.empty(len(y))
+            if self.kind == "binary":
+                kernels.fold_binary(
+                    y, p, sids, self.threshold, EPSILON, n, sums, confusion, hist, low, likelihood
+                )
+            else:
+                kernels.fold_multiclass(
+                    y, p, sids, EPSILON, n, sums, confusion, hist, low, likelihood
+                )
+            kernels.add_losses(sids, np.log(likelihood, out=likelihood), 2, sums)
+
+    def _settle(self) -> None:
+        """Folds the buffered rows in, and the histograms' low bytes into `hist`: before
+        anything reads the statistics."""
+        self._flush()
+        if self._low is not None:
+            self._hist_room(0)
+            self.hist += self._low
+            self._low = None  # allocated again by the next sliced batch
 
     def _slice_ids(self, keys: Any, rows: int) -> np.ndarray:
         """The slice id of each row (0: in no slice) from its slice key."""
@@ -293,14 +353,15 @@ class MetricsAccumulator:
                 f"evaluate: cannot merge a {other.kind}/{other.classes} accumulator into a "
                 f"{self.kind}/{self.classes} one"
             )
-        self._flush()
-        other._flush()
+        self._settle()
+        other._settle()
         ids = self._ids(pa.array(other.keys, pa.string()))
         m = len(other.keys)
         self.n[ids] += other.n[:m]
         self.sums[ids] += other.sums[:m]
         if self.kind != "regression":
             self.confusion[ids] += other.confusion[:m]
+            self._hist_room(0)  # `n` holds both counts now
             self.hist[ids] += other.hist[:m]
         elif "residuals" in other.__dict__:
             self.residuals[ids] += other.residuals[:m]
@@ -309,7 +370,7 @@ class MetricsAccumulator:
     def __getstate__(self) -> dict[str, Any]:
         """Pickled between Beam stages: the folded statistics of the known slices only (the
         arrays' room for more slices, up to 2x, is not shipped)."""
-        self._flush()
+        self._settle()
         state = dict(self.__dict__)
         state["_known_ids"] = {}  # ids by buffer address: meaningless in another process
         known = len(self.keys)
@@ -323,7 +384,7 @@ class MetricsAccumulator:
 
     def result(self) -> dict[str, dict[str, float | None]]:
         """``{slice key: {metric: value}}``; ``Overall`` first, then slices sorted by key."""
-        self._flush()
+        self._settle()
         order = [0, *sorted(range(1, len(self.keys)), key=self.keys.__getitem__)]
         aucs = self._aucs() if self.kind != "regression" else None
         return {self.keys[i]: self._metrics(i, aucs) for i in order}
@@ -378,7 +439,7 @@ class MetricsAccumulator:
         ``positive_rate``), all from the AUC histograms. Regression: ``residuals``, counts of
         prediction - label between ``edges``. {} for a slice the accumulator does not know.
         """
-        self._flush()
+        self._settle()
         i = self._index.get(key)
         if i is None:
             return {}

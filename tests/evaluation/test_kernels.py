@@ -109,43 +109,103 @@ def test_invalid_utf8_is_refused_with_or_without_a_memo() -> None:
             slice_keys(batch, ("f",), memo=memo)
 
 
-def _scattered(groups: np.ndarray, local: np.ndarray, slices: int, width: int):
-    """What the kernels must add: per slice (0: every row), numpy's bincount and add.at."""
+def _scattered(groups: np.ndarray, cell: np.ndarray, slices: int, size: int):
+    """What `scatter` must add: per slice (0: every row), numpy's bincount and add.at."""
     n = np.zeros(slices, np.int64)
-    hist = np.zeros((slices, width), np.int64)
-    n[0] = len(local)
-    hist[0] = np.bincount(local, minlength=width)
+    cells = np.zeros((slices, size), np.int64)
+    n[0] = len(cell)
+    cells[0] = np.bincount(cell, minlength=size)
     for k in range(groups.shape[1]):
         on = groups[:, k] > 0
         n += np.bincount(groups[on, k], minlength=slices)
-        np.add.at(hist, (groups[on, k], local[on]), 1)
-    return n, hist
+        np.add.at(cells, (groups[on, k], cell[on]), 1)
+    return n, cells
 
 
 @pytest.mark.parametrize("rows,specs", [(0, 1), (1, 1), (4000, 1), (4000, 2), (300, 0)])
 def test_scatter_equals_bincounts(rows: int, specs: int) -> None:
     rng = np.random.default_rng(rows + specs)
-    slices, width, size = 12, 50, 4
+    slices, size = 12, 4
     groups = rng.integers(0, slices, (rows, specs))
     cell = rng.integers(0, size, rows)
     stats = rng.random((4, rows))
-    local = rng.integers(0, width, rows)
     n, sums, cells = (
         np.zeros(slices, np.int64),
         np.zeros((slices, 4)),
         np.zeros((slices, size), np.int64),
     )
-    hist = np.zeros((slices, width), np.int64)
     kernels.scatter(groups, cell, stats, n, sums, cells)
-    kernels.scatter_hist(groups, local, hist)
-    want_n, want_hist = _scattered(groups, local, slices, width)
-    assert (n == want_n).all() and (hist == want_hist).all()
+    want_n, want_cells = _scattered(groups, cell, slices, size)
+    assert (n == want_n).all() and (cells == want_cells).all()
     for g in range(slices):  # a row is in its slice of every spec (twice if two say so)
         ins = [np.ones(rows, bool)] if g == 0 else [groups[:, k] == g for k in range(specs)]
-        want = sum(np.bincount(cell[i], minlength=size) for i in ins)
-        assert cells[g].tolist() == np.asarray(want + np.zeros(size, np.int64)).tolist()
         total = sum(stats[:, i].sum(axis=1) for i in ins) + np.zeros(4)
         assert sums[g] == pytest.approx(total, rel=1e-12, abs=1e-12)
+
+
+def _scores(rng: np.random.Generator, rows: int, classes: int) -> np.ndarray:
+    """Scores with the edge cases of the bucket and clip arithmetic: 0, 1, the threshold,
+    bucket edges, out of [0, 1], infinite, NaN and huge."""
+    p = rng.random((rows, classes))
+    special = np.array([0.0, 1.0, 0.5, 0.25, -0.3, 1.7, np.inf, -np.inf, np.nan, 1e300, 1e-9])
+    picked = rng.random((rows, classes)) < 0.2
+    p[picked] = special[rng.integers(0, len(special), picked.sum())]
+    return p
+
+
+@pytest.mark.parametrize(
+    "kind,classes,rows,specs",
+    [
+        ("binary", 1, 0, 1),
+        ("binary", 1, 1, 1),
+        ("binary", 1, 3000, 1),
+        ("binary", 1, 3000, 3),
+        ("multiclass", 3, 0, 1),
+        ("multiclass", 3, 3000, 1),
+        ("multiclass", 4, 3000, 2),
+    ],
+)
+def test_fold_equals_the_numpy_path_on_each_slice(
+    kind: str, classes: int, rows: int, specs: int
+) -> None:
+    """`fold_binary` / `fold_multiclass`, `add_losses`: each slice's counts, confusion matrix
+    and AUC histogram (exactly; 4 buckets, so that cells pass 256 and carry out of the low
+    byte) and sums equal those of the numpy path (an unsliced accumulator) on its rows alone;
+    rows in no slice of a spec, one slice, a slice no row is in."""
+    rng = np.random.default_rng(rows + specs + classes)
+    slices, buckets = 6, 4
+    groups = rng.integers(0, slices - 1, (rows, specs))  # slice 5: no rows
+    y = rng.integers(0, classes if kind == "multiclass" else 2, rows).astype(np.float64)
+    p = _scores(rng, rows, classes)
+    width = 2 if kind == "binary" else classes
+    n, sums = np.zeros(slices, np.int64), np.zeros((slices, 4))
+    confusion = np.zeros((slices, width * width), np.int64)
+    hist = np.zeros((slices, 2 * (1 if kind == "binary" else classes) * buckets), np.int32)
+    low = np.zeros(hist.shape, np.uint8)
+    for lo, hi in ((0, rows // 3), (rows // 3, rows)):  # two batches
+        likelihood = np.empty(hi - lo)
+        if kind == "binary":
+            kernels.fold_binary(
+                y[lo:hi], p[lo:hi], groups[lo:hi], 0.5, 1e-7, n, sums, confusion, hist, low,
+                likelihood,
+            )  # fmt: skip
+        else:
+            kernels.fold_multiclass(
+                y[lo:hi], p[lo:hi], groups[lo:hi], 1e-7, n, sums, confusion, hist, low, likelihood
+            )
+        kernels.add_losses(groups[lo:hi], np.log(likelihood), 2, sums)
+    hist += low
+    for g in range(slices):
+        want = MetricsAccumulator(kind, classes, buckets=buckets)
+        ins = [np.ones(rows, bool)] if g == 0 else [groups[:, k] == g for k in range(specs)]
+        for i in ins:
+            want.add(y[i], p[i])
+        want._flush()
+        assert n[g] == want.n[0], g
+        assert confusion[g].tolist() == want.confusion[0].reshape(-1).tolist(), g
+        assert hist[g].tolist() == want.hist[0].reshape(-1).tolist(), g
+        assert sums[g] == pytest.approx(want.sums[0], rel=1e-12, abs=1e-12, nan_ok=True), g
+    assert rows < 3000 or hist.max() > 256  # the carry was tested
 
 
 def test_aucs_equal_auc_from_histograms() -> None:

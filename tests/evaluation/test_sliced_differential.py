@@ -162,3 +162,22 @@ def test_a_slice_with_no_rows_and_a_spec_feature_no_row_has() -> None:
     alone = MetricsAccumulator("binary", buckets=BUCKETS)
     alone.add(y[:20], p[:20])
     assert results["k=a"] == pytest.approx(alone.result()[OVERALL])
+
+
+def test_histogram_counts_widen_to_int64_before_int32_could_overflow(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The AUC histograms are int32 until Overall's count (a bound on every cell) could pass
+    `HIST_COUNT_MAX`, in a batch or a merge; the results do not change."""
+    rng = np.random.default_rng(15)
+    batch, _, _ = _features(rng)
+    y = (rng.random(ROWS) < 0.4).astype(np.float64)
+    p = rng.random(ROWS)[:, None]
+    want = _accumulate("binary", 1, batch, y, p)
+    assert want.hist.dtype == np.int32
+    for limit, wide in ((ROWS - 1, True), (1200, True), (ROWS, False)):
+        monkeypatch.setattr(metrics, "HIST_COUNT_MAX", limit)
+        got = _accumulate("binary", 1, batch, y, p)  # parts of 1,100 and 1,900 rows, merged
+        assert (got.hist.dtype == np.int64) is wide, limit
+        assert got.result() == want.result()
+        assert (got.hist[: len(got.keys)] == want.hist[: len(want.keys)]).all()
