@@ -53,7 +53,8 @@ REGRESSION_METRICS = {"rmse", "mae"}
 # gets readable buckets without knowing its range in advance (accumulators must merge).
 _POS = 10.0 ** (np.arange(-12, 25) / 4.0)
 RESIDUAL_EDGES = np.concatenate([-_POS[::-1], [0.0], _POS])
-_ALL = np.zeros(0, bool)  # a validity array that says: every row is valid
+_NO_BITS = np.zeros(0, np.uint8)  # a validity bitmap that says: every row is valid
+_NO_LOW = np.zeros((0, 1, 2, 1), np.uint8)  # no low bytes of histogram counts (`_settle`)
 PLOT_POINTS = 100  # thresholds on the ROC and PR curves
 CALIBRATION_BINS = 10
 
@@ -284,10 +285,11 @@ class MetricsAccumulator:
         kernels.scatter(sids, cell, table, self.n, self.sums, cells)
 
     def _fold(self, pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> None:
-        """Sliced classifier batches, one compiled pass each (`kernels.fold_binary` /
-        `fold_multiclass`): the per-row values that `_flush` computes with numpy, computed row by
-        row and added to Overall and to the row's slices at once. No temporaries stream through
-        the cache between the increments, so the slices' histograms stay in it."""
+        """Sliced classifier batches, by compiled passes (`kernels.fold_binary` /
+        `fold_multiclass`, then `scatter_hist`): the per-row values that `_flush` computes with
+        numpy, computed row by row and added to Overall and to the row's slices at once. Few
+        temporaries stream through the cache between the increments (numpy's were 10x the rows'
+        data), so the slices' histograms mostly stay in it."""
         from beam_pipeline.evaluation import kernels
 
         if self._low is None:
@@ -296,18 +298,21 @@ class MetricsAccumulator:
         confusion = self.confusion.reshape(len(self.confusion), -1)
         hist = self.hist.reshape(len(self.hist), -1)
         low = self._low.reshape(len(self._low), -1)
-        n, sums = self.n, self.sums
+        n, sums, b = self.n, self.sums, self.buckets
         for y, p, sids in pending:
+            local = np.empty((self._hist_classes, len(y)), np.int64)
             likelihood = np.empty(len(y))
             if self.kind == "binary":
+                t = self.threshold
                 kernels.fold_binary(
-                    y, p, sids, self.threshold, EPSILON, n, sums, confusion, hist, low, likelihood
+                    y, p, sids, t, EPSILON, b, n, sums, confusion, local, likelihood
                 )
             else:
                 kernels.fold_multiclass(
-                    y, p, sids, EPSILON, n, sums, confusion, hist, low, likelihood
+                    y, p, sids, EPSILON, b, n, sums, confusion, local, likelihood
                 )
-            kernels.add_losses(sids, np.log(likelihood, out=likelihood), 2, sums)
+            logs = np.log(likelihood, out=likelihood)
+            kernels.scatter_hist(sids, local, logs, sums, low, hist)
 
     def _settle(self) -> None:
         """Folds the buffered rows in, and the histograms' low bytes into `hist`: before
@@ -343,8 +348,9 @@ class MetricsAccumulator:
         indices = keys.indices
         codes = np.frombuffer(indices.buffers()[1], indices.type.to_pandas_dtype())
         codes = codes[indices.offset : indices.offset + len(indices)]
-        valid = indices.is_valid().to_numpy(zero_copy_only=False) if indices.null_count else _ALL
-        return kernels.slice_ids(codes, valid, known[1])
+        bitmap = indices.buffers()[0]
+        bits = np.frombuffer(bitmap, np.uint8) if bitmap and indices.null_count else _NO_BITS
+        return kernels.slice_ids(codes, bits, indices.offset, known[1])
 
     def merge(self, other: MetricsAccumulator) -> MetricsAccumulator:
         """Adds `other` into this accumulator (same kind and width); returns self."""
@@ -384,7 +390,7 @@ class MetricsAccumulator:
 
     def result(self) -> dict[str, dict[str, float | None]]:
         """``{slice key: {metric: value}}``; ``Overall`` first, then slices sorted by key."""
-        self._settle()
+        self._flush()  # the AUCs read the low bytes where they are (no `_settle` pass)
         order = [0, *sorted(range(1, len(self.keys)), key=self.keys.__getitem__)]
         aucs = self._aucs() if self.kind != "regression" else None
         return {self.keys[i]: self._metrics(i, aucs) for i in order}
@@ -393,7 +399,9 @@ class MetricsAccumulator:
         """AUC per [slice, class] from the histograms, all slices at once; NaN where undefined."""
         from beam_pipeline.evaluation import kernels
 
-        return kernels.aucs(self.hist[: len(self.keys)])
+        known = len(self.keys)
+        low = self._low if self._low is not None else _NO_LOW
+        return kernels.aucs(self.hist[:known], low[:known])
 
     def _metrics(self, i: int, aucs: np.ndarray | None) -> dict[str, float | None]:
         n = int(self.n[i])

@@ -59,7 +59,7 @@ class _Interned:
                 self._add_texts(values.take(pa.array(index[firsts[:new]])))
             if start == rows:
                 return codes
-            if 2 * (self.count + 1) > len(self.slot_code):
+            if kernels.crowded(self.count + 1, len(self.slot_code)):
                 size = 2 * len(self.slot_code)
                 self.slot_code, self.slot_key = kernels.rehash(self.slot_code, self.slot_key, size)
 
@@ -98,7 +98,7 @@ class _Interned:
                 return None
             if start == rows:
                 return codes, valid
-            if 2 * (self.count + 1) > len(self.slot_code):
+            if kernels.crowded(self.count + 1, len(self.slot_code)):
                 size = 2 * len(self.slot_code)
                 self.slot_code, self.slot_key = kernels.rehash(self.slot_code, self.slot_key, size)
 

@@ -168,7 +168,7 @@ def _scores(rng: np.random.Generator, rows: int, classes: int) -> np.ndarray:
 def test_fold_equals_the_numpy_path_on_each_slice(
     kind: str, classes: int, rows: int, specs: int
 ) -> None:
-    """`fold_binary` / `fold_multiclass`, `add_losses`: each slice's counts, confusion matrix
+    """`fold_binary` / `fold_multiclass`, then `scatter_hist`: each slice's counts, confusion matrix
     and AUC histogram (exactly; 4 buckets, so that cells pass 256 and carry out of the low
     byte) and sums equal those of the numpy path (an unsliced accumulator) on its rows alone;
     rows in no slice of a spec, one slice, a slice no row is in."""
@@ -183,17 +183,14 @@ def test_fold_equals_the_numpy_path_on_each_slice(
     hist = np.zeros((slices, 2 * (1 if kind == "binary" else classes) * buckets), np.int32)
     low = np.zeros(hist.shape, np.uint8)
     for lo, hi in ((0, rows // 3), (rows // 3, rows)):  # two batches
+        local = np.empty((hist.shape[1] // (2 * buckets), hi - lo), np.int64)
         likelihood = np.empty(hi - lo)
+        part = (y[lo:hi], p[lo:hi], groups[lo:hi])
         if kind == "binary":
-            kernels.fold_binary(
-                y[lo:hi], p[lo:hi], groups[lo:hi], 0.5, 1e-7, n, sums, confusion, hist, low,
-                likelihood,
-            )  # fmt: skip
+            kernels.fold_binary(*part, 0.5, 1e-7, buckets, n, sums, confusion, local, likelihood)
         else:
-            kernels.fold_multiclass(
-                y[lo:hi], p[lo:hi], groups[lo:hi], 1e-7, n, sums, confusion, hist, low, likelihood
-            )
-        kernels.add_losses(groups[lo:hi], np.log(likelihood), 2, sums)
+            kernels.fold_multiclass(*part, 1e-7, buckets, n, sums, confusion, local, likelihood)
+        kernels.scatter_hist(groups[lo:hi], local, np.log(likelihood), sums, low, hist)
     hist += low
     for g in range(slices):
         want = MetricsAccumulator(kind, classes, buckets=buckets)
@@ -213,7 +210,9 @@ def test_aucs_equal_auc_from_histograms() -> None:
     hist = rng.integers(0, 5, (6, 3, 2, 200))
     hist[1] = 0  # an empty slice
     hist[2, :, 1] = 0  # no positives
-    got = kernels.aucs(hist)
+    got = kernels.aucs(hist, np.zeros((0, 1, 2, 1), np.uint8))
+    low = rng.integers(0, 256, hist.shape).astype(np.uint8)
+    np.testing.assert_array_equal(kernels.aucs(hist, low), kernels.aucs(hist + low, low[:0]))
     for s in range(6):
         for c in range(3):
             want = auc_from_histograms(hist[s, c, 0], hist[s, c, 1])
@@ -261,3 +260,20 @@ def test_a_null_value_inside_a_list_is_a_missing_key() -> None:
     memo = SliceMemo()
     for _ in range(2):
         assert slice_keys(batch, ("f",), memo=memo).to_pylist() == want
+
+
+@pytest.mark.parametrize("offset", [0, 3, 11])
+def test_slice_ids_read_the_arrow_validity_bitmap(offset: int) -> None:
+    """`slice_ids` of a sliced dictionary array with nulls, from its bitmap as it is."""
+    rng = np.random.default_rng(offset)
+    codes = rng.integers(0, 5, 100)
+    valid = rng.random(100) > 0.3
+    ids = np.array([7, 3, 9, 1, 4])
+    whole = pa.array(codes, pa.int32(), mask=~valid)
+    part = whole.slice(offset, 60)
+    bits = np.frombuffer(part.buffers()[0], np.uint8)
+    got = kernels.slice_ids(codes[offset : offset + 60], bits, part.offset, ids)
+    want = np.where(valid, ids[codes], 0)[offset : offset + 60]
+    assert got.tolist() == want.tolist()
+    everyone = kernels.slice_ids(codes, np.zeros(0, np.uint8), 0, ids)
+    assert everyone.tolist() == ids[codes].tolist()
