@@ -6,15 +6,16 @@ A record (one per scored row)::
      "time": "2024-05-01T12:00:00.000Z", "features": {"fare": 12.45, ...}, "prediction": 0.83}
 
 ``prediction`` is a number for a one-output model, a list for several. Every record is built from
-Arrow columns, never a Python object per row: `json_lines` for JSON Lines, `output_table` for
-CSV, Parquet and tf.Example. ``time`` is always `iso_time` (UTC, milliseconds, ``Z``).
+Arrow columns, never a Python object per row: `json_lines` for JSON Lines (each value's text from
+Arrow, the records laid out by the compiled loop of `beam_pipeline.io.json_kernel`),
+`output_table` for CSV, Parquet and tf.Example. ``time`` is always `iso_time` (UTC,
+milliseconds, ``Z``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -103,10 +104,7 @@ def json_lines(
 
 def prediction_strings(predictions: np.ndarray) -> pa.Array:
     """JSON text of each row's prediction: a number (one output) or a list (several)."""
-    cols = [
-        pc.cast(pa.array(predictions[:, i].astype(np.float32)), pa.string())
-        for i in range(predictions.shape[1])
-    ]
+    cols = prediction_texts(predictions)
     if len(cols) == 1:
         return cols[0]
     return pc.binary_join_element_wise("[", pc.binary_join_element_wise(*cols, ","), "]", "")
@@ -142,9 +140,9 @@ def json_values(column: pa.Array) -> pa.Array:
 
 
 def json_records(batch: pa.RecordBatch, predictions: np.ndarray, ids: pa.Array, header: str) -> str:
-    """One JSON object per row, newline-separated (no final newline); built column by column in
-    Arrow. ``header`` is the JSON text between the request id's value and the features' object
-    (`record_header` makes it)."""
+    """One JSON object per row, newline-separated (no final newline); built column by column
+    (`json_record_bytes`). ``header`` is the JSON text between the request id's value and the
+    features' object (`record_header` makes it)."""
     return json_record_bytes(batch, predictions, ids, header).decode("utf-8")
 
 
@@ -158,36 +156,68 @@ def json_record_bytes(
     """`json_records` as UTF-8 bytes, as a file receives them (no decoding and re-encoding of a
     batch's hundreds of megabytes). ``number_texts``: for int or float columns whose values are
     all finite, their ``pc.cast(column, pa.string())`` when the caller made it already (score
-    casts them for the model's inputs): the JSON text is that, ``null`` for a missing value."""
+    casts them for the model's inputs): the JSON text is that, ``null`` for a missing value.
+
+    Every value's text comes from Arrow (`json_values`, `prediction_strings`); a string column is
+    passed as it is when quoting it is all it needs, and the compiled loop of
+    `beam_pipeline.io.json_kernel` quotes it and lays the records out in one buffer."""
+    from beam_pipeline.io import json_kernel
     from beam_pipeline.io.raw_inputs import per_type
 
+    rows = len(ids)  # a batch of no columns has no row count
+    if not rows:
+        return b""
     texts = number_texts or {}
     rest = [n for n in batch.schema.names if n not in texts]
+    strings = [n for n in rest if pa.types.is_string(batch.column(n).type)]
+    quoted = set(strings)
+    for name in strings:  # a control character anywhere: json_values' json.dumps for them all
+        if (string_buffers(batch.column(name))[1] < 0x20).any():
+            quoted = set()
+            break
     # the other columns of one type at once (a few Arrow calls per batch, not per column)
-    part = pa.RecordBatch.from_arrays([batch.column(n) for n in rest], rest)
-    values = per_type(part, json_values) if rest else {}
-    parts: list[Any] = []
-    for i, name in enumerate(batch.schema.names):
-        text = texts.get(name)
-        value = pc.fill_null(text, "null") if text is not None else values[name]
-        parts += [("{" if i == 0 else ",") + json.dumps(name) + ":", value]
-    if not parts:
-        parts = ["{"]
+    others = [n for n in rest if n not in quoted]
+    part = pa.RecordBatch.from_arrays([batch.column(n) for n in others], others)
+    values = per_type(part, json_values) if others else {}
+    fields: list[pa.Array] = [_escaped_ids(ids)]
+    seps = ['{"request_id":"']  # seps[j] comes before fields[j]; one more closes the record
+    after = header + "{"  # what comes after the previous value, before the next key
+    for name in batch.schema.names:
+        fields.append(texts.get(name, batch.column(name) if name in quoted else values.get(name)))
+        seps.append(after + json.dumps(name) + ":")
+        after = ","
+    outputs = prediction_texts(predictions)
+    several = len(outputs) > 1
+    seps.append(("" if after == "," else after) + '},"prediction":' + ("[" if several else ""))
+    seps += [","] * (len(outputs) - 1) + [("]" if several else "") + "}"]
+    fields += outputs
+    flags = [False] + [n in quoted for n in batch.schema.names] + [False] * len(outputs)
+    joined = pa.concat_arrays(
+        [f if f.type == pa.string() else pc.cast(f, pa.string()) for f in fields]
+    )
+    offsets, data = string_buffers(joined)
+    null = joined.is_null().to_numpy(zero_copy_only=False)
+    out = json_kernel.records(
+        rows, offsets, data, null, np.array(flags), [s.encode("utf-8") for s in seps]
+    )
+    return out.tobytes()
+
+
+def _escaped_ids(ids: pa.Array) -> pa.Array:
+    """Request ids as JSON string content: escaped only when one needs it (ids made from a file
+    name with a quote or a backslash; rare, and short)."""
     _, id_bytes = string_buffers(ids)
     if ((id_bytes < 0x20) | (id_bytes == 0x22) | (id_bytes == 0x5C)).any():
-        # an id made from a file name with a quote or a backslash: escaped (rare; ids are short)
-        ids = pa.array([json.dumps(v)[1:-1] for v in ids.to_pylist()], pa.string())
-    joined = pc.binary_join_element_wise(
-        '{"request_id":"',
-        ids,
-        header,
-        *parts,
-        '},"prediction":',
-        prediction_strings(predictions),
-        "}\n",
-        "",
-    )
-    return _bytes_of(joined)[:-1]
+        return pa.array([json.dumps(v)[1:-1] for v in ids.to_pylist()], pa.string())
+    return ids
+
+
+def prediction_texts(predictions: np.ndarray) -> list[pa.Array]:
+    """The JSON text of each output of each row (Arrow's float32 text), one array per output."""
+    return [
+        pc.cast(pa.array(predictions[:, i].astype(np.float32)), pa.string())
+        for i in range(predictions.shape[1])
+    ]
 
 
 def string_buffers(strings: pa.Array) -> tuple[np.ndarray, np.ndarray]:
