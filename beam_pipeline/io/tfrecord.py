@@ -91,22 +91,28 @@ def frame(records: pa.BinaryArray | list[bytes]) -> bytes:
     return framed.buffers()[2].to_pybytes()[:end]
 
 
-class ThreadedGzipWriter:
-    """A write-only gzip stream whose compression runs on its own thread."""
+class ThreadedWriter:
+    """A write-only stream whose writes (and `_encode`) run on its own thread: the caller hands
+    over a buffer and goes on (writing hundreds of megabytes costs a core-second)."""
 
-    def __init__(self, raw: Any, level: int = GZIP_LEVEL, depth: int = 4) -> None:
+    def __init__(self, raw: Any, depth: int = 4) -> None:
         self._raw = raw
-        self._z = zlib.compressobj(level, zlib.DEFLATED, 31)
         self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._work, daemon=True)
         self._thread.start()
 
+    def _encode(self, data: bytes) -> bytes:
+        return data
+
+    def _flush(self) -> bytes:
+        return b""
+
     def _work(self) -> None:
         try:
             while (data := self._queue.get()) is not None:
-                self._raw.write(self._z.compress(data))
-            self._raw.write(self._z.flush())
+                self._raw.write(self._encode(data))
+            self._raw.write(self._flush())
         except BaseException as exc:  # re-raised in the writing thread by write/close
             self._error = exc
             while self._queue.get() is not None:
@@ -123,6 +129,20 @@ class ThreadedGzipWriter:
         self._raw.close()
         if self._error:
             raise self._error
+
+
+class ThreadedGzipWriter(ThreadedWriter):
+    """A write-only gzip stream whose compression runs on its own thread."""
+
+    def __init__(self, raw: Any, level: int = GZIP_LEVEL, depth: int = 4) -> None:
+        self._z = zlib.compressobj(level, zlib.DEFLATED, 31)
+        super().__init__(raw, depth)
+
+    def _encode(self, data: bytes) -> bytes:
+        return self._z.compress(data)
+
+    def _flush(self) -> bytes:
+        return self._z.flush()
 
 
 class _TFRecordBatchSink(filebasedsink.FileBasedSink):

@@ -283,7 +283,8 @@ class ScoreFile(beam.DoFn):
 
     def process(self, file: str) -> Iterator[Any]:
         """Three stages overlap: reading and building inputs (a thread), the model call (here),
-        and formatting the output (another thread); outputs keep the input order."""
+        and formatting the output (another thread, request ids included); outputs keep the
+        input order."""
         base = f"{self._job.job_id}/{Path(file).name}/"
         pending = None
         for rejected, part, rows, model_in in readers.read_ahead(self._parts(file)):
@@ -306,8 +307,7 @@ class ScoreFile(beam.DoFn):
             if not part.num_rows:
                 continue
             self._count("scored", part.num_rows)
-            ids = pc.binary_join_element_wise(base, pc.cast(pa.array(rows), pa.string()), "")
-            future = self._formatter.submit(self.format, part, predictions, ids, texts)
+            future = self._formatter.submit(self._format_rows, part, predictions, base, rows, texts)
             if pending is not None:
                 yield pending.result()
             pending = future
@@ -347,6 +347,17 @@ class ScoreFile(beam.DoFn):
         kept = [results[k] for k in sorted(results)]
         width = kept[0].shape[1] if kept else 1
         return (np.concatenate(kept) if kept else np.zeros((0, width))), good, failures
+
+    def _format_rows(
+        self,
+        part: pa.RecordBatch,
+        predictions: np.ndarray,
+        base: str,
+        rows: np.ndarray,
+        texts: dict[str, pa.Array],
+    ) -> Any:
+        ids = pc.binary_join_element_wise(base, pc.cast(pa.array(rows), pa.string()), "")
+        return self.format(part, predictions, ids, texts)
 
     def format(
         self,
@@ -644,6 +655,8 @@ class _PredictionFile:
     CSV with its header), a Parquet file of the given schema, or framed gzip TFRecords."""
 
     def __init__(self, path: str, output_format: str, schema: pa.Schema | None) -> None:
+        from beam_pipeline.io.tfrecord import ThreadedGzipWriter, ThreadedWriter
+
         self._format = output_format
         self._raw: Any = filesystem.open_write(path)
         self._parquet: Any = None
@@ -655,9 +668,9 @@ class _PredictionFile:
 
             self._parquet = pq.ParquetWriter(self._raw, schema, compression="none")
         elif output_format == "tfrecord":
-            from beam_pipeline.io.tfrecord import ThreadedGzipWriter
-
             self._raw = ThreadedGzipWriter(self._raw)
+        if output_format in ("jsonl", "csv"):  # hundreds of MB: off the thread calling the model
+            self._raw = ThreadedWriter(self._raw)
 
     def write(self, item: Any) -> None:
         if self._format in ("jsonl", "csv"):  # bytes, as `WriteToText` writes them
