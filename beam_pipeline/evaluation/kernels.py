@@ -46,11 +46,11 @@ def _mix(word: np.uint64, length: np.int64) -> np.uint64:
 def _word(words: np.ndarray, a: np.int64, length: np.int64) -> np.uint64:  # pragma: no cover
     """The ``min(length, 8)`` bytes from byte `a` of `words` (the bytes, padded, as uint64),
     little-endian, zero above them: two aligned loads, not a loop over bytes."""
-    q = a >> 3
+    q = np.uint64(a) >> np.uint64(3)  # unsigned indices: no code for negative ones
     shift = np.uint64((a & 7) * 8)
     # Branch-free (the alignment of a value is random): shifting by 63 - shift, then by 1,
     # gives 0 for an aligned value, where a shift by 64 would be undefined.
-    w = (words[q] >> shift) | ((words[q + 1] << (np.uint64(63) - shift)) << np.uint64(1))
+    w = (words[q] >> shift) | ((words[q + np.uint64(1)] << (np.uint64(63) - shift)) << np.uint64(1))
     half = np.uint64(4 * min(length, 8))
     return w & (((np.uint64(1) << half) << half) - np.uint64(1))
 
@@ -172,13 +172,15 @@ def _short_keys(
 @_jit
 def _slot(
     key: np.uint64, slot_code: np.ndarray, slot_key: np.ndarray
-) -> np.int64:  # pragma: no cover - compiled
+) -> np.uint64:  # pragma: no cover - compiled
     """Where `key` is in the table of `intern` (`slot_code` -1: empty), or the empty slot
-    where it goes: linear probing from its hash (the table is never full)."""
-    mask = len(slot_code) - 1
-    s = np.int64((key * _GOLDEN) >> np.uint64(32)) & mask
+    where it goes: linear probing from its hash (the table is never full). Unsigned, as the
+    indices of `intern_lists` (numba indexes with a signed integer as Python does, counting
+    a negative one from the end: code on every access; ~25 % of that loop)."""
+    mask = np.uint64(len(slot_code) - 1)
+    s = ((key * _GOLDEN) >> np.uint64(32)) & mask
     while slot_code[s] >= 0 and slot_key[s] != key:
-        s = (s + 1) & mask
+        s = (s + np.uint64(1)) & mask
     return s
 
 
@@ -260,17 +262,17 @@ def intern_lists(
     encodes the batch another way; the codes given so far stay in the table, in `firsts`).
     """
     new = 0
-    for r in range(start, len(list_offsets) - 1):
-        i = list_offsets[r]
+    for r in range(max(start, 0), len(list_offsets) - 1):  # r >= 0, and `i` unsigned: `_slot`
+        i = np.uint64(list_offsets[r])
         if (
-            list_offsets[r + 1] <= i
+            np.uint64(list_offsets[r + 1]) <= i
             or (len(list_valid) and not list_valid[r])
             or (len(value_valid) and not value_valid[i])
         ):
             valid[r] = False
             continue
         a = np.int64(value_offsets[i])
-        length = np.int64(value_offsets[i + 1]) - a
+        length = np.int64(value_offsets[i + np.uint64(1)]) - a
         if length >= 8:
             return -1, count, new
         key = _word(words, a - base, length) | (np.uint64(length) << np.uint64(56))
@@ -290,15 +292,16 @@ def intern_lists(
 
 @_jit
 def slice_ids(
-    indices: np.ndarray, bitmap: np.ndarray, offset: int, ids: np.ndarray
-) -> np.ndarray:  # pragma: no cover
-    """``ids[indices[row]]`` per row, 0 where the Arrow validity `bitmap` (bits from bit
+    indices: np.ndarray, bitmap: np.ndarray, offset: int, ids: np.ndarray, out: np.ndarray
+) -> None:  # pragma: no cover
+    """``out[row] = ids[indices[row]]``, 0 where the Arrow validity `bitmap` (bits from bit
     `offset`; empty: all valid) says null: read as it is, not unpacked to booleans first."""
-    out = np.zeros(len(indices), np.int64)
     for r in range(len(indices)):
-        if len(bitmap) == 0 or (bitmap[(offset + r) >> 3] >> ((offset + r) & 7)) & 1:
-            out[r] = ids[indices[r]]
-    return out
+        bit = np.uint64(offset + r)  # unsigned indices: see `_slot`
+        if len(bitmap) == 0 or (bitmap[bit >> np.uint64(3)] >> (bit & np.uint64(7))) & 1:
+            out[r] = ids[np.uint64(indices[r])]
+        else:
+            out[r] = 0
 
 
 @_jit
@@ -442,7 +445,7 @@ def scatter_hist(
     for c in range(local.shape[0]):
         cells = local[c]
         for r in range(rows):
-            cell = cells[r]
+            cell = np.uint64(cells[r])  # unsigned: see `_slot`
             w = low[0, cell] + 1
             low[0, cell] = w  # wraps to 0 at 256
             if w == 256:

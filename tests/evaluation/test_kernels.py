@@ -272,8 +272,10 @@ def test_slice_ids_read_the_arrow_validity_bitmap(offset: int) -> None:
     whole = pa.array(codes, pa.int32(), mask=~valid)
     part = whole.slice(offset, 60)
     bits = np.frombuffer(part.buffers()[0], np.uint8)
-    got = kernels.slice_ids(codes[offset : offset + 60], bits, part.offset, ids)
+    got = np.full(60, -1)
+    kernels.slice_ids(codes[offset : offset + 60], bits, part.offset, ids, got)
     want = np.where(valid, ids[codes], 0)[offset : offset + 60]
     assert got.tolist() == want.tolist()
-    everyone = kernels.slice_ids(codes, np.zeros(0, np.uint8), 0, ids)
-    assert everyone.tolist() == ids[codes].tolist()
+    everyone = np.full((100, 2), -1)
+    kernels.slice_ids(codes, np.zeros(0, np.uint8), 0, ids, everyone[:, 1])  # a column
+    assert everyone[:, 1].tolist() == ids[codes].tolist() and (everyone[:, 0] == -1).all()
