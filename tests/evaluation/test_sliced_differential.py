@@ -181,3 +181,33 @@ def test_histogram_counts_widen_to_int64_before_int32_could_overflow(
         assert (got.hist.dtype == np.int64) is wide, limit
         assert got.result() == want.result()
         assert (got.hist[: len(got.keys)] == want.hist[: len(want.keys)]).all()
+
+
+def test_slices_first_seen_after_folds_grow_the_histograms_low_bytes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """New slices in every batch, folds every 10 rows: the arrays (the AUC histograms' low
+    bytes among them) grow after rows were folded in, and every slice still equals an
+    accumulator of its rows alone (AUCs and counts exactly)."""
+    monkeypatch.setattr(metrics, "FLUSH_ROWS", 10)
+    rng = np.random.default_rng(16)
+    acc = MetricsAccumulator("binary", buckets=50)
+    alone: dict[str, MetricsAccumulator] = {}
+    for b in range(20):
+        keys = [f"k={b}-{i % 3}" for i in range(30)]
+        y = rng.integers(0, 2, 30).astype(np.float64)
+        p = rng.random((30, 1))
+        acc.add(y, p, [pa.array(keys)])
+        for i in range(3):
+            alone.setdefault(f"k={b}-{i}", MetricsAccumulator("binary", buckets=50))
+            alone[f"k={b}-{i}"].add(y[i::3], p[i::3])
+    results = acc.result()
+    assert acc._capacity > 8 and acc._low is not None and len(acc._low) == acc._capacity
+    for key, part in alone.items():
+        want = part.result()[OVERALL]
+        assert results[key]["auc"] == want["auc"] and results[key]["example_count"] == 10
+        assert results[key].keys() == want.keys()
+        for metric, value in want.items():  # sums in another order: rounding only
+            assert results[key][metric] == (
+                value if value is None else pytest.approx(value, rel=1e-12)
+            )
