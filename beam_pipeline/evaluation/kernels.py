@@ -420,6 +420,7 @@ def scatter_hist(
     sums: np.ndarray,
     low: np.ndarray,
     hist: np.ndarray,
+    used: np.ndarray,
 ) -> None:  # pragma: no cover - compiled
     """The second pass of `fold_binary` / `fold_multiclass`: adds each row to Overall (slice
     0) and to its slice of every spec (0: in none): its log loss (minus `logs`, the log of its
@@ -427,10 +428,11 @@ def scatter_hist(
     ``local[c, row]``.
 
     The counts' low bytes are in `low`: a cell that wraps to 0 carries 256 into `hist` (the
-    count is ``hist + low``). The increments in loops of their own, with a short body (with
-    the cell arithmetic or the losses, they took 2-3x as long: fewer of their cache misses in
-    flight), on bytes: 150 slices x 20k cells are 3 MB of them, mostly in cache, where int32
-    counts (12 MB) missed it (2x as long).
+    count is ``hist + low``) and marks its slice in `used` (`aucs` reads the `hist` rows of
+    marked slices only: the others are zero). The increments in loops of their own, with a
+    short body (with the cell arithmetic or the losses, they took 2-3x as long: fewer of their
+    cache misses in flight), on bytes: 150 slices x 20k cells are 3 MB of them, mostly in
+    cache, where int32 counts (12 MB) missed it (2x as long).
     """
     rows, specs = groups.shape
     total = 0.0
@@ -457,6 +459,7 @@ def scatter_hist(
                     low[g, cell] = w
                     if w == 256:
                         hist[g, cell] += 256
+                        used[g] = 1
 
 
 @_jit
@@ -575,10 +578,14 @@ def fold_multiclass(
 
 
 @_jit
-def aucs(hist: np.ndarray, low: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
+def aucs(
+    hist: np.ndarray, low: np.ndarray, used: np.ndarray
+) -> np.ndarray:  # pragma: no cover - compiled
     """AUC per [slice, class] of [slice, class, negative|positive, bucket] histograms, the
     counts ``hist + low`` (`low`: their low bytes from `fold_binary`, or no slices: none); NaN
-    where undefined (no positives or no negatives).
+    where undefined (no positives or no negatives). With `low`, the `hist` row of a slice but
+    Overall is read only where `used` marks it (`scatter_hist`), zero elsewhere: for 150
+    slices, 12 MB of int32 zeros not read (AUCs 1.4 -> 0.7 ms).
 
     In integers (exact): each positive beats the negatives in lower buckets and ties (one half)
     those in its own bucket.
@@ -587,19 +594,28 @@ def aucs(hist: np.ndarray, low: np.ndarray) -> np.ndarray:  # pragma: no cover -
     lows = len(low) > 0
     out = np.empty((slices, classes), np.float64)
     for s in range(slices):
+        full = not lows or s == 0 or used[s]
         for c in range(classes):
             below = 0
             twice = 0
             pos = 0
-            for b in range(buckets):
-                neg = np.int64(hist[s, c, 0, b])
-                hit = np.int64(hist[s, c, 1, b])
-                if lows:
-                    neg += low[s, c, 0, b]
-                    hit += low[s, c, 1, b]
-                twice += hit * (2 * below + neg)
-                below += neg
-                pos += hit
+            if full:
+                for b in range(buckets):
+                    neg = np.int64(hist[s, c, 0, b])
+                    hit = np.int64(hist[s, c, 1, b])
+                    if lows:
+                        neg += low[s, c, 0, b]
+                        hit += low[s, c, 1, b]
+                    twice += hit * (2 * below + neg)
+                    below += neg
+                    pos += hit
+            else:  # the counts are their low bytes
+                for b in range(buckets):
+                    neg = np.int64(low[s, c, 0, b])
+                    hit = np.int64(low[s, c, 1, b])
+                    twice += hit * (2 * below + neg)
+                    below += neg
+                    pos += hit
             pairs = pos * below
             out[s, c] = twice / 2 / pairs if pairs > 0 else np.nan
     return out

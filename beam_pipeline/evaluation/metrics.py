@@ -84,6 +84,9 @@ class MetricsAccumulator:
     # The low byte of the AUC histograms' counts from sliced batches (`kernels.fold_binary`);
     # `hist` holds the rest until `_settle` adds it in. None: nothing there.
     _low: np.ndarray | None = None
+    # Per slice, 1 where its row of `hist` may be nonzero (Overall's always is): rows of 0
+    # hold zeros, and `kernels.aucs` does not read them.
+    _hist_used: np.ndarray
 
     def __init__(
         self, kind: str, classes: int = 1, buckets: int = 10_000, threshold: float = 0.5
@@ -140,6 +143,7 @@ class MetricsAccumulator:
             hist = get("hist")
             dtype = np.int32 if hist is None else hist.dtype
             self.hist = grown(hist, (c, 2, self.buckets), dtype)
+            self._hist_used = grown(get("_hist_used"), (), np.uint8)
             if get("_low") is not None:
                 self._low = _scattered(self._low, capacity)
 
@@ -307,7 +311,7 @@ class MetricsAccumulator:
                     y, p, sids, EPSILON, b, n, sums, confusion, local, likelihood
                 )
             logs = np.log(likelihood, out=likelihood)
-            kernels.scatter_hist(sids, local, logs, sums, low, hist)
+            kernels.scatter_hist(sids, local, logs, sums, low, hist, self._hist_used)
 
     def _settle(self) -> None:
         """Folds the buffered rows in, and the histograms' low bytes into `hist`: before
@@ -316,6 +320,7 @@ class MetricsAccumulator:
         if self._low is not None:
             self._hist_room(0)
             self.hist += self._low
+            self._hist_used[:] = 1
             self._low = None  # allocated again by the next sliced batch
 
     def _slice_ids(self, keys: Any, out: np.ndarray) -> None:
@@ -365,6 +370,7 @@ class MetricsAccumulator:
             self.confusion[ids] += other.confusion[:m]
             self._hist_room(0)  # `n` holds both counts now
             self.hist[ids] += other.hist[:m]
+            self._hist_used[ids] = 1
         elif "residuals" in other.__dict__:
             self.residuals[ids] += other.residuals[:m]
         return self
@@ -377,7 +383,7 @@ class MetricsAccumulator:
         state["_known_ids"] = {}  # ids by buffer address: meaningless in another process
         known = len(self.keys)
         state["_capacity"] = known
-        for name in ("n", "sums", "confusion", "residuals", "hist"):
+        for name in ("n", "sums", "confusion", "residuals", "hist", "_hist_used"):
             if name in state:
                 state[name] = state[name][:known]
         return state
@@ -403,7 +409,7 @@ class MetricsAccumulator:
 
         known = len(self.keys)
         low = self._low if self._low is not None else _NO_LOW
-        return kernels.aucs(self.hist[:known], low[:known])
+        return kernels.aucs(self.hist[:known], low[:known], self._hist_used[:known])
 
     def _metrics(
         self,

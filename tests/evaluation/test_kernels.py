@@ -182,6 +182,7 @@ def test_fold_equals_the_numpy_path_on_each_slice(
     confusion = np.zeros((slices, width * width), np.int64)
     hist = np.zeros((slices, 2 * (1 if kind == "binary" else classes) * buckets), np.int32)
     low = np.zeros(hist.shape, np.uint8)
+    used = np.zeros(slices, np.uint8)
     for lo, hi in ((0, rows // 3), (rows // 3, rows)):  # two batches
         local = np.empty((hist.shape[1] // (2 * buckets), hi - lo), np.int64)
         likelihood = np.empty(hi - lo)
@@ -190,7 +191,14 @@ def test_fold_equals_the_numpy_path_on_each_slice(
             kernels.fold_binary(*part, 0.5, 1e-7, buckets, n, sums, confusion, local, likelihood)
         else:
             kernels.fold_multiclass(*part, 1e-7, buckets, n, sums, confusion, local, likelihood)
-        kernels.scatter_hist(groups[lo:hi], local, np.log(likelihood), sums, low, hist)
+        kernels.scatter_hist(groups[lo:hi], local, np.log(likelihood), sums, low, hist, used)
+    # `used` marks the slices but Overall whose `hist` row a carry reached, and `aucs` reads
+    # those rows only
+    assert used[1:].tolist() == (hist[1:] != 0).any(axis=1).tolist()
+    shape = (slices, -1, 2, buckets)
+    got = kernels.aucs(hist.reshape(shape), low.reshape(shape), used)
+    want = kernels.aucs((hist + low).reshape(shape), low[:0].reshape(0, 1, 2, 1), used)
+    np.testing.assert_array_equal(got, want)
     hist += low
     for g in range(slices):
         want = MetricsAccumulator(kind, classes, buckets=buckets)
@@ -210,9 +218,16 @@ def test_aucs_equal_auc_from_histograms() -> None:
     hist = rng.integers(0, 5, (6, 3, 2, 200))
     hist[1] = 0  # an empty slice
     hist[2, :, 1] = 0  # no positives
-    got = kernels.aucs(hist, np.zeros((0, 1, 2, 1), np.uint8))
+    every = np.ones(6, np.uint8)
+    got = kernels.aucs(hist, np.zeros((0, 1, 2, 1), np.uint8), every * 0)  # no low: all read
     low = rng.integers(0, 256, hist.shape).astype(np.uint8)
-    np.testing.assert_array_equal(kernels.aucs(hist, low), kernels.aucs(hist + low, low[:0]))
+    want = kernels.aucs(hist + low, low[:0], every)
+    np.testing.assert_array_equal(kernels.aucs(hist, low, every), want)
+    # Where `used` is 0, the slice's `hist` row is taken as zero (Overall's is always read).
+    used = np.array([0, 1, 0, 1, 0, 1], np.uint8)
+    read = (used | (np.arange(6) == 0))[:, None, None, None]
+    want = kernels.aucs(np.where(read, hist, 0) + low, low[:0], every)
+    np.testing.assert_array_equal(kernels.aucs(hist, low, used), want)
     for s in range(6):
         for c in range(3):
             want = auc_from_histograms(hist[s, c, 0], hist[s, c, 1])

@@ -211,3 +211,40 @@ def test_slices_first_seen_after_folds_grow_the_histograms_low_bytes(
             assert results[key][metric] == (
                 value if value is None else pytest.approx(value, rel=1e-12)
             )
+
+
+def test_aucs_skip_only_histogram_rows_that_hold_zeros(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`aucs` reads a slice's int32 histogram row only where it may be nonzero (`_hist_used`):
+    after a carry out of the low bytes (4 buckets: cells pass 256), a merge, a `plots` call (which
+    settles), or a pickle. Slices first seen after each of those, and ones that never carry,
+    still equal an accumulator of their rows alone (AUCs and counts exactly)."""
+    monkeypatch.setattr(metrics, "FLUSH_ROWS", 200)
+    rng = np.random.default_rng(17)
+    alone: dict[str, MetricsAccumulator] = {}
+
+    def fed(acc: MetricsAccumulator, step: int) -> MetricsAccumulator:
+        rows = 700
+        # "big": ~500 rows a batch over 8 cells (carries); "s<step>-<i>": a few, new each step
+        names = np.where(rng.random(rows) < 0.7, "big", [f"s{step}-{i % 4}" for i in range(rows)])
+        keys = pa.array(names.tolist()).to_pylist()
+        keys[::50] = [None] * len(keys[::50])  # rows in no slice
+        y = rng.integers(0, 2, rows).astype(np.float64)
+        p = rng.random((rows, 1))
+        acc.add(y, p, [pa.array([None if k is None else f"k={k}" for k in keys], pa.string())])
+        for key in set(keys) - {None}:
+            mask = np.array([k == key for k in keys])
+            alone.setdefault(f"k={key}", MetricsAccumulator("binary", buckets=4))
+            alone[f"k={key}"].add(y[mask], p[mask])
+        return acc
+
+    a = fed(fed(MetricsAccumulator("binary", buckets=4), 0), 1)
+    a.plots("k=big")  # settles: every row of `hist` may hold counts now
+    a = fed(a, 2)
+    b = pickle.loads(pickle.dumps(fed(MetricsAccumulator("binary", buckets=4), 3)))
+    a = fed(a.merge(fed(b, 4)), 5)
+    results = a.result()
+    assert a._hist_used[: len(a.keys)].any() and not a._hist_used[: len(a.keys)].all()
+    for key, part in alone.items():
+        want = part.result()[OVERALL]
+        assert results[key]["auc"] == want["auc"], key
+        assert results[key]["example_count"] == want["example_count"], key
