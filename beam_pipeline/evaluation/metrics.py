@@ -312,6 +312,9 @@ class MetricsAccumulator:
                 )
             logs = np.log(likelihood, out=likelihood)
             kernels.scatter_hist(sids, local, logs, sums, low, hist, self._hist_used)
+        # The kernels count Overall's rows only: a classifier's count is the sum of its
+        # confusion matrix, in every slice (each update adds to both).
+        np.sum(confusion[1:], axis=1, out=n[1:])
 
     def _settle(self) -> None:
         """Folds the buffered rows in, and the histograms' low bytes into `hist`: before

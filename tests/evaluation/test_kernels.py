@@ -192,6 +192,8 @@ def test_fold_equals_the_numpy_path_on_each_slice(
         else:
             kernels.fold_multiclass(*part, 1e-7, buckets, n, sums, confusion, local, likelihood)
         kernels.scatter_hist(groups[lo:hi], local, np.log(likelihood), sums, low, hist, used)
+        assert not n[1:].any()  # Overall's count only; a slice's is its confusion matrix's sum
+    n[1:] = confusion[1:].sum(axis=1)
     # `used` marks the slices but Overall whose `hist` row a carry reached, and `aucs` reads
     # those rows only
     assert used[1:].tolist() == (hist[1:] != 0).any(axis=1).tolist()
