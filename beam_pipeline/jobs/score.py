@@ -61,12 +61,12 @@ from beam_pipeline.core.executor import Execution, Executor
 from beam_pipeline.core.metadata import Store
 from beam_pipeline.io import dead_letters, filesystem, readers
 from beam_pipeline.io.dead_letters import WriteDeadLetters
+from beam_pipeline.io.packed import Packed, PackedSignature, pack_arrays
 from beam_pipeline.io.predictions import (
     iso_time,
     json_record_bytes,
     output_table,
     record_header,
-    string_buffers,
 )
 from beam_pipeline.io.raw_inputs import RawColumn, RawSchema, check_rows, strict_json
 from beam_pipeline.io.readers import Rejected
@@ -151,67 +151,6 @@ def raw_inputs(batch: pa.RecordBatch, features: list[str]) -> dict[str, Any]:
     return {name: to_tensor(col) for name, col in raw_strings(batch, features).items()}
 
 
-@dataclass(frozen=True)
-class Packed:
-    """A batch's serving_raw inputs as one buffer: the values of every column end to end (column
-    after column, ``rows`` each) and their ``[columns * rows + 1]`` offsets into ``blob``."""
-
-    blob: bytes
-    offsets: np.ndarray
-    rows: int
-
-
-def pack(columns: list[pa.Array]) -> Packed:
-    """Packs string columns of equal length (a missing value is ``""``): one Arrow concatenation
-    and one copy per batch, whatever the number of columns."""
-    rows = len(columns[0]) if columns else 0
-    joined = pa.concat_arrays([pc.fill_null(c, "") if c.null_count else c for c in columns])
-    offsets, data = string_buffers(joined)
-    return Packed(data.tobytes(), offsets.astype(np.int32, copy=False), rows)
-
-
-class PackedSignature:
-    """``serving_raw`` called with a `Packed` batch: the ``[rows]`` string tensors are cut from
-    the buffer inside one graph call (two eager TensorFlow ops per column per batch otherwise,
-    about as costly as the model on small columns)."""
-
-    def __init__(self, saved_model: Any, names: list[str]) -> None:
-        import tensorflow as tf
-
-        self._tf = tf
-        self._saved_model = saved_model  # the graph call holds its variables weakly
-        fn = saved_model.signatures["serving_raw"]
-        self.names = list(names)
-        width = len(self.names)
-
-        @tf.function(
-            input_signature=[tf.TensorSpec([], tf.string), tf.TensorSpec([None], tf.int32)],
-            autograph=False,
-        )
-        def call(blob: Any, offsets: Any) -> Any:
-            columns = tf.reshape(
-                tf.strings.substr(blob, offsets[:-1], offsets[1:] - offsets[:-1]), [width, -1]
-            )
-            return fn(**{name: columns[i] for i, name in enumerate(self.names)})["predictions"]
-
-        self._call = call
-
-    def __call__(self, packed: Packed) -> np.ndarray:
-        """The predictions, ``[rows, outputs]``; raises tf.errors.InvalidArgumentError as the
-        signature does for a batch it refuses."""
-        out = self._call(self._tf.constant(packed.blob), packed.offsets)
-        return out.numpy().reshape(packed.rows, -1)
-
-    def columns(self, packed: Packed) -> dict[str, Any]:
-        """The signature's ``[rows]`` string tensors (to call it on a subset of the rows)."""
-        tf = self._tf
-        off = packed.offsets
-        values = tf.strings.substr(tf.constant(packed.blob), off[:-1], np.diff(off))
-        return {
-            n: values[i * packed.rows : (i + 1) * packed.rows] for i, n in enumerate(self.names)
-        }
-
-
 # ---------------------------------------------------------------------------------------------
 # Beam
 
@@ -240,7 +179,7 @@ class ScoreFile(beam.DoFn):
         filesystem.enable_tensorflow(self._job.saved_model)
         saved_model = tf.saved_model.load(self._job.saved_model)
         self._fn = saved_model.signatures["serving_raw"]
-        self._packed = PackedSignature(saved_model, self._job.raw_schema.names)
+        self._packed = PackedSignature(self._fn, owner=saved_model)
         self._formatter = ThreadPoolExecutor(1, thread_name_prefix="score-format")
 
     def teardown(self) -> None:
@@ -273,10 +212,10 @@ class ScoreFile(beam.DoFn):
                     keep = pa.array(checked.accepted)
                     part, rows = part.filter(keep), rows[checked.accepted]
                 texts = number_texts(part, checked.batch)
-                inputs = pack(
+                inputs = pack_arrays(
                     [
                         texts[name] if name in texts else raw_strings(checked.batch, [name])[name]
-                        for name in job.raw_schema.names
+                        for name in self._packed.names
                     ]
                 )
                 yield rejected, part, rows, (inputs, texts)
@@ -320,7 +259,8 @@ class ScoreFile(beam.DoFn):
         """(predictions of the good rows, mask of good rows or None if all, [(row, reason)])."""
         tf = self._tf
         try:
-            return self._packed(packed), None, []
+            out = self._packed(packed)["predictions"]
+            return out.numpy().reshape(packed.rows, -1), None, []
         except tf.errors.InvalidArgumentError:
             pass
         # Bisect: find the rows the model refuses, score the rest.

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from beam_pipeline.io.packed import PackedSignature, flat_call, pack_values
 from beam_pipeline.io.raw_inputs import RawSchema
 from beam_pipeline.serving.batching import Answered
 from beam_pipeline.serving.inputs import (
@@ -61,12 +62,12 @@ class Version:
     retired: bool = False
     batchers: dict[str, Any] = field(default_factory=dict)
     last_inputs: list[Inputs] | None = None  # the last batch answered (warm-up replays it)
-    _packed: Any = None  # `PackedCall` of serving_raw, made on first use
+    _packed: PackedSignature | None = None  # serving_raw's, made on first use
 
-    def packed(self) -> PackedCall:
-        """``serving_raw`` called with a batch's strings packed in one buffer (`PackedCall`)."""
+    def packed(self) -> PackedSignature:
+        """``serving_raw`` called with a batch's strings in one buffer (`io.packed`)."""
         if self._packed is None:
-            self._packed = PackedCall(self.signatures[RAW])
+            self._packed = PackedSignature(self.signatures[RAW])
         return self._packed
 
     def call(
@@ -78,7 +79,7 @@ class Version:
         request."""
         import tensorflow as tf
 
-        fn = self.packed() if signature == RAW else flat_call(self.signatures[signature])
+        fn = flat_call(self.signatures[signature])
 
         def run(items: list[Inputs]) -> list[Answered | BaseException]:
             if signature == RAW:
@@ -91,7 +92,8 @@ class Version:
             if items and all(e is not None for e in prepared.errors):
                 return results
             if signature == RAW:
-                out = fn(prepared.inputs)
+                packed = self.packed()
+                out = packed(pack_values([prepared.inputs[n] for n in packed.names]))
             else:
                 out = fn({k: tf.constant(v, tf.string) for k, v in prepared.inputs.items()})
             arrays = {k: v.numpy() for k, v in out.items()}
@@ -117,86 +119,6 @@ class Version:
 # raw values (a record batch, or `log.Groups` by kind; None for serialized examples), the batch's
 # outputs)
 Record = Callable[["Version", list[tuple[Inputs, int, int]], Any, dict[str, np.ndarray]], None]
-
-
-def flat_call(fn: Any) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    """A signature's concrete function called with its tensors in order, past the structured
-    wrapper (binding keyword arguments and checking every TensorSpec cost 0.3-1 ms a call on a
-    16-input model, as much as running the graph). Signatures take keyword-only tensors; one
-    with another shape of inputs is called the usual way."""
-    names = list(fn.function_type.parameters)
-    captured = fn.captured_inputs
-    placeholders = [t.name.split(":")[0] for t in fn.inputs[: len(fn.inputs) - len(captured)]]
-    if placeholders != names:
-        return lambda tensors: fn(**tensors)
-    call = fn._call_flat  # noqa: SLF001 - the public __call__ is the wrapper above
-
-    def run(tensors: dict[str, Any]) -> dict[str, Any]:
-        return call([tensors[n] for n in names], captured)
-
-    return run
-
-
-class PackedCall:
-    """``serving_raw`` called with a batch's string columns packed into one buffer: the values
-    of every column end to end and their offsets, cut back into ``[rows]`` string tensors inside
-    one graph call. Building one tensor per column from Python values (16 ``tf.constant`` calls
-    for the taxi model) cost ~140 µs a 20-row batch, a fifth of the model thread's time under
-    the GIL; the buffer costs ~30 µs (`pack`)."""
-
-    def __init__(self, fn: Any) -> None:
-        import tensorflow as tf
-
-        self._tf = tf
-        self.names = sorted(fn.structured_input_signature[1])
-        width = len(self.names)
-
-        @tf.function(
-            input_signature=[tf.TensorSpec([], tf.string), tf.TensorSpec([None], tf.int32)],
-            autograph=False,
-        )
-        def call(blob: Any, offsets: Any) -> Any:
-            starts, lengths = offsets[:-1], offsets[1:] - offsets[:-1]
-            columns = tf.reshape(tf.strings.substr(blob, starts, lengths), [width, -1])
-            return fn(**{name: columns[i] for i, name in enumerate(self.names)})
-
-        self._call = flat_call(call.get_concrete_function())
-
-    def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, Any]:
-        blob, offsets = pack([inputs[n] for n in self.names])
-        return self._call(  # type: ignore[no-any-return]
-            {"blob": self._tf.constant(blob), "offsets": self._tf.constant(offsets)}
-        )
-
-
-def pack(columns: list[np.ndarray]) -> tuple[bytes, np.ndarray]:
-    """Columns of text (``str`` or ``bytes`` values, one column all of one type) as one buffer
-    and the ``[values + 1]`` int32 offsets of its values, column after column. A column of ASCII
-    ``str`` is joined and encoded once (its byte lengths are its character lengths); other text
-    is encoded value by value."""
-    parts: list[bytes] = []
-    lengths: list[np.ndarray] = []
-    for column in columns:
-        values = column.tolist()
-        if values and type(values[0]) is str:
-            try:
-                text = "".join(values).encode("ascii")
-            except (TypeError, UnicodeEncodeError):  # non-ASCII (or mixed): value by value
-                values = [v.encode() if type(v) is str else v for v in values]
-            else:
-                parts.append(text)
-                lengths.append(np.fromiter(map(len, values), np.int32, len(values)))
-                continue
-        try:
-            parts.append(b"".join(values))
-        except TypeError:  # str among bytes
-            values = [v.encode() if type(v) is str else v for v in values]
-            parts.append(b"".join(values))
-        lengths.append(np.fromiter(map(len, values), np.int32, len(values)))
-    offsets = np.zeros(sum(map(len, lengths)) + 1, np.int32)
-    if len(offsets) > 1:
-        np.cumsum(np.concatenate(lengths), out=offsets[1:])
-    return b"".join(parts), offsets
 
 
 @dataclass

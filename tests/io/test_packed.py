@@ -1,14 +1,15 @@
-"""`models.pack` and `PackedCall`: a batch's string columns in one buffer give the model the same
-tensors as one ``tf.constant`` per column."""
+"""`io.packed`: a batch's string columns in one buffer give the model the same tensors as one
+``tf.constant`` per column; serve's packing (`pack_values`) and score's (`pack_arrays`) agree."""
 
 from __future__ import annotations
 
 import random
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
-from beam_pipeline.serving.models import PackedCall, pack
+from beam_pipeline.io.packed import PackedSignature, pack_arrays, pack_values
 
 
 def _column(values: list[object]) -> np.ndarray:
@@ -38,7 +39,8 @@ CASES = {
 
 @pytest.mark.parametrize("columns", CASES.values(), ids=list(CASES))
 def test_pack_keeps_every_value_in_its_column(columns: list[list[object]]) -> None:
-    blob, offsets = pack([_column(c) for c in columns])
+    packed = pack_values([_column(c) for c in columns])
+    blob, offsets = packed.blob, packed.offsets
     assert offsets.dtype == np.int32 and offsets[0] == 0 and offsets[-1] == len(blob)
     rows = len(columns[0]) if columns else 0
     assert len(offsets) == 1 + rows * len(columns)
@@ -55,8 +57,15 @@ def test_pack_matches_the_values_on_random_columns() -> None:
         for _ in range(rng.randint(1, 5)):
             texts = ["".join(rng.choices(alphabet, k=rng.randint(0, 6))) for _ in range(rows)]
             columns.append([t.encode() for t in texts] if rng.random() < 0.5 else texts)
-        blob, offsets = pack([_column(c) for c in columns])
-        assert _unpacked(blob, offsets, rows) == [_as_bytes(c) for c in columns]
+        packed = pack_values([_column(c) for c in columns])
+        assert packed.rows == rows
+        assert _unpacked(packed.blob, packed.offsets, rows) == [_as_bytes(c) for c in columns]
+        arrays = [pa.array(_as_bytes(c), pa.binary()) for c in columns]
+        from_arrow = pack_arrays(arrays)
+        assert (from_arrow.blob, from_arrow.offsets.tolist()) == (
+            packed.blob,
+            packed.offsets.tolist(),
+        )
 
 
 def test_packed_call_gives_the_signature_the_same_tensors() -> None:
@@ -76,10 +85,10 @@ def test_packed_call_gives_the_signature_the_same_tensors() -> None:
     wrapped = tf.function(lambda **kw: fn(kw["b"], kw["a"])).get_concrete_function(
         b=tf.TensorSpec([None], tf.string), a=tf.TensorSpec([None], tf.string)
     )
-    call = PackedCall(wrapped)
+    call = PackedSignature(wrapped)
     assert call.names == ["a", "b"]
-    out = call({"a": _column(["x", "", "é"]), "b": _column([b"1", b"22", b""])})
+    out = call(pack_values([_column(["x", "", "é"]), _column([b"1", b"22", b""])]))
     assert out["joined"].numpy().tolist() == [b"x|1", b"|22", "é|".encode()]
     assert out["length"].numpy().tolist() == [1, 2, 0]
-    empty = call({"a": _column([]), "b": _column([])})
+    empty = call(pack_values([_column([]), _column([])]))
     assert empty["joined"].numpy().tolist() == []
