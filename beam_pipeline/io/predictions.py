@@ -116,7 +116,7 @@ def json_values(column: pa.Array) -> pa.Array:
         escaped = column
         # One scan for anything JSON escapes; most text columns have none and are only quoted.
         _, data = string_buffers(column)
-        if ((data < 0x20) | (data == 0x22) | (data == 0x5C)).any():
+        if _needs_escape(data):
             if (data < 0x20).any():
                 return pa.array(
                     [json.dumps(v) if v is not None else None for v in column.to_pylist()],
@@ -207,9 +207,15 @@ def _escaped_ids(ids: pa.Array) -> pa.Array:
     """Request ids as JSON string content: escaped only when one needs it (ids made from a file
     name with a quote or a backslash; rare, and short)."""
     _, id_bytes = string_buffers(ids)
-    if ((id_bytes < 0x20) | (id_bytes == 0x22) | (id_bytes == 0x5C)).any():
+    if _needs_escape(id_bytes):
         return pa.array([json.dumps(v)[1:-1] for v in ids.to_pylist()], pa.string())
     return ids
+
+
+def _needs_escape(data: np.ndarray) -> bool:
+    """Whether UTF-8 bytes hold anything JSON escapes in a string: a control character, a quote
+    or a backslash (one vectorised scan)."""
+    return bool(((data < 0x20) | (data == 0x22) | (data == 0x5C)).any())
 
 
 def prediction_texts(predictions: np.ndarray) -> list[pa.Array]:
