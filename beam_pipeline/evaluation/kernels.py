@@ -197,6 +197,30 @@ def crowded(count: int, slots: int) -> bool:  # pragma: no cover - compiled
 
 
 @_jit
+def _code(
+    key: np.uint64,
+    first: int,
+    slot_code: np.ndarray,
+    slot_key: np.ndarray,
+    count: int,
+    firsts: np.ndarray,
+    new: int,
+) -> int:  # pragma: no cover - compiled
+    """The code of `key` in the table of `intern`. A key not there gets code `count` (the
+    caller counts it), `first` (its row or value) going to ``firsts[new]``; -1 when the table
+    is `crowded` or `firsts` is full (nothing is added: the caller grows them and retries)."""
+    s = _slot(key, slot_code, slot_key)
+    if slot_code[s] >= 0:
+        return slot_code[s]
+    if crowded(count + 1, len(slot_code)) or new == len(firsts):
+        return -1
+    slot_code[s] = count
+    slot_key[s] = key
+    firsts[new] = first
+    return count
+
+
+@_jit
 def intern(
     keys: np.ndarray,
     present: np.ndarray,
@@ -218,17 +242,13 @@ def intern(
     for r in range(start, len(keys)):
         if not present[r]:
             continue
-        key = keys[r]
-        s = _slot(key, slot_code, slot_key)
-        if slot_code[s] < 0:  # a new key
-            if crowded(count + 1, len(slot_code)) or new == len(firsts):
-                return r, count, new
-            slot_code[s] = count
-            slot_key[s] = key
-            firsts[new] = r
+        code = _code(keys[r], r, slot_code, slot_key, count, firsts, new)
+        if code < 0:
+            return r, count, new
+        if code == count:  # a new key
             new += 1
             count += 1
-        codes[r] = slot_code[s]
+        codes[r] = code
     return len(keys), count, new
 
 
@@ -276,16 +296,13 @@ def intern_lists(
         if length >= 8:
             return -1, count, new
         key = _word(words, a - base, length) | (np.uint64(length) << np.uint64(56))
-        s = _slot(key, slot_code, slot_key)
-        if slot_code[s] < 0:  # a new key
-            if crowded(count + 1, len(slot_code)) or new == len(firsts):
-                return r, count, new
-            slot_code[s] = count
-            slot_key[s] = key
-            firsts[new] = i
+        code = _code(key, i, slot_code, slot_key, count, firsts, new)
+        if code < 0:
+            return r, count, new
+        if code == count:  # a new key
             new += 1
             count += 1
-        codes[r] = slot_code[s]
+        codes[r] = code
         valid[r] = True
     return len(list_offsets) - 1, count, new
 
