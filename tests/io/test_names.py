@@ -12,7 +12,7 @@ from beam_pipeline.io import names
 
 # What a SavedModel signature took and refused, found by saving one (see `_tf_takes`).
 TAKEN = ["ok_name", "a-b", "a.b", "1a", "a/b", "Ab", "a>b", ".a", "trip_miles"]
-REFUSED = ["a b", "a<b", 'a"b', "_a", "é", "a:b", "-a", "a,b", "", "tab\tx"]
+REFUSED = ["a b", "a<b", 'a"b', "_a", "é", "a:b", "-a", "a,b", "", "tab\tx", "1/", "a/b/"]
 
 
 def test_the_rule() -> None:
