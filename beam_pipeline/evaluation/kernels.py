@@ -56,6 +56,19 @@ def _word(words: np.ndarray, a: np.int64, length: np.int64) -> np.uint64:  # pra
 
 
 @_jit
+def _short_key(words: np.ndarray, a: np.uint64, length: np.uint64) -> np.uint64:  # pragma: no cover
+    """The key of a value shorter than 8 bytes at byte `a` of `words`: its bytes, as `_word`
+    reads them (the mask in one shift: under 8 bytes, never a shift by 64), and its length in
+    the top byte."""
+    q = a >> np.uint64(3)
+    shift = (a & np.uint64(7)) * np.uint64(8)
+    w = (words[q] >> shift) | ((words[q + np.uint64(1)] << (np.uint64(63) - shift)) << np.uint64(1))
+    return (w & ((np.uint64(1) << (length * np.uint64(8))) - np.uint64(1))) | (
+        length << np.uint64(56)
+    )
+
+
+@_jit
 def _encode_bytes(
     offsets: np.ndarray,
     words: np.ndarray,
@@ -78,7 +91,7 @@ def _encode_bytes(
         a = np.int64(offsets[i])
         length = np.int64(offsets[i + 1]) - a
         if length < 8:  # the value itself, with its length in the top byte, is the key
-            key = _word(words, a, length) | (np.uint64(length) << np.uint64(56))
+            key = _short_key(words, np.uint64(a), np.uint64(length))
         else:  # a hash of all its bytes, top byte 0xff (no short key has it); bytes compared
             key = _mix(_word(words, a, 8), length)
             for t in range(8, length, 8):
@@ -282,29 +295,34 @@ def intern_lists(
     encodes the batch another way; the codes given so far stay in the table, in `firsts`).
     """
     new = 0
-    for r in range(max(start, 0), len(list_offsets) - 1):  # r >= 0, and `i` unsigned: `_slot`
+    # Unsigned indices (see `_slot`) and the validity checks' conditions outside the loop:
+    # 5.0 -> 4.0 ms per 1M rows.
+    lists_checked, values_checked = len(list_valid) > 0, len(value_valid) > 0
+    end, first = len(list_offsets) - 1, np.uint64(base)
+    for row in range(max(start, 0), end):
+        r = np.uint64(row)
         i = np.uint64(list_offsets[r])
         if (
-            np.uint64(list_offsets[r + 1]) <= i
-            or (len(list_valid) and not list_valid[r])
-            or (len(value_valid) and not value_valid[i])
+            np.uint64(list_offsets[r + np.uint64(1)]) <= i
+            or (lists_checked and not list_valid[r])
+            or (values_checked and not value_valid[i])
         ):
             valid[r] = False
             continue
-        a = np.int64(value_offsets[i])
-        length = np.int64(value_offsets[i + np.uint64(1)]) - a
-        if length >= 8:
+        a = np.uint64(value_offsets[i])
+        length = np.uint64(value_offsets[i + np.uint64(1)]) - a
+        if length >= np.uint64(8):
             return -1, count, new
-        key = _word(words, a - base, length) | (np.uint64(length) << np.uint64(56))
+        key = _short_key(words, a - first, length)
         code = _code(key, i, slot_code, slot_key, count, firsts, new)
         if code < 0:
-            return r, count, new
+            return row, count, new
         if code == count:  # a new key
             new += 1
             count += 1
         codes[r] = code
         valid[r] = True
-    return len(list_offsets) - 1, count, new
+    return end, count, new
 
 
 @_jit
@@ -346,7 +364,8 @@ def short_keys(
 
 def padded(data: np.ndarray) -> np.ndarray:
     """Bytes as uint64 words, with 8 to 15 zero bytes after them (for `_word`)."""
-    words = np.zeros(len(data) // 8 + 2, np.uint64)
+    words = np.empty(len(data) // 8 + 2, np.uint64)
+    words[-2:] = 0  # the words the bytes end in: the rest is overwritten (no memset of it)
     words.view(np.uint8)[: len(data)] = data
     return words
 

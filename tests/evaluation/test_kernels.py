@@ -296,3 +296,38 @@ def test_slice_ids_read_the_arrow_validity_bitmap(offset: int) -> None:
     everyone = np.full((100, 2), -1)
     kernels.slice_ids(codes, np.zeros(0, np.uint8), 0, ids, everyone[:, 1])  # a column
     assert everyone[:, 1].tolist() == ids[codes].tolist() and (everyone[:, 0] == -1).all()
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_interned_first_values_equal_a_dict_of_first_appearances(seed: int) -> None:
+    """`kernels.intern_lists` through `_Interned.first_values`, batch after batch: each row's
+    first value numbered in order of first appearance across batches, as a Python dict does.
+    Null rows, empty lists, null values, several values per row, sliced columns (offsets),
+    every length under 8 bytes, more new values than one call's room and a table that grows;
+    a value of 8 bytes makes it give up (None)."""
+    from beam_pipeline.evaluation.slicing import _Interned
+
+    rng = np.random.default_rng(seed)
+    vocabulary = [b"", b"a", b"\x00", b"\x00\x00", b"ab", b"abc1234", "é".encode()]
+    vocabulary += [f"k{i}".encode() for i in range(700)]
+    interned, seen = _Interned(), {}
+    for size in (0, 40, 1000, 3000, 500):
+        rows = []
+        for _ in range(size):
+            u = rng.random()
+            picks = [vocabulary[i] for i in rng.integers(0, len(vocabulary), rng.integers(1, 3))]
+            rows.append(None if u < 0.05 else [] if u < 0.1 else [None] if u < 0.13 else picks)
+        column = pa.array(rows, pa.list_(pa.binary()))
+        lo = int(rng.integers(0, 5)) if size else 0
+        part = column.slice(lo, max(size - 2 * lo, 0))
+        codes, valid = interned.first_values(part)
+        want = []
+        for row in part.to_pylist():
+            first = row[0] if row else None
+            if first is not None:
+                seen.setdefault(first, len(seen))
+            want.append(seen.get(first) if first is not None else None)
+        assert [int(c) if v else None for c, v in zip(codes, valid, strict=True)] == want
+        assert interned.texts().to_pylist() == [v.decode() for v in seen]
+    long = pa.array([[b"a"], [b"12345678"]], pa.list_(pa.binary()))
+    assert interned.first_values(long) is None
