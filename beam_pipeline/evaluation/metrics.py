@@ -282,7 +282,7 @@ class MetricsAccumulator:
         table = np.zeros((4, rows))
         for column, values in zip(columns, stats, strict=True):
             table[column] = values
-        kernels.scatter(sids, cell, table, self.n, self.sums, cells)
+        kernels.scatter(_groups(sids), cell, table, self.n, self.sums, cells)
 
     def _fold(self, pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> None:
         """Sliced classifier batches, by compiled passes (`kernels.fold_binary` /
@@ -299,19 +299,20 @@ class MetricsAccumulator:
         low = self._low.reshape(len(self._low), -1)
         n, sums, b = self.n, self.sums, self.buckets
         for y, p, sids in pending:
+            groups = _groups(sids)
             local = np.empty((self._hist_classes, len(y)), np.int64)
             likelihood = np.empty(len(y))
             if self.kind == "binary":
                 t = self.threshold
                 kernels.fold_binary(
-                    y, p, sids, t, EPSILON, b, n, sums, confusion, local, likelihood
+                    y, p, groups, t, EPSILON, b, n, sums, confusion, local, likelihood
                 )
             else:
                 kernels.fold_multiclass(
-                    y, p, sids, EPSILON, b, n, sums, confusion, local, likelihood
+                    y, p, groups, EPSILON, b, n, sums, confusion, local, likelihood
                 )
             logs = np.log(likelihood, out=likelihood)
-            kernels.scatter_hist(sids, local, logs, sums, low, hist, self._hist_used)
+            kernels.scatter_hist(groups, local, logs, sums, low, hist, self._hist_used)
         # The kernels count Overall's rows only: a classifier's count is the sum of its
         # confusion matrix, in every slice (each update adds to both).
         np.sum(confusion[1:], axis=1, out=n[1:])
@@ -484,6 +485,12 @@ class MetricsAccumulator:
             "confusion": self.confusion[i].tolist(),
             "classes": classes,
         }
+
+
+def _groups(sids: np.ndarray) -> np.ndarray:
+    """A batch's ``[rows, specs]`` slice ids as the kernels take them: ``[rows]`` where there is
+    one spec (they are compiled for that case apart: `kernels._specs`)."""
+    return sids.reshape(len(sids)) if sids.shape[1] == 1 else sids
 
 
 def _scattered(array: np.ndarray | None, capacity: int, shape: tuple[int, ...] = ()) -> np.ndarray:

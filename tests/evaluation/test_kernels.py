@@ -136,6 +136,10 @@ def test_scatter_equals_bincounts(rows: int, specs: int) -> None:
     )
     kernels.scatter(groups, cell, stats, n, sums, cells)
     want_n, want_cells = _scattered(groups, cell, slices, size)
+    if specs == 1:  # one spec's ids as [rows] (compiled apart): the same sums, bit for bit
+        again = np.zeros(slices, np.int64), np.zeros((slices, 4)), np.zeros_like(cells)
+        kernels.scatter(groups[:, 0].copy(), cell, stats, *again)
+        assert [a.tolist() for a in again] == [n.tolist(), sums.tolist(), cells.tolist()]
     assert (n == want_n).all() and (cells == want_cells).all()
     for g in range(slices):  # a row is in its slice of every spec (twice if two say so)
         ins = [np.ones(rows, bool)] if g == 0 else [groups[:, k] == g for k in range(specs)]
@@ -186,12 +190,14 @@ def test_fold_equals_the_numpy_path_on_each_slice(
     for lo, hi in ((0, rows // 3), (rows // 3, rows)):  # two batches
         local = np.empty((hist.shape[1] // (2 * buckets), hi - lo), np.int64)
         likelihood = np.empty(hi - lo)
-        part = (y[lo:hi], p[lo:hi], groups[lo:hi])
+        # One spec's ids as [rows] in the second batch (compiled apart), as [rows, 1] in the first
+        ids = groups[lo:hi, 0].copy() if specs == 1 and lo else groups[lo:hi]
+        part = (y[lo:hi], p[lo:hi], ids)
         if kind == "binary":
             kernels.fold_binary(*part, 0.5, 1e-7, buckets, n, sums, confusion, local, likelihood)
         else:
             kernels.fold_multiclass(*part, 1e-7, buckets, n, sums, confusion, local, likelihood)
-        kernels.scatter_hist(groups[lo:hi], local, np.log(likelihood), sums, low, hist, used)
+        kernels.scatter_hist(ids, local, np.log(likelihood), sums, low, hist, used)
         assert not n[1:].any()  # Overall's count only; a slice's is its confusion matrix's sum
     n[1:] = confusion[1:].sum(axis=1)
     # `used` marks the slices but Overall whose `hist` row a carry reached, and `aucs` reads
