@@ -1,33 +1,47 @@
 """Benchmark: `beam-pipeline serve` under concurrent load, judged against its own HTTP floor, the
-model in-process and a naive unbatched server, all interleaved in one run on this machine.
+model in-process and a naive unbatched server, all interleaved in one run on this machine; then
+the prediction log's cost, serve against itself without the log in short paired windows.
 
     .venv/bin/python scripts/bench_serve.py CONFIG [--model-dir DIR] [--seconds 3] [--rounds 3]
         [--clients 1,8,32] [--sizes 1,64] [--apis rest,grpc] [--set KEY=VALUE] [--json FILE]
         [--grpc-channels K] [--compare-repo DIR]
+        [--log-pairs 16] [--log-seconds 0.5] [--log-clients 1,32] [--log-sizes 1,64]
+        [--log-apis rest]
 
 CONFIG's served model (the highest version under ``push.serving_dir``) is copied into a temporary
-serving folder, unless ``--model-dir`` names a SavedModel folder. Three servers run side by side
+serving folder, unless ``--model-dir`` names a SavedModel folder. The servers run side by side
 for the whole benchmark (each started once):
 
 - serve: `beam-pipeline serve` (REST and gRPC, adaptive batching, prediction log on);
-- serve_no_log: the same with ``log_predictions: false`` (the log's cost);
+- serve_no_log: the same with ``log_predictions: false`` (the log's cost; not with
+  ``--log-pairs 0``);
 - naive: a starlette endpoint that checks the rows with the shared row check and calls the model
-  once per request on uvicorn's thread pool (what most hand-written servers do; REST only).
+  once per request on uvicorn's thread pool (what most hand-written servers do; REST only; not
+  with ``--rounds 0``).
 
 The load generator is its own process (aiohttp for REST, grpc.aio for gRPC, keep-alive, a fixed
 number of clients each sending its next request when the last is answered; each gRPC client has
 its own channel, as each REST client its own connection, unless ``--grpc-channels`` says fewer).
-Each case reports the CPU per answered request of the server process and of the load generator
-over the measured window (they share the machine's cores). ``--compare-repo DIR`` adds a server
-``base`` run from another checkout (e.g. main), measured right after serve in every case.
+Each case reports the CPU per answered request of the server process (its threads' on-CPU time
+from /proc) and of the load generator over the measured window (they share the machine's
+cores). ``--compare-repo DIR`` adds a server ``base`` run from another checkout (e.g. main),
+measured right after serve in every case.
 
 Every round runs every case once, one after another, in the same order: ``GET /healthz`` on
 serve (the HTTP floor: what this server and this load generator can do with no work at all),
-then serve, serve_no_log and naive for each API x row size x client count, and the in-process
-ceiling (``serving_raw`` on pre-built tensors at batch 1, 32 and 64). So each ratio compares
-cases measured under the same load of the machine, minutes apart at most. Prints one line per
-case and round, then min and median over the rounds, the ratios (from medians) and the load
-average; ``--json`` writes them all.
+then serve and naive for each API x row size x client count, and the in-process ceiling
+(``serving_raw`` on pre-built tensors at batch 1, 32 and 64). So each ratio compares cases
+measured under the same load of the machine, minutes apart at most. Prints one line per case
+and round, then min and median over the rounds, the ratios (from medians) and the load average.
+
+The log's cost: run seconds apart, serve and serve_no_log met different loads from other jobs
+(the cost swung from -23 % to +24 % between the cases of one run). So each log-cost case (REST,
+1 and 32 clients, 1- and 64-row requests by default) runs ``--log-pairs`` pairs of windows of
+``--log-seconds``, log on then off, the next pair off then on; it reports, on and off, the
+server's CPU per request and rows/s (min / median), the cost as the ratio of the medians, and the
+median and quartiles of the pairs' own ratios. ``--rounds 0`` runs only that; ``--set
+log_predictions=false`` turns the log off on both sides (an A/A run: the noise of the measure).
+``--json`` writes every measurement and summary.
 """
 
 from __future__ import annotations
@@ -75,8 +89,20 @@ def csv_columns(rows: list[dict[str, Any]], names: list[str]) -> dict[str, list[
 
 
 def process_cpu(pid: int) -> float:
-    """CPU seconds (user + system, every thread) a process has used, from /proc (0.0 where there
-    is no /proc)."""
+    """CPU seconds a process has used, from /proc (0.0 where there is no /proc): the sum of its
+    threads' ``schedstat`` (nanoseconds on a CPU; the server's threads live as long as it does),
+    else ``stat``'s user + system time (in clock ticks: 10 ms, 1-2 % of a 1 s window)."""
+    total = 0
+    try:
+        for task in os.scandir(f"/proc/{pid}/task"):
+            try:
+                total += int(Path(task.path, "schedstat").read_text().split()[0])
+            except (OSError, ValueError):
+                continue  # a thread that ended between the listing and the read
+        if total:
+            return total / 1e9
+    except OSError:
+        pass
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     except OSError:
@@ -95,7 +121,13 @@ async def _measured(run: Any, server_pid: int) -> Any:
 
 
 async def _rest_load(
-    url: str, body: bytes, method: str, clients: int, seconds: float, server_pid: int
+    url: str,
+    body: bytes,
+    method: str,
+    clients: int,
+    seconds: float,
+    server_pid: int,
+    warmup: float,
 ) -> Any:
     import aiohttp
 
@@ -115,7 +147,7 @@ async def _rest_load(
 
     connector = aiohttp.TCPConnector(limit=clients)
     async with aiohttp.ClientSession(connector=connector) as session:
-        stop_at = time.perf_counter() + min(1.0, seconds)  # warm-up: connections, caches
+        stop_at = time.perf_counter() + warmup  # connections, caches
         await asyncio.gather(*(client(session) for _ in range(clients)))
         latencies.clear()
         failures.clear()
@@ -135,6 +167,7 @@ async def _grpc_load(
     seconds: float,
     server_pid: int,
     channels: int,
+    warmup: float,
 ) -> Any:
     import grpc
     from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
@@ -176,7 +209,7 @@ async def _grpc_load(
         await asyncio.gather(*(client(stubs[i % len(stubs)]) for i in range(clients)))
 
     try:
-        stop_at = time.perf_counter() + min(1.0, seconds)
+        stop_at = time.perf_counter() + warmup
         await asyncio.gather(*(client(stubs[i % len(stubs)]) for i in range(clients)))
         latencies.clear()
         failures.clear()
@@ -188,9 +221,11 @@ async def _grpc_load(
 
 def load_generator() -> int:
     """Reads one command per line: {"api", "url"|"target", "body"|"columns", "clients",
-    "seconds", "rows", "method", "pid", "channels"}; writes one JSON result per line."""
+    "seconds", "rows", "method", "pid", "channels", "warmup"?}; writes one JSON result per line.
+    The warm-up (connections, caches; unmeasured) lasts ``min(1, seconds)`` unless given."""
     for line in sys.stdin:
         cmd = json.loads(line)
+        warmup = cmd.get("warmup", min(1.0, cmd["seconds"]))
         if cmd["api"] == "rest":
             run = _rest_load(
                 cmd["url"],
@@ -199,6 +234,7 @@ def load_generator() -> int:
                 cmd["clients"],
                 cmd["seconds"],
                 cmd["pid"],
+                warmup,
             )
         else:
             run = _grpc_load(
@@ -208,6 +244,7 @@ def load_generator() -> int:
                 cmd["seconds"],
                 cmd["pid"],
                 cmd["channels"],
+                warmup,
             )
         latencies, failures, elapsed, server_cpu, own_cpu = asyncio.run(run)
         latencies.sort()
@@ -447,15 +484,63 @@ def summarize(results: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, f
     return out
 
 
+def log_cost(on: list[dict[str, Any]], off: list[dict[str, Any]]) -> dict[str, Any]:
+    """The log's cost on one case from its paired windows (``on[i]`` and ``off[i]`` run one right
+    after the other): server CPU per request (what the log adds to the server's work) and rows/s
+    (what the clients see). Each as the ratio of the medians, with min / median of both sides,
+    and as the quartiles of the pairs' own ratios (a pair's two windows meet the same load of the
+    machine, the pairs do not: their median is the steadier figure)."""
+
+    def spread(runs: list[dict[str, Any]], key: str) -> list[float]:
+        values = [r[key] for r in runs]
+        return [round(min(values), 1), round(statistics.median(values), 1)]
+
+    def quartiles(values: list[float]) -> list[float]:
+        if len(values) < 2:
+            return [round(values[0], 3)] * 3
+        q1, q2, q3 = statistics.quantiles(values, n=4)
+        return [round(q1, 3), round(q2, 3), round(q3, 3)]
+
+    key = "server_us_per_request"
+    cpu_on, cpu_off = spread(on, key), spread(off, key)
+    rate_on, rate_off = spread(on, "rows_per_s"), spread(off, "rows_per_s")
+    pairs = list(zip(on, off, strict=True))
+    return {
+        "pairs": len(pairs),
+        "server_us_per_request_on": cpu_on,  # min, median
+        "server_us_per_request_off": cpu_off,
+        "rows_per_s_on": rate_on,
+        "rows_per_s_off": rate_off,
+        "cost_cpu": round(cpu_on[1] / cpu_off[1] - 1, 3),  # of the medians
+        "cost_rows_per_s": round(1 - rate_on[1] / rate_off[1], 3),
+        "cost_cpu_pairs": quartiles([a[key] / b[key] - 1 for a, b in pairs]),  # q1, median, q3
+        "cost_rows_per_s_pairs": quartiles(
+            [1 - a["rows_per_s"] / b["rows_per_s"] for a, b in pairs]
+        ),
+        "failures": sum(r["failures"] for r in on + off),
+    }
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("config", nargs="?")
     p.add_argument("--model-dir")
     p.add_argument("--seconds", type=float, default=3.0)
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=3, help="0: the log's cost only")
     p.add_argument("--clients", type=ints, default=[1, 8, 32])
     p.add_argument("--sizes", type=ints, default=[1, 64])
     p.add_argument("--apis", default="rest,grpc")
+    p.add_argument(
+        "--log-pairs",
+        type=int,
+        default=16,
+        help="pairs of windows (log on, log off, alternating which goes first) per log-cost case; "
+        "0: no log-cost cases",
+    )
+    p.add_argument("--log-seconds", type=float, default=0.5, help="one log-cost window")
+    p.add_argument("--log-clients", type=ints, default=[1, 32])
+    p.add_argument("--log-sizes", type=ints, default=[1, 64])
+    p.add_argument("--log-apis", default="rest")
     p.add_argument("--json", help="write every measurement and the summary to this file")
     p.add_argument(
         "--grpc-channels",
@@ -489,32 +574,71 @@ def main() -> int:
     import yaml
 
     apis = [a for a in args.apis.split(",") if a]
+    log_apis = [a for a in args.log_apis.split(",") if a] if args.log_pairs else []
     model_dir = Path(args.model_dir) if args.model_dir else find_model(args.config)
-    rows = taxi_rows(max(args.sizes))
+    rows = taxi_rows(max(args.sizes + args.log_sizes))
     names = sorted({k for r in rows for k in r})
     serving = {k: yaml.safe_load(v) for k, _, v in (x.partition("=") for x in args.set)}
     print(
         f"model {model_dir}; {os.cpu_count()} CPUs; {args.rounds} rounds x {args.seconds:g} s "
-        f"per case; load average {os.getloadavg()}",
+        f"per case; {args.log_pairs} log-cost pairs x 2 x {args.log_seconds:g} s per case; "
+        f"load average {os.getloadavg()}",
         flush=True,
     )
     work = Path(tempfile.mkdtemp(prefix="bench-serve-"))
     servers: dict[str, Server] = {}
     loadgen = LoadGenerator()
     results: dict[str, list[dict[str, Any]]] = {}
+    log_runs: dict[str, list[dict[str, Any]]] = {}
     try:
         servers["serve"] = start_serve(work, "serve", model_dir, serving)
-        servers["serve_no_log"] = start_serve(
-            work, "serve_no_log", model_dir, {**serving, "log_predictions": False}
-        )
-        servers["naive"] = start_naive(work, model_dir)
-        if args.compare_repo:
-            servers["base"] = start_serve(
-                work, "base", model_dir, serving, args.compare_repo.resolve()
+        if log_apis:
+            servers["serve_no_log"] = start_serve(
+                work, "serve_no_log", model_dir, {**serving, "log_predictions": False}
             )
-        ceiling = Ceiling(model_dir, rows)  # while the servers load (started at once)
+        if args.rounds:
+            servers["naive"] = start_naive(work, model_dir)
+            if args.compare_repo:
+                servers["base"] = start_serve(
+                    work, "base", model_dir, serving, args.compare_repo.resolve()
+                )
+            ceiling = Ceiling(model_dir, rows)  # while the servers load (started at once)
         for s in servers.values():
             wait_ready(f"{s.url}/readyz", s.proc, s.log)
+
+        def measure(
+            name: str, api: str, size: int, clients: int, seconds: float, **extra: Any
+        ) -> dict[str, Any]:
+            s = servers[name]
+            if api == "rest":
+                r = loadgen.run(
+                    api="rest",
+                    url=f"{s.url}/v1/models/bench:predict",
+                    body=json.dumps({"instances": rows[:size]}),
+                    method="POST",
+                    clients=clients,
+                    seconds=seconds,
+                    rows=size,
+                    pid=s.proc.pid,
+                    **extra,
+                )
+            else:
+                r = loadgen.run(
+                    api="grpc",
+                    target=f"127.0.0.1:{s.grpc_port}",
+                    columns=csv_columns(rows[:size], names),
+                    clients=clients,
+                    seconds=seconds,
+                    rows=size,
+                    pid=s.proc.pid,
+                    channels=args.grpc_channels,
+                    **extra,
+                )
+            if s.proc.poll() is not None:
+                raise SystemExit(
+                    f"{name} exited with {s.proc.returncode}: {s.log.read_text()[-3000:]}"
+                )
+            return r
 
         def record(case: str, r: dict[str, Any]) -> None:
             results.setdefault(case, []).append(r)
@@ -549,43 +673,51 @@ def main() -> int:
                 record(f"floor GET /healthz {clients}c", r)
             for api in apis:
                 for size in args.sizes:
-                    body = json.dumps({"instances": rows[:size]})
-                    columns = csv_columns(rows[:size], names)
                     for clients in args.clients:
-                        for name in ("serve", "base", "serve_no_log", "naive"):
+                        for name in ("serve", "base", "naive"):
                             if name not in servers or (api == "grpc" and name == "naive"):
                                 continue
-                            s = servers[name]
-                            if api == "rest":
-                                r = loadgen.run(
-                                    api="rest",
-                                    url=f"{s.url}/v1/models/bench:predict",
-                                    body=body,
-                                    method="POST",
-                                    clients=clients,
-                                    seconds=args.seconds,
-                                    rows=size,
-                                    pid=s.proc.pid,
-                                )
-                            else:
-                                r = loadgen.run(
-                                    api="grpc",
-                                    target=f"127.0.0.1:{s.grpc_port}",
-                                    columns=columns,
-                                    clients=clients,
-                                    seconds=args.seconds,
-                                    rows=size,
-                                    pid=s.proc.pid,
-                                    channels=args.grpc_channels,
-                                )
-                            if s.proc.poll() is not None:
-                                raise SystemExit(
-                                    f"{name} exited with {s.proc.returncode}: "
-                                    f"{s.log.read_text()[-3000:]}"
-                                )
+                            r = measure(name, api, size, clients, args.seconds)
                             record(f"{name} {api} {size}row {clients}c", r)
             for size in (1, 32, 64):
                 record(f"ceiling batch {size}", ceiling.run(size, args.seconds))
+
+        # The log's cost: serve and serve_no_log in short windows one right after the other,
+        # which one goes first alternating, so both sides of a pair meet the same load of the
+        # machine (the rounds above put them seconds apart: the cost swung from -23 % to +24 %).
+        if log_apis:
+            print(
+                f"log cost (load average {os.getloadavg()[0]:.2f}): per pair, log on then off "
+                "(or off then on), rows/s and server CPU us/request",
+                flush=True,
+            )
+        for api in log_apis:
+            for size in args.log_sizes:
+                for clients in args.log_clients:
+                    case = f"{api} {size}row {clients}c"
+                    for i in range(args.log_pairs):
+                        order = ("serve", "serve_no_log")[:: 1 if i % 2 == 0 else -1]
+                        pair = {}
+                        for name in order:
+                            pair[name] = measure(
+                                name,
+                                api,
+                                size,
+                                clients,
+                                args.log_seconds,
+                                warmup=min(0.2, args.log_seconds),
+                            )
+                            log_runs.setdefault(f"{name} {case}", []).append(pair[name])
+                        on, off = pair["serve"], pair["serve_no_log"]
+                        failures = on["failures"] + off["failures"]
+                        print(
+                            f"  {case:20} on {on['rows_per_s']:>9,.0f} rows/s "
+                            f"{on['server_us_per_request']:6.0f} us  off "
+                            f"{off['rows_per_s']:>9,.0f} rows/s "
+                            f"{off['server_us_per_request']:6.0f} us"
+                            + (f"  failures {failures}" if failures else ""),
+                            flush=True,
+                        )
     finally:
         loadgen.close()
         for s in servers.values():
@@ -593,7 +725,8 @@ def main() -> int:
         shutil.rmtree(work, ignore_errors=True)
 
     summary = summarize(results)
-    print("summary (rows/s over the rounds: min / median; p99 is the median of the rounds)")
+    if summary:
+        print("summary (rows/s over the rounds: min / median; p99 is the median of the rounds)")
     for case, s in summary.items():
         p99 = (
             f"  p99 {s['p99_ms_median']:.1f} ms  CPU us/req server "
@@ -602,6 +735,30 @@ def main() -> int:
             else ""
         )
         print(f"  {case:32} {s['min']:>9,.0f} / {s['median']:>9,.0f}{p99}")
+    costs = {
+        case[len("serve ") :]: log_cost(runs, log_runs[f"serve_no_log {case[len('serve ') :]}"])
+        for case, runs in log_runs.items()
+        if case.startswith("serve ")
+    }
+    if costs:
+        print(
+            f"log cost ({args.log_pairs} pairs of {args.log_seconds:g} s windows; min / median): "
+            "server CPU us/request on vs off, rows/s on vs off; cost: of the medians (the pairs' "
+            "own ratios: median, quartiles)"
+        )
+    for case, c in costs.items():
+        cpu_on, cpu_off = c["server_us_per_request_on"], c["server_us_per_request_off"]
+        rate_on, rate_off = c["rows_per_s_on"], c["rows_per_s_off"]
+        cpu_q, rate_q = c["cost_cpu_pairs"], c["cost_rows_per_s_pairs"]
+        print(
+            f"  {case:16} CPU us/req {cpu_on[0]:,.0f} / {cpu_on[1]:,.0f} vs {cpu_off[0]:,.0f} / "
+            f"{cpu_off[1]:,.0f}: {100 * c['cost_cpu']:+.1f} % (pairs {100 * cpu_q[1]:+.1f} %, "
+            f"quartiles {100 * cpu_q[0]:+.1f} .. {100 * cpu_q[2]:+.1f})   rows/s "
+            f"{rate_on[0]:,.0f} / {rate_on[1]:,.0f} vs {rate_off[0]:,.0f} / {rate_off[1]:,.0f}: "
+            f"{100 * c['cost_rows_per_s']:+.1f} % (pairs {100 * rate_q[1]:+.1f} %, quartiles "
+            f"{100 * rate_q[0]:+.1f} .. {100 * rate_q[2]:+.1f})"
+            + (f"  failures {c['failures']}" if c["failures"] else "")
+        )
     ratios = {}
     top = max(args.clients)
     med = {case: s["median"] for case, s in summary.items()}
@@ -613,21 +770,26 @@ def main() -> int:
         )
         ratios[f"serve_rest_vs_naive_{top}c"] = round(rest / med[f"naive rest {one}row {top}c"], 2)
         ratios[f"serve_rest_vs_ceiling_batch32_{top}c"] = round(rest / med["ceiling batch 32"], 3)
-        ratios[f"log_cost_rest_{top}c"] = round(
-            1 - rest / med[f"serve_no_log rest {one}row {top}c"], 3
-        )
         grpc = med.get(f"serve grpc {one}row {top}c")
         if grpc:
             ratios[f"serve_grpc_vs_rest_{top}c"] = round(grpc / rest, 2)
         base_rest, base_grpc = (med.get(f"base {a} {one}row {top}c") for a in ("rest", "grpc"))
         if base_rest and base_grpc:
             ratios[f"base_grpc_vs_rest_{top}c"] = round(base_grpc / base_rest, 2)
-    print(f"ratios (medians, {one}-row requests, {top} clients): {json.dumps(ratios)}")
+    if ratios:
+        print(f"ratios (medians, {one}-row requests, {top} clients): {json.dumps(ratios)}")
     print(f"load average at the end: {os.getloadavg()}")
     if args.json:
         Path(args.json).write_text(
             json.dumps(
-                {"runs": results, "summary": summary, "ratios": ratios, "argv": sys.argv[1:]},
+                {
+                    "runs": results,
+                    "summary": summary,
+                    "ratios": ratios,
+                    "log_runs": log_runs,
+                    "log_cost": costs,
+                    "argv": sys.argv[1:],
+                },
                 indent=1,
             )
         )

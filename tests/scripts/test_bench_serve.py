@@ -1,5 +1,5 @@
 """`./scripts/bench serve` at a tiny size, so the benchmark cannot rot (it once did not even
-import for months): every case runs, the ratios come out, nothing fails."""
+import for months): every case runs, the ratios and the log's cost come out, nothing fails."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ def test_bench_serve_runs_every_case_interleaved(tmp_path: Path) -> None:
     run = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "bench_serve.py"), "--model-dir", str(model)]
         + ["--rounds", "2", "--seconds", "0.2", "--clients", "2", "--sizes", "1,3"]
+        + ["--log-pairs", "2", "--log-seconds", "0.2", "--log-clients", "2", "--log-sizes", "1,3"]
         + ["--json", str(out)],
         cwd=ROOT,
         capture_output=True,
@@ -31,15 +32,23 @@ def test_bench_serve_runs_every_case_interleaved(tmp_path: Path) -> None:
     for api in ("rest", "grpc"):
         for size in (1, 3):
             assert f"serve {api} {size}row 2c" in cases
-            assert f"serve_no_log {api} {size}row 2c" in cases
     assert {"floor GET /healthz 2c", "naive rest 1row 2c", "ceiling batch 32"} <= cases
     assert all(len(runs) == 2 for runs in result["runs"].values())  # every case, every round
-    assert all(s.get("failures", 0) == 0 for s in result["summary"].values()), result["summary"]
+    assert all(s.get("failures", 0) == 0 for s in result["summary"].values()), run.stdout[-3000:]
     assert set(result["ratios"]) == {
         "serve_rest_vs_healthz_floor_2c",
         "serve_rest_vs_naive_2c",
         "serve_rest_vs_ceiling_batch32_2c",
-        "log_cost_rest_2c",
         "serve_grpc_vs_rest_2c",
     }
     assert "load average" in run.stdout
+    # the log's cost: serve and serve_no_log in pairs of windows, REST only by default
+    assert set(result["log_runs"]) == {
+        f"{name} rest {size}row 2c" for name in ("serve", "serve_no_log") for size in (1, 3)
+    }
+    assert all(len(runs) == 2 for runs in result["log_runs"].values())
+    assert set(result["log_cost"]) == {"rest 1row 2c", "rest 3row 2c"}
+    for cost in result["log_cost"].values():
+        assert cost["pairs"] == 2 and cost["failures"] == 0, cost
+        assert cost["server_us_per_request_on"][1] > 0 and cost["rows_per_s_off"][1] > 0, cost
+        assert len(cost["cost_cpu_pairs"]) == 3 and -1 < cost["cost_rows_per_s"] < 1, cost
