@@ -116,6 +116,67 @@ def test_undefined_metrics_are_none_not_nan() -> None:
     assert m["accuracy"] == 1.0
 
 
+def _binary_slice_by_slice(acc: E.MetricsAccumulator) -> dict[str, dict[str, float | None]]:
+    """A binary accumulator's metrics as `result` computed them before `_binary_metrics`: in
+    Python numbers, one slice at a time."""
+    acc._flush()
+    aucs = acc._aucs()[:, 0].tolist()
+    out = {}
+    for i in [0, *sorted(range(1, len(acc.keys)), key=acc.keys.__getitem__)]:
+        n = int(acc.n[i])
+        label_sum, pred_sum, loss_sum, _ = acc.sums[i].tolist()
+        (tn, fp), (fn, tp) = acc.confusion[i].tolist()
+        m: dict[str, float | None] = {"example_count": float(n)}
+        if n:
+            m["accuracy"] = float(tn + tp) / n
+            m["log_loss"] = loss_sum / n
+            m["label_mean"] = label_sum / n
+            m["prediction_mean"] = pred_sum / n
+            m["precision"] = float(tp) / float(tp + fp) if tp + fp else None
+            m["recall"] = float(tp) / float(tp + fn) if tp + fn else None
+            m["auc"] = None if np.isnan(aucs[i]) else aucs[i]
+        out[acc.keys[i]] = m
+    return out
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered in cast")  # NaN scores
+@pytest.mark.parametrize("seed", range(4))
+def test_binary_results_of_all_slices_at_once_equal_slice_by_slice(seed: int) -> None:
+    """`result` of a binary classifier (numpy, every slice at once) against the same formulas
+    in Python numbers slice by slice: repr-equal (values bit for bit, key order). Slices with
+    no rows, no positives, nothing predicted positive, one row; labels other than 0/1, NaN and
+    out-of-range scores; sliced and not."""
+    rng = np.random.default_rng(seed)
+    rows = int(rng.integers(1, 3000))
+    y = rng.integers(0, 2, rows).astype(np.float64)
+    y[rng.random(rows) < 0.05] = 0.7  # counts as positive, sums as 0.7
+    p = rng.random((rows, 1))
+    p[rng.random(rows) < 0.02] = np.nan
+    p[rng.random(rows) < 0.02] = 1.5
+    city = rng.integers(0, 12, rows)
+    y[city == 1] = 0.0  # no positives: recall and AUC undefined
+    p[city == 2] = 0.1  # nothing predicted positive: precision undefined
+    city[np.flatnonzero(city == 3)[1:]] = 4  # one row
+    names = np.array([f"c{i}" for i in range(13)])  # c12: in the dictionary, no rows
+    keys = pa.DictionaryArray.from_arrays(
+        pa.array(city, pa.int32(), mask=rng.random(rows) < 0.1), pa.array(names)
+    )
+    for slices in ([keys], []):
+        acc = E.MetricsAccumulator("binary", buckets=int(rng.integers(2, 200)))
+        for lo in range(0, rows, 700):
+            acc.add(y[lo : lo + 700], p[lo : lo + 700], [s[lo : lo + 700] for s in slices])
+        want = _binary_slice_by_slice(acc)
+        got = acc.result()
+        assert repr(got) == repr(want)
+    assert got[E.OVERALL]["example_count"] == rows
+    sliced = E.MetricsAccumulator("binary", buckets=10)
+    sliced.add(y, p, [keys])
+    results = sliced.result()
+    assert results["c12"] == {"example_count": 0.0}
+    assert results["c1"]["recall"] is None and results["c1"]["auc"] is None
+    assert results["c2"]["precision"] is None
+
+
 def test_bad_labels_and_widths_name_the_value() -> None:
     acc = E.MetricsAccumulator("multiclass", 3, buckets=10)
     with pytest.raises(DataError, match="label value 7 is out of range for a 3-class model"):
