@@ -69,12 +69,13 @@ class Service:
         self.manager = manager
         self.metrics = metrics
         self.executor = ThreadPoolExecutor(section.batch_threads, thread_name_prefix="model")
+        self._written: dict[tuple[str, str], Any] = {}  # log_written's children
         self.writer = plog.LogWriter(
             root,
             queue_size=section.log_queue_size,
             segment_bytes=section.log_segment_bytes,
             segment_seconds=section.log_segment_seconds,
-            on_written=lambda kind, model, n: metrics.log_written.labels(kind, model).inc(n),
+            on_written=self._count_written,
             on_dropped=lambda kind, model, n: metrics.log_dropped.labels(kind, model).inc(n),
         )
         self.root = Path(root)
@@ -82,6 +83,12 @@ class Service:
         self._gauges: dict[str, Any] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self.excluded = set(section.log_exclude_features)
+
+    def _count_written(self, kind: str, model: str, rows: int) -> None:
+        counter = self._written.get((kind, model))
+        if counter is None:  # labels() takes a lock per call (on the model thread, per batch)
+            counter = self._written[kind, model] = self.metrics.log_written.labels(kind, model)
+        counter.inc(rows)
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
