@@ -269,9 +269,9 @@ def intern(
 @_jit
 def intern_lists(
     list_offsets: np.ndarray,
-    list_valid: np.ndarray,
+    list_valid: np.ndarray | None,
     value_offsets: np.ndarray,
-    value_valid: np.ndarray,
+    value_valid: np.ndarray | None,
     words: np.ndarray,
     base: int,
     start: int,
@@ -287,7 +287,7 @@ def intern_lists(
 
     Args:
         list_offsets: the rows' offsets into the values (rows + 1).
-        list_valid, value_valid: the rows' and values' validity (empty: all valid).
+        list_valid, value_valid: the rows' and values' validity (None: all valid).
         value_offsets: the values' byte offsets; `words` holds their bytes from byte `base`
             (`padded`).
         codes, valid: per row, filled from row `start` (a row with no value is not valid).
@@ -297,16 +297,15 @@ def intern_lists(
     """
     new = 0
     # Unsigned indices (see `_slot`) and the validity checks' conditions outside the loop:
-    # 5.0 -> 4.0 ms per 1M rows.
-    lists_checked, values_checked = len(list_valid) > 0, len(value_valid) > 0
+    # 5.0 -> 4.0 ms per 1M rows; numba compiles the checks out for a None validity.
     end, first = len(list_offsets) - 1, np.uint64(base)
     for row in range(max(start, 0), end):
         r = np.uint64(row)
         i = np.uint64(list_offsets[r])
         if (
             np.uint64(list_offsets[r + np.uint64(1)]) <= i
-            or (lists_checked and not list_valid[r])
-            or (values_checked and not value_valid[i])
+            or (list_valid is not None and not list_valid[r])
+            or (value_valid is not None and not value_valid[i])
         ):
             valid[r] = False
             continue

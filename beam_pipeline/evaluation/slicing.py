@@ -81,7 +81,7 @@ class _Interned:
         base = int(value_offsets[lo]) if hi > lo else 0
         end = int(value_offsets[hi]) if hi > lo else 0
         words = kernels.padded(np.frombuffer(values.buffers()[2], np.uint8)[base:end])
-        list_valid = _validity(column)
+        list_valid = _validity(column)  # None where all valid: those checks compiled out
         value_valid = _validity(values)
         codes = np.zeros(rows, np.int32)
         valid = np.zeros(rows, bool)
@@ -341,10 +341,10 @@ def _arrow_encoded(
     return codes, present, pc.cast(encoded.dictionary, pa.string())
 
 
-def _validity(array: pa.Array) -> np.ndarray:
-    """Where `array` is valid, as booleans; empty when it has no nulls (all valid)."""
+def _validity(array: pa.Array) -> np.ndarray | None:
+    """Where `array` is valid, as booleans; None when it has no nulls (all valid)."""
     if not array.null_count:
-        return np.zeros(0, bool)
+        return None
     return array.is_valid().to_numpy(zero_copy_only=False)
 
 

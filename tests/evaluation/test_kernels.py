@@ -308,22 +308,30 @@ def test_slice_ids_read_the_arrow_validity_bitmap(offset: int) -> None:
 def test_interned_first_values_equal_a_dict_of_first_appearances(seed: int) -> None:
     """`kernels.intern_lists` through `_Interned.first_values`, batch after batch: each row's
     first value numbered in order of first appearance across batches, as a Python dict does.
-    Null rows, empty lists, null values, several values per row, sliced columns (offsets),
-    every length under 8 bytes, more new values than one call's room and a table that grows;
-    a value of 8 bytes makes it give up (None)."""
+    Null rows, empty lists, null values (and batches with neither, whose validity is None),
+    several values per row, sliced columns (offsets), every length under 8 bytes, more new
+    values than one call's room and a table that grows; a value of 8 bytes makes it give up
+    (None)."""
     from beam_pipeline.evaluation.slicing import _Interned
 
     rng = np.random.default_rng(seed)
     vocabulary = [b"", b"a", b"\x00", b"\x00\x00", b"ab", b"abc1234", "é".encode()]
     vocabulary += [f"k{i}".encode() for i in range(700)]
     interned, seen = _Interned(), {}
-    for size in (0, 40, 1000, 3000, 500):
-        rows = []
+    for size, nulls in ((0, True), (40, True), (1000, False), (3000, True), (500, False)):
+        rows: list[list[bytes | None] | None] = []
         for _ in range(size):
             u = rng.random()
             picks = [vocabulary[i] for i in rng.integers(0, len(vocabulary), rng.integers(1, 3))]
-            rows.append(None if u < 0.05 else [] if u < 0.1 else [None] if u < 0.13 else picks)
+            if u < 0.05:
+                rows.append(None if nulls else [])
+            elif u < 0.13:
+                rows.append([] if u < 0.1 else [None] if nulls else picks)
+            else:
+                rows.append(picks)
         column = pa.array(rows, pa.list_(pa.binary()))
+        if not nulls:  # no validity bitmaps: the kernel compiled without their checks
+            assert column.null_count == 0 and column.values.null_count == 0
         lo = int(rng.integers(0, 5)) if size else 0
         part = column.slice(lo, max(size - 2 * lo, 0))
         codes, valid = interned.first_values(part)
