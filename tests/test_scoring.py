@@ -445,3 +445,36 @@ def test_number_texts_give_the_json_text_json_values_gives() -> None:
         1e-7,
         3.0,
     ]
+
+
+def test_number_texts_take_the_file_text_where_it_stands_for_the_value() -> None:
+    """A CSV's plain number texts (`readers.Chunk.number_texts`) go to the model and the records
+    as they are, for a model input equal to its checked column and for a column that is no
+    model input; a model input the check changed is printed from its checked values."""
+    part = pa.RecordBatch.from_pydict(
+        {
+            "fare": pa.array([1.5, None]),
+            "hour": pa.array([19, 0], pa.int64()),
+            "tips": pa.array([0.0, 2.5]),  # not a model input
+        }
+    )
+    typed = pa.RecordBatch.from_pydict(
+        {"fare": part.column("fare"), "hour": pa.array([19, 1], pa.int64())}
+    )
+    read = {
+        "fare": pa.array(["1.50", None]),
+        "hour": pa.array(["19", "0"]),
+        "tips": pa.array(["0.0", "2.5"]),
+    }
+    texts = scoring.number_texts(part, typed, read)
+    assert sorted(texts) == ["fare", "tips"]
+    assert texts["fare"].to_pylist() == ["1.50", None] and texts["tips"] is read["tips"]
+    preds, ids = np.array([[0.5], [0.25]]), pa.array(["a", "b"])
+    header = predictions.record_header("taxi", 1, "t")
+    lines = predictions.json_record_bytes(part, preds, ids, header, texts).splitlines()
+    assert b'"fare":1.50,' in lines[0] and b'"tips":0.0}' in lines[0]
+    want = [
+        json.loads(line)["features"]
+        for line in predictions.json_records(part, preds, ids, header).splitlines()
+    ]
+    assert [json.loads(line)["features"] for line in lines] == want

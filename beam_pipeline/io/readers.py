@@ -50,6 +50,9 @@ class Rejected:
 class Chunk:
     batch: pa.RecordBatch
     rejected: list[Rejected] = field(default_factory=list)
+    # read_csv(number_text=True): the file's own text of int and float columns whose values are
+    # all plain numbers (`beam_pipeline.io.number_text`), as string arrays beside ``batch``
+    number_texts: dict[str, pa.Array] = field(default_factory=dict)
 
 
 def read_ahead(chunks: Iterable[T], depth: int = 2) -> Iterator[T]:
@@ -280,6 +283,7 @@ def read_csv(
     types: dict[str, str],
     batch_rows: int = 65536,
     byte_range: tuple[int, int, int] | None = None,
+    number_text: bool = False,
 ) -> Iterator[Chunk]:
     """Stream a CSV file (header, RFC 4180 quoting, quoted newlines) as typed record batches.
 
@@ -292,8 +296,9 @@ def read_csv(
 
     ``byte_range`` ``(start, end, line)``: only the records in those bytes of an uncompressed
     file, the first on line ``line`` (a range from `byte_ranges.plan`).
+    ``number_text``: keep the text of plain numbers (`Chunk.number_texts`) where a chunk has
+    nothing to reject; the batch is the same.
     """
-    ncols = len(columns)
     with _open_range(path, byte_range) as f:
         if byte_range is None:
             f.readline()  # the header; the caller read the column names from it
@@ -328,7 +333,9 @@ def read_csv(
                     at = np.flatnonzero(np.frombuffer(body, dtype=np.uint8) == 10)
                     lines = line + np.searchsorted(at, starts)
                 line += newlines
-                yield _parse_csv(path, body, inside, starts, take, lines, columns, types, ncols)
+                yield _parse_csv(
+                    path, body, inside, starts, take, lines, columns, types, number_text
+                )
                 ends = ends[batch_rows:]
                 pos += cut
             data = data[pos:]
@@ -367,17 +374,21 @@ def _parse_csv(
     lines: np.ndarray,
     columns: list[str],
     types: dict[str, str],
-    ncols: int,
+    number_text: bool = False,
 ) -> Chunk:
+    ncols = len(columns)
     if ncols > 1 and b"\r" not in body and not (ends == starts).any():
         # The common case without counting fields: pyarrow refuses a record with the wrong
         # number of fields, so a typed read without error and with one row per record has
         # nothing to reject. A blank line (pyarrow makes it a row of nulls) or a carriage
         # return (a lone one ends a record for pyarrow but not for the line count) takes the
         # exact path.
-        batch = _typed_batch(body, columns, types)
+        if number_text:
+            batch, texts = _typed_batch_and_texts(body, columns, types)
+        else:
+            batch, texts = _typed_batch(body, columns, types), {}
         if batch is not None and batch.num_rows == len(ends):
-            return Chunk(batch, [])
+            return Chunk(batch, [], texts)
     arr = np.frombuffer(body, dtype=np.uint8)
     # Fields per record: commas outside quoted fields + 1, counted per record with one bincount.
     comma = arr == 44
@@ -475,6 +486,52 @@ def _typed_batch(body: bytes, columns: list[str], types: dict[str, str]) -> pa.R
     except pa.ArrowInvalid:
         return None
     return _null_blank_strings(table.combine_chunks().to_batches()[0])
+
+
+def _typed_batch_and_texts(
+    body: bytes, columns: list[str], types: dict[str, str]
+) -> tuple[pa.RecordBatch | None, dict[str, pa.Array]]:
+    """`_typed_batch` and the text of its int and float columns: read as strings and typed by
+    `number_text.parse_plain` when every value is plain. Another text in any of them: the
+    typed read, and no texts."""
+    from beam_pipeline.io.number_text import parse_plain
+
+    numeric = {c: types[c] for c in columns if types.get(c) in ("int", "float")}
+    if not numeric:
+        return _typed_batch(body, columns, types), {}
+    try:
+        table = pacsv.read_csv(
+            io.BytesIO(body),
+            read_options=pacsv.ReadOptions(
+                column_names=columns, block_size=max(len(body) + 1, 1 << 20)
+            ),
+            parse_options=pacsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=False),
+            convert_options=pacsv.ConvertOptions(
+                column_types={
+                    c: pa.string() if c in numeric else ARROW_TYPES[types.get(c, "string")]
+                    for c in columns
+                },
+                null_values=[""],
+                strings_can_be_null=True,
+            ),
+        )
+    except pa.ArrowInvalid:
+        return None, {}
+    if not table.num_rows:
+        return _typed_batch(body, columns, types), {}
+    read = table.combine_chunks().to_batches()[0]
+    texts = {c: read.column(c) for c in numeric}
+    arrays = []
+    for name in columns:
+        if name not in numeric:
+            arrays.append(read.column(name))
+            continue
+        typed = parse_plain(texts[name], numeric[name] == "int")
+        if typed is None:
+            return _typed_batch(body, columns, types), {}
+        arrays.append(typed)
+    batch = pa.RecordBatch.from_arrays(arrays, names=columns)
+    return _null_blank_strings(batch), texts
 
 
 def _packed(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
