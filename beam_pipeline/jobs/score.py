@@ -6,7 +6,10 @@ Each input file is read by the ingest readers (`beam_pipeline.io.readers`) as ty
 batches: column types are those the model's training data was ingested with (the ``columns`` of
 the Examples in the model's lineage), so a value that ingest would have rejected is rejected here
 too. Batches of ``batch_size`` rows go through the model's ``serving_raw`` signature (loaded once
-per DoFn, in `setup`); reading the next block overlaps with the model call on a second thread.
+per DoFn, on the formatting thread, while the first blocks are read); reading the next block
+overlaps with the model call on a second thread. A CSV's int and float columns keep their own text
+where it is a plain number (`beam_pipeline.io.number_text`): the model and the records get it as
+it is (``1.50`` stays ``1.50``), with no parse-and-print round trip.
 Before the model, every row passes `beam_pipeline.io.raw_inputs.check_rows` (the check the
 server shares): a missing value in a column the model requires, a value of the wrong type, or a
 NaN/±Infinity in a float column, is a rejected row naming the column, never a default (its raw
@@ -84,7 +87,6 @@ INPUT_FORMATS = {
     ".json": "jsonl",
     ".ndjson": "jsonl",
 }
-READ_AHEAD_ROWS = 262_144  # batches read ahead of the model: ~130 MB of taxi rows
 SUFFIX = {"jsonl": ".jsonl", "csv": ".csv", "parquet": ".parquet", "tfrecord": ".tfrecord.gz"}
 
 
@@ -254,10 +256,7 @@ class ScoreFile(beam.DoFn):
         input order."""
         base = f"{self._job.job_id}/{Path(file).name}/"
         pending = None
-        # Deep enough to keep reading while the model loads (~0.4 s: ~40 batches of 8,192 rows).
-        depth = max(2, READ_AHEAD_ROWS // self._job.batch_size)
-        parts = readers.read_ahead(self._parts(file), depth)
-        for rejected, part, rows, model_in in parts:
+        for rejected, part, rows, model_in in readers.read_ahead(self._parts(file)):
             for r in rejected:
                 self._count("rejected")
                 yield beam.pvalue.TaggedOutput(self.REJECTED, r.to_json())
