@@ -29,7 +29,8 @@ measured right after serve in every case.
 
 Every round runs every case once, one after another, in the same order: ``GET /healthz`` on
 serve (the HTTP floor: what this server and this load generator can do with no work at all),
-then serve and naive for each API x row size x client count, and the in-process ceiling
+``ModelService.GetModelStatus`` over gRPC (gRPC's floor, answered from memory), then serve and
+naive for each API x row size x client count, and the in-process ceiling
 (``serving_raw`` on pre-built tensors at batch 1, 32 and 64). So each ratio compares cases
 measured under the same load of the machine, minutes apart at most. Prints one line per case
 and round, then min and median over the rounds, the ratios (from medians) and the load average.
@@ -168,10 +169,18 @@ async def _grpc_load(
     server_pid: int,
     channels: int,
     warmup: float,
+    method: str = "Predict",
 ) -> Any:
+    """``method`` "Predict" (the columns as string tensors) or "GetModelStatus" (the gRPC
+    floor: a call that answers from memory, as ``GET /healthz`` is REST's)."""
     import grpc
     from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
-    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+    from tensorflow_serving.apis import (
+        get_model_status_pb2,
+        model_service_pb2_grpc,
+        predict_pb2,
+        prediction_service_pb2_grpc,
+    )
 
     request = predict_pb2.PredictRequest()
     request.model_spec.name = "bench"
@@ -192,13 +201,20 @@ async def _grpc_load(
     # REST clients each hold a keep-alive connection. 32 clients on one channel share one
     # connection's flow control and its one poller.
     opened = [grpc.aio.insecure_channel(target) for _ in range(channels or clients)]
-    stubs = [prediction_service_pb2_grpc.PredictionServiceStub(c) for c in opened]
+    if method == "GetModelStatus":
+        status = get_model_status_pb2.GetModelStatusRequest()
+        status.model_spec.name = "bench"
+        calls = [model_service_pb2_grpc.ModelServiceStub(c).GetModelStatus for c in opened]
+        message: Any = status
+    else:
+        calls = [prediction_service_pb2_grpc.PredictionServiceStub(c).Predict for c in opened]
+        message = request
 
-    async def client(stub: Any) -> None:
+    async def client(call: Any) -> None:
         while time.perf_counter() < stop_at:
             t0 = time.perf_counter()
             try:
-                await stub.Predict(request, timeout=30)
+                await call(message, timeout=30)
             except grpc.aio.AioRpcError as exc:
                 failures.append(f"{exc.code().name} {exc.details()[:200]}")
             latencies.append(time.perf_counter() - t0)
@@ -206,11 +222,11 @@ async def _grpc_load(
     async def run() -> None:
         nonlocal stop_at
         stop_at = time.perf_counter() + seconds
-        await asyncio.gather(*(client(stubs[i % len(stubs)]) for i in range(clients)))
+        await asyncio.gather(*(client(calls[i % len(calls)]) for i in range(clients)))
 
     try:
         stop_at = time.perf_counter() + warmup
-        await asyncio.gather(*(client(stubs[i % len(stubs)]) for i in range(clients)))
+        await asyncio.gather(*(client(calls[i % len(calls)]) for i in range(clients)))
         latencies.clear()
         failures.clear()
         return latencies, failures, *await _measured(run, server_pid)
@@ -245,6 +261,7 @@ def load_generator() -> int:
                 cmd["pid"],
                 cmd["channels"],
                 warmup,
+                cmd.get("method", "Predict"),
             )
         latencies, failures, elapsed, server_cpu, own_cpu = asyncio.run(run)
         latencies.sort()
@@ -671,6 +688,19 @@ def main() -> int:
                     pid=servers["serve"].proc.pid,
                 )
                 record(f"floor GET /healthz {clients}c", r)
+                if "grpc" in apis:
+                    r = loadgen.run(
+                        api="grpc",
+                        target=f"127.0.0.1:{servers['serve'].grpc_port}",
+                        columns={},
+                        method="GetModelStatus",
+                        clients=clients,
+                        seconds=args.seconds,
+                        rows=1,
+                        pid=servers["serve"].proc.pid,
+                        channels=args.grpc_channels,
+                    )
+                    record(f"floor grpc GetModelStatus {clients}c", r)
             for api in apis:
                 for size in args.sizes:
                     for clients in args.clients:
@@ -773,6 +803,12 @@ def main() -> int:
         grpc = med.get(f"serve grpc {one}row {top}c")
         if grpc:
             ratios[f"serve_grpc_vs_rest_{top}c"] = round(grpc / rest, 2)
+            ratios[f"serve_grpc_vs_grpc_floor_{top}c"] = round(
+                grpc / med[f"floor grpc GetModelStatus {top}c"], 3
+            )
+            ratios[f"grpc_floor_vs_healthz_floor_{top}c"] = round(
+                med[f"floor grpc GetModelStatus {top}c"] / med[f"floor GET /healthz {top}c"], 3
+            )
         base_rest, base_grpc = (med.get(f"base {a} {one}row {top}c") for a in ("rest", "grpc"))
         if base_rest and base_grpc:
             ratios[f"base_grpc_vs_rest_{top}c"] = round(base_grpc / base_rest, 2)

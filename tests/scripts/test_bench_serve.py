@@ -32,7 +32,12 @@ def test_bench_serve_runs_every_case_interleaved(tmp_path: Path) -> None:
     for api in ("rest", "grpc"):
         for size in (1, 3):
             assert f"serve {api} {size}row 2c" in cases
-    assert {"floor GET /healthz 2c", "naive rest 1row 2c", "ceiling batch 32"} <= cases
+    assert {
+        "floor GET /healthz 2c",
+        "floor grpc GetModelStatus 2c",
+        "naive rest 1row 2c",
+        "ceiling batch 32",
+    } <= cases
     assert all(len(runs) == 2 for runs in result["runs"].values())  # every case, every round
     assert all(s.get("failures", 0) == 0 for s in result["summary"].values()), run.stdout[-3000:]
     assert set(result["ratios"]) == {
@@ -40,6 +45,8 @@ def test_bench_serve_runs_every_case_interleaved(tmp_path: Path) -> None:
         "serve_rest_vs_naive_2c",
         "serve_rest_vs_ceiling_batch32_2c",
         "serve_grpc_vs_rest_2c",
+        "serve_grpc_vs_grpc_floor_2c",
+        "grpc_floor_vs_healthz_floor_2c",
     }
     assert "load average" in run.stdout
     # the log's cost: serve and serve_no_log in pairs of windows, REST only by default
