@@ -172,6 +172,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME=DIR",
         help="serve another model from DIR/{version}/ (repeatable)",
     )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        help="serve processes sharing the ports (default: serving.workers, 1)",
+    )
+    serve.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
 
     feedback = add("feedback", "import ground-truth labels (CSV: request_id,label) for served rows")
     feedback.add_argument("--input", required=True, metavar="CSV")
@@ -664,8 +670,34 @@ def cmd_serve(args: argparse.Namespace) -> int:
     section = serving_section(config)
     port = section.port if args.port is None else args.port
     grpc_port = section.grpc_port if args.grpc_port is None else args.grpc_port
-    serve(config, args.host or section.host, port, grpc_port, args.model)
-    return 0
+    workers = section.workers if args.workers is None else args.workers
+    if args.worker:  # one of several (`serving.workers`): the ports are shared
+        serve(config, args.host or section.host, port, grpc_port, args.model, shared=True)
+        return 0
+    if workers < 1:
+        raise ConfigError(f"--workers: expected >= 1; received {workers}")
+    if workers == 1:
+        serve(config, args.host or section.host, port, grpc_port, args.model)
+        return 0
+    if port == 0:
+        raise ConfigError("serve: several workers share a fixed REST port; received --port 0")
+    from beam_pipeline.serving.workers import supervise
+
+    return supervise(_without_flag(args.argv, "--workers"), workers)
+
+
+def _without_flag(argv: list[str], flag: str) -> list[str]:
+    """``argv`` less ``flag VALUE`` and ``flag=VALUE``."""
+    kept: list[str] = []
+    skip = False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == flag:
+            skip = True
+        elif not a.startswith(flag + "="):
+            kept.append(a)
+    return kept
 
 
 def cmd_feedback(args: argparse.Namespace) -> int:

@@ -382,11 +382,12 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
             ).inc()
 
 
-async def start_grpc(service: Service, host: str, port: int) -> Any:
+async def start_grpc(service: Service, host: str, port: int, shared: bool = False) -> Any:
+    """``shared``: the port is shared with the other workers (`serving.workers`)."""
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", service.section.max_body_bytes),
-            ("grpc.so_reuseport", 0),
+            ("grpc.so_reuseport", 1 if shared else 0),
         ]
     )
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(

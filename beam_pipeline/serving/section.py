@@ -49,6 +49,8 @@ class ServingSection:
         log_segment_bytes, log_segment_seconds: a log segment is closed (made immutable) when
             it reaches this size or age.
         access_log: one log line per HTTP request.
+        workers: serve processes sharing the ports (``SO_REUSEPORT``; `serving.workers`);
+            ``--workers`` wins.
     """
 
     host: str = "127.0.0.1"
@@ -69,6 +71,7 @@ class ServingSection:
     log_segment_bytes: int = 64 * 1024 * 1024
     log_segment_seconds: float = 300.0
     access_log: bool = False
+    workers: int = 1
 
     def __post_init__(self) -> None:
         for name in self.models:
@@ -91,6 +94,7 @@ class ServingSection:
             "log_queue_size": self.log_queue_size,
             "log_segment_bytes": self.log_segment_bytes,
             "log_segment_seconds": self.log_segment_seconds,
+            "workers": self.workers,
         }
         for key, value in positive.items():
             if value <= 0:

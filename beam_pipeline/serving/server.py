@@ -1,5 +1,5 @@
 """``beam-pipeline serve``: one process, REST (uvicorn on httptools) and gRPC (grpc.aio) on one
-uvloop event loop.
+uvloop event loop (``serving.workers`` > 1: several such processes, see `serving.workers`).
 
 Shutdown (SIGTERM or SIGINT): uvicorn stops accepting and finishes the requests it has, gRPC does
 the same (a grace period), the batchers answer what is queued, and the log writer drains its queue
@@ -76,8 +76,14 @@ class _Server:
 
 
 async def serve_async(
-    config: Any, host: str, port: int, grpc_port: int, extra_models: list[str]
+    config: Any,
+    host: str,
+    port: int,
+    grpc_port: int,
+    extra_models: list[str],
+    shared: bool = False,
 ) -> None:
+    """``shared``: one of several workers on the same ports (`serving.workers`)."""
     import uvicorn
 
     from beam_pipeline.serving.app import build_app
@@ -114,7 +120,7 @@ async def serve_async(
     if grpc_port:
         from beam_pipeline.serving.grpc_service import start_grpc
 
-        grpc_server = await start_grpc(service, host, grpc_port)
+        grpc_server = await start_grpc(service, host, grpc_port, shared)
     server = _Server(
         uvicorn.Config(
             app,
@@ -136,8 +142,13 @@ async def serve_async(
         f", gRPC on {host}:{grpc_port}" if grpc_port else "",
         ", ".join(f"{n} ({p})" for n, p in sources.items()),
     )
+    sockets = None
+    if shared:
+        from beam_pipeline.serving.workers import listen_socket
+
+        sockets = [listen_socket(host, port)]
     try:
-        await server.serve()
+        await server.serve(sockets=sockets)
     finally:
         if grpc_server is not None:
             await grpc_server.stop(grace=10)
@@ -163,10 +174,17 @@ def tensorflow_threads(threads: int) -> None:
         log.warning("serve: serving.model_threads not applied: TensorFlow is already running")
 
 
-def serve(config: Any, host: str, port: int, grpc_port: int, extra_models: list[str]) -> None:
+def serve(
+    config: Any,
+    host: str,
+    port: int,
+    grpc_port: int,
+    extra_models: list[str],
+    shared: bool = False,
+) -> None:
     import uvloop
 
     tensorflow_threads(serving_section(config).model_threads)
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(serve_async(config, host, port, grpc_port, extra_models))
+        runner.run(serve_async(config, host, port, grpc_port, extra_models, shared))

@@ -1,0 +1,91 @@
+"""``serve --workers 2``: two processes on the same REST and gRPC ports (SO_REUSEPORT), their
+metrics summed, each answered row in its worker's log, a clean stop; a worker that cannot start
+stops the server instead of being restarted forever. About 40 s on 2 cores (three server
+processes load TensorFlow)."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from beam_pipeline.cli import _without_flag
+from beam_pipeline.core.errors import ConfigError
+from beam_pipeline.serving.section import ServingSection
+from tests.ml_fixtures import free_port
+from tests.serving import _fixtures as sf
+
+
+def test_two_workers_share_the_ports_sum_their_metrics_and_stop_cleanly(tmp_path: Path) -> None:
+    sf.push(sf.model_dirs()[1], tmp_path / "serving" / "taxi", 1)
+    server = sf.start(tmp_path, "--workers", "2")
+    answered: list[str] = []
+    try:
+        sf.wait_for(
+            lambda: server.log.read_text().count("serve: REST on") == 2, 180, "both workers"
+        )
+        rows = sf.raw_rows(2)
+        for i in range(40):  # a connection each: the kernel spreads them over the workers
+            with httpx.Client(base_url=server.url, timeout=30) as http:
+                r = http.post(
+                    "/v1/models/taxi:predict",
+                    json={"instances": rows},
+                    headers={"X-Request-Id": f"r{i}"},
+                )
+            assert r.status_code == 200, r.text
+            assert len(r.json()["predictions"]) == 2
+            answered += [f"r{i}/0", f"r{i}/1"]
+        metrics = httpx.get(f"{server.url}/metrics", timeout=30).text
+        total = re.search(
+            r'^serving_requests_total\{api="rest",code="200",method="predict",model="taxi",'
+            r'version="1"\} (\S+)$',
+            metrics,
+            re.MULTILINE,
+        )
+        assert total is not None and float(total.group(1)) == 40.0, metrics
+        assert re.search(
+            r'^serving_loaded_versions\{model="taxi",version="1"\} 1\.0$', metrics, re.M
+        )
+        assert "process_cpu_seconds_total" in metrics
+    finally:
+        code = sf.stop(server)
+    assert code == 0, server.stderr()
+    folder = server.root / "logs" / "predictions" / "taxi"
+    assert not list(folder.glob(".part-*")), "a worker left an open segment"
+    segments = list(folder.glob("part-*.jsonl"))
+    assert len({p.name.split("-")[2] for p in segments}) == 2, segments  # one pid each
+    logged = [json.loads(x)["request_id"] for p in segments for x in p.read_text().splitlines()]
+    assert sorted(logged) == sorted(answered)
+
+
+def test_a_worker_that_cannot_start_stops_the_server(tmp_path: Path) -> None:
+    sf.push(sf.model_dirs()[1], tmp_path / "serving" / "taxi", 1)
+    config = sf.write_config(tmp_path)
+    with socket.socket() as taken:  # a listener without SO_REUSEPORT: no worker can join it
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "beam_pipeline.cli", "serve", str(config)]
+            + ["--port", str(port), "--grpc-port", str(free_port()), "--workers", "2"],
+            cwd=sf.ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    assert done.returncode != 0
+    assert "while starting; stopping" in done.stderr, done.stderr[-3000:]
+
+
+def test_workers_setting_and_flag() -> None:
+    assert ServingSection().workers == 1
+    with pytest.raises(ConfigError, match="serving.workers"):
+        ServingSection(workers=0)
+    argv = ["serve", "c.yaml", "--workers", "2", "--port", "1", "--workers=3"]
+    assert _without_flag(argv, "--workers") == ["serve", "c.yaml", "--port", "1"]
