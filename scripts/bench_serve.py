@@ -335,8 +335,11 @@ async def _grpc_load(
 
     # One channel (one HTTP/2 connection) per client unless --grpc-channels says fewer: as the
     # REST clients each hold a keep-alive connection. 32 clients on one channel share one
-    # connection's flow control and its one poller.
-    opened = [grpc.aio.insecure_channel(target) for _ in range(channels or clients)]
+    # connection's flow control and its one poller. Channels with the same target and arguments
+    # share one connection through gRPC's global subchannel pool unless each has a pool of its
+    # own: without it every channel would ride one connection (and reach one serve worker).
+    local = [("grpc.use_local_subchannel_pool", 1)]
+    opened = [grpc.aio.insecure_channel(target, options=local) for _ in range(channels or clients)]
     if method == "GetModelStatus":
         status = get_model_status_pb2.GetModelStatusRequest()
         status.model_spec.name = "bench"

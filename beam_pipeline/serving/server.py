@@ -143,13 +143,17 @@ async def serve_async(
         ", ".join(f"{n} ({p})" for n, p in sources.items()),
     )
     sockets = None
+    ready = None
     if shared:
-        from beam_pipeline.serving.workers import listen_socket
+        from beam_pipeline.serving.workers import listen_socket, notify_ready
 
         sockets = [listen_socket(host, port)]
+        ready = asyncio.create_task(_when_started(server, notify_ready))
     try:
         await server.serve(sockets=sockets)
     finally:
+        if ready is not None:
+            ready.cancel()
         if grpc_server is not None:
             await grpc_server.stop(grace=10)
         await service.close()
@@ -158,6 +162,13 @@ async def serve_async(
             service.writer.written,
             service.writer.dropped,
         )
+
+
+async def _when_started(server: Any, callback: Any) -> None:
+    """Call ``callback`` once uvicorn is serving (its ``started`` flag)."""
+    while not server.started:
+        await asyncio.sleep(0.05)
+    callback()
 
 
 def tensorflow_threads(threads: int) -> None:

@@ -16,9 +16,11 @@ polls the model folders itself (``serving.poll_seconds``), so after a push the w
 version within one poll interval of each other.
 
 This process only supervises: SIGTERM or SIGINT is passed to every worker (each drains and
-closes its log as a lone ``serve`` does) and the exit code is 0 once all have stopped cleanly; a
-worker that dies is started again, unless it dies within `STARTUP_SECONDS` of its start (a port in
-use, a broken config), which stops them all.
+closes its log as a lone ``serve`` does) and the exit code is 0 once all have stopped cleanly. A
+worker says it is ready (its REST port is serving) by writing its pid to a pipe this process
+holds (``READY_FD_ENV`` names the pipe's end). A worker that dies after that is started again (the
+new one finalizes the segment the dead one left open); one that dies before it was ready (a port
+in use, a broken config, a model that does not load) stops them all, with its exit code.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from beam_pipeline.io import filesystem
 log = logging.getLogger(__name__)
 
 WORKER_FLAG = "--worker"
-STARTUP_SECONDS = 20.0
+READY_FD_ENV = "BEAM_PIPELINE_SERVE_READY_FD"
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's own variable
 
 
@@ -63,23 +65,35 @@ def _die_with_parent() -> None:
         pass
 
 
+def notify_ready() -> None:
+    """In a worker whose REST port is serving: tell the supervisor (no-op when not supervised)."""
+    fd = os.environ.get(READY_FD_ENV)
+    if fd:
+        os.write(int(fd), f"{os.getpid()}\n".encode())
+
+
 def supervise(argv: list[str], workers: int) -> int:
     """Run ``workers`` copies of ``beam-pipeline <argv> --worker`` until they stop."""
     metrics_dir = tempfile.mkdtemp(prefix="beam-pipeline-serve-metrics-")
-    env = {**os.environ, MULTIPROCESS_ENV: metrics_dir}
+    ready_r, ready_w = os.pipe()
+    os.set_blocking(ready_r, False)
+    env = {**os.environ, MULTIPROCESS_ENV: metrics_dir, READY_FD_ENV: str(ready_w)}
     command = [sys.executable, "-m", "beam_pipeline.cli", *argv, WORKER_FLAG]
-    started: dict[int, tuple[subprocess.Popen[bytes], float]] = {}
+    started: dict[int, subprocess.Popen[bytes]] = {}
+    ready: set[int] = set()
     stopping = False
     code = 0
 
     def start() -> None:
-        proc = subprocess.Popen(command, env=env, preexec_fn=_die_with_parent)  # noqa: PLW1509
-        started[proc.pid] = (proc, time.monotonic())
+        proc = subprocess.Popen(  # noqa: PLW1509 - preexec only sets the death signal
+            command, env=env, pass_fds=(ready_w,), preexec_fn=_die_with_parent
+        )
+        started[proc.pid] = proc
 
     def stop(signum: int, _frame: object) -> None:
         nonlocal stopping
         stopping = True
-        for proc, _ in started.values():
+        for proc in started.values():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
 
@@ -90,7 +104,8 @@ def supervise(argv: list[str], workers: int) -> int:
         log.info("serve: %d workers (pids %s)", workers, ", ".join(map(str, started)))
         while started:
             time.sleep(0.2)
-            for pid, (proc, since) in list(started.items()):
+            ready.update(_read_pids(ready_r))
+            for pid, proc in list(started.items()):
                 rc = proc.poll()
                 if rc is None:
                     continue
@@ -98,7 +113,7 @@ def supervise(argv: list[str], workers: int) -> int:
                 _mark_dead(pid, metrics_dir)
                 if stopping:
                     code = code or (rc if rc > 0 else 0)
-                elif time.monotonic() - since < STARTUP_SECONDS:
+                elif pid not in ready:
                     log.error("serve: worker %d exited with %d while starting; stopping", pid, rc)
                     code = rc if rc > 0 else 1
                     stop(signal.SIGTERM, None)
@@ -109,7 +124,23 @@ def supervise(argv: list[str], workers: int) -> int:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+        os.close(ready_r)
+        os.close(ready_w)
         filesystem.rmtree(metrics_dir)
+
+
+def _read_pids(fd: int) -> list[int]:
+    """The pids the workers wrote to the ready pipe since the last call."""
+    text = b""
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except BlockingIOError:
+            break
+        if not chunk:
+            break
+        text += chunk
+    return [int(x) for x in text.split()]
 
 
 def _mark_dead(pid: int, metrics_dir: str) -> None:
