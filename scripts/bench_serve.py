@@ -4,7 +4,8 @@ the prediction log's cost, serve against itself without the log in short paired 
 
     .venv/bin/python scripts/bench_serve.py CONFIG [--model-dir DIR] [--seconds 3] [--rounds 3]
         [--clients 1,8,32] [--sizes 1,64] [--apis rest,grpc] [--set KEY=VALUE] [--json FILE]
-        [--grpc-channels K] [--compare-repo DIR]
+        [--rest-client raw|aiohttp] [--grpc-client raw|grpcio] [--grpc-channels K]
+        [--compare-repo DIR]
         [--log-pairs 16] [--log-seconds 0.5] [--log-clients 1,32] [--log-sizes 1,64]
         [--log-apis rest]
 
@@ -19,11 +20,12 @@ for the whole benchmark (each started once):
   once per request on uvicorn's thread pool (what most hand-written servers do; REST only; not
   with ``--rounds 0``).
 
-The load generator is its own process (for REST a pre-built request written on a raw keep-alive
-connection on uvloop, the answer's status and length read; ``--rest-client aiohttp`` for aiohttp;
-grpc.aio for gRPC; a fixed
-number of clients each sending its next request when the last is answered; each gRPC client has
-its own channel, as each REST client its own connection, unless ``--grpc-channels`` says fewer).
+The load generator is its own process, on uvloop: for REST a pre-built request written on a raw
+keep-alive connection, the answer's status and length read (``--rest-client aiohttp`` for
+aiohttp); for gRPC pre-built HTTP/2 frames on a connection of its own per client (scripts/
+raw_grpc.py; ``--grpc-client grpcio`` for grpc.aio, each client a channel of its own unless
+``--grpc-channels`` says fewer); a fixed number of clients each sending its next request when
+the last is answered.
 Each case reports the CPU per answered request of the server process (its threads' on-CPU time
 from /proc) and of the load generator over the measured window (they share the machine's
 cores). ``--compare-repo DIR`` adds a server ``base`` run from another checkout (e.g. main),
@@ -297,27 +299,21 @@ async def _rest_load(
         return latencies, failures, *await _measured(run, server_pid)
 
 
-async def _grpc_load(
-    target: str,
-    columns: dict[str, list[str]],
-    clients: int,
-    seconds: float,
-    server_pid: int,
-    channels: int,
-    warmup: float,
-    method: str = "Predict",
-) -> Any:
-    """``method`` "Predict" (the columns as string tensors) or "GetModelStatus" (the gRPC
-    floor: a call that answers from memory, as ``GET /healthz`` is REST's)."""
-    import grpc
-    from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
-    from tensorflow_serving.apis import (
-        get_model_status_pb2,
-        model_service_pb2_grpc,
-        predict_pb2,
-        prediction_service_pb2_grpc,
-    )
+GRPC_PATHS = {
+    "Predict": "/tensorflow.serving.PredictionService/Predict",
+    "GetModelStatus": "/tensorflow.serving.ModelService/GetModelStatus",
+}
 
+
+def _grpc_message(columns: dict[str, list[str]], method: str) -> Any:
+    """The request: ``columns`` as string tensors of a PredictRequest, or a GetModelStatus."""
+    from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+    from tensorflow_serving.apis import get_model_status_pb2, predict_pb2
+
+    if method == "GetModelStatus":
+        status = get_model_status_pb2.GetModelStatusRequest()
+        status.model_spec.name = "bench"
+        return status
     request = predict_pb2.PredictRequest()
     request.model_spec.name = "bench"
     for k, values in columns.items():
@@ -329,6 +325,64 @@ async def _grpc_load(
         )
         proto.string_val.extend(v.encode() for v in values)
         request.inputs[k].CopyFrom(proto)
+    return request
+
+
+async def _grpc_load_raw(
+    target: str,
+    columns: dict[str, list[str]],
+    clients: int,
+    seconds: float,
+    server_pid: int,
+    warmup: float,
+    method: str = "Predict",
+) -> Any:
+    """The ``raw`` gRPC client (`raw_grpc.GrpcConnection`): a connection per client."""
+    from scripts.raw_grpc import GrpcConnection, header_block
+
+    host, _, port = target.rpartition(":")
+    headers = header_block(target, GRPC_PATHS[method])
+    message = _grpc_message(columns, method).SerializeToString()
+    loop = asyncio.get_running_loop()
+    opened = [
+        (await loop.create_connection(lambda: GrpcConnection(headers, message), host, int(port)))[1]
+        for _ in range(clients)
+    ]
+    latencies: list[float] = []
+    failures: list[str] = []
+    try:
+        stop_at = time.perf_counter() + warmup
+        await asyncio.gather(*(c.start(latencies, failures, stop_at) for c in opened))
+        latencies.clear()
+        failures.clear()
+
+        async def run() -> None:
+            stop_at = time.perf_counter() + seconds
+            await asyncio.gather(*(c.start(latencies, failures, stop_at) for c in opened))
+
+        return latencies, failures, *await _measured(run, server_pid)
+    finally:
+        for c in opened:
+            c.transport.close()
+
+
+async def _grpc_load(
+    target: str,
+    columns: dict[str, list[str]],
+    clients: int,
+    seconds: float,
+    server_pid: int,
+    channels: int,
+    warmup: float,
+    method: str = "Predict",
+) -> Any:
+    """The ``grpcio`` gRPC client (grpc.aio). ``method`` "Predict" (the columns as string
+    tensors) or "GetModelStatus" (the gRPC floor: a call that answers from memory, as ``GET
+    /healthz`` is REST's)."""
+    import grpc
+    from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
+
+    message: Any = _grpc_message(columns, method)
     latencies: list[float] = []
     failures: list[str] = []
     stop_at = 0.0
@@ -341,13 +395,9 @@ async def _grpc_load(
     local = [("grpc.use_local_subchannel_pool", 1)]
     opened = [grpc.aio.insecure_channel(target, options=local) for _ in range(channels or clients)]
     if method == "GetModelStatus":
-        status = get_model_status_pb2.GetModelStatusRequest()
-        status.model_spec.name = "bench"
         calls = [model_service_pb2_grpc.ModelServiceStub(c).GetModelStatus for c in opened]
-        message: Any = status
     else:
         calls = [prediction_service_pb2_grpc.PredictionServiceStub(c).Predict for c in opened]
-        message = request
 
     async def client(call: Any) -> None:
         while time.perf_counter() < stop_at:
@@ -376,8 +426,10 @@ async def _grpc_load(
 
 def load_generator() -> int:
     """Reads one command per line: {"api", "url"|"target", "body"|"columns", "clients",
-    "seconds", "rows", "method", "pid", "channels", "warmup"?, "client"?}; writes one JSON
-    result per line. REST's ``client``: "raw" (default; `_Connection` on uvloop) or "aiohttp".
+    "seconds", "rows", "method", "pid", "channels", "warmup"?, "client"?, "grpc_client"?};
+    writes one JSON result per line. REST's ``client``: "raw" (default; `_Connection` on uvloop)
+    or "aiohttp"; ``grpc_client``: "raw" (default; `raw_grpc.GrpcConnection` on uvloop) or
+    "grpcio" (grpc.aio, sharing ``channels`` channels).
     The warm-up (connections, caches; unmeasured) lasts ``min(1, seconds)`` unless given."""
     for line in sys.stdin:
         cmd = json.loads(line)
@@ -397,6 +449,19 @@ def load_generator() -> int:
                 cmd["seconds"],
                 cmd["pid"],
                 warmup,
+            )
+        elif cmd.get("grpc_client", "raw") == "raw":
+            import uvloop
+
+            loop_factory = uvloop.new_event_loop
+            run = _grpc_load_raw(
+                cmd["target"],
+                cmd["columns"],
+                cmd["clients"],
+                cmd["seconds"],
+                cmd["pid"],
+                warmup,
+                cmd.get("method", "Predict"),
             )
         else:
             run = _grpc_load(
@@ -429,8 +494,9 @@ def load_generator() -> int:
 
 
 class LoadGenerator:
-    def __init__(self, rest_client: str = "raw") -> None:
+    def __init__(self, rest_client: str = "raw", grpc_client: str = "raw") -> None:
         self.rest_client = rest_client
+        self.grpc_client = grpc_client
         self.proc = subprocess.Popen(
             [sys.executable, __file__, "--load-generator"],
             cwd=REPO,
@@ -441,7 +507,9 @@ class LoadGenerator:
 
     def run(self, **cmd: Any) -> dict[str, Any]:
         assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write(json.dumps({"client": self.rest_client, **cmd}) + "\n")
+        self.proc.stdin.write(
+            json.dumps({"client": self.rest_client, "grpc_client": self.grpc_client, **cmd}) + "\n"
+        )
         self.proc.stdin.flush()
         line = self.proc.stdout.readline()
         if not line:
@@ -731,6 +799,13 @@ def main() -> int:
         default="raw",
         help="the REST load generator: raw (pre-built requests on uvloop; default) or aiohttp",
     )
+    p.add_argument(
+        "--grpc-client",
+        choices=["raw", "grpcio"],
+        default="raw",
+        help="the gRPC load generator: raw (pre-built HTTP/2 frames on uvloop, a connection per "
+        "client; default) or grpcio (grpc.aio, --grpc-channels applies)",
+    )
     p.add_argument("--naive-server", help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, help=argparse.SUPPRESS)
     p.add_argument("--load-generator", action="store_true", help=argparse.SUPPRESS)
@@ -758,7 +833,7 @@ def main() -> int:
     )
     work = Path(tempfile.mkdtemp(prefix="bench-serve-"))
     servers: dict[str, Server] = {}
-    loadgen = LoadGenerator(args.rest_client)
+    loadgen = LoadGenerator(args.rest_client, args.grpc_client)
     results: dict[str, list[dict[str, Any]]] = {}
     log_runs: dict[str, list[dict[str, Any]]] = {}
     try:
