@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from beam_pipeline.cli import _without_flag
+from beam_pipeline.cli import _without_flag, main
 from beam_pipeline.core.errors import ConfigError
 from beam_pipeline.serving.section import ServingSection
 from tests.ml_fixtures import free_port
@@ -103,3 +103,13 @@ def test_workers_setting_and_flag() -> None:
         ServingSection(workers=0)
     argv = ["serve", "c.yaml", "--workers", "2", "--port", "1", "--workers=3"]
     assert _without_flag(argv, "--workers") == ["serve", "c.yaml", "--port", "1"]
+
+
+def test_several_workers_need_a_fixed_port(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = sf.write_config(tmp_path)
+    assert main(["serve", str(config), "--port", "0", "--workers", "2"]) == 2
+    assert "several workers share a fixed REST port" in capsys.readouterr().err
+    assert main(["serve", str(config), "--workers", "0"]) == 2
+    assert "--workers: expected >= 1" in capsys.readouterr().err
