@@ -59,3 +59,25 @@ def test_bench_serve_runs_every_case_interleaved(tmp_path: Path) -> None:
         assert cost["pairs"] == 2 and cost["failures"] == 0, cost
         assert cost["server_us_per_request_on"][1] > 0 and cost["rows_per_s_off"][1] > 0, cost
         assert len(cost["cost_cpu_pairs"]) == 3 and -1 < cost["cost_rows_per_s"] < 1, cost
+
+
+def test_bench_serve_with_two_workers(tmp_path: Path) -> None:
+    """``--set workers=2``: every worker started before the first case, the server's CPU counted
+    over the workers (the supervisor itself does no serving work)."""
+    out = tmp_path / "bench.json"
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bench_serve.py")]
+        + ["--model-dir", str(sf.model_dirs()[1]), "--set", "workers=2"]
+        + ["--rounds", "1", "--seconds", "0.3", "--clients", "4", "--sizes", "1"]
+        + ["--apis", "rest", "--log-pairs", "0", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    result = json.loads(out.read_text())
+    serve = result["runs"]["serve rest 1row 4c"][0]
+    assert serve["failures"] == 0
+    # a supervisor's own CPU is ~0: a figure this size is the workers' predict work
+    assert serve["server_us_per_request"] > 50, serve
