@@ -23,7 +23,7 @@ for the whole benchmark (each started once):
 The load generator is its own process, on uvloop: for REST a pre-built request written on a raw
 keep-alive connection, the answer's status and length read (``--rest-client aiohttp`` for
 aiohttp); for gRPC pre-built HTTP/2 frames on a connection of its own per client (scripts/
-raw_grpc.py; ``--grpc-client grpcio`` for grpc.aio, each client a channel of its own unless
+raw_clients.py; ``--grpc-client grpcio`` for grpc.aio, each client a channel of its own unless
 ``--grpc-channels`` says fewer); a fixed number of clients each sending its next request when
 the last is answered.
 Each case reports the CPU per answered request of the server process (its threads' on-CPU time
@@ -55,7 +55,6 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import shutil
 import signal
 import statistics
@@ -142,81 +141,6 @@ async def _measured(run: Any, server_pid: int) -> Any:
     return elapsed, process_cpu(server_pid) - server0, time.process_time() - own0
 
 
-_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*(\d+)", re.IGNORECASE)
-
-
-class _Connection(asyncio.Protocol):
-    """One keep-alive HTTP/1.1 connection of the ``raw`` REST client: it writes one pre-built
-    request, reads the answer's head (status, ``Content-Length``) and body, records the latency
-    and sends the next request until the window closes. No header parsing beyond those two
-    fields, no JSON decoding: ~10-20 µs of CPU a request where aiohttp's client takes ~70-160,
-    all of it taken from the two cores the server is measured on."""
-
-    def __init__(self, request: bytes) -> None:
-        self.request = request
-        self.buffer = bytearray()
-        self.need = -1  # the answer's end in the buffer, once its head is read
-        self.body_at = 0
-        self.status = 0
-        self.sent = 0.0
-        self.latencies: list[float] = []
-        self.failures: list[str] = []
-        self.stop_at = 0.0
-        self.done: asyncio.Future[None] | None = None
-        self.transport: Any = None
-
-    def connection_made(self, transport: Any) -> None:
-        self.transport = transport
-
-    def start(
-        self, latencies: list[float], failures: list[str], stop_at: float
-    ) -> asyncio.Future[None]:
-        self.latencies, self.failures, self.stop_at = latencies, failures, stop_at
-        self.done = asyncio.get_running_loop().create_future()
-        self.sent = time.perf_counter()
-        self.transport.write(self.request)
-        return self.done
-
-    def data_received(self, data: bytes) -> None:
-        buffer = self.buffer
-        buffer += data
-        if self.need < 0:
-            end = buffer.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            head = bytes(buffer[:end])
-            length = _LENGTH.search(head)
-            if length is None:  # (chunked answers: not sent by the servers measured here)
-                self._fail(ConnectionError(f"an answer without Content-Length: {head[:300]!r}"))
-                return
-            self.status = int(head[9:12])
-            self.body_at = end + 4
-            self.need = self.body_at + int(length.group(1))
-        if len(buffer) < self.need:
-            return
-        now = time.perf_counter()
-        if self.status != 200:
-            body = bytes(buffer[self.body_at : self.need])
-            self.failures.append(f"{self.status} {body[:200]!r}")
-        del buffer[: self.need]
-        self.need = -1
-        self.latencies.append(now - self.sent)
-        if now < self.stop_at:
-            self.sent = time.perf_counter()
-            self.transport.write(self.request)
-        elif self.done is not None and not self.done.done():
-            self.done.set_result(None)
-
-    def _fail(self, exc: BaseException) -> None:
-        if self.done is not None and not self.done.done():
-            self.done.set_exception(exc)
-        self.transport.close()
-
-    def connection_lost(self, exc: BaseException | None) -> None:
-        if self.done is not None and not self.done.done():
-            self.done.set_exception(exc or ConnectionError("the server closed the connection"))
-
-
 async def _rest_load_raw(
     url: str,
     body: bytes,
@@ -226,36 +150,20 @@ async def _rest_load_raw(
     server_pid: int,
     warmup: float,
 ) -> Any:
-    """The ``raw`` REST client: ``clients`` connections (`_Connection`), each a client."""
+    """The ``raw`` REST client: a `raw_clients.HttpConnection` per client."""
     from urllib.parse import urlsplit
+
+    from scripts.raw_clients import HttpConnection, drive, http_request
 
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
-    head = f"{method} {parts.path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
-    if body:
-        head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-    request = head.encode() + b"\r\n" + body
+    request = http_request(method, host, port, parts.path, body)
     loop = asyncio.get_running_loop()
-    opened = [
-        (await loop.create_connection(lambda: _Connection(request), host, port))[1]
-        for _ in range(clients)
-    ]
-    latencies: list[float] = []
-    failures: list[str] = []
-    try:
-        stop_at = time.perf_counter() + warmup  # connections, caches
-        await asyncio.gather(*(c.start(latencies, failures, stop_at) for c in opened))
-        latencies.clear()
-        failures.clear()
 
-        async def run() -> None:
-            stop_at = time.perf_counter() + seconds
-            await asyncio.gather(*(c.start(latencies, failures, stop_at) for c in opened))
+    async def connect() -> Any:
+        return (await loop.create_connection(lambda: HttpConnection(request), host, port))[1]
 
-        return latencies, failures, *await _measured(run, server_pid)
-    finally:
-        for c in opened:
-            c.transport.close()
+    return await drive(connect, clients, seconds, warmup, lambda run: _measured(run, server_pid))
 
 
 async def _rest_load(
@@ -337,33 +245,21 @@ async def _grpc_load_raw(
     warmup: float,
     method: str = "Predict",
 ) -> Any:
-    """The ``raw`` gRPC client (`raw_grpc.GrpcConnection`): a connection per client."""
-    from scripts.raw_grpc import GrpcConnection, header_block
+    """The ``raw`` gRPC client: a `raw_clients.GrpcConnection` per client."""
+    from scripts.raw_clients import GrpcConnection, drive, header_block
 
     host, _, port = target.rpartition(":")
     headers = header_block(target, GRPC_PATHS[method])
     message = _grpc_message(columns, method).SerializeToString()
     loop = asyncio.get_running_loop()
-    opened = [
-        (await loop.create_connection(lambda: GrpcConnection(headers, message), host, int(port)))[1]
-        for _ in range(clients)
-    ]
-    latencies: list[float] = []
-    failures: list[str] = []
-    try:
-        stop_at = time.perf_counter() + warmup
-        await asyncio.gather(*(c.start(latencies, failures, stop_at) for c in opened))
-        latencies.clear()
-        failures.clear()
 
-        async def run() -> None:
-            stop_at = time.perf_counter() + seconds
-            await asyncio.gather(*(c.start(latencies, failures, stop_at) for c in opened))
+    async def connect() -> Any:
+        made = await loop.create_connection(
+            lambda: GrpcConnection(headers, message), host, int(port)
+        )
+        return made[1]
 
-        return latencies, failures, *await _measured(run, server_pid)
-    finally:
-        for c in opened:
-            c.transport.close()
+    return await drive(connect, clients, seconds, warmup, lambda run: _measured(run, server_pid))
 
 
 async def _grpc_load(
@@ -427,9 +323,9 @@ async def _grpc_load(
 def load_generator() -> int:
     """Reads one command per line: {"api", "url"|"target", "body"|"columns", "clients",
     "seconds", "rows", "method", "pid", "channels", "warmup"?, "client"?, "grpc_client"?};
-    writes one JSON result per line. REST's ``client``: "raw" (default; `_Connection` on uvloop)
-    or "aiohttp"; ``grpc_client``: "raw" (default; `raw_grpc.GrpcConnection` on uvloop) or
-    "grpcio" (grpc.aio, sharing ``channels`` channels).
+    writes one JSON result per line. REST's ``client``: "raw" (default;
+    `raw_clients.HttpConnection` on uvloop) or "aiohttp"; ``grpc_client``: "raw" (default;
+    `raw_clients.GrpcConnection` on uvloop) or "grpcio" (grpc.aio, sharing ``channels``).
     The warm-up (connections, caches; unmeasured) lasts ``min(1, seconds)`` unless given."""
     for line in sys.stdin:
         cmd = json.loads(line)
