@@ -238,6 +238,7 @@ class GrpcConnection(ClosedLoop):
         buffer += data
         at = 0
         end = len(buffer)
+        failure = None
         while end - at >= 9:
             length = int.from_bytes(buffer[at : at + 3], "big")
             if end - at < 9 + length:
@@ -263,15 +264,16 @@ class GrpcConnection(ClosedLoop):
                 if self.pending:
                     self._send()
             elif kind == RST_STREAM and stream == self.stream:
-                self.failures.append(f"RST_STREAM {payload.hex()}")
+                failure = f"RST_STREAM error code {_HEAD.unpack(payload)[0]}"
                 flags |= END_STREAM
             elif kind == GOAWAY:
                 self._fail(ConnectionError(f"GOAWAY {payload[8:200]!r}"))
                 return
             if stream == self.stream and flags & END_STREAM and kind in (DATA, HEADERS, RST_STREAM):
-                self._answered(
-                    None if self.got_message else "an answer without a message (gRPC's error form)"
-                )
+                if failure is None and not self.got_message:
+                    failure = "an answer without a message (gRPC's error form)"
+                self._answered(failure)
+                failure = None
         del buffer[:at]
         if self.received > 2**30:  # keep the connection's receive window open
             self.transport.write(frame(WINDOW_UPDATE, 0, 0, _HEAD.pack(self.received)))

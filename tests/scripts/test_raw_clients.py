@@ -23,6 +23,7 @@ from scripts.raw_clients import (
     GrpcConnection,
     HttpConnection,
     drive,
+    frame,
     header_block,
     http_request,
 )
@@ -144,3 +145,35 @@ def test_a_non_200_http_answer_is_a_failure() -> None:
     latencies, failures, _, _ = asyncio.run(_http_calls(503, 0.2))
     assert latencies and len(failures) == len(latencies)
     assert failures[0].startswith("503 ")
+
+
+async def _reset_calls(seconds: float) -> Any:
+    """An HTTP/2 server that resets every stream once its request has arrived (RST_STREAM)."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.readexactly(24)  # the client's preface
+            writer.write(frame(4, 0, 0))  # SETTINGS, empty
+            while True:
+                head = await reader.readexactly(9)
+                length = int.from_bytes(head[:3], "big")
+                await reader.readexactly(length)
+                stream = int.from_bytes(head[5:9], "big") & 0x7FFFFFFF
+                if head[3] == 0 and head[4] & 1:  # the request's last DATA frame
+                    writer.write(frame(3, 0, stream, (2).to_bytes(4, "big")))  # INTERNAL_ERROR
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    headers = header_block(f"127.0.0.1:{port}", PREDICT)
+    try:
+        return await _drive(port, lambda: GrpcConnection(headers, _predict(10)), seconds)
+    finally:
+        server.close()
+
+
+def test_a_reset_stream_is_one_failure() -> None:
+    latencies, failures, _ = asyncio.run(_reset_calls(0.2))
+    assert latencies and len(failures) == len(latencies)
+    assert failures[0] == "RST_STREAM error code 2"
