@@ -111,9 +111,11 @@ def supervise(argv: list[str], workers: int) -> int:
                     continue
                 del started[pid]
                 _mark_dead(pid, metrics_dir)
+                was_ready = pid in ready
+                ready.discard(pid)  # the kernel may give the pid to a later worker
                 if stopping:
                     code = code or (rc if rc > 0 else 0)
-                elif pid not in ready:
+                elif not was_ready:
                     log.error("serve: worker %d exited with %d while starting; stopping", pid, rc)
                     code = rc if rc > 0 else 1
                     stop(signal.SIGTERM, None)
