@@ -7,27 +7,34 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from tests.serving import _fixtures as sf
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_bench_serve_runs_every_case_interleaved(tmp_path: Path) -> None:
-    model = sf.model_dirs()[1]
+def _bench(tmp_path: Path, *args: str) -> tuple[dict[str, Any], str]:
+    """Run the benchmark on the test model with ``args``: its --json result and its stdout."""
     out = tmp_path / "bench.json"
     run = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "bench_serve.py"), "--model-dir", str(model)]
-        + ["--rounds", "2", "--seconds", "0.2", "--clients", "2", "--sizes", "1,3"]
-        + ["--log-pairs", "2", "--log-seconds", "0.2", "--log-clients", "2", "--log-sizes", "1,3"]
-        + ["--json", str(out)],
+        [sys.executable, str(ROOT / "scripts" / "bench_serve.py")]
+        + ["--model-dir", str(sf.model_dirs()[1]), *args, "--json", str(out)],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    result = json.loads(out.read_text())
+    return json.loads(out.read_text()), run.stdout
+
+
+def test_bench_serve_runs_every_case_interleaved(tmp_path: Path) -> None:
+    result, stdout = _bench(
+        tmp_path,
+        *["--rounds", "2", "--seconds", "0.2", "--clients", "2", "--sizes", "1,3"],
+        *["--log-pairs", "2", "--log-seconds", "0.2", "--log-clients", "2", "--log-sizes", "1,3"],
+    )
     cases = set(result["runs"])
     for api in ("rest", "grpc"):
         for size in (1, 3):
@@ -39,7 +46,7 @@ def test_bench_serve_runs_every_case_interleaved(tmp_path: Path) -> None:
         "ceiling batch 32",
     } <= cases
     assert all(len(runs) == 2 for runs in result["runs"].values())  # every case, every round
-    assert all(s.get("failures", 0) == 0 for s in result["summary"].values()), run.stdout[-3000:]
+    assert all(s.get("failures", 0) == 0 for s in result["summary"].values()), stdout[-3000:]
     assert set(result["ratios"]) == {
         "serve_rest_vs_healthz_floor_2c",
         "serve_rest_vs_naive_2c",
@@ -48,7 +55,7 @@ def test_bench_serve_runs_every_case_interleaved(tmp_path: Path) -> None:
         "serve_grpc_vs_grpc_floor_2c",
         "grpc_floor_vs_healthz_floor_2c",
     }
-    assert "load average" in run.stdout
+    assert "load average" in stdout
     # the log's cost: serve and serve_no_log in pairs of windows, REST only by default
     assert set(result["log_runs"]) == {
         f"{name} rest {size}row 2c" for name in ("serve", "serve_no_log") for size in (1, 3)
@@ -64,19 +71,11 @@ def test_bench_serve_runs_every_case_interleaved(tmp_path: Path) -> None:
 def test_bench_serve_with_two_workers(tmp_path: Path) -> None:
     """``--set workers=2``: every worker started before the first case, the server's CPU counted
     over the workers (the supervisor itself does no serving work)."""
-    out = tmp_path / "bench.json"
-    run = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "bench_serve.py")]
-        + ["--model-dir", str(sf.model_dirs()[1]), "--set", "workers=2"]
-        + ["--rounds", "1", "--seconds", "0.3", "--clients", "4", "--sizes", "1"]
-        + ["--apis", "rest", "--log-pairs", "0", "--json", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    result, _ = _bench(
+        tmp_path,
+        *["--set", "workers=2", "--rounds", "1", "--seconds", "0.3", "--clients", "4"],
+        *["--sizes", "1", "--apis", "rest", "--log-pairs", "0"],
     )
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    result = json.loads(out.read_text())
     serve = result["runs"]["serve rest 1row 4c"][0]
     assert serve["failures"] == 0
     # a supervisor's own CPU is ~0: a figure this size is the workers' predict work
