@@ -113,3 +113,36 @@ def test_several_workers_need_a_fixed_port(
     assert "several workers share a fixed REST port" in capsys.readouterr().err
     assert main(["serve", str(config), "--workers", "0"]) == 2
     assert "--workers: expected >= 1" in capsys.readouterr().err
+
+
+def test_workers_get_sigterm_when_the_supervisor_is_killed() -> None:
+    """``PR_SET_PDEATHSIG``: a supervisor killed with SIGKILL leaves no worker holding the ports
+    (the mechanism alone, on a child that sleeps)."""
+    parent = subprocess.Popen(
+        [sys.executable, "-c"]
+        + [
+            "import subprocess, sys, time\n"
+            "from beam_pipeline.serving.workers import _die_with_parent\n"
+            "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'],"
+            " preexec_fn=_die_with_parent)\n"
+            "print(child.pid, flush=True)\n"
+            "time.sleep(120)\n"
+        ],
+        cwd=sf.ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert parent.stdout is not None
+    child = int(parent.stdout.readline())
+    parent.kill()
+    parent.wait(30)
+    sf.wait_for(lambda: not _alive(child), 30, "the worker to stop")
+
+
+def _alive(pid: int) -> bool:
+    """``pid`` runs (a zombie, reaped by init once its parent is gone, does not count)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
