@@ -159,6 +159,8 @@ async def _reset_calls(seconds: float) -> Any:
                 length = int.from_bytes(head[:3], "big")
                 await reader.readexactly(length)
                 stream = int.from_bytes(head[5:9], "big") & 0x7FFFFFFF
+                if head[3] == 0 and length:  # DATA read: the connection's window reopens
+                    writer.write(frame(8, 0, 0, length.to_bytes(4, "big")))  # WINDOW_UPDATE
                 if head[3] == 0 and head[4] & 1:  # the request's last DATA frame
                     writer.write(frame(3, 0, stream, (2).to_bytes(4, "big")))  # INTERNAL_ERROR
         except (asyncio.IncompleteReadError, ConnectionError):
