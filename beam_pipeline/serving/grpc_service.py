@@ -383,7 +383,23 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
 
 
 async def start_grpc(service: Service, host: str, port: int, shared: bool = False) -> Any:
-    """``shared``: the port is shared with the other workers (`serving.workers`)."""
+    """The gRPC server on ``serving.grpc_server``'s transport (`h2grpc`, or grpc.aio); both have
+    ``stop(grace)``. ``shared``: the port is shared with the other workers (`serving.workers`)."""
+    if service.section.grpc_server == "h2":
+        from beam_pipeline.serving.h2grpc import H2GrpcServer
+
+        h2 = H2GrpcServer(service.section.max_body_bytes)
+        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+            PredictionService(service), h2
+        )
+        model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(service), h2)
+        try:
+            await h2.start(host, port, reuse_port=shared)
+        except OSError as exc:
+            from beam_pipeline.core.errors import ConfigError
+
+            raise ConfigError(f"--grpc-port: cannot listen on {host}:{port}: {exc}") from None
+        return h2
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", service.section.max_body_bytes),

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from beam_pipeline.core.errors import ConfigError
 
+GRPC_SERVERS = ("h2", "grpcio")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 
 
@@ -51,6 +52,8 @@ class ServingSection:
         access_log: one log line per HTTP request.
         workers: serve processes sharing the ports (``SO_REUSEPORT``; `serving.workers`);
             ``--workers`` wins.
+        grpc_server: the gRPC transport: ``h2`` (`serving.h2grpc`, HTTP/2 on the event loop)
+            or ``grpcio`` (grpc.aio).
     """
 
     host: str = "127.0.0.1"
@@ -72,6 +75,7 @@ class ServingSection:
     log_segment_seconds: float = 300.0
     access_log: bool = False
     workers: int = 1
+    grpc_server: str = "h2"
 
     def __post_init__(self) -> None:
         for name in self.models:
@@ -106,6 +110,11 @@ class ServingSection:
         if self.batch_timeout_ms < 0:
             raise ConfigError(
                 f"serving.batch_timeout_ms: expected >= 0; received {self.batch_timeout_ms!r}"
+            )
+        if self.grpc_server not in GRPC_SERVERS:
+            raise ConfigError(
+                f"serving.grpc_server: expected one of {', '.join(GRPC_SERVERS)}; "
+                f"received {self.grpc_server!r}"
             )
         for key in ("port", "grpc_port"):
             value = getattr(self, key)
