@@ -124,6 +124,11 @@ def test_answers_with_metadata_both_ways(channel: grpc.Channel) -> None:
     trailing = dict(call.trailing_metadata())
     assert trailing == {"x-request-id": "given-1", "echo-bin": b"\x00\xff"}
     assert call.code() == grpc.StatusCode.OK
+    for rid in ["a", "b", "a", "c", "c"] * 3:  # header blocks repeated and new (see `_head`)
+        _, call = stub.GetModelStatus.with_call(
+            _status("x" * len(rid)), metadata=(("x-request-id", rid),), timeout=10
+        )
+        assert dict(call.trailing_metadata())["x-request-id"] == rid
 
 
 def test_errors_carry_code_details_and_trailing_metadata(
