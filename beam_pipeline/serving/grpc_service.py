@@ -1,5 +1,6 @@
 """TF Serving's gRPC API (``PredictionService.Predict``/``GetModelMetadata``,
-``ModelService.GetModelStatus``) on ``grpc.aio``, sharing the REST server's event loop, batchers
+``ModelService.GetModelStatus``) as grpc.aio servicers, served by `serving.h2grpc` (or by
+grpc.aio itself: ``serving.grpc_server: grpcio``), sharing the REST server's event loop, batchers
 and log.
 
 ``Predict`` picks the signature as TF Serving does: ``model_spec.signature_name`` when given;

@@ -1,5 +1,6 @@
-"""``beam-pipeline serve``: one process, REST (uvicorn on httptools) and gRPC (grpc.aio) on one
-uvloop event loop (``serving.workers`` > 1: several such processes, see `serving.workers`).
+"""``beam-pipeline serve``: one process, REST (uvicorn on httptools) and gRPC (`serving.h2grpc`,
+or grpc.aio with ``serving.grpc_server: grpcio``) on one uvloop event loop (``serving.workers``
+> 1: several such processes, see `serving.workers`).
 
 Shutdown (SIGTERM or SIGINT): uvicorn stops accepting and finishes the requests it has, gRPC does
 the same (a grace period), the batchers answer what is queued, and the log writer drains its queue
