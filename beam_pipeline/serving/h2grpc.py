@@ -607,6 +607,7 @@ class Connection(asyncio.Protocol):
     def _flush(self) -> None:
         """Send what the windows allow of the answers waiting for them."""
         out = []
+        finished = []
         for sid, stream in list(self.blocked.items()):
             while stream.pending:
                 room = min(self.window, stream.window, self.max_frame)
@@ -620,11 +621,13 @@ class Connection(asyncio.Protocol):
             if not stream.pending:
                 out.append(stream.trailers)
                 del self.blocked[sid]
-                self._closed(stream)
+                finished.append(stream)
             if self.window <= 0:
                 break
         if out:
             self.transport.write(b"".join(out))
+        for stream in finished:  # after the write: the last may close a connection going away
+            self._closed(stream)
 
     def _error(
         self, stream: _Stream, code: int, details: str, trailing: tuple[Any, ...] = ()

@@ -96,6 +96,18 @@ def test_serving_default_takes_b64_examples_like_tf_serving(
 def test_grpc_prediction_service_client_gets_the_same_numbers(
     server: sf.Server, in_process: Any
 ) -> None:
+    _grpc_client_checks(server, in_process)  # the default transport, `serving.h2grpc`
+
+
+def test_the_grpcio_transport_answers_the_same(
+    models: dict[int, Path], in_process: Any, tmp_path: Path
+) -> None:
+    sf.push(models[1], tmp_path / "serving" / "taxi", 1)
+    with sf.running(tmp_path, grpc_server="grpcio") as server:
+        _grpc_client_checks(server, in_process)
+
+
+def _grpc_client_checks(server: sf.Server, in_process: Any) -> None:
     import grpc
     import tensorflow as tf
     from tensorflow_serving.apis import (

@@ -25,6 +25,9 @@ from tests.serving import _fixtures as sf
 
 
 def test_two_workers_share_the_ports_sum_their_metrics_and_stop_cleanly(tmp_path: Path) -> None:
+    import grpc
+    from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
+
     sf.push(sf.model_dirs()[1], tmp_path / "serving" / "taxi", 1)
     server = sf.start(tmp_path, "--workers", "2")
     answered: list[str] = []
@@ -47,6 +50,14 @@ def test_two_workers_share_the_ports_sum_their_metrics_and_stop_cleanly(tmp_path
                 answered.extend([f"r{i}/0", f"r{i}/1"])
 
         predict(range(30))
+        for _ in range(6):  # gRPC on the shared port too, a channel (a connection) each
+            with grpc.insecure_channel(server.grpc) as channel:
+                stub = model_service_pb2_grpc.ModelServiceStub(channel)
+                status = stub.GetModelStatus(
+                    get_model_status_pb2.GetModelStatusRequest(model_spec={"name": "taxi"}),
+                    timeout=30,
+                )
+                assert [s.version for s in status.model_version_status] == [1]
         pids = re.search(r"serve: 2 workers \(pids (\d+), (\d+)\)", server.log.read_text())
         assert pids is not None, server.stderr()
         os.kill(int(pids.group(1)), signal.SIGKILL)  # its open segment is left behind
