@@ -19,8 +19,10 @@ This process only supervises: SIGTERM or SIGINT is passed to every worker (each 
 closes its log as a lone ``serve`` does) and the exit code is 0 once all have stopped cleanly. A
 worker says it is ready (its REST port is serving) by writing its pid to a pipe this process
 holds (``READY_FD_ENV`` names the pipe's end). A worker that dies after that is started again (the
-new one finalizes the segment the dead one left open); one that dies before it was ready (a port
-in use, a broken config, a model that does not load) stops them all, with its exit code.
+new one finalizes the segment the dead one left open): at once the first time, and after
+`restart_delay` when workers keep dying (1 s, doubling to 30 s while deaths come within a minute
+of each other), so a crash loop does not spin. One that dies before it was ready (a port in use, a
+broken config, a model that does not load) stops them all, with its exit code.
 """
 
 from __future__ import annotations
@@ -72,14 +74,33 @@ def notify_ready() -> None:
         os.write(int(fd), f"{os.getpid()}\n".encode())
 
 
-def supervise(argv: list[str], workers: int) -> int:
-    """Run ``workers`` copies of ``beam-pipeline <argv> --worker`` until they stop."""
+CRASH_WINDOW = 60.0  # deaths this close together count as one crash loop
+MAX_DELAY = 30.0
+
+
+def restart_delay(deaths: list[float]) -> float:
+    """Seconds to wait before starting a worker again, given the times workers died (the last
+    is this death): none for a lone death, then 1 s doubling up to `MAX_DELAY` for each earlier
+    death in the run of deaths less than `CRASH_WINDOW` apart."""
+    run = 0
+    for earlier, later in zip(reversed(deaths[:-1]), reversed(deaths[1:]), strict=True):
+        if later - earlier >= CRASH_WINDOW:
+            break
+        run += 1
+    return 0.0 if run == 0 else min(MAX_DELAY, 2.0 ** (run - 1))
+
+
+def supervise(argv: list[str], workers: int, command: list[str] | None = None) -> int:
+    """Run ``workers`` copies of ``beam-pipeline <argv> --worker`` (or of ``command``, a test's
+    stand-in) until they stop."""
     metrics_dir = tempfile.mkdtemp(prefix="beam-pipeline-serve-metrics-")
     ready_r, ready_w = os.pipe()
     os.set_blocking(ready_r, False)
     env = {**os.environ, MULTIPROCESS_ENV: metrics_dir, READY_FD_ENV: str(ready_w)}
-    command = [sys.executable, "-m", "beam_pipeline.cli", *argv, WORKER_FLAG]
+    command = command or [sys.executable, "-m", "beam_pipeline.cli", *argv, WORKER_FLAG]
     started: dict[int, subprocess.Popen[bytes]] = {}
+    deaths: list[float] = []  # when workers that were ready died
+    due: list[float] = []  # when to start the workers waiting to be started again
     ready: set[int] = set()
     stopping = False
     code = 0
@@ -102,8 +123,12 @@ def supervise(argv: list[str], workers: int) -> int:
         for _ in range(workers):
             start()
         log.info("serve: %d workers (pids %s)", workers, ", ".join(map(str, started)))
-        while started:
+        while started or (due and not stopping):
             time.sleep(0.2)
+            now = time.monotonic()
+            for when in [w for w in due if w <= now and not stopping]:
+                due.remove(when)
+                start()
             ready.update(_read_pids(ready_r))
             for pid, proc in list(started.items()):
                 rc = proc.poll()
@@ -120,8 +145,22 @@ def supervise(argv: list[str], workers: int) -> int:
                     code = rc if rc > 0 else 1
                     stop(signal.SIGTERM, None)
                 else:
-                    log.error("serve: worker %d exited with %d; starting another", pid, rc)
-                    start()
+                    deaths.append(time.monotonic())
+                    del deaths[:-16]
+                    delay = restart_delay(deaths)
+                    if delay:
+                        log.error(
+                            "serve: worker %d exited with %d; starting another in %.0f s "
+                            "(%d deaths within %.0f s of each other)",
+                            pid,
+                            rc,
+                            delay,
+                            len(deaths),
+                            CRASH_WINDOW,
+                        )
+                    else:
+                        log.error("serve: worker %d exited with %d; starting another", pid, rc)
+                    due.append(deaths[-1] + delay)
         return code
     finally:
         for s, handler in previous.items():

@@ -157,3 +157,40 @@ def _alive(pid: int) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_restart_delay_backs_off_while_workers_keep_dying() -> None:
+    from beam_pipeline.serving.workers import MAX_DELAY, restart_delay
+
+    assert restart_delay([5.0]) == 0  # a lone death: at once
+    assert restart_delay([5.0, 100.0]) == 0  # the one before was long ago
+    assert [restart_delay([10.0 * i for i in range(n)]) for n in range(2, 6)] == [1, 2, 4, 8]
+    assert restart_delay([1.0 * i for i in range(20)]) == MAX_DELAY
+    assert restart_delay([0.0, 1.0, 2.0, 200.0, 201.0]) == 1  # a new run of deaths
+
+
+def test_a_crash_looping_worker_is_restarted_with_a_back_off(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Workers that say they are ready and die 0.3 s later, for 4.5 s: without the back-off the
+    supervisor would start one every ~0.5 s."""
+    import threading
+
+    from beam_pipeline.serving.workers import READY_FD_ENV, supervise
+
+    fake = (
+        "import os, time; "
+        f"os.write(int(os.environ['{READY_FD_ENV}']), f'{{os.getpid()}}\\n'.encode()); "
+        "time.sleep(0.3); raise SystemExit(3)"
+    )
+    timer = threading.Timer(4.5, os.kill, (os.getpid(), signal.SIGTERM))
+    timer.start()
+    try:
+        with caplog.at_level("INFO", logger="beam_pipeline.serving.workers"):
+            code = supervise([], 1, command=[sys.executable, "-c", fake])
+    finally:
+        timer.cancel()
+    deaths = caplog.text.count("exited with 3")
+    assert 2 <= deaths <= 4, caplog.text
+    assert "starting another in 1 s" in caplog.text
+    assert code in (0, 3)
