@@ -94,7 +94,13 @@ def write_config(tmp: Path, **serving: Any) -> Path:
 
 
 def launch(
-    config: Path, log: Path, port: int, grpc_port: int, *extra: str, timeout: float = 240
+    config: Path,
+    log: Path,
+    port: int,
+    grpc_port: int,
+    *extra: str,
+    timeout: float = 240,
+    env: dict[str, str] | None = None,
 ) -> subprocess.Popen:
     """``beam-pipeline serve CONFIG`` on 127.0.0.1 (``grpc_port`` 0: no gRPC), its stderr in
     ``log``; returns once /readyz answers 200, or stops it and fails with the log's tail."""
@@ -114,7 +120,7 @@ def launch(
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=open(log, "w"),  # noqa: SIM115 - the file outlives this call with the process
-        env={**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"},
+        env={**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})},
     )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -130,12 +136,18 @@ def launch(
     raise AssertionError(f"server not ready in {timeout} s: {log.read_text()[-4000:]}")
 
 
-def start(tmp: Path, *extra: str, timeout: float = 240, **serving: Any) -> Server:
-    """Start a server on free ports and wait for /readyz."""
+def start(
+    tmp: Path,
+    *extra: str,
+    timeout: float = 240,
+    env: dict[str, str] | None = None,
+    **serving: Any,
+) -> Server:
+    """Start a server on free ports (``env``: more environment) and wait for /readyz."""
     config = write_config(tmp, **serving)
     port, grpc_port = free_port(), free_port()
     log = tmp / "server.log"
-    proc = launch(config, log, port, grpc_port, *extra, timeout=timeout)
+    proc = launch(config, log, port, grpc_port, *extra, timeout=timeout, env=env)
     return Server(
         proc,
         f"http://127.0.0.1:{port}",
@@ -163,8 +175,10 @@ def stop(server: Server, timeout: float = 60) -> int:
 
 
 @contextmanager
-def running(tmp: Path, *extra: str, **serving: Any) -> Iterator[Server]:
-    server = start(tmp, *extra, **serving)
+def running(
+    tmp: Path, *extra: str, env: dict[str, str] | None = None, **serving: Any
+) -> Iterator[Server]:
+    server = start(tmp, *extra, env=env, **serving)
     try:
         yield server
     finally:

@@ -103,8 +103,20 @@ def test_the_grpcio_transport_answers_the_same(
     models: dict[int, Path], in_process: Any, tmp_path: Path
 ) -> None:
     sf.push(models[1], tmp_path / "serving" / "taxi", 1)
-    with sf.running(tmp_path, grpc_server="grpcio") as server:
+    # a PROMETHEUS_MULTIPROC_DIR left in the environment (another server's) is not used by a
+    # lone process: its metrics stay its own
+    other = tmp_path / "other-app-metrics"
+    other.mkdir()
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(other)}
+    with sf.running(tmp_path, env=env, grpc_server="grpcio") as server:
         _grpc_client_checks(server, in_process)
+        metrics = httpx.get(f"{server.url}/metrics", timeout=30).text
+        assert any(
+            x.startswith("serving_requests_total") and 'api="grpc"' in x and 'code="OK"' in x
+            for x in metrics.splitlines()
+        ), metrics
+        assert "process_cpu_seconds_total" in metrics
+    assert not list(other.iterdir())
 
 
 def _grpc_client_checks(server: sf.Server, in_process: Any) -> None:
