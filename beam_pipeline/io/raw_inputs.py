@@ -84,9 +84,14 @@ class RawSchema:
 
     columns: tuple[RawColumn, ...]
 
-    @property
+    @functools.cached_property
     def names(self) -> list[str]:
+        """The column names (kept: the server reads them for every request)."""
         return [c.name for c in self.columns]
+
+    @functools.cached_property
+    def name_set(self) -> frozenset[str]:
+        return frozenset(self.names)
 
     @classmethod
     def from_feature_spec(

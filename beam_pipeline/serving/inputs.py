@@ -83,7 +83,7 @@ def _short(value: Any) -> str:
 
 
 def _unknown(names: set[str], schema: RawSchema, where: str) -> None:
-    extra = names.difference(schema.names)
+    extra = names.difference(schema.name_set)
     if extra:
         raise RequestError(
             f"{where}: unknown feature {sorted(extra)[0]!r}; the model takes {schema.names}"
@@ -134,15 +134,18 @@ def tensor_inputs(
 ) -> Inputs:
     """gRPC: one tensor of values per feature (strings as bytes, typed per batch); ``texts``:
     every tensor is a string tensor, its values a list of bytes."""
-    lengths = {name: len(values) for name, values in columns.items()}
-    if len(set(lengths.values())) > 1:
-        raise RequestError(
-            f"inputs: every tensor needs the same number of rows; received {lengths}"
-        )
-    if not columns or not next(iter(lengths.values())):
+    n = len(next(iter(columns.values()))) if columns else 0
+    for values in columns.values():
+        if len(values) != n:
+            lengths = {name: len(values) for name, values in columns.items()}
+            raise RequestError(
+                f"inputs: every tensor needs the same number of rows; received {lengths}"
+            )
+    if not n:
         raise RequestError("inputs: expected at least one row")
-    _unknown(set(columns), schema, "inputs")
-    return Inputs(next(iter(lengths.values())), "inputs row {}", columns=columns, texts=texts)
+    if not schema.name_set.issuperset(columns):
+        _unknown(set(columns), schema, "inputs")
+    return Inputs(n, "inputs row {}", columns=columns, texts=texts)
 
 
 def examples_inputs(examples: list[bytes], where: str) -> Inputs:
