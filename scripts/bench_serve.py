@@ -5,6 +5,7 @@ the prediction log's cost, serve against itself without the log in short paired 
     .venv/bin/python scripts/bench_serve.py CONFIG [--model-dir DIR] [--seconds 3] [--rounds 3]
         [--clients 1,8,32] [--sizes 1,64] [--apis rest,grpc] [--set KEY=VALUE] [--json FILE]
         [--rest-client raw|aiohttp] [--grpc-client raw|grpcio] [--grpc-channels K]
+        [--grpc-inputs text|typed]
         [--compare-repo DIR]
         [--log-pairs 16] [--log-seconds 0.5] [--log-clients 1,32] [--log-sizes 1,64]
         [--log-apis rest]
@@ -25,7 +26,9 @@ keep-alive connection, the answer's status and length read (``--rest-client aioh
 aiohttp); for gRPC pre-built HTTP/2 frames on a connection of its own per client (scripts/
 raw_clients.py; ``--grpc-client grpcio`` for grpc.aio, each client a channel of its own unless
 ``--grpc-channels`` says fewer); a fixed number of clients each sending its next request when
-the last is answered.
+the last is answered. A gRPC request is one string tensor per feature, values as in a CSV file
+(``--grpc-inputs text``), or typed tensors as ``tf.make_tensor_proto`` makes them from the JSON
+values (``typed``: strings, int64, float; every case then uses rows with no missing value).
 Each case reports the CPU per answered request of the server process (its threads' on-CPU time
 from /proc) and of the load generator over the measured window (they share the machine's
 cores). ``--compare-repo DIR`` adds a server ``base`` run from another checkout (e.g. main),
@@ -213,8 +216,22 @@ GRPC_PATHS = {
 }
 
 
-def _grpc_message(columns: dict[str, list[str]], method: str) -> Any:
-    """The request: ``columns`` as string tensors of a PredictRequest, or a GetModelStatus."""
+def typed_columns(rows: list[dict[str, Any]], names: list[str]) -> dict[str, list[Any]]:
+    """serving_raw inputs as JSON values (`_grpc_message` makes typed tensors of them)."""
+    return {k: [r[k] for r in rows] for k in names}
+
+
+def complete_rows(n: int, names: list[str]) -> list[dict[str, Any]]:
+    """``n`` rows of the bundled taxi CSV that have every feature in ``names``."""
+    rows = [r for r in taxi_rows(50 * n) if all(k in r for k in names)]
+    if len(rows) < n:
+        raise SystemExit(f"--grpc-inputs typed: only {len(rows)} complete rows; wanted {n}")
+    return rows[:n]
+
+
+def _grpc_message(columns: dict[str, list[Any]], method: str) -> Any:
+    """The request: ``columns`` as tensors of a PredictRequest (strings as DT_STRING, ints as
+    DT_INT64, other numbers as DT_FLOAT), or a GetModelStatus."""
     from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
     from tensorflow_serving.apis import get_model_status_pb2, predict_pb2
 
@@ -225,13 +242,20 @@ def _grpc_message(columns: dict[str, list[str]], method: str) -> Any:
     request = predict_pb2.PredictRequest()
     request.model_spec.name = "bench"
     for k, values in columns.items():
-        proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING)
+        if all(isinstance(v, str) for v in values):
+            proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING)
+            proto.string_val.extend(v.encode() for v in values)
+        elif all(isinstance(v, int) for v in values):
+            proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_INT64)
+            proto.int64_val.extend(values)
+        else:
+            proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT)
+            proto.float_val.extend(values)
         proto.tensor_shape.CopyFrom(
             tensor_shape_pb2.TensorShapeProto(
                 dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=len(values))]
             )
         )
-        proto.string_val.extend(v.encode() for v in values)
         request.inputs[k].CopyFrom(proto)
     return request
 
@@ -702,6 +726,13 @@ def main() -> int:
         help="the gRPC load generator: raw (pre-built HTTP/2 frames on uvloop, a connection per "
         "client; default) or grpcio (grpc.aio, --grpc-channels applies)",
     )
+    p.add_argument(
+        "--grpc-inputs",
+        choices=["text", "typed"],
+        default="text",
+        help="gRPC request tensors: text (a string tensor per feature, CSV values; default) or "
+        "typed (int64, float and string tensors of rows with no missing value)",
+    )
     p.add_argument("--naive-server", help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, help=argparse.SUPPRESS)
     p.add_argument("--load-generator", action="store_true", help=argparse.SUPPRESS)
@@ -720,6 +751,10 @@ def main() -> int:
     model_dir = Path(args.model_dir) if args.model_dir else find_model(args.config)
     rows = taxi_rows(max(args.sizes + args.log_sizes))
     names = sorted({k for r in rows for k in r})
+    grpc_columns = csv_columns
+    if args.grpc_inputs == "typed":
+        rows = complete_rows(max(args.sizes + args.log_sizes), names)
+        grpc_columns = typed_columns
     serving = {k: yaml.safe_load(v) for k, _, v in (x.partition("=") for x in args.set)}
     print(
         f"model {model_dir}; {os.cpu_count()} CPUs; {args.rounds} rounds x {args.seconds:g} s "
@@ -778,7 +813,7 @@ def main() -> int:
                 r = loadgen.run(
                     api="grpc",
                     target=f"127.0.0.1:{s.grpc_port}",
-                    columns=csv_columns(rows[:size], names),
+                    columns=grpc_columns(rows[:size], names),
                     clients=clients,
                     seconds=seconds,
                     rows=size,

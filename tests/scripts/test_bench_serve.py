@@ -68,15 +68,19 @@ def test_bench_serve_runs_every_case_interleaved(tmp_path: Path) -> None:
         assert len(cost["cost_cpu_pairs"]) == 3 and -1 < cost["cost_rows_per_s"] < 1, cost
 
 
-def test_bench_serve_with_two_workers(tmp_path: Path) -> None:
+def test_bench_serve_with_two_workers_and_typed_grpc_tensors(tmp_path: Path) -> None:
     """``--set workers=2``: every worker started before the first case, the server's CPU counted
-    over the workers (the supervisor itself does no serving work)."""
+    over the workers (the supervisor itself does no serving work). ``--grpc-inputs typed``: the
+    gRPC requests are int64, float and string tensors, answered without a failure."""
     result, _ = _bench(
         tmp_path,
         *["--set", "workers=2", "--rounds", "1", "--seconds", "0.3", "--clients", "4"],
-        *["--sizes", "1", "--apis", "rest", "--log-pairs", "0"],
+        *["--sizes", "1,3", "--grpc-inputs", "typed", "--log-pairs", "0"],
     )
     serve = result["runs"]["serve rest 1row 4c"][0]
     assert serve["failures"] == 0
     # a supervisor's own CPU is ~0: a figure this size is the workers' predict work
     assert serve["server_us_per_request"] > 50, serve
+    for size in (1, 3):
+        typed = result["runs"][f"serve grpc {size}row 4c"][0]
+        assert typed["failures"] == 0 and typed["rows_per_s"] > 0, typed
