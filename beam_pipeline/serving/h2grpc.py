@@ -14,7 +14,9 @@ What it speaks (the server side of what gRPC clients send over a cleartext conne
   (cancels the call's handler), PRIORITY ignored, HEADERS + CONTINUATION, padding;
 - flow control: this server opens its receive windows wide (the largest stream window, the
   connection's kept open as data arrives) and never makes a client wait; the answers honour the
-  client's windows and frame size (an answer larger than a window waits for WINDOW_UPDATE);
+  client's windows and frame size (an answer larger than a window waits for WINDOW_UPDATE); a
+  connection holds at most ``max_pending`` bytes of unfinished requests (4 messages' worth): the
+  call whose bytes pass it is RESOURCE_EXHAUSTED;
 - HPACK: request headers through ``hpack``'s decoder (one per connection: its dynamic table);
   answers use literal fields without indexing, so they need no encoder state and are mostly built
   once;
@@ -272,6 +274,7 @@ class Connection(asyncio.Protocol):
         self.initial_window = DEFAULT_WINDOW  # the client's stream windows
         self.max_frame = MAX_FRAME  # the client's largest frame
         self.received = 0  # bytes since this server last opened its receive window
+        self.pending = 0  # bytes of requests not yet complete, over the open streams
         self.block_stream = 0  # a header block waiting for CONTINUATION
         self.block = bytearray()
         self.block_ends = False
@@ -392,8 +395,10 @@ class Connection(asyncio.Protocol):
         elif kind == RST_STREAM:
             stream = self.streams.pop(sid, None)
             self.blocked.pop(sid, None)
-            if stream is not None and stream.task is not None:
-                stream.task.cancel()
+            if stream is not None:
+                self._release(stream)
+                if stream.task is not None:
+                    stream.task.cancel()
             self.server.changed()
         elif kind == GOAWAY:
             self.going_away = True
@@ -505,7 +510,18 @@ class Connection(asyncio.Protocol):
         stream = self.streams.get(sid)
         if stream is None or stream.ended:
             return  # a call already answered or reset: its late frames are dropped
-        stream.data += self._unpad(flags, payload)
+        data = self._unpad(flags, payload)
+        stream.data += data
+        self.pending += len(data)
+        if self.pending > self.server.max_pending:
+            self._release(stream)
+            self._error(
+                stream,
+                RESOURCE_EXHAUSTED,
+                f"this connection holds over {self.server.max_pending} bytes of unfinished "
+                "requests",
+            )
+            return
         if flags & END_STREAM:
             stream.ended = True
             self._call(stream)
@@ -520,9 +536,9 @@ class Connection(asyncio.Protocol):
         """The request is complete: read its message and start its handler."""
         limit = self.server.max_message
         data = stream.data
+        self._release(stream)
         if stream.too_large or (len(data) >= 5 and _U32.unpack_from(data, 1)[0] > limit):
             size = _U32.unpack_from(data, 1)[0]
-            stream.data = bytearray()
             self._error(
                 stream, RESOURCE_EXHAUSTED, f"Received message larger than max ({size} vs. {limit})"
             )
@@ -531,7 +547,6 @@ class Connection(asyncio.Protocol):
             self._error(stream, INTERNAL, "expected one length-prefixed request message")
             return
         message = bytes(data[5:])
-        stream.data = bytearray()
         if data[0]:
             encoding = stream.encoding
             try:
@@ -653,7 +668,13 @@ class Connection(asyncio.Protocol):
         self.transport.write(b"".join(out))
         self._closed(stream)
 
+    def _release(self, stream: _Stream) -> None:
+        """Forget a request's unfinished bytes (its message is read, or it is answered)."""
+        self.pending -= len(stream.data)
+        stream.data = bytearray()
+
     def _closed(self, stream: _Stream) -> None:
+        self._release(stream)
         self.streams.pop(stream.id, None)
         if self.going_away and not self.streams:
             self.transport.close()
@@ -663,8 +684,12 @@ class Connection(asyncio.Protocol):
 class H2GrpcServer:
     """The listening side: `Connection`s, and a graceful `stop`."""
 
-    def __init__(self, max_message: int) -> None:
+    def __init__(self, max_message: int, max_pending: int | None = None) -> None:
+        """``max_message``: the largest request message; ``max_pending``: the bytes of
+        unfinished requests a connection may hold (4 x ``max_message`` by default): the receive
+        windows are wide open, so this bounds a connection's memory."""
         self.max_message = max_message
+        self.max_pending = max_pending or 4 * max_message
         self._handlers: list[Any] = []
         self._routes: dict[bytes, Route | None] = {}
         self.connections: set[Connection] = set()

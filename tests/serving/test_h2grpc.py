@@ -206,6 +206,12 @@ def _h2_client(port: int) -> tuple[Any, socket.socket]:
     conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
     conn.initiate_connection()
     sock.sendall(conn.data_to_send())
+    import h2.events
+
+    seen: set[type] = set()  # the server's SETTINGS and its connection window, before any call
+    while not {h2.events.RemoteSettingsChanged, h2.events.WindowUpdated} <= seen:
+        seen.update(type(e) for e in conn.receive_data(sock.recv(65536)))
+    sock.sendall(conn.data_to_send())
     return conn, sock
 
 
@@ -269,3 +275,41 @@ def test_not_http2_is_answered_goaway_and_closed(server: _Server) -> None:
         received = received[9 + length :]
     assert [k for k, _ in kinds] == [h2grpc.SETTINGS, h2grpc.WINDOW_UPDATE, h2grpc.GOAWAY]
     assert int.from_bytes(kinds[-1][1][4:8], "big") == h2grpc.PROTOCOL_ERROR
+
+
+def test_a_connection_holds_a_bounded_amount_of_unfinished_requests(server: _Server) -> None:
+    """Four ~0.9 MB requests left one frame short fit in the 4 MB a connection may hold (4 x the
+    1 MB message limit); the fifth that passes it is RESOURCE_EXHAUSTED; the four then end and
+    are answered."""
+    import h2.events
+
+    conn, sock = _h2_client(server.port)
+    with sock:
+        message = _predict("big", values=900).SerializeToString()
+        body = b"\x00" + len(message).to_bytes(4, "big") + message
+        head = [
+            (":method", "POST"),
+            (":scheme", "http"),
+            (":path", "/tensorflow.serving.PredictionService/Predict"),
+            (":authority", "localhost"),
+            ("content-type", "application/grpc"),
+        ]
+        for stream in (1, 3, 5, 7, 9):
+            conn.send_headers(stream, head)
+            for at in range(0, len(body) - 10, 16_384):
+                conn.send_data(stream, body[at : min(at + 16_384, len(body) - 10)])
+            sock.sendall(conn.data_to_send())
+        answer = [  # trailers alone: they arrive as the response's headers
+            h
+            for e in _events(conn, sock, 9)
+            if isinstance(e, (h2.events.ResponseReceived, h2.events.TrailersReceived))
+            for h in e.headers
+        ]
+        assert (b"grpc-status", b"8") in answer, answer  # RESOURCE_EXHAUSTED
+        for stream in (1, 3, 5, 7):
+            conn.send_data(stream, body[-10:], end_stream=True)
+            sock.sendall(conn.data_to_send())
+            events = _events(conn, sock, stream)
+            data = b"".join(e.data for e in events if isinstance(e, h2.events.DataReceived))
+            answered = predict_pb2.PredictResponse.FromString(data[5:])
+            assert len(answered.outputs["x"].string_val) == 900
