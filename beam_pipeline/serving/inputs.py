@@ -48,8 +48,9 @@ class Inputs:
     Exactly one of ``records`` (row format: one object per row), ``columns`` (one list of values
     per feature; for gRPC, a tensor's values) and ``examples`` (serialized tf.Examples) is set.
     ``texts``: every column is a gRPC string tensor's values, a list of UTF-8 bytes (typed with
-    the batch by `raw_inputs.check_text_columns`). ``where`` formats a row's place in the
-    request for messages (``instances[{}]``).
+    the batch by `raw_inputs.check_text_columns`). ``tensors``: the columns are gRPC tensors'
+    values (lists of numbers, or arrays), never a REST column's nested ``[value]``. ``where``
+    formats a row's place in the request for messages (``instances[{}]``).
     """
 
     rows: int
@@ -60,6 +61,7 @@ class Inputs:
     offset: int = 0  # the first row's index in the request (a request cut into parts)
     request_id: str = ""  # row i is logged as {request_id}/{offset + i}
     texts: bool = False
+    tensors: bool = False
 
     def part(self, start: int, end: int) -> Inputs:
         return Inputs(
@@ -71,6 +73,7 @@ class Inputs:
             self.offset + start,
             self.request_id,
             self.texts,
+            self.tensors,
         )
 
     def row(self, index: int) -> str:
@@ -145,7 +148,7 @@ def tensor_inputs(
         raise RequestError("inputs: expected at least one row")
     if not schema.name_set.issuperset(columns):
         _unknown(set(columns), schema, "inputs")
-    return Inputs(n, "inputs row {}", columns=columns, texts=texts)
+    return Inputs(n, "inputs row {}", columns=columns, texts=texts, tensors=True)
 
 
 def examples_inputs(examples: list[bytes], where: str) -> Inputs:
@@ -183,6 +186,8 @@ def _segment(item: Inputs, name: str) -> list[Any]:
     values = item.columns.get(name)
     if values is None:
         return [None] * item.rows
+    if item.tensors and not item.texts and type(values) is list:  # gRPC numbers, as they are
+        return values
     if item.texts or isinstance(values, np.ndarray):  # a gRPC tensor's values
         if item.texts or values.dtype.kind in ("S", "O"):
             out = []
