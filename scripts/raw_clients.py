@@ -14,7 +14,8 @@ call on this machine, taken from the two cores the server is measured on; these 
   last with END_STREAM. An answer is complete when the server ends the stream; it is a success
   when it carried a gRPC message. A failed call (grpc-status != 0) is answered by trailers alone:
   counted as a failure, not decoded (its status is in HPACK fields this client keeps no state to
-  read; ``--grpc-client grpcio`` says it).
+  read; ``--grpc-client grpcio`` says it). Its frames are built by the server's own framing
+  functions (`beam_pipeline.serving.h2grpc`: `frame`, `field`, `data_frames`).
 - `drive`: open the connections, warm up, then the measured window.
 """
 
@@ -27,11 +28,26 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-DATA, HEADERS, RST_STREAM, SETTINGS, PING, GOAWAY, WINDOW_UPDATE = 0, 1, 3, 4, 6, 7, 8
-END_STREAM, ACK, END_HEADERS = 0x1, 0x1, 0x4
-MAX_WINDOW = 2**31 - 1
-DEFAULT_WINDOW = 65_535
+# HTTP/2's framing, as the server speaks it (`beam_pipeline.serving.h2grpc`)
+from beam_pipeline.serving.h2grpc import (
+    ACK,
+    DATA,
+    DEFAULT_WINDOW,
+    END_HEADERS,
+    END_STREAM,
+    GOAWAY,
+    HEADERS,
+    MAX_WINDOW,
+    PING,
+    PREFACE,
+    RST_STREAM,
+    SETTINGS,
+    WINDOW_UPDATE,
+    data_frames,
+    field,
+    frame,
+)
+
 _HEAD = struct.Struct(">I")
 
 
@@ -160,18 +176,6 @@ def http_request(method: str, host: str, port: int, path: str, body: bytes) -> b
     return head.encode() + b"\r\n" + body
 
 
-def frame(kind: int, flags: int, stream: int, payload: bytes = b"") -> bytes:
-    """One HTTP/2 frame: 24-bit length, type, flags, 31-bit stream id, payload."""
-    return len(payload).to_bytes(3, "big") + bytes((kind, flags)) + _HEAD.pack(stream) + payload
-
-
-def _literal(name: bytes, value: bytes) -> bytes:
-    """An HPACK literal header field without indexing, new name, no Huffman (RFC 7541 6.2.2);
-    names and values here are under 127 bytes, one-byte lengths."""
-    assert len(name) < 127 and len(value) < 127
-    return b"\x00" + bytes((len(name),)) + name + bytes((len(value),)) + value
-
-
 def header_block(authority: str, path: str) -> bytes:
     fields = [
         (b":method", b"POST"),
@@ -181,7 +185,7 @@ def header_block(authority: str, path: str) -> bytes:
         (b"content-type", b"application/grpc"),
         (b"te", b"trailers"),
     ]
-    return b"".join(_literal(n, v) for n, v in fields)
+    return b"".join(field(n, v) for n, v in fields)  # literal fields: no HPACK state
 
 
 class GrpcConnection(ClosedLoop):
@@ -220,16 +224,13 @@ class GrpcConnection(ClosedLoop):
 
     def _send(self) -> None:
         """Send what the windows allow of the call's message; the last frame ends the stream."""
-        out = []
-        while self.pending:
-            room = min(self.connection_window, self.stream_window, self.max_frame)
-            if room <= 0:
-                break
-            piece = self.pending[:room]
-            self.pending = self.pending[len(piece) :]
-            self.connection_window -= len(piece)
-            self.stream_window -= len(piece)
-            out.append(frame(DATA, 0 if self.pending else END_STREAM, self.stream, bytes(piece)))
+        before = len(self.pending)
+        window = min(self.connection_window, self.stream_window)
+        out, self.pending = data_frames(
+            self.stream, self.pending, window, self.max_frame, END_STREAM
+        )
+        self.connection_window -= before - len(self.pending)
+        self.stream_window -= before - len(self.pending)
         if out:
             self.transport.write(b"".join(out))
 

@@ -79,6 +79,21 @@ def frame(kind: int, flags: int, stream: int, payload: bytes = b"") -> bytes:
     return _FRAME.pack(n >> 8, n & 0xFF, kind, flags, stream) + payload
 
 
+def data_frames(
+    sid: int, pending: memoryview, window: int, max_frame: int, last_flags: int = 0
+) -> tuple[list[bytes], memoryview]:
+    """DATA frames for as much of ``pending`` as ``window`` bytes allow (the smaller of the
+    connection's and the stream's), each at most ``max_frame``; the frame that sends the last
+    byte gets ``last_flags`` (END_STREAM where nothing follows). Returns them and what is left;
+    the caller takes what was sent off both windows."""
+    out = []
+    while pending and window > 0:
+        piece, pending = pending[: min(window, max_frame)], pending[min(window, max_frame) :]
+        window -= len(piece)
+        out.append(frame(DATA, 0 if pending else last_flags, sid, bytes(piece)))
+    return out, pending
+
+
 def _integer(value: int, bits: int, first: int = 0) -> bytes:
     """HPACK's integer with a ``bits``-bit prefix (RFC 7541 5.1), ``first`` the prefix's flags."""
     limit = (1 << bits) - 1
@@ -624,15 +639,13 @@ class Connection(asyncio.Protocol):
         out = []
         finished = []
         for sid, stream in list(self.blocked.items()):
-            while stream.pending:
-                room = min(self.window, stream.window, self.max_frame)
-                if room <= 0:
-                    break
-                piece = stream.pending[:room]
-                stream.pending = stream.pending[len(piece) :]
-                self.window -= len(piece)
-                stream.window -= len(piece)
-                out.append(frame(DATA, 0, sid, bytes(piece)))
+            before = len(stream.pending)
+            frames, stream.pending = data_frames(
+                sid, stream.pending, min(self.window, stream.window), self.max_frame
+            )
+            out += frames
+            self.window -= before - len(stream.pending)
+            stream.window -= before - len(stream.pending)
             if not stream.pending:
                 out.append(stream.trailers)
                 del self.blocked[sid]

@@ -18,12 +18,12 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
+from beam_pipeline.serving.h2grpc import frame
 from scripts.raw_clients import (
     ClosedLoop,
     GrpcConnection,
     HttpConnection,
     drive,
-    frame,
     header_block,
     http_request,
 )
