@@ -238,27 +238,13 @@ class _Head(NamedTuple):
 
 
 class _Stream:
-    __slots__ = (
-        "id",
-        "route",
-        "encoding",
-        "metadata",
-        "data",
-        "too_large",
-        "ended",
-        "task",
-        "window",
-        "pending",
-        "trailers",
-    )
+    __slots__ = ("id", "head", "route", "data", "ended", "task", "window", "pending", "trailers")
 
-    def __init__(self, sid: int, window: int) -> None:
+    def __init__(self, sid: int, head: _Head, window: int) -> None:
         self.id = sid
+        self.head = head
         self.route: Route | None = None
-        self.encoding = b"identity"
-        self.metadata: tuple[tuple[str, Any], ...] = ()
         self.data = bytearray()
-        self.too_large = False
         self.ended = False  # the client ended its side (END_STREAM)
         self.task: asyncio.Task[None] | None = None
         self.window = window  # what this server may still send on the stream
@@ -502,10 +488,8 @@ class Connection(asyncio.Protocol):
         if self.going_away or len(self.streams) >= MAX_STREAMS:
             self.transport.write(frame(RST_STREAM, 0, sid, _U32.pack(REFUSED_STREAM)))
             return
-        stream = _Stream(sid, self.initial_window)
+        stream = _Stream(sid, head, self.initial_window)
         self.streams[sid] = stream
-        stream.encoding = head.encoding
-        stream.metadata = head.metadata
         if not head.content_type.startswith(b"application/grpc"):
             self._end(stream, _UNSUPPORTED_TYPE)
             return
@@ -540,19 +524,21 @@ class Connection(asyncio.Protocol):
         if flags & END_STREAM:
             stream.ended = True
             self._call(stream)
-        elif len(stream.data) >= 5 and (
-            _U32.unpack_from(stream.data, 1)[0] > self.server.max_message
-            or len(stream.data) > self.server.max_message + 5
-        ):
-            stream.too_large = True  # answered now; the client may stop sending
+        elif self._too_large(stream.data):  # answered now; the client may stop sending
             self._call(stream)
 
+    def _too_large(self, data: bytearray) -> bool:
+        """A message over ``max_message``, by its length prefix or by the bytes it came with."""
+        limit = self.server.max_message
+        return len(data) >= 5 and (_U32.unpack_from(data, 1)[0] > limit or len(data) > limit + 5)
+
     def _call(self, stream: _Stream) -> None:
-        """The request is complete: read its message and start its handler."""
+        """The request is complete (or too large already): read its message, start its
+        handler."""
         limit = self.server.max_message
         data = stream.data
         self._release(stream)
-        if stream.too_large or (len(data) >= 5 and _U32.unpack_from(data, 1)[0] > limit):
+        if self._too_large(data):
             size = _U32.unpack_from(data, 1)[0]
             self._error(
                 stream, RESOURCE_EXHAUSTED, f"Received message larger than max ({size} vs. {limit})"
@@ -563,7 +549,7 @@ class Connection(asyncio.Protocol):
             return
         message = bytes(data[5:])
         if data[0]:
-            encoding = stream.encoding
+            encoding = stream.head.encoding
             try:
                 if encoding == b"gzip":
                     message = zlib.decompress(message, 16 + zlib.MAX_WBITS)
@@ -588,7 +574,7 @@ class Connection(asyncio.Protocol):
         stream.task = self.loop.create_task(self._run(stream, stream.route, request))
 
     async def _run(self, stream: _Stream, route: Route, request: Any) -> None:
-        context = Context(stream.metadata)
+        context = Context(stream.head.metadata)
         try:
             response = await route.handler(request, context)
         except Abort as exc:
@@ -597,12 +583,12 @@ class Connection(asyncio.Protocol):
         except asyncio.CancelledError:
             return  # the client reset the call, or the connection is gone
         except Exception as exc:
-            if context.code is not None and _code(context.code) != OK:  # e.g. a base servicer
-                self._error(stream, _code(context.code), context.details, context.trailing)
+            if context.code is None or _code(context.code) == OK:  # not a set code (a base
+                # servicer's UNIMPLEMENTED raises NotImplementedError after setting it)
+                log.exception("serve: gRPC handler %s failed", route.handler.__name__)
+                self._error(stream, UNKNOWN, f"Unexpected {type(exc).__name__}", context.trailing)
                 return
-            log.exception("serve: gRPC handler %s failed", route.handler.__name__)
-            self._error(stream, UNKNOWN, f"Unexpected {type(exc).__name__}", context.trailing)
-            return
+            response = None
         if context.code is not None and _code(context.code) != OK:
             self._error(stream, _code(context.code), context.details, context.trailing)
             return
