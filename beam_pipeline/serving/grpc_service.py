@@ -83,8 +83,7 @@ def _raw_texts(tensors: Any) -> dict[str, list[bytes]] | None:
         if proto.dtype != _STRING or proto.tensor_content:
             return None
         values = texts[name] = list(proto.string_val)
-        if proto.tensor_shape.SerializeToString() != _row_shape(len(values)):  # see _check_shape
-            _check_shape(name, proto, len(values))
+        _check_shape(name, proto, len(values))
     return texts
 
 

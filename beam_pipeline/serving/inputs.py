@@ -137,17 +137,15 @@ def tensor_inputs(
 ) -> Inputs:
     """gRPC: one tensor of values per feature (strings as bytes, typed per batch); ``texts``:
     every tensor is a string tensor, its values a list of bytes."""
-    n = len(next(iter(columns.values()))) if columns else 0
-    for values in columns.values():
-        if len(values) != n:
-            lengths = {name: len(values) for name, values in columns.items()}
-            raise RequestError(
-                f"inputs: every tensor needs the same number of rows; received {lengths}"
-            )
-    if not n:
+    lengths = {name: len(values) for name, values in columns.items()}
+    if len(set(lengths.values())) > 1:
+        raise RequestError(
+            f"inputs: every tensor needs the same number of rows; received {lengths}"
+        )
+    if not columns or not next(iter(lengths.values())):
         raise RequestError("inputs: expected at least one row")
-    if not schema.name_set.issuperset(columns):
-        _unknown(set(columns), schema, "inputs")
+    _unknown(set(columns), schema, "inputs")
+    n = next(iter(lengths.values()))
     return Inputs(n, "inputs row {}", columns=columns, texts=texts, tensors=True)
 
 
