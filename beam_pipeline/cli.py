@@ -677,13 +677,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if workers < 1:
         raise ConfigError(f"--workers: expected >= 1; received {workers}")
     if workers == 1:
-        # prometheus_client reads this at import: a value left in the user's environment (for
-        # another server's workers) would put this lone process's metrics in that folder and
-        # sum that folder's files into its /metrics
-        from beam_pipeline.serving.workers import MULTIPROCESS_ENV
-
-        if os.environ.pop(MULTIPROCESS_ENV, None) and "prometheus_client" in sys.modules:
-            log.warning("serve: %s was set before prometheus_client loaded", MULTIPROCESS_ENV)
         serve(config, args.host or section.host, port, grpc_port, args.model)
         return 0
     if port == 0:

@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -196,6 +198,14 @@ def serve(
 ) -> None:
     import uvloop
 
+    if not shared:
+        # prometheus_client reads this at import: a value left in the user's environment (for
+        # another server's workers) would put this lone process's metrics in that folder and
+        # sum that folder's files into its /metrics
+        from beam_pipeline.serving.workers import MULTIPROCESS_ENV
+
+        if os.environ.pop(MULTIPROCESS_ENV, None) and "prometheus_client" in sys.modules:
+            log.warning("serve: %s was set before prometheus_client loaded", MULTIPROCESS_ENV)
     tensorflow_threads(serving_section(config).model_threads)
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:

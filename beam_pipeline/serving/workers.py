@@ -148,18 +148,12 @@ def supervise(argv: list[str], workers: int, command: list[str] | None = None) -
                     deaths.append(time.monotonic())
                     del deaths[:-16]
                     delay = restart_delay(deaths)
-                    if delay:
-                        log.error(
-                            "serve: worker %d exited with %d; starting another in %.0f s "
-                            "(%d deaths within %.0f s of each other)",
-                            pid,
-                            rc,
-                            delay,
-                            len(deaths),
-                            CRASH_WINDOW,
-                        )
-                    else:
-                        log.error("serve: worker %d exited with %d; starting another", pid, rc)
+                    log.error(
+                        "serve: worker %d exited with %d; starting another in %.0f s",
+                        pid,
+                        rc,
+                        delay,
+                    )
                     due.append(deaths[-1] + delay)
         return code
     finally:
