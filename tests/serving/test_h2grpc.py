@@ -7,6 +7,7 @@ driven through the serving stack in tests/serving/test_server.py and friends."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import socket
 import threading
 import time
@@ -313,3 +314,25 @@ def test_a_connection_holds_a_bounded_amount_of_unfinished_requests(server: _Ser
             data = b"".join(e.data for e in events if isinstance(e, h2.events.DataReceived))
             answered = predict_pb2.PredictResponse.FromString(data[5:])
             assert len(answered.outputs["x"].string_val) == 900
+
+
+@pytest.mark.parametrize("size", [0, 1, 126, 127, 128, 254, 255, 256, 16_383, 16_384, 70_000])
+def test_literal_fields_decode_with_hpack(size: int) -> None:
+    """`h2grpc.field` writes HPACK by hand (RFC 7541 6.2.2, integers 5.1): the `hpack` library
+    reads back the same name and value, around every prefix boundary of the length integers."""
+    import hpack
+
+    name, value = (
+        b"x-" + b"n" * (size % 300),
+        bytes(range(32, 127)) * (size // 95) + b"v" * (size % 95),
+    )
+    assert len(value) == size
+    decoder = hpack.Decoder()
+    decoder.max_header_list_size = 1 << 20
+    assert decoder.decode(h2grpc.field(name, value), raw=True) == [(name, value)]
+    trailers = h2grpc.metadata_fields([("X-Id", "abc"), ("blob-bin", b"\x00\xff" * size)])
+    decoded = hpack.Decoder()
+    decoded.max_header_list_size = 1 << 20
+    (k1, v1), (k2, v2) = decoded.decode(trailers, raw=True)
+    assert (k1, v1) == (b"x-id", b"abc")
+    assert k2 == b"blob-bin" and base64.b64decode(v2 + b"=" * (-len(v2) % 4)) == b"\x00\xff" * size
