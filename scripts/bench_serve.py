@@ -28,7 +28,7 @@ raw_clients.py; ``--grpc-client grpcio`` for grpc.aio, each client a channel of 
 ``--grpc-channels`` says fewer); a fixed number of clients each sending its next request when
 the last is answered. A gRPC request is one string tensor per feature, values as in a CSV file
 (``--grpc-inputs text``), or typed tensors as ``tf.make_tensor_proto`` makes them from the JSON
-values (``typed``: strings, int64, float; every case then uses rows with no missing value).
+values (``typed``: string, int32, float; every case then uses rows with no missing value).
 Each case reports the CPU per answered request of the server process (its threads' on-CPU time
 from /proc) and of the load generator over the measured window (they share the machine's
 cores). ``--compare-repo DIR`` adds a server ``base`` run from another checkout (e.g. main),
@@ -230,9 +230,10 @@ def complete_rows(n: int, names: list[str]) -> list[dict[str, Any]]:
 
 
 def _grpc_message(columns: dict[str, list[Any]], method: str) -> Any:
-    """The request: ``columns`` as tensors of a PredictRequest (strings as DT_STRING, ints as
-    DT_INT64, other numbers as DT_FLOAT), or a GetModelStatus."""
-    from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+    """The request: ``columns`` as ``tf.make_tensor_proto`` makes tensors of them, as TF
+    Serving's clients do (text: DT_STRING; ints: DT_INT32, floats: DT_FLOAT), or a
+    GetModelStatus."""
+    import tensorflow as tf
     from tensorflow_serving.apis import get_model_status_pb2, predict_pb2
 
     if method == "GetModelStatus":
@@ -242,21 +243,7 @@ def _grpc_message(columns: dict[str, list[Any]], method: str) -> Any:
     request = predict_pb2.PredictRequest()
     request.model_spec.name = "bench"
     for k, values in columns.items():
-        if all(isinstance(v, str) for v in values):
-            proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING)
-            proto.string_val.extend(v.encode() for v in values)
-        elif all(isinstance(v, int) for v in values):
-            proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_INT64)
-            proto.int64_val.extend(values)
-        else:
-            proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT)
-            proto.float_val.extend(values)
-        proto.tensor_shape.CopyFrom(
-            tensor_shape_pb2.TensorShapeProto(
-                dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=len(values))]
-            )
-        )
-        request.inputs[k].CopyFrom(proto)
+        request.inputs[k].CopyFrom(tf.make_tensor_proto(values))
     return request
 
 
@@ -731,7 +718,8 @@ def main() -> int:
         choices=["text", "typed"],
         default="text",
         help="gRPC request tensors: text (a string tensor per feature, CSV values; default) or "
-        "typed (int64, float and string tensors of rows with no missing value)",
+        "typed (tf.make_tensor_proto of the JSON values: string, int32 and float tensors; rows "
+        "with no missing value)",
     )
     p.add_argument("--naive-server", help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, help=argparse.SUPPRESS)

@@ -71,7 +71,8 @@ def test_bench_serve_runs_every_case_interleaved(tmp_path: Path) -> None:
 def test_bench_serve_with_two_workers_and_typed_grpc_tensors(tmp_path: Path) -> None:
     """``--set workers=2``: every worker started before the first case, the server's CPU counted
     over the workers (the supervisor itself does no serving work). ``--grpc-inputs typed``: the
-    gRPC requests are int64, float and string tensors, answered without a failure."""
+    gRPC requests are tf.make_tensor_proto tensors (string, int32, float), answered without a
+    failure."""
     result, _ = _bench(
         tmp_path,
         *["--set", "workers=2", "--rounds", "1", "--seconds", "0.3", "--clients", "4"],
