@@ -153,10 +153,11 @@ class Abort(Exception):
 class Context:
     """What a grpc.aio handler calls on its ``context``."""
 
-    __slots__ = ("_metadata", "trailing", "code", "details")
+    __slots__ = ("_metadata", "trailing", "code", "details", "request_bytes")
 
-    def __init__(self, metadata: tuple[tuple[str, Any], ...]) -> None:
+    def __init__(self, metadata: tuple[tuple[str, Any], ...], request_bytes: bytes = b"") -> None:
         self._metadata = metadata
+        self.request_bytes = request_bytes  # the message as received (uncompressed)
         self.trailing: tuple[tuple[str, Any], ...] = ()
         self.code: Any = None
         self.details = ""
@@ -571,10 +572,10 @@ class Connection(asyncio.Protocol):
         except Exception:  # protobuf's DecodeError, and whatever a broken message raises
             self._error(stream, INTERNAL, "Exception deserializing request!")
             return
-        stream.task = self.loop.create_task(self._run(stream, stream.route, request))
+        stream.task = self.loop.create_task(self._run(stream, stream.route, request, message))
 
-    async def _run(self, stream: _Stream, route: Route, request: Any) -> None:
-        context = Context(stream.head.metadata)
+    async def _run(self, stream: _Stream, route: Route, request: Any, message: bytes) -> None:
+        context = Context(stream.head.metadata, message)
         try:
             response = await route.handler(request, context)
         except Abort as exc:
