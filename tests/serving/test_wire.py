@@ -130,7 +130,10 @@ SPEC = _field(1, _field(1, b"bench"))
         SPEC + _entry(b"a", _tensor(b"1", dims=(), extra=_int(3, 2))),  # version_number
         SPEC + _field(2, _field(2, _tensor(b"1"))),  # no key: the name ""
         SPEC
-        + _entry(b"a", _int(1, 7) + _field(2, _field(2, _int(1, 1) + _field(2, b"rows"))) + _field(8, b"1")),
+        + _entry(
+            b"a",
+            _int(1, 7) + _field(2, _field(2, _int(1, 1) + _field(2, b"rows"))) + _field(8, b"1"),
+        ),
         SPEC + _entry(b"a", _int(1, 7) + _field(2, _int(3, 1)) + _field(8, b"1")),  # unknown_rank
     ],
 )
