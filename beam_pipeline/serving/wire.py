@@ -32,10 +32,13 @@ _MOST_VALUES = 8
 
 
 def _jit(fn: Any) -> Any:
+    """`numba.njit`, keeping the GIL: the scan takes ~2 µs, and handing the GIL to the model
+    thread for it would let that thread hold it for up to a switch interval (5 ms) before the
+    event loop gets it back."""
     try:
-        return numba.njit(cache=True, nogil=True)(fn)
+        return numba.njit(cache=True)(fn)
     except RuntimeError:  # no writable cache folder: compiled in memory each process
-        return numba.njit(nogil=True)(fn)
+        return numba.njit()(fn)
 
 
 @_jit
