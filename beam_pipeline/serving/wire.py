@@ -128,7 +128,9 @@ def _shape_ok(buf: np.ndarray, i: int, end: int, count: int) -> bool:  # pragma:
 
 
 @_jit
-def _tensor(buf: np.ndarray, i: int, end: int, spans: np.ndarray, at: int) -> int:  # pragma: no cover
+def _tensor(  # pragma: no cover
+    buf: np.ndarray, i: int, end: int, spans: np.ndarray, at: int
+) -> int:
     """Read the TensorProto in ``buf[i:end]``: its string values' byte ranges go to ``spans``
     from row ``at``; returns the next free row (-1: not the plain string tensor)."""
     dtype = -1

@@ -146,3 +146,87 @@ def test_render_batch_from_json_values_gives_the_same_records() -> None:
         fast_lines, arrow_lines = fast.decode().splitlines(), arrow.decode().splitlines()
         assert [json.loads(x) for x in fast_lines] == [json.loads(x) for x in arrow_lines]
         assert [list(json.loads(x)["features"]) for x in fast_lines] == [order] * n
+
+
+def _records_one_by_one(
+    kinds: list[Kind],
+    predictions: np.ndarray,
+    rids: list[str],
+    counts: list[int],
+    offsets: list[int],
+    order: list[str],
+    model: str,
+    version: int,
+    time_text: str,
+) -> bytes:
+    """The reference for `render_batch`'s JSON-values path: each piece of each record in Python,
+    each value written by orjson alone (the prediction as a float32)."""
+    import orjson
+
+    n = len(predictions)
+    layout = plog._layout(model, version, tuple(order), tuple(k.names for k in kinds))
+    constants = [c.encode() for c in layout.constants.to_pylist()]
+    values = {}
+    for kind in kinds:
+        for j, name in enumerate(kind.names):
+            values[name] = [orjson.dumps(v) for v in (kind.json or [])[j * n : j * n + n]]
+    out = []
+    row = 0
+    for rid, count, offset in zip(rids, counts, offsets, strict=True):
+        for i in range(count):
+            slots = {
+                layout.id_at: rid.encode(),
+                layout.number_at: str(offset + i).encode(),
+                layout.time_at: time_text.encode(),
+                layout.prediction_at: orjson.dumps(
+                    predictions[row : row + 1, 0].astype(np.float32),
+                    option=orjson.OPT_SERIALIZE_NUMPY,
+                )[1:-1],
+            }
+            for j, at in enumerate(layout.value_at.tolist()):
+                slots[at] = values[order[j]][row]
+            out += [
+                slots.get(p, constants[c] if c >= 0 else b"") for p, c in enumerate(layout.pieces)
+            ]
+            row += 1
+    return b"".join(out)
+
+
+def test_json_values_records_are_the_pieces_put_together_one_by_one() -> None:
+    """`render_batch` from JSON values (orjson's texts in a ``%`` template) against each record's
+    pieces written one by one: byte for byte, on generated batches (row numbers of 1 to 7 digits,
+    every kind of text, escapes, '%', ',' and line breaks in texts and names, empty strings,
+    nulls, excluded features)."""
+    rng = random.Random(5)
+    words = [None, "", "a", 'q"x', "b\\c", "é\n", ",", ",\n  %b", "\u2028", "x" * 200, "}\n{"]
+    for case in range(300):
+        counts = [rng.randint(1, 70 if case % 10 == 0 else 4) for _ in range(rng.randint(1, 6))]
+        offsets = [rng.choice([0, 0, 9, 64, 130, 99_999, 1_234_567]) for _ in counts]
+        n = sum(counts)
+        ints = [rng.choice([None, 0, 1, -5, 2**40, -(2**63)]) for _ in range(2 * n)]
+        floats = [rng.choice([None, 1.5, 1e20, 2.5e-05, 3, 0.1, -0.0, 1.0]) for _ in range(n)]
+        texts = [rng.choice(words) for _ in range(3 * n)]
+        kinds = [
+            Kind(("n", "m%"), pa.array(ints, pa.int64()), ints),
+            Kind(("x",), pa.array(floats, pa.float64()), floats),
+            Kind(("%s", "é", "a,b"), pa.array(texts, pa.string()), texts),
+        ]
+        rng.shuffle(kinds)
+        order = ["%s", "n", "x", "m%", "é", "a,b"]
+        rng.shuffle(order)
+        predictions = np.random.default_rng(case).normal(size=(n, 1)).astype(np.float32) * 1e3
+        rids = [
+            rng.choice(["r", "abc-1", "x" * 128, "a.b_c:d"]) + str(k) for k in range(len(counts))
+        ]
+        model = rng.choice(["taxi", 't%bx"\\', "é"])
+        args = (predictions, rids, counts, offsets, model, 7, "2026-01-01T00:00:00.000Z")
+        want = _records_one_by_one(
+            kinds, predictions, rids, counts, offsets, order, model, 7, args[-1]
+        )
+        assert plog.render_batch(kinds, *args, order) == want
+        kept = plog.without(kinds, {"x", "é"}, n)
+        narrow = [name for name in order if name not in {"x", "é"}]
+        want = _records_one_by_one(
+            kept, predictions, rids, counts, offsets, narrow, model, 7, args[-1]
+        )
+        assert plog.render_batch(kept, *args, narrow) == want
