@@ -5,7 +5,8 @@ Why: grpc.aio took ~600 µs of server CPU for a Predict call on this machine, ~3
 own machinery under the event loop and ~145 in its poller thread; a trivial grpc.aio handler cost
 230-280 µs a call where uvicorn answers ``/healthz`` in ~30 (docs/serving.md). Here a call is a
 few frames parsed from the connection's buffer, one task for the handler, and one write of the
-answer's frames.
+answer's frames, sent with the connection's other writes at the end of the loop's turn
+(`coalesce`).
 
 What it speaks (the server side of what gRPC clients send over a cleartext connection):
 
@@ -48,6 +49,8 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import hpack
+
+from beam_pipeline.serving.coalesce import CoalescingTransport
 
 log = logging.getLogger(__name__)
 
@@ -288,7 +291,8 @@ class Connection(asyncio.Protocol):
     # -- the connection --------------------------------------------------------------------
 
     def connection_made(self, transport: Any) -> None:
-        self.transport = transport
+        # the writes of one turn of the loop in one system call (`coalesce`)
+        self.transport = CoalescingTransport(transport, asyncio.get_running_loop())
         sock = transport.get_extra_info("socket")
         if sock is not None:
             try:

@@ -1,4 +1,4 @@
-"""`http1.CoalescingTransport`: a response's writes leave in one system call; nothing is held
+"""`coalesce.CoalescingTransport`: a response's writes leave in one system call; nothing is held
 past the turn of the event loop, lost on close, or sent after an abort. And through uvicorn: a
 REST answer arrives as one piece, a ``100 Continue`` is sent before the body is read."""
 
@@ -10,7 +10,8 @@ from typing import Any
 
 import uvicorn
 
-from beam_pipeline.serving.http1 import CoalescingHttpToolsProtocol, CoalescingTransport
+from beam_pipeline.serving.coalesce import CoalescingTransport
+from beam_pipeline.serving.http1 import CoalescingHttpToolsProtocol
 
 
 class FakeTransport:
