@@ -213,9 +213,11 @@ def _parse(request: Any, v: Version, message: bytes) -> tuple[str, Inputs]:
             f"outputs are {sorted(v.outputs)}"
         )
     if signature == RAW:
-        texts = wire.string_inputs(message)
-        if texts is None:
-            texts = _raw_texts(request.inputs)
+        found = wire.read_inputs(message)
+        if found is not None:
+            columns, all_text = found
+            return signature, tensor_inputs(columns, v.spec, texts=all_text)
+        texts = _raw_texts(request.inputs)
         if texts is not None:
             return signature, tensor_inputs(texts, v.spec, texts=True)
         columns = {k: _values(k, t) for k, t in request.inputs.items()}
