@@ -63,6 +63,16 @@ def _varint(buf: np.ndarray, i: int, end: int) -> tuple[int, int]:  # pragma: no
 
 
 @_jit
+def _length(buf: np.ndarray, i: int, end: int) -> tuple[int, int]:  # pragma: no cover
+    """A length-delimited field's length at ``i`` and the index after it; index -1 where the
+    length is malformed or runs past ``end``."""
+    length, i = _varint(buf, i, end)
+    if i < 0 or length < 0 or length > end - i:
+        return 0, _FAIL
+    return length, i
+
+
+@_jit
 def _skip(buf: np.ndarray, i: int, end: int, wire: int) -> int:  # pragma: no cover
     """The index after a field's value of wire type ``wire`` (-1: malformed, or a group)."""
     if wire == 0:
@@ -72,8 +82,8 @@ def _skip(buf: np.ndarray, i: int, end: int, wire: int) -> int:  # pragma: no co
     if wire == 5:
         return i + 4 if i + 4 <= end else _FAIL
     if wire == 2:
-        length, i = _varint(buf, i, end)
-        if i < 0 or length < 0 or length > end - i:
+        length, i = _length(buf, i, end)
+        if i < 0:
             return _FAIL
         return i + length
     return _FAIL
@@ -95,8 +105,8 @@ def _shape_ok(  # pragma: no cover
             return False
         field, wire = tag >> 3, tag & 7
         if field == 2 and wire == 2:  # dim
-            length, i = _varint(buf, i, end)
-            if i < 0 or length < 0 or length > end - i:
+            length, i = _length(buf, i, end)
+            if i < 0:
                 return False
             stop = i + length
             size = 0
@@ -137,24 +147,14 @@ def _shape_ok(  # pragma: no cover
 _INT32 = 2**31
 
 
+# by dtype, the TensorProto field holding its values: DT_FLOAT float_val, DT_DOUBLE double_val,
+# DT_INT32 int_val, DT_STRING string_val, DT_INT64 int64_val, DT_BOOL bool_val (-1: not read)
+_FIELD_OF = np.array([-1, 5, 6, 7, -1, -1, -1, 8, -1, 10, 11], np.int64)
+
+
 @_jit
 def _field_of(dtype: int) -> int:  # pragma: no cover
-    """The TensorProto field holding a dtype's values (DT_FLOAT float_val, DT_DOUBLE
-    double_val, DT_STRING string_val, DT_INT32 int_val, DT_INT64 int64_val, DT_BOOL bool_val);
-    -1 for the others."""
-    if dtype == 1:
-        return 5
-    if dtype == 2:
-        return 6
-    if dtype == 7:
-        return 8
-    if dtype == 3:
-        return 7
-    if dtype == 9:
-        return 10
-    if dtype == 10:
-        return 11
-    return -1
+    return _FIELD_OF[dtype] if 0 <= dtype < len(_FIELD_OF) else -1
 
 
 @_jit
@@ -185,8 +185,8 @@ def _tensor(  # pragma: no cover
         elif field == 2 and wire == 2:  # tensor_shape
             if shape_at != -1:
                 return -1, 0, 0, at, held
-            length, i = _varint(buf, i, end)
-            if i < 0 or length < 0 or length > end - i:
+            length, i = _length(buf, i, end)
+            if i < 0:
                 return -1, 0, 0, at, held
             shape_at, shape_end = i, i + length
             i = shape_end
@@ -196,8 +196,8 @@ def _tensor(  # pragma: no cover
             if seen != 0 and seen != 8:
                 return -1, 0, 0, at, held
             seen = 8
-            length, i = _varint(buf, i, end)
-            if i < 0 or length < 0 or length > end - i:
+            length, i = _length(buf, i, end)
+            if i < 0:
                 return -1, 0, 0, at, held
             spans[at, 0] = i
             spans[at, 1] = i + length
@@ -207,8 +207,8 @@ def _tensor(  # pragma: no cover
             if seen != 0:
                 return -1, 0, 0, at, held
             seen = field
-            length, i = _varint(buf, i, end)
-            if i < 0 or length < 0 or length > end - i or length % (4 if field == 5 else 8):
+            length, i = _length(buf, i, end)
+            if i < 0 or length % (4 if field == 5 else 8):
                 return -1, 0, 0, at, held
             run_at, run_bytes = i, length
             i += length
@@ -218,8 +218,8 @@ def _tensor(  # pragma: no cover
             seen = field
             stop = i + 1  # one varint
             if wire == 2:  # packed
-                length, i = _varint(buf, i, end)
-                if i < 0 or length < 0 or length > end - i:
+                length, i = _length(buf, i, end)
+                if i < 0:
                     return -1, 0, 0, at, held
                 stop = i + length
             while i < stop:
@@ -275,8 +275,8 @@ def _scan(  # pragma: no cover
             return entries[:0], spans[:0], ints[:0], False
         field, wire = tag >> 3, tag & 7
         if field == 2 and wire == 2:  # an inputs map entry
-            length, i = _varint(buf, i, n)
-            if i < 0 or length < 0 or length > n - i:
+            length, i = _length(buf, i, n)
+            if i < 0:
                 return entries[:0], spans[:0], ints[:0], False
             stop = i + length
             key_at, key_end = i, i  # an absent key is ""
@@ -289,15 +289,15 @@ def _scan(  # pragma: no cover
                 if i < 0:
                     return entries[:0], spans[:0], ints[:0], False
                 if t == (1 << 3) | 2:  # key
-                    size, i = _varint(buf, i, stop)
-                    if i < 0 or size < 0 or size > stop - i or keys:
+                    size, i = _length(buf, i, stop)
+                    if i < 0 or keys:
                         return entries[:0], spans[:0], ints[:0], False
                     key_at, key_end = i, i + size
                     keys = 1
                     i += size
                 elif t == (2 << 3) | 2:  # value: the TensorProto
-                    size, i = _varint(buf, i, stop)
-                    if i < 0 or size < 0 or size > stop - i or dtype != -2:
+                    size, i = _length(buf, i, stop)
+                    if i < 0 or dtype != -2:
                         return entries[:0], spans[:0], ints[:0], False
                     dtype, first, count, at, held = _tensor(buf, i, i + size, spans, at, ints, held)
                     if dtype < 0:
