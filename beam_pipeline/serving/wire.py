@@ -223,7 +223,7 @@ def _tensor(  # pragma: no cover
                     return -1, 0, 0, at, held
                 stop = i + length
             while i < stop:
-                value, i = _varint(buf, i, end)
+                value, i = _varint(buf, i, stop if wire == 2 else end)
                 if i < 0 or held >= len(ints):
                     return -1, 0, 0, at, held
                 if field == 7 and (value < -_INT32 or value >= _INT32):
@@ -232,8 +232,6 @@ def _tensor(  # pragma: no cover
                 held += 1
                 if wire == 0:
                     break
-            if i > stop and wire == 2:
-                return -1, 0, 0, at, held
         else:
             return -1, 0, 0, at, held
         if i < 0:
@@ -255,6 +253,39 @@ def _tensor(  # pragma: no cover
 
 
 @_jit
+def _entry(  # pragma: no cover
+    buf: np.ndarray, i: int, stop: int, spans: np.ndarray, at: int, ints: np.ndarray, held: int
+) -> tuple[int, int, int, int, int, int, int]:
+    """Read the ``inputs`` map entry in ``buf[i:stop]``: (name start, name end, then `_tensor`'s
+    dtype, first, count, next span row, next int); dtype -1 where it is not the plain case."""
+    key_at, key_end = i, i  # an absent key is ""
+    keys = 0
+    dtype = -2  # no tensor yet: an empty one, DT_INVALID
+    first = 0
+    count = 0
+    while i < stop:
+        tag, i = _varint(buf, i, stop)
+        size = 0
+        if i >= 0 and tag & 7 == 2:
+            size, i = _length(buf, i, stop)
+        if i < 0:
+            return 0, 0, -1, 0, 0, at, held
+        if tag == (1 << 3) | 2 and not keys:  # key
+            key_at, key_end = i, i + size
+            keys = 1
+        elif tag == (2 << 3) | 2 and dtype == -2:  # value: the TensorProto
+            dtype, first, count, at, held = _tensor(buf, i, i + size, spans, at, ints, held)
+            if dtype < 0:
+                return 0, 0, -1, 0, 0, at, held
+        else:  # another field, or one sent twice
+            return 0, 0, -1, 0, 0, at, held
+        i += size
+    if dtype == -2:
+        return 0, 0, -1, 0, 0, at, held
+    return key_at, key_end, dtype, first, count, at, held
+
+
+@_jit
 def _scan(  # pragma: no cover
     buf: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
@@ -271,53 +302,24 @@ def _scan(  # pragma: no cover
     i = 0
     while i < n:
         tag, i = _varint(buf, i, n)
-        if i < 0:
-            return entries[:0], spans[:0], ints[:0], False
-        field, wire = tag >> 3, tag & 7
-        if field == 2 and wire == 2:  # an inputs map entry
+        if i >= 0 and tag == (2 << 3) | 2:  # an inputs map entry
             length, i = _length(buf, i, n)
             if i < 0:
-                return entries[:0], spans[:0], ints[:0], False
-            stop = i + length
-            key_at, key_end = i, i  # an absent key is ""
-            keys = 0
-            dtype = -2  # no tensor yet
-            first = 0
-            count = 0
-            while i < stop:
-                t, i = _varint(buf, i, stop)
-                if i < 0:
-                    return entries[:0], spans[:0], ints[:0], False
-                if t == (1 << 3) | 2:  # key
-                    size, i = _length(buf, i, stop)
-                    if i < 0 or keys:
-                        return entries[:0], spans[:0], ints[:0], False
-                    key_at, key_end = i, i + size
-                    keys = 1
-                    i += size
-                elif t == (2 << 3) | 2:  # value: the TensorProto
-                    size, i = _length(buf, i, stop)
-                    if i < 0 or dtype != -2:
-                        return entries[:0], spans[:0], ints[:0], False
-                    dtype, first, count, at, held = _tensor(buf, i, i + size, spans, at, ints, held)
-                    if dtype < 0:
-                        return entries[:0], spans[:0], ints[:0], False
-                    i += size
-                else:
-                    return entries[:0], spans[:0], ints[:0], False
-            if dtype == -2:  # no tensor: an empty one, DT_INVALID
-                return entries[:0], spans[:0], ints[:0], False
-            entries[found, 0] = key_at
-            entries[found, 1] = key_end
-            entries[found, 2] = dtype
-            entries[found, 3] = first
-            entries[found, 4] = count
+                break
+            row = _entry(buf, i, i + length, spans, at, ints, held)
+            if row[2] < 0:
+                break
+            entries[found] = row[:5]
             found += 1
-        else:  # model_spec, output_filter, ...: read from the parsed message
-            i = _skip(buf, i, n, wire)
-            if i < 0:
-                return entries[:0], spans[:0], ints[:0], False
-    return entries[:found], spans[:at], ints[:held], True
+            at, held = row[5], row[6]
+            i += length
+        elif i >= 0:  # model_spec, output_filter, ...: read from the parsed message
+            i = _skip(buf, i, n, tag & 7)
+        if i < 0:
+            break
+    else:
+        return entries[:found], spans[:at], ints[:held], True
+    return entries[:0], spans[:0], ints[:0], False
 
 
 def read_inputs(message: bytes) -> tuple[dict[str, Any], bool] | None:
@@ -353,8 +355,8 @@ def read_inputs(message: bytes) -> tuple[dict[str, Any], bool] | None:
             elif dtype == 1 or dtype == 2:
                 kind = "<f4" if dtype == 1 else "<f8"  # protobuf's fixed32 / fixed64
                 values = np.frombuffer(message, kind, count, first).tolist()
-            elif dtype == 10:
-                values = [v != 0 for v in numbers[first : first + count]]
+            elif dtype == 10:  # (any varint but 0 is True, as the parser reads it)
+                values = (ints[first : first + count] != 0).tolist()
             else:
                 values = numbers[first : first + count]
             columns[message[key_at:key_end].decode()] = values
