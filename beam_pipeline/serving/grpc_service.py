@@ -195,8 +195,9 @@ def _fill(proto: Any, value: np.ndarray) -> None:
 
 def _parse(request: Any, v: Version, message: bytes) -> tuple[str, Inputs]:
     """The signature and inputs of a Predict ``request``; ``message``: its serialized bytes
-    (string tensors are read from them: `wire`)."""
-    names = set(request.inputs)
+    (the inputs are read from them when they are plain tensors: `wire`)."""
+    found = wire.read_inputs(message)
+    names = set(found[0] if found is not None else request.inputs)
     signature = request.model_spec.signature_name
     if not signature:
         takes_examples = names == {"examples"} and "examples" not in v.spec.names
@@ -213,7 +214,6 @@ def _parse(request: Any, v: Version, message: bytes) -> tuple[str, Inputs]:
             f"outputs are {sorted(v.outputs)}"
         )
     if signature == RAW:
-        found = wire.read_inputs(message)
         if found is not None:
             columns, all_text = found
             return signature, tensor_inputs(columns, v.spec, texts=all_text)
